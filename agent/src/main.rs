@@ -1,1 +1,359 @@
-fn main() {}
+//! `kenko-agent`: the node agent's command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kenko_agent::config::{Config, GlobalFlags};
+use kenko_agent::demo::{self, DemoSize};
+use kenko_agent::intake::{self, Env};
+use kenko_agent::metrics::METRICS;
+use kenko_agent::register::{self, RegisterIndex};
+use kenko_agent::sample::{self, IntakeSpec, SampleEncoding};
+use kenko_intake::YearMonth;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kenko-agent",
+    version,
+    about = "kenko's node agent: monthly vaccination-record intake, with metrics."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a local workspace with synthetic data, take a month of deliveries in, and print
+    /// what was accepted, returned and the fee summary.
+    Demo {
+        /// Residents in the synthetic register.
+        #[arg(long, default_value_t = 20_000)]
+        residents: usize,
+        /// Rows in the doctors' association's delivery (the clinic's is a quarter of it).
+        #[arg(long, default_value_t = 2_000)]
+        records: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Generate synthetic data (no real person's).
+    #[command(subcommand)]
+    Sample(SampleCommand),
+    /// The resident register.
+    #[command(subcommand)]
+    Residents(ResidentsCommand),
+    /// The monthly intake.
+    #[command(subcommand)]
+    Intake(IntakeCommand),
+    /// The long-running agent: watch the inbox and serve metrics.
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
+enum SampleCommand {
+    /// A resident register extract.
+    Residents {
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// A month's intake file for residents of a register extract made by `sample residents`.
+    Intake {
+        #[arg(long)]
+        residents: PathBuf,
+        #[arg(long)]
+        records: usize,
+        /// Claim month, YYYY-MM.
+        #[arg(long, value_parser = parse_month)]
+        month: YearMonth,
+        #[arg(long, default_value = "utf8", value_parser = parse_encoding)]
+        encoding: SampleEncoding,
+        /// Share of rows (0–1) with one injected error.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One institution's 10-digit code (default: several, as the doctors' association
+        /// delivers).
+        #[arg(long)]
+        institution: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ResidentsCommand {
+    /// Replace the stored register with an extract (atomically: a broken file changes nothing).
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+enum IntakeCommand {
+    /// Process every complete file in the inbox, then exit.
+    RunOnce {
+        /// Print one JSON summary object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the intake ledger.
+    Ledger {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_month(s: &str) -> Result<YearMonth, String> {
+    YearMonth::parse_iso(s).ok_or_else(|| format!("{s:?}: expected YYYY-MM"))
+}
+
+fn parse_encoding(s: &str) -> Result<SampleEncoding, String> {
+    SampleEncoding::parse(s).ok_or_else(|| format!("{s:?}: expected cp932 or utf8"))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KENKO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::resolve(&cli.global) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.json_logs);
+    match run(cli.command, &config) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "kenko-agent failed");
+            eprintln!("kenko-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo {
+            residents,
+            records,
+            seed,
+        } => {
+            let mut out = std::io::stdout().lock();
+            let summary = demo::run(
+                config,
+                DemoSize {
+                    residents,
+                    records,
+                    seed,
+                },
+                &mut out,
+            )?;
+            Ok(if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Sample(SampleCommand::Residents { count, out, seed }) => {
+            demo::write_file_atomically(&out, |w| sample::write_residents(w, count, seed))?;
+            eprintln!("wrote {count} synthetic residents to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample(SampleCommand::Intake {
+            residents,
+            records,
+            month,
+            encoding,
+            error_rate,
+            seed,
+            institution,
+            out,
+        }) => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&error_rate),
+                "--error-rate {error_rate}: expected a share between 0 and 1"
+            );
+            let people = sample::read_residents(&residents)
+                .with_context(|| format!("reading {}", residents.display()))?;
+            let mut spec = IntakeSpec::new(records, month, config.today());
+            spec.encoding = encoding;
+            spec.error_rate = error_rate;
+            spec.seed = seed;
+            spec.institution = institution;
+            let mut stats = None;
+            demo::write_file_atomically(&out, |w| {
+                stats = Some(sample::write_intake(w, &people, &spec)?);
+                Ok(())
+            })?;
+            let stats = stats.expect("written");
+            eprintln!(
+                "wrote {} rows ({} with an injected error) to {}",
+                stats.rows,
+                stats.injected_total(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Residents(ResidentsCommand::Import { file }) => {
+            let key = config.load_key()?;
+            let mut store = kenko_store::open(&config.database_url)?;
+            let n = register::import(store.as_mut(), &key, &file)?;
+            tracing::info!(residents = n, "resident register replaced");
+            println!("imported {n} residents");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Intake(IntakeCommand::RunOnce { json }) => {
+            let dirs = config.dirs();
+            dirs.create_all()
+                .with_context(|| format!("creating {}", dirs.root.display()))?;
+            let key = config.load_key()?;
+            let master = config.load_master()?;
+            let mut store = kenko_store::open(&config.database_url)?;
+            let index = RegisterIndex::load(store.as_mut())?;
+            METRICS.register_residents.set(index.len() as i64);
+            let mut env = Env {
+                store: store.as_mut(),
+                register: &index,
+                master: &master,
+                key: &key,
+                dirs: &dirs,
+                today: config.today(),
+            };
+            let summary = intake::run_once(&mut env, config.settle)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer(&mut out, &summary)?;
+                writeln!(out)?;
+            } else {
+                for s in &summary.file_summaries {
+                    writeln!(
+                        out,
+                        "{}: {} (rows {}, accepted {}, returned {})",
+                        s.file, s.disposition, s.rows, s.accepted, s.rejected
+                    )?;
+                }
+                writeln!(
+                    out,
+                    "{} file(s): {} loaded, {} returned, {} duplicate, {} failed; {} rows accepted, {} returned",
+                    summary.files,
+                    summary.loaded,
+                    summary.returned,
+                    summary.duplicates,
+                    summary.failed,
+                    summary.accepted,
+                    summary.rejected
+                )?;
+            }
+            Ok(if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Intake(IntakeCommand::Ledger { json }) => {
+            let mut store = kenko_store::open(&config.database_url)?;
+            let entries = store.ledger_all()?;
+            let mut out = std::io::stdout().lock();
+            for e in entries {
+                if json {
+                    serde_json::to_writer(
+                        &mut out,
+                        &serde_json::json!({
+                            "sha256": e.sha256, "file": e.file_name, "status": e.status,
+                            "encoding": e.encoding, "rows": e.rows, "accepted": e.accepted,
+                            "rejected": e.rejected, "destination": e.disposition, "moved": e.moved,
+                        }),
+                    )?;
+                    writeln!(out)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}  {:<8} {:>7} {:>7} {:>7}  {}",
+                        &e.sha256[..12],
+                        e.status,
+                        e.rows,
+                        e.accepted,
+                        e.rejected,
+                        e.file_name
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => run_agent(config),
+    }
+}
+
+fn run_agent(config: &Config) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let addr = config.metrics_addr;
+    let server = rt.spawn(async move {
+        let mut rx = shutdown_rx;
+        kenko_agent::metrics::serve(addr, async move {
+            let _ = rx.wait_for(|v| *v).await;
+        })
+        .await
+    });
+    let stop_signal = stop.clone();
+    rt.spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        tracing::info!("stopping after the current file");
+        stop_signal.store(true, Ordering::SeqCst);
+    });
+    let cfg = config.clone();
+    let loop_stop = stop.clone();
+    let intake = std::thread::Builder::new()
+        .name("intake".into())
+        .spawn(move || kenko_agent::watch::run(&cfg, loop_stop))?;
+    // If the metrics port cannot be bound, say so and stop: an agent nobody can scrape is
+    // an agent nobody knows is down.
+    let result = loop {
+        if intake.is_finished() {
+            break intake.join().expect("intake thread does not panic");
+        }
+        if server.is_finished() {
+            stop.store(true, Ordering::SeqCst);
+            let r = rt.block_on(server)?;
+            let _ = intake.join();
+            r.with_context(|| format!("serving metrics on {addr}"))?;
+            break Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = shutdown_tx.send(true);
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result.map(|_| ExitCode::SUCCESS)
+}

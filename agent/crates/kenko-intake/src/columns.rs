@@ -1,5 +1,24 @@
 //! The columns of the intake file and the header that maps them to positions.
 
+use crate::Reason;
+
+/// Longest header text quoted back in a problem, so a stray data row used as a header does
+/// not flood the report.
+const MAX_HEADER_TEXT: usize = 40;
+
+fn strip_bom(cell: &str) -> &str {
+    cell.trim_start_matches('\u{feff}')
+}
+
+/// The cell as the institution wrote it (trimmed, shortened) for an unknown-column problem.
+fn header_text(cell: &str) -> String {
+    strip_bom(cell)
+        .trim()
+        .chars()
+        .take(MAX_HEADER_TEXT)
+        .collect()
+}
+
 /// One column of the intake file. Identity columns first, then the 16 fields of 別添2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Column {
@@ -59,12 +78,58 @@ impl Column {
     /// 接種場所, 接種時年齢, 請求年月, 診察区分, LOT-NO, ワクチン, 転入前接種, 予診医師名,
     /// 接種医師名, 公費自費区分, 委託料, 接種量, 備考1, 備考2, 備考3.
     pub fn ja(self) -> &'static str {
-        todo!()
+        match self {
+            Column::ResidentNo => "宛名番号",
+            Column::MyNumber => "個人番号",
+            Column::Name => "氏名",
+            Column::Sex => "性別",
+            Column::BirthDate => "生年月日",
+            Column::Address => "住所",
+            Column::VaccinatedOn => "接種日",
+            Column::Institution => "接種場所",
+            Column::Age => "接種時年齢",
+            Column::ClaimMonth => "請求年月",
+            Column::ExamCategory => "診察区分",
+            Column::LotNo => "LOT-NO",
+            Column::Vaccine => "ワクチン",
+            Column::MovedIn => "転入前接種",
+            Column::PrescreenDoctor => "予診医師名",
+            Column::VaccinatingDoctor => "接種医師名",
+            Column::Payment => "公費自費区分",
+            Column::Fee => "委託料",
+            Column::Dose => "接種量",
+            Column::Remarks1 => "備考1",
+            Column::Remarks2 => "備考2",
+            Column::Remarks3 => "備考3",
+        }
     }
 
     /// A short English name for maintainers, e.g. `vaccinated_on`.
     pub fn en(self) -> &'static str {
-        todo!()
+        match self {
+            Column::ResidentNo => "resident_no",
+            Column::MyNumber => "mynumber",
+            Column::Name => "name",
+            Column::Sex => "sex",
+            Column::BirthDate => "birth_date",
+            Column::Address => "address",
+            Column::VaccinatedOn => "vaccinated_on",
+            Column::Institution => "institution",
+            Column::Age => "age",
+            Column::ClaimMonth => "claim_month",
+            Column::ExamCategory => "exam_category",
+            Column::LotNo => "lot_no",
+            Column::Vaccine => "vaccine",
+            Column::MovedIn => "moved_in",
+            Column::PrescreenDoctor => "prescreen_doctor",
+            Column::VaccinatingDoctor => "vaccinating_doctor",
+            Column::Payment => "payment",
+            Column::Fee => "fee",
+            Column::Dose => "dose",
+            Column::Remarks1 => "remarks1",
+            Column::Remarks2 => "remarks2",
+            Column::Remarks3 => "remarks3",
+        }
     }
 
     /// Whether the header must contain this column (個人番号 and 備考1–3 may be absent).
@@ -77,15 +142,30 @@ impl Column {
 
     /// Recognises a header cell after NFKC normalisation and removal of all white space.
     pub fn from_header(cell: &str) -> Option<Column> {
-        let _ = cell;
-        todo!()
+        let mut key = String::with_capacity(cell.len());
+        // A UTF-8 BOM survives decoding in the first cell; it is neither white space nor
+        // changed by NFKC, so it is dropped explicitly.
+        crate::normalize::compact_into(strip_bom(cell), &mut key);
+        if let Some(c) = Column::ALL.iter().copied().find(|c| c.ja() == key) {
+            return Some(c);
+        }
+        // Lot number spellings seen in the wild; CP932 and JIS conversions yield different dashes.
+        let lot = key.replace(['\u{2010}', '\u{2011}', '\u{2212}'], "-");
+        if ["LOT-NO", "LOTNO", "LOT_NO"]
+            .iter()
+            .any(|k| lot.eq_ignore_ascii_case(k))
+            || key == "ロット番号"
+        {
+            return Some(Column::LotNo);
+        }
+        None
     }
 }
 
 /// A problem with the header row (file level). `column` is header text, never row data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderProblem {
-    pub reason: crate::Reason,
+    pub reason: Reason,
     pub column: String,
 }
 
@@ -99,9 +179,40 @@ pub struct Header {
 impl Header {
     /// Maps header cells to columns. Problems (missing, unknown or duplicate columns) are all
     /// reported at once, in header order then `Column::ALL` order for missing ones.
-    pub fn resolve<'a>(cells: impl IntoIterator<Item = &'a str>) -> Result<Header, Vec<HeaderProblem>> {
-        let _ = cells;
-        todo!()
+    pub fn resolve<'a>(
+        cells: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Header, Vec<HeaderProblem>> {
+        let mut index = [None; Column::COUNT];
+        let mut problems = Vec::new();
+        let mut width = 0;
+        for (i, cell) in cells.into_iter().enumerate() {
+            width = i + 1;
+            match Column::from_header(cell) {
+                None => problems.push(HeaderProblem {
+                    reason: Reason::UnknownColumn,
+                    column: header_text(cell),
+                }),
+                Some(c) if index[c as usize].is_some() => problems.push(HeaderProblem {
+                    // The canonical name, since the two cells may be spelled differently.
+                    reason: Reason::DuplicateColumn,
+                    column: c.ja().to_owned(),
+                }),
+                Some(c) => index[c as usize] = Some(i),
+            }
+        }
+        for c in Column::ALL {
+            if c.is_required_column() && index[c as usize].is_none() {
+                problems.push(HeaderProblem {
+                    reason: Reason::MissingColumn,
+                    column: c.ja().to_owned(),
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(Header { index, width })
+        } else {
+            Err(problems)
+        }
     }
 
     /// A header with every column in `Column::ALL` order.
@@ -110,7 +221,10 @@ impl Header {
         for (i, slot) in index.iter_mut().enumerate() {
             *slot = Some(i);
         }
-        Header { index, width: Column::COUNT }
+        Header {
+            index,
+            width: Column::COUNT,
+        }
     }
 
     /// Number of fields a row must have.
@@ -129,5 +243,109 @@ impl Header {
             Some(i) => fields.get(i).copied().unwrap_or(""),
             None => "",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_canonical_name_is_recognised() {
+        for c in Column::ALL {
+            assert_eq!(Column::from_header(c.ja()), Some(c), "{c:?}");
+            assert_eq!(Column::ALL[c as usize], c);
+        }
+        let mut en: Vec<_> = Column::ALL.iter().map(|c| c.en()).collect();
+        en.sort_unstable();
+        en.dedup();
+        assert_eq!(en.len(), Column::COUNT);
+    }
+
+    #[test]
+    fn header_cells_are_normalised() {
+        assert_eq!(Column::from_header("ＬＯＴ－ＮＯ"), Some(Column::LotNo));
+        assert_eq!(Column::from_header("LOT - NO"), Some(Column::LotNo));
+        assert_eq!(Column::from_header("lot_no"), Some(Column::LotNo));
+        assert_eq!(Column::from_header("LotNo"), Some(Column::LotNo));
+        assert_eq!(Column::from_header("ロット番号"), Some(Column::LotNo));
+        assert_eq!(Column::from_header("備考１"), Some(Column::Remarks1));
+        assert_eq!(
+            Column::from_header(" 宛名\u{3000}番号 "),
+            Some(Column::ResidentNo)
+        );
+        assert_eq!(
+            Column::from_header("\u{feff}宛名番号"),
+            Some(Column::ResidentNo)
+        );
+        assert_eq!(Column::from_header("ﾜｸﾁﾝ"), Some(Column::Vaccine));
+        assert_eq!(Column::from_header("電話番号"), None);
+        assert_eq!(Column::from_header(""), None);
+    }
+
+    #[test]
+    fn canonical_header_resolves() {
+        let h = Header::resolve(Column::ALL.iter().map(|c| c.ja())).unwrap();
+        assert_eq!(h.width(), Column::COUNT);
+        for c in Column::ALL {
+            assert_eq!(h.position(c), Header::canonical().position(c));
+        }
+    }
+
+    #[test]
+    fn optional_columns_may_be_absent_and_order_is_free() {
+        let mut cells: Vec<&str> = Column::ALL
+            .iter()
+            .filter(|c| c.is_required_column())
+            .map(|c| c.ja())
+            .collect();
+        cells.reverse();
+        let h = Header::resolve(cells.iter().copied()).unwrap();
+        assert_eq!(h.width(), cells.len());
+        assert_eq!(h.position(Column::MyNumber), None);
+        assert_eq!(h.position(Column::ResidentNo), Some(cells.len() - 1));
+        let fields: Vec<&str> = (0..cells.len()).map(|_| "x").collect();
+        assert_eq!(h.get(Column::Remarks1, &fields), "");
+        assert_eq!(h.get(Column::ResidentNo, &fields), "x");
+    }
+
+    #[test]
+    fn all_header_problems_are_reported() {
+        let long = "あ".repeat(60);
+        let mut cells: Vec<&str> = Column::ALL.iter().map(|c| c.ja()).collect();
+        cells.retain(|c| *c != "氏名" && *c != "住所");
+        cells.push(" 電話番号 ");
+        cells.push("ＬＯＴ－ＮＯ");
+        cells.push(&long);
+        cells.push("");
+        let problems = Header::resolve(cells).unwrap_err();
+        let got: Vec<(Reason, String)> =
+            problems.into_iter().map(|p| (p.reason, p.column)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Reason::UnknownColumn, "電話番号".to_owned()),
+                (Reason::DuplicateColumn, "LOT-NO".to_owned()),
+                (Reason::UnknownColumn, "あ".repeat(40)),
+                (Reason::UnknownColumn, String::new()),
+                (Reason::MissingColumn, "氏名".to_owned()),
+                (Reason::MissingColumn, "住所".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bom_in_the_first_cell_is_ignored() {
+        let mut cells: Vec<String> = Column::ALL.iter().map(|c| c.ja().to_owned()).collect();
+        cells[0].insert(0, '\u{feff}');
+        let h = Header::resolve(cells.iter().map(String::as_str)).unwrap();
+        assert_eq!(h.position(Column::ResidentNo), Some(0));
+    }
+
+    #[test]
+    fn empty_header_misses_every_required_column() {
+        let problems = Header::resolve(std::iter::empty()).unwrap_err();
+        assert!(problems.iter().all(|p| p.reason == Reason::MissingColumn));
+        assert_eq!(problems.len(), Column::COUNT - 4);
     }
 }

@@ -15,8 +15,8 @@ pub mod normalize;
 pub mod reason;
 
 pub use check::{
-    Checker, Domain, ExamCategory, Issue, Loss, LossKind, Payment, Record, Register,
-    RegisterEntry, RowErrors, Sex, Token, Tokenizer,
+    Checker, Domain, ExamCategory, Issue, Loss, LossKind, Payment, Record, Register, RegisterEntry,
+    RowErrors, Sex, Token, Tokenizer,
 };
 pub use columns::{Column, Header, HeaderProblem};
 pub use date::{DateError, YearMonth};

@@ -104,8 +104,18 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_malformed() {
-        for s in ["", "12345678901", "1234567890123", "12345678901a", "１２３４５６７８９０１８"] {
-            assert_eq!(MyNumber::parse(s).unwrap_err(), MyNumberError::Malformed, "{s:?}");
+        for s in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901a",
+            "１２３４５６７８９０１８",
+        ] {
+            assert_eq!(
+                MyNumber::parse(s).unwrap_err(),
+                MyNumberError::Malformed,
+                "{s:?}"
+            );
         }
     }
 

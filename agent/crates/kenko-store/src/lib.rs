@@ -1,1 +1,315 @@
-//! store
+//! The record store: residents (as tokens), vaccination records and the intake ledger, in
+//! SQLite (the embedded default) or PostgreSQL (in the cluster). Both adapters implement
+//! [`Store`] with the same schema and the same semantics, and the same tests run on both.
+//!
+//! The store never sees plaintext names, addresses or My Numbers: the agent hands it keyed
+//! tokens and AES-GCM ciphertexts. An intake is one transaction ([`IntakeTx`]): the ledger
+//! row, the accepted records and the months whose fee summaries must be rebuilt commit
+//! together or not at all.
+
+mod postgres_store;
+mod sqlite_store;
+
+use chrono::NaiveDate;
+use kenko_intake::Token;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub use postgres_store::PostgresStore;
+pub use sqlite_store::SqliteStore;
+
+/// Store errors. `reason()` is stable and used in metrics labels and logs. Messages carry
+/// the driver's text, which never includes bound values (we only bind tokens and ciphertexts
+/// for personal fields anyway).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {target}: {message}")]
+    Open { target: String, message: String },
+    #[error("the store's schema could not be created or upgraded: {0}")]
+    Migrate(String),
+    #[error("store query failed ({context}): {message}")]
+    Query {
+        context: &'static str,
+        message: String,
+    },
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+}
+
+impl StoreError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::Open { .. } => "store_unavailable",
+            StoreError::Migrate(_) => "store_migration_failed",
+            StoreError::Query { .. } => "store_query_failed",
+            StoreError::UnsupportedUrl(_) => "store_url_invalid",
+        }
+    }
+
+    pub(crate) fn query(context: &'static str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Query {
+            context,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One resident of the register extract, as stored: tokens and ciphertext, not values.
+#[derive(Debug, Clone, Zeroize, ZeroizeOnDrop)]
+pub struct StoredResident {
+    pub resident_no: i64,
+    pub mynumber_token: Option<Token>,
+    pub mynumber_ct: Option<Vec<u8>>,
+    pub name_token: Token,
+    /// 1 male, 2 female.
+    pub sex: i16,
+    /// `YYYY-MM-DD`.
+    pub birth: String,
+    pub address_token: Token,
+    /// 1 deceased, 2 moved out.
+    pub loss_kind: Option<i16>,
+    /// `YYYY-MM-DD`.
+    pub loss_on: Option<String>,
+}
+
+/// One accepted vaccination record, ready to insert.
+#[derive(Debug, Clone, Default, Zeroize, ZeroizeOnDrop)]
+pub struct StoredRecord {
+    /// The row number in the input file (header = 1).
+    pub row_no: i64,
+    pub resident_no: i64,
+    pub mynumber_token: Option<Token>,
+    pub mynumber_ct: Option<Vec<u8>>,
+    /// `YYYY-MM-DD`.
+    pub vaccinated_on: String,
+    pub institution: String,
+    pub age: i32,
+    /// `YYYY-MM`.
+    pub claim_month: String,
+    /// 1 接種, 2 予診のみ.
+    pub exam: i16,
+    pub lot_no: String,
+    pub vaccine: String,
+    pub moved_in: bool,
+    pub prescreen_doctor: String,
+    pub vaccinating_doctor: String,
+    /// 1 公費, 2 自費.
+    pub payment: i16,
+    pub fee: i64,
+    pub dose_centi_ml: Option<i32>,
+    pub remarks: [String; 3],
+}
+
+impl StoredRecord {
+    /// The duplicate key: same resident, date, vaccine and examination category.
+    pub fn key(&self) -> (i64, &str, &str, i16) {
+        (
+            self.resident_no,
+            &self.vaccinated_on,
+            &self.vaccine,
+            self.exam,
+        )
+    }
+}
+
+/// What became of a record handed to [`IntakeTx::insert_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// An earlier row of the same file has the same key.
+    DuplicateInFile,
+    /// A record with the same key was loaded from an earlier file.
+    DuplicateOfLoaded,
+}
+
+/// The ledger's view of one delivered file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// SHA-256 of the file's bytes, lower-case hex.
+    pub sha256: String,
+    pub file_name: String,
+    /// `loaded` (some or all rows in) or `rejected` (nothing in).
+    pub status: String,
+    /// `utf-8` or `cp932`.
+    pub encoding: String,
+    pub rows: i64,
+    pub accepted: i64,
+    pub rejected: i64,
+    /// Per reason counts as a JSON object, keys sorted.
+    pub reasons_json: String,
+    /// Where the input went: `processed/NAME` or `returned/NAME`.
+    pub disposition: String,
+    /// True once the input has been moved out of the inbox.
+    pub moved: bool,
+}
+
+/// One line of a monthly fee summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeLine {
+    pub claim_month: String,
+    pub institution: String,
+    pub vaccine: String,
+    pub count: i64,
+    pub total_fee: i64,
+}
+
+/// The operations kenko needs from a record store.
+pub trait Store: Send {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn kind(&self) -> &'static str;
+
+    /// Replaces the whole register in one transaction; returns the number of residents.
+    /// The iterator may fail part-way: then nothing changes.
+    fn replace_residents(
+        &mut self,
+        residents: &mut dyn Iterator<Item = std::result::Result<StoredResident, String>>,
+    ) -> std::result::Result<usize, ReplaceError>;
+
+    /// Every resident, for building the in-memory register index.
+    fn for_each_resident(&mut self, f: &mut dyn FnMut(StoredResident)) -> Result<()>;
+
+    /// A number that changes whenever the register is replaced (to know when to reload it).
+    fn register_generation(&mut self) -> Result<i64>;
+
+    fn ledger_get(&mut self, sha256: &str) -> Result<Option<LedgerEntry>>;
+
+    /// Ledger entries whose input has not been moved out of the inbox yet (crash recovery).
+    fn ledger_unmoved(&mut self) -> Result<Vec<LedgerEntry>>;
+
+    fn ledger_mark_moved(&mut self, sha256: &str) -> Result<()>;
+
+    /// Every ledger entry, oldest first.
+    fn ledger_all(&mut self) -> Result<Vec<LedgerEntry>>;
+
+    /// Records a file that was rejected as a whole (nothing loaded), in its own transaction.
+    fn ledger_insert_rejected(&mut self, entry: &LedgerEntry) -> Result<()>;
+
+    /// Starts an intake transaction for a file.
+    fn begin_intake<'s>(
+        &'s mut self,
+        sha256: &str,
+        file_name: &str,
+    ) -> Result<Box<dyn IntakeTx + 's>>;
+
+    /// Claim months whose fee summary must be rebuilt.
+    fn dirty_months(&mut self) -> Result<Vec<String>>;
+
+    fn clear_dirty_month(&mut self, month: &str) -> Result<()>;
+
+    /// The fee summary of a claim month, sorted by institution then vaccine.
+    fn fee_summary(&mut self, month: &str) -> Result<Vec<FeeLine>>;
+
+    /// Every record as a canonical text line (no ids, no times), sorted: for tests and for
+    /// `kenko-agent intake export`. Personal fields appear only as tokens/ciphertext lengths.
+    fn record_lines(&mut self) -> Result<Vec<String>>;
+
+    /// Number of stored records.
+    fn record_count(&mut self) -> Result<i64>;
+}
+
+/// Why [`Store::replace_residents`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// One file's intake transaction. Dropping it without `commit` rolls everything back.
+pub trait IntakeTx {
+    /// Inserts the records that are not duplicates, in order, and says what became of each.
+    fn insert_batch(&mut self, records: &[StoredRecord]) -> Result<Vec<InsertOutcome>>;
+
+    /// Completes the ledger row, marks the touched claim months dirty and commits.
+    fn commit(self: Box<Self>, entry: &LedgerEntry, months: &[String]) -> Result<()>;
+}
+
+/// Opens the store a database URL names and creates or upgrades its schema.
+/// `sqlite://PATH` (or a bare path ending in `.db`/`.sqlite`) or `postgres://...`.
+pub fn open(url: &str) -> Result<Box<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(PostgresStore::connect(url)?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// A URL without its password, for errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Parses a stored `YYYY-MM-DD`.
+pub fn parse_iso_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+pub(crate) fn token_from(bytes: &[u8]) -> Token {
+    let mut t = [0u8; 16];
+    let n = bytes.len().min(16);
+    t[..n].copy_from_slice(&bytes[..n]);
+    t
+}
+
+pub(crate) fn record_line(
+    r: &StoredRecord,
+    file_sha: &str,
+    mynumber_ct_len: usize,
+    mynumber_token_hex: &str,
+) -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}|{}|{}",
+        file_sha,
+        r.row_no,
+        r.resident_no,
+        mynumber_token_hex,
+        mynumber_ct_len,
+        r.vaccinated_on,
+        r.institution,
+        r.age,
+        r.claim_month,
+        r.exam,
+        r.lot_no,
+        r.vaccine,
+        r.moved_in,
+        r.prescreen_doctor,
+        r.vaccinating_doctor,
+        r.payment,
+        r.dose_centi_ml,
+        r.fee,
+        r.remarks[0],
+        r.remarks[1],
+        r.remarks[2],
+        ""
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_url_hides_the_password() {
+        assert_eq!(
+            redact_url("postgres://kenko:s3cret@db:5432/kenko"),
+            "postgres://kenko:***@db:5432/kenko"
+        );
+        assert_eq!(
+            redact_url("postgres://root@127.0.0.1/test"),
+            "postgres://root@127.0.0.1/test"
+        );
+    }
+}

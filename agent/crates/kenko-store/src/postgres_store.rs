@@ -1,0 +1,554 @@
+//! PostgreSQL adapter (the store in the cluster). Records go in by binary `COPY`, batch by
+//! batch inside the intake's transaction; duplicates are found first with one set-based
+//! lookup per batch, so the database does one round trip per few thousand rows, not per row.
+//! Intakes from several agents are serialised by a transaction-scoped advisory lock.
+
+use std::collections::HashMap;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, NoTls, Transaction};
+
+use crate::sqlite_store::hex_lower;
+use crate::{
+    record_line, token_from, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, Result,
+    Store, StoreError, StoredRecord, StoredResident,
+};
+
+const SCHEMA: &str = r#"
+SELECT pg_advisory_xact_lock(7346021);
+CREATE TABLE IF NOT EXISTS kenko_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS residents (
+    resident_no    BIGINT PRIMARY KEY,
+    mynumber_token BYTEA,
+    mynumber_ct    BYTEA,
+    name_token     BYTEA NOT NULL,
+    sex            SMALLINT NOT NULL,
+    birth          TEXT NOT NULL,
+    address_token  BYTEA NOT NULL,
+    loss_kind      SMALLINT,
+    loss_on        TEXT
+);
+CREATE TABLE IF NOT EXISTS intake_ledger (
+    id           BIGSERIAL PRIMARY KEY,
+    sha256       TEXT NOT NULL UNIQUE,
+    file_name    TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    encoding     TEXT NOT NULL DEFAULT '',
+    rows         BIGINT NOT NULL DEFAULT 0,
+    accepted     BIGINT NOT NULL DEFAULT 0,
+    rejected     BIGINT NOT NULL DEFAULT 0,
+    reasons_json TEXT NOT NULL DEFAULT '{}',
+    disposition  TEXT NOT NULL DEFAULT '',
+    moved        BOOLEAN NOT NULL DEFAULT FALSE,
+    started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    finished_at  TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS records (
+    id                 BIGSERIAL PRIMARY KEY,
+    intake_id          BIGINT NOT NULL REFERENCES intake_ledger(id),
+    row_no             BIGINT NOT NULL,
+    resident_no        BIGINT NOT NULL,
+    mynumber_token     BYTEA,
+    mynumber_ct        BYTEA,
+    vaccinated_on      TEXT NOT NULL,
+    institution        TEXT NOT NULL,
+    age                INTEGER NOT NULL,
+    claim_month        TEXT NOT NULL,
+    exam               SMALLINT NOT NULL,
+    lot_no             TEXT NOT NULL,
+    vaccine            TEXT NOT NULL,
+    moved_in           BOOLEAN NOT NULL,
+    prescreen_doctor   TEXT NOT NULL,
+    vaccinating_doctor TEXT NOT NULL,
+    payment            SMALLINT NOT NULL,
+    fee                BIGINT NOT NULL,
+    dose_centi_ml      INTEGER,
+    remarks1           TEXT NOT NULL,
+    remarks2           TEXT NOT NULL,
+    remarks3           TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records (resident_no, vaccinated_on, vaccine, exam);
+CREATE TABLE IF NOT EXISTS dirty_months (
+    claim_month TEXT PRIMARY KEY
+);
+INSERT INTO kenko_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
+INSERT INTO kenko_meta (key, value) VALUES ('register_generation', '0') ON CONFLICT DO NOTHING;
+"#;
+
+const LEDGER_COLUMNS: &str =
+    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved";
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    client: Client,
+}
+
+fn q(context: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
+    move |e| StoreError::query(context, e)
+}
+
+fn ledger_from_row(row: &postgres::Row) -> LedgerEntry {
+    LedgerEntry {
+        sha256: row.get(0),
+        file_name: row.get(1),
+        status: row.get(2),
+        encoding: row.get(3),
+        rows: row.get(4),
+        accepted: row.get(5),
+        rejected: row.get(6),
+        reasons_json: row.get(7),
+        disposition: row.get(8),
+        moved: row.get(9),
+    }
+}
+
+impl PostgresStore {
+    /// Connects and creates or upgrades the schema.
+    pub fn connect(url: &str) -> Result<PostgresStore> {
+        let mut client = Client::connect(url, NoTls).map_err(|e| StoreError::Open {
+            target: crate::redact_url(url),
+            message: e.to_string(),
+        })?;
+        let mut tx = client
+            .transaction()
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        tx.batch_execute(SCHEMA)
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        tx.commit()
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(PostgresStore { client })
+    }
+}
+
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn replace_residents(
+        &mut self,
+        residents: &mut dyn Iterator<Item = std::result::Result<StoredResident, String>>,
+    ) -> std::result::Result<usize, ReplaceError> {
+        let mut tx = self.client.transaction().map_err(q("begin register"))?;
+        tx.execute("LOCK TABLE residents IN ACCESS EXCLUSIVE MODE", &[])
+            .map_err(q("lock register"))?;
+        tx.execute("DELETE FROM residents", &[])
+            .map_err(q("clear register"))?;
+        let sink = tx
+            .copy_in(
+                "COPY residents (resident_no, mynumber_token, mynumber_ct, name_token, sex, birth, \
+                 address_token, loss_kind, loss_on) FROM STDIN (FORMAT binary)",
+            )
+            .map_err(q("start register copy"))?;
+        let mut w = BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::INT8,
+                Type::BYTEA,
+                Type::BYTEA,
+                Type::BYTEA,
+                Type::INT2,
+                Type::TEXT,
+                Type::BYTEA,
+                Type::INT2,
+                Type::TEXT,
+            ],
+        );
+        let mut n = 0usize;
+        for r in residents {
+            let r = r.map_err(ReplaceError::Input)?;
+            let mt = r.mynumber_token.map(|t| t.to_vec());
+            w.write(&[
+                &r.resident_no,
+                &mt,
+                &r.mynumber_ct,
+                &&r.name_token[..],
+                &r.sex,
+                &r.birth,
+                &&r.address_token[..],
+                &r.loss_kind,
+                &r.loss_on,
+            ])
+            .map_err(q("copy resident"))?;
+            n += 1;
+        }
+        w.finish().map_err(|e| match e.as_db_error() {
+            Some(db) if db.code() == &postgres::error::SqlState::UNIQUE_VIOLATION => {
+                ReplaceError::Input(
+                    "a 宛名番号 appears more than once in the register extract".to_string(),
+                )
+            }
+            _ => ReplaceError::Store(StoreError::query("finish register copy", e)),
+        })?;
+        tx.execute(
+            "UPDATE kenko_meta SET value = (value::bigint + 1)::text WHERE key = 'register_generation'",
+            &[],
+        )
+        .map_err(q("bump register generation"))?;
+        tx.commit().map_err(q("commit register"))?;
+        Ok(n)
+    }
+
+    fn for_each_resident(&mut self, f: &mut dyn FnMut(StoredResident)) -> Result<()> {
+        let params: [&(dyn ToSql + Sync); 0] = [];
+        let it = self
+            .client
+            .query_raw(
+                "SELECT resident_no, mynumber_token, mynumber_ct, name_token, sex, birth, \
+                 address_token, loss_kind, loss_on FROM residents",
+                params,
+            )
+            .map_err(q("scan register"))?;
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut it = it;
+        while let Some(row) = it.next().map_err(q("scan register"))? {
+            f(StoredResident {
+                resident_no: row.get(0),
+                mynumber_token: row.get::<_, Option<&[u8]>>(1).map(token_from),
+                mynumber_ct: row.get(2),
+                name_token: token_from(row.get::<_, &[u8]>(3)),
+                sex: row.get(4),
+                birth: row.get(5),
+                address_token: token_from(row.get::<_, &[u8]>(6)),
+                loss_kind: row.get(7),
+                loss_on: row.get(8),
+            });
+        }
+        Ok(())
+    }
+
+    fn register_generation(&mut self) -> Result<i64> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT value::bigint FROM kenko_meta WHERE key = 'register_generation'",
+                &[],
+            )
+            .map_err(q("read register generation"))?;
+        Ok(row.get(0))
+    }
+
+    fn ledger_get(&mut self, sha256: &str) -> Result<Option<LedgerEntry>> {
+        let row = self
+            .client
+            .query_opt(
+                &format!("SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE sha256 = $1 AND status <> 'loading'"),
+                &[&sha256],
+            )
+            .map_err(q("read ledger"))?;
+        Ok(row.as_ref().map(ledger_from_row))
+    }
+
+    fn ledger_unmoved(&mut self) -> Result<Vec<LedgerEntry>> {
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE NOT moved AND status <> 'loading' ORDER BY id"),
+                &[],
+            )
+            .map_err(q("scan ledger"))?;
+        Ok(rows.iter().map(ledger_from_row).collect())
+    }
+
+    fn ledger_mark_moved(&mut self, sha256: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE intake_ledger SET moved = TRUE WHERE sha256 = $1",
+                &[&sha256],
+            )
+            .map_err(q("mark ledger moved"))?;
+        Ok(())
+    }
+
+    fn ledger_all(&mut self) -> Result<Vec<LedgerEntry>> {
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE status <> 'loading' ORDER BY id"),
+                &[],
+            )
+            .map_err(q("scan ledger"))?;
+        Ok(rows.iter().map(ledger_from_row).collect())
+    }
+
+    fn ledger_insert_rejected(&mut self, e: &LedgerEntry) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
+                 rejected, reasons_json, disposition, moved, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, now())",
+                &[
+                    &e.sha256,
+                    &e.file_name,
+                    &e.status,
+                    &e.encoding,
+                    &e.rows,
+                    &e.accepted,
+                    &e.rejected,
+                    &e.reasons_json,
+                    &e.disposition,
+                ],
+            )
+            .map_err(q("insert rejected ledger entry"))?;
+        Ok(())
+    }
+
+    fn begin_intake<'s>(
+        &'s mut self,
+        sha256: &str,
+        file_name: &str,
+    ) -> Result<Box<dyn IntakeTx + 's>> {
+        let mut tx = self.client.transaction().map_err(q("begin intake"))?;
+        tx.execute("SELECT pg_advisory_xact_lock(7346022)", &[])
+            .map_err(q("take intake lock"))?;
+        let row = tx
+            .query_one(
+                "INSERT INTO intake_ledger (sha256, file_name, status) VALUES ($1, $2, 'loading') RETURNING id",
+                &[&sha256, &file_name],
+            )
+            .map_err(q("insert ledger entry"))?;
+        let intake_id: i64 = row.get(0);
+        Ok(Box::new(PostgresIntake { tx, intake_id }))
+    }
+
+    fn dirty_months(&mut self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT claim_month FROM dirty_months ORDER BY claim_month",
+                &[],
+            )
+            .map_err(q("read dirty months"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn clear_dirty_month(&mut self, month: &str) -> Result<()> {
+        self.client
+            .execute("DELETE FROM dirty_months WHERE claim_month = $1", &[&month])
+            .map_err(q("clear dirty month"))?;
+        Ok(())
+    }
+
+    fn fee_summary(&mut self, month: &str) -> Result<Vec<FeeLine>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT claim_month, institution, vaccine, COUNT(*)::bigint, SUM(fee)::bigint \
+                 FROM records WHERE claim_month = $1 GROUP BY claim_month, institution, vaccine \
+                 ORDER BY institution COLLATE \"C\", vaccine COLLATE \"C\"",
+                &[&month],
+            )
+            .map_err(q("fee summary"))?;
+        Ok(rows
+            .iter()
+            .map(|r| FeeLine {
+                claim_month: r.get(0),
+                institution: r.get(1),
+                vaccine: r.get(2),
+                count: r.get(3),
+                total_fee: r.get(4),
+            })
+            .collect())
+    }
+
+    fn record_lines(&mut self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT l.sha256, r.row_no, r.resident_no, r.mynumber_token, r.mynumber_ct, \
+                 r.vaccinated_on, r.institution, r.age, r.claim_month, r.exam, r.lot_no, \
+                 r.vaccine, r.moved_in, r.prescreen_doctor, r.vaccinating_doctor, r.payment, \
+                 r.fee, r.dose_centi_ml, r.remarks1, r.remarks2, r.remarks3 \
+                 FROM records r JOIN intake_ledger l ON l.id = r.intake_id",
+                &[],
+            )
+            .map_err(q("record dump"))?;
+        let mut out: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                let sha: String = row.get(0);
+                let token: Option<&[u8]> = row.get(3);
+                let ct: Option<&[u8]> = row.get(4);
+                let rec = StoredRecord {
+                    row_no: row.get(1),
+                    resident_no: row.get(2),
+                    mynumber_token: None,
+                    mynumber_ct: None,
+                    vaccinated_on: row.get(5),
+                    institution: row.get(6),
+                    age: row.get(7),
+                    claim_month: row.get(8),
+                    exam: row.get(9),
+                    lot_no: row.get(10),
+                    vaccine: row.get(11),
+                    moved_in: row.get(12),
+                    prescreen_doctor: row.get(13),
+                    vaccinating_doctor: row.get(14),
+                    payment: row.get(15),
+                    fee: row.get(16),
+                    dose_centi_ml: row.get(17),
+                    remarks: [row.get(18), row.get(19), row.get(20)],
+                };
+                record_line(
+                    &rec,
+                    &sha,
+                    ct.map_or(0, <[u8]>::len),
+                    &token.map(hex_lower).unwrap_or_default(),
+                )
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn record_count(&mut self) -> Result<i64> {
+        let row = self
+            .client
+            .query_one("SELECT COUNT(*)::bigint FROM records", &[])
+            .map_err(q("count records"))?;
+        Ok(row.get(0))
+    }
+}
+
+struct PostgresIntake<'s> {
+    tx: Transaction<'s>,
+    intake_id: i64,
+}
+
+const COPY_RECORDS: &str = "COPY records (intake_id, row_no, resident_no, mynumber_token, \
+    mynumber_ct, vaccinated_on, institution, age, claim_month, exam, lot_no, vaccine, moved_in, \
+    prescreen_doctor, vaccinating_doctor, payment, fee, dose_centi_ml, remarks1, remarks2, \
+    remarks3) FROM STDIN (FORMAT binary)";
+
+const COPY_TYPES: [Type; 21] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT2,
+    Type::INT8,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+impl IntakeTx for PostgresIntake<'_> {
+    fn insert_batch(&mut self, records: &[StoredRecord]) -> Result<Vec<InsertOutcome>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One lookup for the whole batch against everything already in the table, including
+        // this file's earlier batches (same transaction).
+        let res: Vec<i64> = records.iter().map(|r| r.resident_no).collect();
+        let dates: Vec<&str> = records.iter().map(|r| r.vaccinated_on.as_str()).collect();
+        let vaccines: Vec<&str> = records.iter().map(|r| r.vaccine.as_str()).collect();
+        let exams: Vec<i16> = records.iter().map(|r| r.exam).collect();
+        let found = self
+            .tx
+            .query(
+                "SELECT k.ord, r.intake_id FROM unnest($1::int8[], $2::text[], $3::text[], $4::int2[]) \
+                 WITH ORDINALITY AS k(res, d, v, e, ord) \
+                 JOIN records r ON r.resident_no = k.res AND r.vaccinated_on = k.d \
+                 AND r.vaccine = k.v AND r.exam = k.e",
+                &[&res, &dates, &vaccines, &exams],
+            )
+            .map_err(q("duplicate lookup"))?;
+        let mut out = vec![InsertOutcome::Inserted; records.len()];
+        for row in &found {
+            let ord: i64 = row.get(0);
+            let owner: i64 = row.get(1);
+            out[(ord - 1) as usize] = if owner == self.intake_id {
+                InsertOutcome::DuplicateInFile
+            } else {
+                InsertOutcome::DuplicateOfLoaded
+            };
+        }
+        // Repeats inside this batch: the first occurrence wins.
+        let mut seen: HashMap<(i64, &str, &str, i16), ()> = HashMap::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            if out[i] == InsertOutcome::Inserted && seen.insert(r.key(), ()).is_some() {
+                out[i] = InsertOutcome::DuplicateInFile;
+            }
+        }
+        let sink = self
+            .tx
+            .copy_in(COPY_RECORDS)
+            .map_err(q("start record copy"))?;
+        let mut w = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+        for (r, o) in records.iter().zip(&out) {
+            if *o != InsertOutcome::Inserted {
+                continue;
+            }
+            let token = r.mynumber_token.as_ref().map(|t| &t[..]);
+            w.write(&[
+                &self.intake_id,
+                &r.row_no,
+                &r.resident_no,
+                &token,
+                &r.mynumber_ct,
+                &r.vaccinated_on,
+                &r.institution,
+                &r.age,
+                &r.claim_month,
+                &r.exam,
+                &r.lot_no,
+                &r.vaccine,
+                &r.moved_in,
+                &r.prescreen_doctor,
+                &r.vaccinating_doctor,
+                &r.payment,
+                &r.fee,
+                &r.dose_centi_ml,
+                &r.remarks[0],
+                &r.remarks[1],
+                &r.remarks[2],
+            ])
+            .map_err(q("copy record"))?;
+        }
+        w.finish().map_err(q("finish record copy"))?;
+        Ok(out)
+    }
+
+    fn commit(self: Box<Self>, e: &LedgerEntry, months: &[String]) -> Result<()> {
+        let PostgresIntake { mut tx, intake_id } = *self;
+        tx.execute(
+            "UPDATE intake_ledger SET status = $2, encoding = $3, rows = $4, accepted = $5, \
+             rejected = $6, reasons_json = $7, disposition = $8, finished_at = now() WHERE id = $1",
+            &[
+                &intake_id,
+                &e.status,
+                &e.encoding,
+                &e.rows,
+                &e.accepted,
+                &e.rejected,
+                &e.reasons_json,
+                &e.disposition,
+            ],
+        )
+        .map_err(q("complete ledger entry"))?;
+        for m in months {
+            tx.execute(
+                "INSERT INTO dirty_months (claim_month) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[m],
+            )
+            .map_err(q("mark dirty month"))?;
+        }
+        tx.commit().map_err(q("commit intake"))
+    }
+}

@@ -1,0 +1,529 @@
+//! SQLite adapter (bundled SQLite, the embedded default). WAL mode with `synchronous=FULL`: an
+//! intake commits once per file, so a full fsync at commit costs nothing measurable and a
+//! committed intake survives power loss, not only a process crash.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::{
+    record_line, token_from, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, Result,
+    Store, StoreError, StoredRecord, StoredResident,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS residents (
+    resident_no    INTEGER PRIMARY KEY,
+    mynumber_token BLOB,
+    mynumber_ct    BLOB,
+    name_token     BLOB NOT NULL,
+    sex            INTEGER NOT NULL,
+    birth          TEXT NOT NULL,
+    address_token  BLOB NOT NULL,
+    loss_kind      INTEGER,
+    loss_on        TEXT
+);
+CREATE TABLE IF NOT EXISTS intake_ledger (
+    id           INTEGER PRIMARY KEY,
+    sha256       TEXT NOT NULL UNIQUE,
+    file_name    TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    encoding     TEXT NOT NULL DEFAULT '',
+    rows         INTEGER NOT NULL DEFAULT 0,
+    accepted     INTEGER NOT NULL DEFAULT 0,
+    rejected     INTEGER NOT NULL DEFAULT 0,
+    reasons_json TEXT NOT NULL DEFAULT '{}',
+    disposition  TEXT NOT NULL DEFAULT '',
+    moved        INTEGER NOT NULL DEFAULT 0,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT
+);
+CREATE TABLE IF NOT EXISTS records (
+    id                 INTEGER PRIMARY KEY,
+    intake_id          INTEGER NOT NULL REFERENCES intake_ledger(id),
+    row_no             INTEGER NOT NULL,
+    resident_no        INTEGER NOT NULL,
+    mynumber_token     BLOB,
+    mynumber_ct        BLOB,
+    vaccinated_on      TEXT NOT NULL,
+    institution        TEXT NOT NULL,
+    age                INTEGER NOT NULL,
+    claim_month        TEXT NOT NULL,
+    exam               INTEGER NOT NULL,
+    lot_no             TEXT NOT NULL,
+    vaccine            TEXT NOT NULL,
+    moved_in           INTEGER NOT NULL,
+    prescreen_doctor   TEXT NOT NULL,
+    vaccinating_doctor TEXT NOT NULL,
+    payment            INTEGER NOT NULL,
+    fee                INTEGER NOT NULL,
+    dose_centi_ml      INTEGER,
+    remarks1           TEXT NOT NULL,
+    remarks2           TEXT NOT NULL,
+    remarks3           TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records (resident_no, vaccinated_on, vaccine, exam);
+CREATE TABLE IF NOT EXISTS dirty_months (
+    claim_month TEXT PRIMARY KEY
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+INSERT OR IGNORE INTO meta (key, value) VALUES ('register_generation', '0');
+"#;
+
+const INSERT_RECORD: &str = "INSERT INTO records (intake_id, row_no, resident_no, mynumber_token, \
+    mynumber_ct, vaccinated_on, institution, age, claim_month, exam, lot_no, vaccine, moved_in, \
+    prescreen_doctor, vaccinating_doctor, payment, fee, dose_centi_ml, remarks1, remarks2, remarks3) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) \
+    ON CONFLICT (resident_no, vaccinated_on, vaccine, exam) DO NOTHING";
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn q(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::query(context, e)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its schema.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                target: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            target: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        // 32 MiB of page cache keeps the duplicate-key index hot during a large intake
+        // without breaking the agent's memory budget.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -32768; PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(|e| StoreError::Open {
+            target: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        Ok(SqliteStore { conn })
+    }
+}
+
+fn ledger_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
+    Ok(LedgerEntry {
+        sha256: row.get(0)?,
+        file_name: row.get(1)?,
+        status: row.get(2)?,
+        encoding: row.get(3)?,
+        rows: row.get(4)?,
+        accepted: row.get(5)?,
+        rejected: row.get(6)?,
+        reasons_json: row.get(7)?,
+        disposition: row.get(8)?,
+        moved: row.get::<_, i64>(9)? != 0,
+    })
+}
+
+const LEDGER_COLUMNS: &str =
+    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved";
+
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn replace_residents(
+        &mut self,
+        residents: &mut dyn Iterator<Item = std::result::Result<StoredResident, String>>,
+    ) -> std::result::Result<usize, ReplaceError> {
+        let tx = self.conn.transaction().map_err(q("begin register"))?;
+        tx.execute("DELETE FROM residents", [])
+            .map_err(q("clear register"))?;
+        let mut n = 0usize;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO residents (resident_no, mynumber_token, mynumber_ct, name_token, \
+                     sex, birth, address_token, loss_kind, loss_on) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(q("prepare register insert"))?;
+            for r in residents {
+                let r = r.map_err(ReplaceError::Input)?;
+                stmt.execute(params![
+                    r.resident_no,
+                    r.mynumber_token.as_ref().map(|t| &t[..]),
+                    r.mynumber_ct,
+                    &r.name_token[..],
+                    r.sex,
+                    r.birth,
+                    &r.address_token[..],
+                    r.loss_kind,
+                    r.loss_on
+                ])
+                .map_err(|e| match e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        ReplaceError::Input(format!(
+                            "宛名番号 {} appears more than once in the register extract",
+                            r.resident_no
+                        ))
+                    }
+                    e => ReplaceError::Store(StoreError::query("insert resident", e)),
+                })?;
+                n += 1;
+            }
+        }
+        tx.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'register_generation'",
+            [],
+        )
+        .map_err(q("bump register generation"))?;
+        tx.commit().map_err(q("commit register"))?;
+        Ok(n)
+    }
+
+    fn for_each_resident(&mut self, f: &mut dyn FnMut(StoredResident)) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT resident_no, mynumber_token, mynumber_ct, name_token, sex, birth, \
+                 address_token, loss_kind, loss_on FROM residents",
+            )
+            .map_err(q("prepare register scan"))?;
+        let mut rows = stmt.query([]).map_err(q("scan register"))?;
+        while let Some(row) = rows.next().map_err(q("scan register"))? {
+            let read = || -> rusqlite::Result<StoredResident> {
+                Ok(StoredResident {
+                    resident_no: row.get(0)?,
+                    mynumber_token: row.get::<_, Option<Vec<u8>>>(1)?.map(|b| token_from(&b)),
+                    mynumber_ct: row.get(2)?,
+                    name_token: token_from(&row.get::<_, Vec<u8>>(3)?),
+                    sex: row.get(4)?,
+                    birth: row.get(5)?,
+                    address_token: token_from(&row.get::<_, Vec<u8>>(6)?),
+                    loss_kind: row.get(7)?,
+                    loss_on: row.get(8)?,
+                })
+            };
+            f(read().map_err(q("read resident"))?);
+        }
+        Ok(())
+    }
+
+    fn register_generation(&mut self) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'register_generation'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(q("read register generation"))
+    }
+
+    fn ledger_get(&mut self, sha256: &str) -> Result<Option<LedgerEntry>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE sha256 = ?1 AND status <> 'loading'"),
+                [sha256],
+                ledger_from_row,
+            )
+            .optional()
+            .map_err(q("read ledger"))
+    }
+
+    fn ledger_unmoved(&mut self) -> Result<Vec<LedgerEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE moved = 0 AND status <> 'loading' ORDER BY id"
+            ))
+            .map_err(q("prepare ledger scan"))?;
+        let rows = stmt
+            .query_map([], ledger_from_row)
+            .map_err(q("scan ledger"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(q("scan ledger"))
+    }
+
+    fn ledger_mark_moved(&mut self, sha256: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE intake_ledger SET moved = 1 WHERE sha256 = ?1",
+                [sha256],
+            )
+            .map_err(q("mark ledger moved"))?;
+        Ok(())
+    }
+
+    fn ledger_all(&mut self) -> Result<Vec<LedgerEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE status <> 'loading' ORDER BY id"
+            ))
+            .map_err(q("prepare ledger scan"))?;
+        let rows = stmt
+            .query_map([], ledger_from_row)
+            .map_err(q("scan ledger"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(q("scan ledger"))
+    }
+
+    fn ledger_insert_rejected(&mut self, e: &LedgerEntry) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
+                 rejected, reasons_json, disposition, moved, started_at, finished_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10)",
+                params![
+                    e.sha256,
+                    e.file_name,
+                    e.status,
+                    e.encoding,
+                    e.rows,
+                    e.accepted,
+                    e.rejected,
+                    e.reasons_json,
+                    e.disposition,
+                    now()
+                ],
+            )
+            .map_err(q("insert rejected ledger entry"))?;
+        Ok(())
+    }
+
+    fn begin_intake<'s>(
+        &'s mut self,
+        sha256: &str,
+        file_name: &str,
+    ) -> Result<Box<dyn IntakeTx + 's>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q("begin intake"))?;
+        tx.execute(
+            "INSERT INTO intake_ledger (sha256, file_name, status, started_at) VALUES (?1, ?2, 'loading', ?3)",
+            params![sha256, file_name, now()],
+        )
+        .map_err(q("insert ledger entry"))?;
+        let intake_id = tx.last_insert_rowid();
+        Ok(Box::new(SqliteIntake { tx, intake_id }))
+    }
+
+    fn dirty_months(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT claim_month FROM dirty_months ORDER BY claim_month")
+            .map_err(q("prepare dirty months"))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(q("read dirty months"))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(q("read dirty months"))
+    }
+
+    fn clear_dirty_month(&mut self, month: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM dirty_months WHERE claim_month = ?1", [month])
+            .map_err(q("clear dirty month"))?;
+        Ok(())
+    }
+
+    fn fee_summary(&mut self, month: &str) -> Result<Vec<FeeLine>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT claim_month, institution, vaccine, COUNT(*), SUM(fee) FROM records \
+                 WHERE claim_month = ?1 GROUP BY claim_month, institution, vaccine \
+                 ORDER BY institution, vaccine",
+            )
+            .map_err(q("prepare fee summary"))?;
+        let rows = stmt
+            .query_map([month], |r| {
+                Ok(FeeLine {
+                    claim_month: r.get(0)?,
+                    institution: r.get(1)?,
+                    vaccine: r.get(2)?,
+                    count: r.get(3)?,
+                    total_fee: r.get(4)?,
+                })
+            })
+            .map_err(q("fee summary"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(q("fee summary"))
+    }
+
+    fn record_lines(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT l.sha256, r.row_no, r.resident_no, r.mynumber_token, r.mynumber_ct, \
+                 r.vaccinated_on, r.institution, r.age, r.claim_month, r.exam, r.lot_no, \
+                 r.vaccine, r.moved_in, r.prescreen_doctor, r.vaccinating_doctor, r.payment, \
+                 r.fee, r.dose_centi_ml, r.remarks1, r.remarks2, r.remarks3 \
+                 FROM records r JOIN intake_ledger l ON l.id = r.intake_id",
+            )
+            .map_err(q("prepare record dump"))?;
+        let mut rows = stmt.query([]).map_err(q("record dump"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(q("record dump"))? {
+            let read = || -> rusqlite::Result<String> {
+                let sha: String = row.get(0)?;
+                let token: Option<Vec<u8>> = row.get(3)?;
+                let ct: Option<Vec<u8>> = row.get(4)?;
+                let rec = StoredRecord {
+                    row_no: row.get(1)?,
+                    resident_no: row.get(2)?,
+                    mynumber_token: None,
+                    mynumber_ct: None,
+                    vaccinated_on: row.get(5)?,
+                    institution: row.get(6)?,
+                    age: row.get(7)?,
+                    claim_month: row.get(8)?,
+                    exam: row.get(9)?,
+                    lot_no: row.get(10)?,
+                    vaccine: row.get(11)?,
+                    moved_in: row.get::<_, i64>(12)? != 0,
+                    prescreen_doctor: row.get(13)?,
+                    vaccinating_doctor: row.get(14)?,
+                    payment: row.get(15)?,
+                    fee: row.get(16)?,
+                    dose_centi_ml: row.get(17)?,
+                    remarks: [row.get(18)?, row.get(19)?, row.get(20)?],
+                };
+                Ok(record_line(
+                    &rec,
+                    &sha,
+                    ct.map_or(0, |c| c.len()),
+                    &token.map(hex_lower).unwrap_or_default(),
+                ))
+            };
+            out.push(read().map_err(q("record dump"))?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn record_count(&mut self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
+            .map_err(q("count records"))
+    }
+}
+
+pub(crate) fn hex_lower(b: impl AsRef<[u8]>) -> String {
+    use std::fmt::Write;
+    b.as_ref().iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+struct SqliteIntake<'s> {
+    tx: Transaction<'s>,
+    intake_id: i64,
+}
+
+impl IntakeTx for SqliteIntake<'_> {
+    fn insert_batch(&mut self, records: &[StoredRecord]) -> Result<Vec<InsertOutcome>> {
+        let mut insert = self
+            .tx
+            .prepare_cached(INSERT_RECORD)
+            .map_err(q("prepare record insert"))?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let changed = insert
+                .execute(params![
+                    self.intake_id,
+                    r.row_no,
+                    r.resident_no,
+                    r.mynumber_token.as_ref().map(|t| &t[..]),
+                    r.mynumber_ct,
+                    r.vaccinated_on,
+                    r.institution,
+                    r.age,
+                    r.claim_month,
+                    r.exam,
+                    r.lot_no,
+                    r.vaccine,
+                    r.moved_in,
+                    r.prescreen_doctor,
+                    r.vaccinating_doctor,
+                    r.payment,
+                    r.fee,
+                    r.dose_centi_ml,
+                    r.remarks[0],
+                    r.remarks[1],
+                    r.remarks[2],
+                ])
+                .map_err(q("insert record"))?;
+            if changed == 1 {
+                out.push(InsertOutcome::Inserted);
+                continue;
+            }
+            // The key exists: tell a repeat inside this file from one loaded earlier.
+            let owner: i64 = self
+                .tx
+                .prepare_cached(
+                    "SELECT intake_id FROM records WHERE resident_no = ?1 AND vaccinated_on = ?2 \
+                     AND vaccine = ?3 AND exam = ?4",
+                )
+                .map_err(q("prepare duplicate lookup"))?
+                .query_row(
+                    params![r.resident_no, r.vaccinated_on, r.vaccine, r.exam],
+                    |row| row.get(0),
+                )
+                .map_err(q("duplicate lookup"))?;
+            out.push(if owner == self.intake_id {
+                InsertOutcome::DuplicateInFile
+            } else {
+                InsertOutcome::DuplicateOfLoaded
+            });
+        }
+        Ok(out)
+    }
+
+    fn commit(self: Box<Self>, e: &LedgerEntry, months: &[String]) -> Result<()> {
+        let SqliteIntake { tx, intake_id } = *self;
+        tx.execute(
+            "UPDATE intake_ledger SET status = ?2, encoding = ?3, rows = ?4, accepted = ?5, \
+             rejected = ?6, reasons_json = ?7, disposition = ?8, finished_at = ?9 WHERE id = ?1",
+            params![
+                intake_id,
+                e.status,
+                e.encoding,
+                e.rows,
+                e.accepted,
+                e.rejected,
+                e.reasons_json,
+                e.disposition,
+                now()
+            ],
+        )
+        .map_err(q("complete ledger entry"))?;
+        {
+            let mut stmt = tx
+                .prepare("INSERT OR IGNORE INTO dirty_months (claim_month) VALUES (?1)")
+                .map_err(q("prepare dirty month"))?;
+            for m in months {
+                stmt.execute([m]).map_err(q("mark dirty month"))?;
+            }
+        }
+        tx.commit().map_err(q("commit intake"))
+    }
+}

@@ -1,0 +1,243 @@
+//! The agent's configuration: built-in defaults, then a TOML file (`--config`), then the
+//! environment (`KENKO_*`), then flags; later wins. Every path has a default under the data
+//! directory, so the agent runs with no configuration at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use kenko_intake::VaccineMaster;
+use serde::Deserialize;
+
+use crate::crypto::{DataKey, KeyError};
+use crate::intake::Dirs;
+
+/// Flags shared by every subcommand.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GlobalFlags {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "KENKO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Working directory: inbox/, processed/, returned/, reports/, keys/ [default: ./kenko-data]
+    #[arg(long, global = true, env = "KENKO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://... [default: sqlite://DATA_DIR/kenko.db]
+    #[arg(long, global = true, env = "KENKO_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where `run` serves Prometheus metrics [default: 127.0.0.1:9464]
+    #[arg(long, global = true, env = "KENKO_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Seconds an inbox file must stay unchanged before it is taken (without a .done marker)
+    /// [default: 10]
+    #[arg(long, global = true, env = "KENKO_SETTLE_SECS")]
+    pub settle_secs: Option<u64>,
+    /// Vaccine master TOML replacing the built-in one.
+    #[arg(long, global = true, env = "KENKO_VACCINE_MASTER")]
+    pub vaccine_master: Option<PathBuf>,
+    /// Data key file [default: DATA_DIR/keys/records.key]
+    #[arg(long, global = true, env = "KENKO_DATA_KEY_FILE")]
+    pub data_key_file: Option<PathBuf>,
+    /// Log format: text or json [default: text]
+    #[arg(long, global = true, env = "KENKO_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Overrides today's date (Asia/Tokyo) for the checks; for tests and replays.
+    #[arg(long, global = true, env = "KENKO_TODAY", hide = true)]
+    pub today: Option<NaiveDate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    metrics_addr: Option<SocketAddr>,
+    log_format: Option<String>,
+    #[serde(default)]
+    intake: IntakeSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntakeSection {
+    settle_secs: Option<u64>,
+    vaccine_master: Option<PathBuf>,
+    data_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("vaccine master {path}: {message}")]
+    Master { path: PathBuf, message: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("log format {0:?}: expected text or json")]
+    LogFormat(String),
+}
+
+impl ConfigError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConfigError::File { .. } => "config_invalid",
+            ConfigError::Master { .. } => "master_invalid",
+            ConfigError::Key(k) => k.reason(),
+            ConfigError::LogFormat(_) => "config_invalid",
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub metrics_addr: SocketAddr,
+    pub settle: Duration,
+    pub vaccine_master: Option<PathBuf>,
+    pub data_key_file: PathBuf,
+    pub json_logs: bool,
+    pub today: Option<NaiveDate>,
+}
+
+impl Config {
+    pub fn resolve(flags: &GlobalFlags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("kenko-data"));
+        let database_url = flags
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("kenko.db").display()));
+        let log_format = flags
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .unwrap_or_else(|| "text".into());
+        let json_logs = match log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => return Err(ConfigError::LogFormat(other.to_string())),
+        };
+        Ok(Config {
+            database_url,
+            metrics_addr: flags
+                .metrics_addr
+                .or(file.metrics_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+            settle: Duration::from_secs(
+                flags.settle_secs.or(file.intake.settle_secs).unwrap_or(10),
+            ),
+            vaccine_master: flags.vaccine_master.clone().or(file.intake.vaccine_master),
+            data_key_file: flags
+                .data_key_file
+                .clone()
+                .or(file.intake.data_key_file)
+                .unwrap_or_else(|| data_dir.join("keys").join("records.key")),
+            json_logs,
+            today: flags.today,
+            data_dir,
+        })
+    }
+
+    pub fn dirs(&self) -> Dirs {
+        Dirs::new(&self.data_dir)
+    }
+
+    pub fn load_master(&self) -> Result<VaccineMaster, ConfigError> {
+        match &self.vaccine_master {
+            None => Ok(VaccineMaster::default_master()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Master {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                VaccineMaster::from_toml(&text, &path.display().to_string()).map_err(|e| {
+                    ConfigError::Master {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
+                })
+            }
+        }
+    }
+
+    pub fn load_key(&self) -> Result<DataKey, ConfigError> {
+        Ok(DataKey::load_or_create(&self.data_key_file)?)
+    }
+
+    /// Today in Asia/Tokyo (UTC+9, no daylight saving), unless overridden.
+    pub fn today(&self) -> NaiveDate {
+        self.today.unwrap_or_else(today_in_tokyo)
+    }
+}
+
+/// Today's date in Asia/Tokyo.
+pub fn today_in_tokyo() -> NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::hours(9)).date_naive()
+}
+
+/// Resolves a path against the data directory when relative (for report paths we print).
+pub fn display_path(base: &Path, p: &str) -> String {
+    base.join(p).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_live_under_the_data_dir() {
+        let c = Config::resolve(&GlobalFlags::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("kenko-data"));
+        assert_eq!(c.database_url, "sqlite://kenko-data/kenko.db");
+        assert_eq!(
+            c.data_key_file,
+            PathBuf::from("kenko-data/keys/records.key")
+        );
+        assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.settle, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/kenko\"\n[intake]\nsettle_secs = 3\n",
+        )
+        .unwrap();
+        let flags = GlobalFlags {
+            config: Some(path.clone()),
+            settle_secs: Some(1),
+            ..Default::default()
+        };
+        let c = Config::resolve(&flags).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/kenko"));
+        assert_eq!(c.settle, Duration::from_secs(1));
+        std::fs::write(&path, "data_dri = \"/x\"\n").unwrap();
+        let err = Config::resolve(&flags).unwrap_err().to_string();
+        assert!(
+            err.contains("agent.toml") && err.contains("data_dri"),
+            "{err}"
+        );
+    }
+}

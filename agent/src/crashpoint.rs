@@ -1,0 +1,21 @@
+//! Named points where the crash tests stop the agent. When `KENKO_TEST_CRASHPOINT` names a
+//! point, the agent announces it on stderr and waits there forever, so the test can `kill -9`
+//! the real process at exactly that step. Unset (always, in production) it costs one load.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+static TARGET: OnceLock<Option<String>> = OnceLock::new();
+
+/// Stops here if the crash tests asked for this point.
+pub fn hit(name: &str) {
+    let target = TARGET.get_or_init(|| std::env::var("KENKO_TEST_CRASHPOINT").ok());
+    if target.as_deref() == Some(name) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "kenko-crashpoint: {name}");
+        let _ = err.flush();
+        loop {
+            std::thread::park();
+        }
+    }
+}

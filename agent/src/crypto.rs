@@ -1,0 +1,257 @@
+//! The record store's data key: AES-256-GCM encryption of My Numbers and HMAC-SHA-256 tokens
+//! for matching names, addresses and My Numbers against the register without keeping them.
+//!
+//! One 32-byte key file (0600, created on first use) is the root of both; destroying every
+//! copy of it (crypto-erase, `datakey:NAME` in the erasure issue) makes every stored
+//! ciphertext unreadable and every token unlinkable. Encryption and token keys are derived
+//! from it with HMAC so the two uses never share a key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use kenko_intake::{Domain, Token, Tokenizer};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Ciphertext layout version (first byte of every stored ciphertext).
+const CT_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("data key {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("data key {path}: expected 32 bytes, found {len}")]
+    Length { path: PathBuf, len: usize },
+    #[error("data key {path}: permissions {mode:o} let others read it; expected 0600")]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("ciphertext was made under another key or has been altered")]
+    Decrypt,
+}
+
+impl KeyError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            KeyError::Io { .. } => "datakey_unreadable",
+            KeyError::Length { .. } => "datakey_malformed",
+            KeyError::Permissions { .. } => "datakey_permissions",
+            KeyError::Decrypt => "datakey_mismatch",
+        }
+    }
+}
+
+/// The data key and the keys derived from it. Key material is zeroized on drop (the AES key
+/// schedule by `aes-gcm`'s `zeroize` feature, the raw and derived bytes by `Zeroizing`).
+pub struct DataKey {
+    id: [u8; 8],
+    aead: Aes256Gcm,
+    mac: HmacSha256,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataKey({})", self.id_hex())
+    }
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> KeyError {
+    KeyError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+impl DataKey {
+    /// Loads the key file, creating it (32 random bytes, mode 0600, synced) when absent.
+    pub fn load_or_create(path: &Path) -> Result<DataKey, KeyError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(KeyError::Permissions {
+                        path: path.to_path_buf(),
+                        mode,
+                    });
+                }
+                let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io_err(path, e))?);
+                if bytes.len() != 32 {
+                    return Err(KeyError::Length {
+                        path: path.to_path_buf(),
+                        len: bytes.len(),
+                    });
+                }
+                let mut raw = Zeroizing::new([0u8; 32]);
+                raw.copy_from_slice(&bytes);
+                Ok(DataKey::from_bytes(&raw))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+                let mut raw = Zeroizing::new([0u8; 32]);
+                getrandom::getrandom(&mut raw[..]).map_err(|e| io_err(path, e))?;
+                // Written under a temporary name and renamed, so a crash never leaves a
+                // short key file that a later start would reject (or worse, use).
+                let tmp = dir.join(format!(
+                    ".{}.tmp",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ));
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|e| io_err(&tmp, e))?;
+                f.write_all(&raw[..]).map_err(|e| io_err(&tmp, e))?;
+                f.sync_all().map_err(|e| io_err(&tmp, e))?;
+                std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+                crate::fsutil::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+                Ok(DataKey::from_bytes(&raw))
+            }
+            Err(e) => Err(io_err(path, e)),
+        }
+    }
+
+    /// Builds the key from raw bytes (tests and benchmarks).
+    pub fn from_bytes(raw: &[u8; 32]) -> DataKey {
+        let derive = |label: &[u8]| -> Zeroizing<[u8; 32]> {
+            let mut m = <HmacSha256 as Mac>::new_from_slice(raw).expect("any key length");
+            m.update(label);
+            let mut out = Zeroizing::new([0u8; 32]);
+            out.copy_from_slice(&m.finalize().into_bytes());
+            out
+        };
+        let enc = derive(b"kenko/v1/record-encryption");
+        let mac = derive(b"kenko/v1/matching-token");
+        let id_full = Sha256::digest([&b"kenko/v1/key-id"[..], &raw[..]].concat());
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&id_full[..8]);
+        DataKey {
+            id,
+            aead: Aes256Gcm::new_from_slice(&enc[..]).expect("32-byte key"),
+            mac: <HmacSha256 as Mac>::new_from_slice(&mac[..]).expect("any key length"),
+        }
+    }
+
+    /// A public identifier of the key (not secret): recorded with ciphertexts and on erasure
+    /// certificates.
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.id)
+    }
+
+    /// Encrypts a My Number for one resident: `version | key id | nonce | ciphertext+tag`.
+    /// The resident number is bound as associated data, so a ciphertext moved to another
+    /// row does not decrypt.
+    pub fn seal(&self, resident_no: i64, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = resident_no.to_be_bytes();
+        let ct = self
+            .aead
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM encryption of a short message cannot fail");
+        let mut out = Vec::with_capacity(1 + 8 + 12 + ct.len());
+        out.push(CT_VERSION);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out
+    }
+
+    /// Decrypts what [`seal`](Self::seal) produced.
+    pub fn open(&self, resident_no: i64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        if sealed.len() < 1 + 8 + 12 + 16 || sealed[0] != CT_VERSION || sealed[1..9] != self.id {
+            return Err(KeyError::Decrypt);
+        }
+        let aad = resident_no.to_be_bytes();
+        self.aead
+            .decrypt(
+                Nonce::from_slice(&sealed[9..21]),
+                Payload {
+                    msg: &sealed[21..],
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::Decrypt)
+    }
+}
+
+impl Tokenizer for DataKey {
+    fn token(&self, domain: Domain, normalized: &[u8]) -> Token {
+        let mut m = self.mac.clone();
+        m.update(&[match domain {
+            Domain::MyNumber => 1u8,
+            Domain::Name => 2,
+            Domain::Address => 3,
+        }]);
+        m.update(normalized);
+        let full = m.finalize().into_bytes();
+        let mut t = [0u8; 16];
+        t.copy_from_slice(&full[..16]);
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open_round_trip_and_bind_the_resident() {
+        let k = DataKey::from_bytes(&[7u8; 32]);
+        let ct = k.seal(42, b"123456789018");
+        assert_eq!(&k.open(42, &ct).unwrap()[..], b"123456789018");
+        assert!(matches!(k.open(43, &ct), Err(KeyError::Decrypt)));
+        let other = DataKey::from_bytes(&[8u8; 32]);
+        assert!(matches!(other.open(42, &ct), Err(KeyError::Decrypt)));
+        let mut tampered = ct.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(matches!(k.open(42, &tampered), Err(KeyError::Decrypt)));
+    }
+
+    #[test]
+    fn tokens_are_keyed_and_separated_by_domain() {
+        let k = DataKey::from_bytes(&[7u8; 32]);
+        let other = DataKey::from_bytes(&[9u8; 32]);
+        let a = k.token(Domain::Name, "山田太郎".as_bytes());
+        assert_eq!(a, k.token(Domain::Name, "山田太郎".as_bytes()));
+        assert_ne!(a, k.token(Domain::Address, "山田太郎".as_bytes()));
+        assert_ne!(a, other.token(Domain::Name, "山田太郎".as_bytes()));
+    }
+
+    #[test]
+    fn key_file_is_created_0600_and_reloaded() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/records.key");
+        let k1 = DataKey::load_or_create(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let k2 = DataKey::load_or_create(&path).unwrap();
+        assert_eq!(k1.id_hex(), k2.id_hex());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            DataKey::load_or_create(&path),
+            Err(KeyError::Permissions { .. })
+        ));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(
+            DataKey::load_or_create(&path),
+            Err(KeyError::Length { len: 5, .. })
+        ));
+    }
+}

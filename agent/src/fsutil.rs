@@ -1,0 +1,59 @@
+//! Crash-safe file operations: every file kenko writes for others to read appears whole or
+//! not at all (written under a temporary name, synced, renamed, directory synced).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Syncs a directory so a rename or create inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tmp_name(path);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(dir)
+}
+
+/// The temporary name used while writing `path` (hidden, so no reader takes it as final).
+pub fn tmp_name(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Moves a file by rename (same file system) and syncs both directories.
+pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    let to_dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(to_dir)?;
+    std::fs::rename(from, to)?;
+    sync_dir(to_dir)?;
+    if let Some(from_dir) = from.parent() {
+        sync_dir(from_dir)?;
+    }
+    Ok(())
+}
+
+/// An I/O error that names the path it happened on.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct PathError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Attaches a path to an I/O error.
+pub fn at(path: &Path) -> impl FnOnce(std::io::Error) -> PathError + '_ {
+    move |source| PathError {
+        path: path.to_path_buf(),
+        source,
+    }
+}

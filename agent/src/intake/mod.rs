@@ -1,0 +1,704 @@
+//! The monthly intake: take complete files from the inbox, check every row, load the good
+//! rows and the ledger entry in one transaction, write the return report and summaries, move
+//! the input out of the inbox, rebuild the touched months' fee summaries.
+//!
+//! Crash safety comes from the order of steps, each of which is idempotent:
+//! 1. reports are written (atomically, deterministic content) before the commit, so a crash
+//!    before the commit just reruns the file and rewrites identical reports;
+//! 2. the ledger row commits with the records; a file whose SHA-256 is in the ledger is never
+//!    loaded again;
+//! 3. the input moves after the commit; a ledger row not yet marked `moved` means "finish the
+//!    move", not "duplicate delivery";
+//! 4. the months to rebuild are marked dirty in the same commit and cleared only after their
+//!    fee summary is written.
+//!
+//! Checking runs on one thread and the store on another, with batches between them, so the
+//! two cores of a small node both work.
+
+pub mod decode;
+pub mod inbox;
+pub mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use kenko_intake::{Checker, Column, Header, Issue, Reason, Record, VaccineMaster};
+use kenko_store::{InsertOutcome, LedgerEntry, Store, StoreError, StoredRecord};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::crashpoint;
+use crate::crypto::DataKey;
+use crate::fsutil::{self, at, PathError};
+use crate::metrics::METRICS;
+use crate::register::RegisterIndex;
+use decode::{DecodeError, FileEncoding, RecordReader};
+pub use inbox::Dirs;
+use report::{FileProblem, FileSummary, Rejection};
+
+/// Rows per batch handed from the checker to the store.
+const BATCH: usize = 2048;
+
+/// Why an intake could not be completed (the file stays in the inbox and is retried). A file
+/// with bad content is not an error: it is returned with a report.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Io(#[from] PathError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "{file}: the file changed while it was being read; it will be taken again once complete"
+    )]
+    Changed { file: PathBuf },
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl IntakeError {
+    /// Stable reason for metrics, logs and runbooks.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IntakeError::Io(_) | IntakeError::Read { .. } => "io_failed",
+            IntakeError::Store(e) => e.reason(),
+            IntakeError::Changed { .. } => "file_changed",
+        }
+    }
+}
+
+/// Everything an intake needs.
+pub struct Env<'a> {
+    pub store: &'a mut dyn Store,
+    pub register: &'a RegisterIndex,
+    pub master: &'a VaccineMaster,
+    pub key: &'a DataKey,
+    pub dirs: &'a Dirs,
+    /// Today in Asia/Tokyo: vaccination dates after it are rejected.
+    pub today: NaiveDate,
+}
+
+/// What `intake run-once --json` prints.
+#[derive(Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub files: u64,
+    pub loaded: u64,
+    pub returned: u64,
+    pub duplicates: u64,
+    pub recovered: u64,
+    pub failed: u64,
+    pub rows: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub reasons: BTreeMap<String, u64>,
+    pub file_summaries: Vec<FileSummary>,
+    pub failures: Vec<Failure>,
+    pub fee_reports: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Failure {
+    pub file: String,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl RunSummary {
+    fn add(&mut self, s: FileSummary) {
+        self.files += 1;
+        match s.disposition.as_str() {
+            "loaded" => self.loaded += 1,
+            "returned" => self.returned += 1,
+            "duplicate" => self.duplicates += 1,
+            _ => self.recovered += 1,
+        }
+        if s.disposition != "duplicate" {
+            self.rows += s.rows;
+            self.accepted += s.accepted;
+            self.rejected += s.rejected;
+            for (k, v) in &s.reasons {
+                *self.reasons.entry(k.clone()).or_default() += v;
+            }
+        }
+        self.file_summaries.push(s);
+    }
+}
+
+/// Processes every complete file in the inbox once, after finishing anything a crash left.
+pub fn run_once(env: &mut Env<'_>, settle: Duration) -> Result<RunSummary, IntakeError> {
+    let mut summary = RunSummary::default();
+    recover(env)?;
+    summary.fee_reports.extend(rebuild_fee_reports(env)?);
+    let (ready, settling) = inbox::scan(&env.dirs.inbox, settle).map_err(at(&env.dirs.inbox))?;
+    METRICS
+        .inbox_files
+        .set((ready.len() + settling.len()) as i64);
+    for path in ready {
+        let name = file_name(&path);
+        match process_file(env, &path) {
+            Ok(s) => summary.add(s),
+            Err(e) => {
+                METRICS.failures.with_label_values(&[e.reason()]).inc();
+                tracing::error!(file = %name, reason = e.reason(), error = %e, "intake failed; the file stays in the inbox");
+                summary.failed += 1;
+                summary.failures.push(Failure {
+                    file: name,
+                    reason: e.reason(),
+                    message: e.to_string(),
+                });
+                if matches!(e, IntakeError::Store(_)) {
+                    // The store is gone: the other files would fail the same way.
+                    break;
+                }
+            }
+        }
+        summary.fee_reports.extend(rebuild_fee_reports(env)?);
+    }
+    summary.fee_reports.sort();
+    summary.fee_reports.dedup();
+    Ok(summary)
+}
+
+/// Marks as moved the ledger entries whose input already left the inbox (a crash between the
+/// move and the mark). Entries whose input is still in the inbox are finished by
+/// `process_file` when it meets the file.
+pub fn recover(env: &mut Env<'_>) -> Result<(), IntakeError> {
+    for e in env.store.ledger_unmoved()? {
+        if !env.dirs.inbox.join(&e.file_name).exists()
+            || env.dirs.root.join(&e.disposition).exists()
+        {
+            tracing::info!(sha256 = %e.sha256, "ledger entry completed after a restart");
+            env.store.ledger_mark_moved(&e.sha256)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the fee summary of every month marked dirty; returns the paths written.
+pub fn rebuild_fee_reports(env: &mut Env<'_>) -> Result<Vec<String>, IntakeError> {
+    let mut written = Vec::new();
+    for month in env.store.dirty_months()? {
+        let lines = env.store.fee_summary(&month)?;
+        let path = report::fee_report_path(&env.dirs.reports, &month);
+        crashpoint::hit("before-fee-report");
+        fsutil::atomic_write(&path, &report::fee_report_bytes(&lines)).map_err(at(&path))?;
+        env.store.clear_dirty_month(&month)?;
+        written.push(env.dirs.relative(&path));
+    }
+    Ok(written)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// SHA-256 of a file, streaming.
+pub fn hash_file(path: &Path) -> Result<String, IntakeError> {
+    let mut f = std::fs::File::open(path).map_err(at(path))?;
+    let mut h = Sha256::new();
+    let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
+    loop {
+        let n = f.read(&mut buf).map_err(at(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Hashes what passes through, to prove the file read for checking is the file hashed.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Where an input goes: `dir/NAME`, or `dir/STEM.h.EXT` when a different file of the same name
+/// is already there.
+fn destination(dir: &Path, name: &str, short: &str) -> PathBuf {
+    let plain = dir.join(name);
+    if !plain.exists() {
+        return plain;
+    }
+    let p = Path::new(name);
+    let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+    match p.extension() {
+        Some(ext) => dir.join(format!("{stem}.{short}.{}", ext.to_string_lossy())),
+        None => dir.join(format!("{stem}.{short}")),
+    }
+}
+
+/// What the checking thread hands back at the end.
+struct Checked {
+    rows: u64,
+    rejections: Vec<Rejection>,
+    problems: Vec<FileProblem>,
+    months: BTreeSet<String>,
+    sha256: String,
+}
+
+/// Processes one complete file.
+pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, IntakeError> {
+    let started = Instant::now();
+    let name = file_name(path);
+    let sha256 = hash_file(path)?;
+    let short = &sha256[..12];
+    let span = tracing::info_span!("intake", file = %name, sha = %short);
+    let _guard = span.enter();
+
+    if let Some(entry) = env.store.ledger_get(&sha256)? {
+        return finish_known(env, path, &name, entry);
+    }
+
+    let file = std::fs::File::open(path).map_err(at(path))?;
+    let mut hashing = HashingReader {
+        inner: std::io::BufReader::with_capacity(1 << 16, file),
+        hasher: Sha256::new(),
+    };
+    let mut reader = RecordReader::new(&mut hashing).map_err(|e| read_error(path, e))?;
+    let encoding = reader.encoding();
+    let crlf = reader.crlf();
+
+    // The header decides whether there is anything to check at all.
+    let mut problems = Vec::new();
+    let header = match reader.advance() {
+        Ok(false) => {
+            problems.push(FileProblem::of(Reason::EmptyFile));
+            None
+        }
+        Ok(true) => match Header::resolve(reader.fields()) {
+            Ok(h) => Some(h),
+            Err(hp) => {
+                problems.extend(hp.into_iter().map(|p| FileProblem {
+                    reason: p.reason,
+                    column: Some(p.column),
+                    offset: None,
+                    line: None,
+                    row: Some(1),
+                }));
+                None
+            }
+        },
+        Err(DecodeError::Undecodable {
+            offset, line, row, ..
+        }) => {
+            problems.push(undecodable(offset, line, row));
+            None
+        }
+        Err(DecodeError::Io(e)) => {
+            return Err(IntakeError::Read {
+                file: path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+
+    let mut tx = env.store.begin_intake(&sha256, &name)?;
+    let mut checked = Checked {
+        rows: 0,
+        rejections: Vec::new(),
+        problems,
+        months: BTreeSet::new(),
+        sha256: String::new(),
+    };
+    let mut accepted = 0u64;
+    let mut dup_rejections = Vec::new();
+    if let Some(header) = header {
+        let (register, master, key, today) = (env.register, env.master, env.key, env.today);
+        let result: Result<Checked, IntakeError> = std::thread::scope(|s| {
+            let (send, recv) = mpsc::sync_channel::<Vec<StoredRecord>>(4);
+            let checker = s.spawn(move || {
+                let mut checker = Checker::new(header, master, register, key, today);
+                check_rows(&mut reader, &mut checker, key, send)
+            });
+            let mut batches = 0u64;
+            for batch in recv {
+                let outcomes = tx.insert_batch(&batch)?;
+                for (rec, outcome) in batch.iter().zip(outcomes) {
+                    let reason = match outcome {
+                        InsertOutcome::Inserted => {
+                            accepted += 1;
+                            continue;
+                        }
+                        InsertOutcome::DuplicateInFile => Reason::DuplicateInFile,
+                        InsertOutcome::DuplicateOfLoaded => Reason::DuplicateOfLoaded,
+                    };
+                    dup_rejections.push(Rejection {
+                        row: rec.row_no as u64,
+                        resident_no: u64::try_from(rec.resident_no).ok(),
+                        issues: vec![Issue {
+                            reason,
+                            column: Some(Column::VaccinatedOn),
+                        }],
+                    });
+                }
+                batches += 1;
+                if batches == 1 {
+                    crashpoint::hit("rows-inserted");
+                }
+            }
+            checker.join().expect("the checking thread does not panic")
+        });
+        let mut c = result.map_err(|e| match e {
+            IntakeError::Read { source, .. } => IntakeError::Read {
+                file: path.to_path_buf(),
+                source,
+            },
+            e => e,
+        })?;
+        c.problems.splice(0..0, checked.problems.drain(..));
+        checked = c;
+    }
+    // The rest of the file (after a file-level problem) still counts for the hash.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(at(path))?;
+    let read_sha = hex::encode(std::mem::take(&mut hashing.hasher).finalize());
+    if !checked.sha256.is_empty() && checked.sha256 != read_sha || read_sha != sha256 {
+        return Err(IntakeError::Changed {
+            file: path.to_path_buf(),
+        });
+    }
+
+    let file_rejected = !checked.problems.is_empty();
+    let mut rejections = checked.rejections;
+    rejections.extend(dup_rejections);
+    rejections.sort_by_key(|r| r.row);
+    let rows = checked.rows;
+    if file_rejected {
+        accepted = 0;
+    }
+    let rejected = if file_rejected {
+        rows
+    } else {
+        rejections.len() as u64
+    };
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &checked.problems {
+        *reasons.entry(p.reason.code().to_string()).or_default() += 1;
+    }
+    if !file_rejected {
+        for r in &rejections {
+            for i in &r.issues {
+                *reasons.entry(i.reason.code().to_string()).or_default() += 1;
+            }
+        }
+    }
+    let loaded = accepted > 0;
+    let dest_dir = if loaded {
+        &env.dirs.processed
+    } else {
+        &env.dirs.returned
+    };
+    let dest = destination(dest_dir, &name, short);
+    let stem = Path::new(&name)
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+
+    // 1. Reports, before the commit.
+    let return_report = (rejected > 0 || file_rejected).then(|| {
+        env.dirs
+            .reports
+            .join("returns")
+            .join(format!("{stem}.{short}.return.csv"))
+    });
+    if let Some(p) = &return_report {
+        let bytes = if file_rejected {
+            report::return_report_bytes(&[], &checked.problems, encoding, crlf)
+        } else {
+            report::return_report_bytes(&rejections, &[], encoding, crlf)
+        };
+        fsutil::atomic_write(p, &bytes).map_err(at(p))?;
+    }
+    let summary = FileSummary {
+        file: name.clone(),
+        sha256: sha256.clone(),
+        encoding: encoding.label().to_string(),
+        disposition: if loaded { "loaded" } else { "returned" }.to_string(),
+        destination: env.dirs.relative(&dest),
+        rows,
+        accepted,
+        rejected,
+        reasons,
+        file_errors: checked.problems,
+        return_report: return_report.as_ref().map(|p| env.dirs.relative(p)),
+    };
+    let summary_path = env
+        .dirs
+        .reports
+        .join("intake")
+        .join(format!("{stem}.{short}.json"));
+    let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+    fsutil::atomic_write(&summary_path, &json).map_err(at(&summary_path))?;
+    crashpoint::hit("after-reports");
+
+    // 2. The commit.
+    let entry = LedgerEntry {
+        sha256: sha256.clone(),
+        file_name: name.clone(),
+        status: if loaded { "loaded" } else { "rejected" }.to_string(),
+        encoding: encoding.label().to_string(),
+        rows: rows as i64,
+        accepted: accepted as i64,
+        rejected: rejected as i64,
+        reasons_json: serde_json::to_string(&summary.reasons).expect("map serialises"),
+        disposition: summary.destination.clone(),
+        moved: false,
+    };
+    if file_rejected {
+        drop(tx);
+        env.store.ledger_insert_rejected(&entry)?;
+    } else {
+        let months: Vec<String> = checked.months.into_iter().collect();
+        let months = if loaded { months } else { Vec::new() };
+        tx.commit(&entry, &months)?;
+    }
+    crashpoint::hit("after-commit");
+
+    // 3. The move.
+    move_input(env, path, &dest)?;
+    crashpoint::hit("after-move");
+    env.store.ledger_mark_moved(&sha256)?;
+
+    record_metrics(&summary, started.elapsed());
+    tracing::info!(
+        disposition = %summary.disposition,
+        rows,
+        accepted,
+        rejected,
+        encoding = encoding.label(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "intake finished"
+    );
+    Ok(summary)
+}
+
+fn undecodable(offset: u64, line: u64, row: u64) -> FileProblem {
+    FileProblem {
+        reason: Reason::UndecodableBytes,
+        column: None,
+        offset: Some(offset),
+        line: Some(line),
+        row: Some(row),
+    }
+}
+
+fn read_error(path: &Path, e: DecodeError) -> IntakeError {
+    match e {
+        DecodeError::Io(source) => IntakeError::Read {
+            file: path.to_path_buf(),
+            source,
+        },
+        // Only reading can fail before any byte is decoded.
+        DecodeError::Undecodable { .. } => IntakeError::Read {
+            file: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        },
+    }
+}
+
+fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError> {
+    fsutil::move_file(path, dest).map_err(at(path))?;
+    let marker = inbox::done_marker(path);
+    match std::fs::remove_file(&marker) {
+        Ok(()) => fsutil::sync_dir(&env.dirs.inbox).map_err(at(&env.dirs.inbox))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(at(&marker)(e).into()),
+    }
+    Ok(())
+}
+
+/// A file whose bytes are already in the ledger: either a crash left its move undone
+/// (finish it), or it is a re-delivery (skip it).
+fn finish_known(
+    env: &mut Env<'_>,
+    path: &Path,
+    name: &str,
+    entry: LedgerEntry,
+) -> Result<FileSummary, IntakeError> {
+    let short = &entry.sha256[..12];
+    let reasons: BTreeMap<String, u64> =
+        serde_json::from_str(&entry.reasons_json).unwrap_or_default();
+    let (disposition, dest) = if !entry.moved && entry.file_name == name {
+        let dest = env.dirs.root.join(&entry.disposition);
+        move_input(env, path, &dest)?;
+        env.store.ledger_mark_moved(&entry.sha256)?;
+        tracing::info!("finished an intake interrupted after its commit");
+        ("recovered", dest)
+    } else {
+        let dest = destination(&env.dirs.processed.join("duplicates"), name, short);
+        move_input(env, path, &dest)?;
+        METRICS.files.with_label_values(&["duplicate"]).inc();
+        tracing::info!(
+            first_delivery = %entry.file_name,
+            "duplicate delivery skipped: these bytes were already taken in"
+        );
+        ("duplicate", dest)
+    };
+    Ok(FileSummary {
+        file: name.to_string(),
+        sha256: entry.sha256.clone(),
+        encoding: entry.encoding,
+        disposition: disposition.to_string(),
+        destination: env.dirs.relative(&dest),
+        rows: entry.rows as u64,
+        accepted: entry.accepted as u64,
+        rejected: entry.rejected as u64,
+        reasons,
+        file_errors: Vec::new(),
+        return_report: None,
+    })
+}
+
+fn record_metrics(s: &FileSummary, elapsed: Duration) {
+    METRICS.files.with_label_values(&[&s.disposition]).inc();
+    METRICS
+        .rows
+        .with_label_values(&["accepted"])
+        .inc_by(s.accepted);
+    METRICS
+        .rows
+        .with_label_values(&["rejected"])
+        .inc_by(s.rejected);
+    for (reason, n) in &s.reasons {
+        METRICS.rejections.with_label_values(&[reason]).inc_by(*n);
+    }
+    METRICS.duration.observe(elapsed.as_secs_f64());
+    if s.disposition == "loaded" {
+        METRICS
+            .last_success
+            .set(chrono::Utc::now().timestamp() as f64);
+    }
+}
+
+/// The checking thread: decode, check, encrypt, and hand batches to the store.
+fn check_rows<R: Read>(
+    reader: &mut RecordReader<R>,
+    checker: &mut Checker<'_>,
+    key: &DataKey,
+    send: mpsc::SyncSender<Vec<StoredRecord>>,
+) -> Result<Checked, IntakeError> {
+    let mut out = Checked {
+        rows: 0,
+        rejections: Vec::new(),
+        problems: Vec::new(),
+        months: BTreeSet::new(),
+        sha256: String::new(),
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        match reader.advance() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(DecodeError::Undecodable {
+                offset, line, row, ..
+            }) => {
+                out.problems.push(undecodable(offset, line, row));
+                return Ok(out);
+            }
+            Err(DecodeError::Io(source)) => {
+                return Err(IntakeError::Read {
+                    file: PathBuf::new(),
+                    source,
+                });
+            }
+        }
+        let row = reader.row();
+        let fields = reader.fields();
+        // A blank line (one empty field) is not a row.
+        if fields.len() == 1 && fields[0].trim().is_empty() {
+            continue;
+        }
+        out.rows += 1;
+        match checker.check(&fields) {
+            Ok(record) => {
+                let month = record.claim_month.to_string();
+                if !out.months.contains(&month) {
+                    out.months.insert(month);
+                }
+                batch.push(to_stored(record, row, key));
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if send.send(full).is_err() {
+                        // The store side stopped (its error is what the caller reports).
+                        return Ok(out);
+                    }
+                }
+            }
+            Err(e) => out.rejections.push(Rejection {
+                row,
+                resident_no: e.resident_no,
+                issues: e.issues,
+            }),
+        }
+    }
+    if out.rows == 0 {
+        out.problems.push(FileProblem::of(Reason::NoDataRows));
+    }
+    if !batch.is_empty() {
+        let _ = send.send(batch);
+    }
+    Ok(out)
+}
+
+fn to_stored(r: Record<'_>, row: u64, key: &DataKey) -> StoredRecord {
+    let resident_no = r.resident_no as i64;
+    let (mynumber_token, mynumber_ct) = match &r.mynumber {
+        Some(n) => {
+            let ascii = Zeroizing::new(n.ascii());
+            (
+                Some(kenko_intake::Tokenizer::token(
+                    key,
+                    kenko_intake::Domain::MyNumber,
+                    &ascii[..],
+                )),
+                Some(key.seal(resident_no, &ascii[..])),
+            )
+        }
+        None => (None, None),
+    };
+    StoredRecord {
+        row_no: row as i64,
+        resident_no,
+        mynumber_token,
+        mynumber_ct,
+        vaccinated_on: r.vaccinated_on.format("%Y-%m-%d").to_string(),
+        institution: r.institution.into_owned(),
+        age: r.age as i32,
+        claim_month: r.claim_month.to_string(),
+        exam: i16::from(r.exam.code()),
+        lot_no: r.lot_no.into_owned(),
+        vaccine: r.vaccine.into_owned(),
+        moved_in: r.moved_in,
+        prescreen_doctor: r.prescreen_doctor.into_owned(),
+        vaccinating_doctor: r.vaccinating_doctor.into_owned(),
+        payment: i16::from(r.payment.code()),
+        fee: i64::from(r.fee),
+        dose_centi_ml: r.dose_centi_ml.map(|d| d as i32),
+        remarks: r.remarks.map(|c| c.into_owned()),
+    }
+}
+
+/// The encoding label for a file, for the CLI.
+pub fn encoding_label(e: FileEncoding) -> &'static str {
+    e.label()
+}

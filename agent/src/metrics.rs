@@ -1,0 +1,134 @@
+//! Prometheus metrics (one registry, served on `--metrics-addr` at `/metrics`). Label values
+//! are reason codes and outcomes only: never a file name, a resident or any personal value.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Files by outcome: loaded, returned, duplicate, recovered.
+    pub files: IntCounterVec,
+    /// Rows by outcome: accepted, rejected.
+    pub rows: IntCounterVec,
+    /// Problems found, by reason code.
+    pub rejections: IntCounterVec,
+    /// Intakes that could not complete (file left in the inbox), by reason.
+    pub failures: IntCounterVec,
+    pub duration: Histogram,
+    pub last_success: prometheus::Gauge,
+    pub inbox_files: IntGauge,
+    pub register_residents: IntGauge,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let files = IntCounterVec::new(
+        Opts::new(
+            "kenko_intake_files_total",
+            "Intake files handled, by outcome.",
+        ),
+        &["outcome"],
+    )
+    .expect("metric");
+    let rows = IntCounterVec::new(
+        Opts::new("kenko_intake_rows_total", "Intake rows, by outcome."),
+        &["outcome"],
+    )
+    .expect("metric");
+    let rejections = IntCounterVec::new(
+        Opts::new(
+            "kenko_intake_rejections_total",
+            "Problems found in intake files, by reason code.",
+        ),
+        &["reason"],
+    )
+    .expect("metric");
+    let failures = IntCounterVec::new(
+        Opts::new(
+            "kenko_intake_failures_total",
+            "Intakes that could not complete (the file stays in the inbox), by reason.",
+        ),
+        &["reason"],
+    )
+    .expect("metric");
+    let duration = Histogram::with_opts(
+        HistogramOpts::new(
+            "kenko_intake_file_duration_seconds",
+            "Time to process one intake file.",
+        )
+        .buckets(vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ]),
+    )
+    .expect("metric");
+    let last_success = prometheus::Gauge::new(
+        "kenko_intake_last_success_timestamp_seconds",
+        "Unix time of the last file loaded.",
+    )
+    .expect("metric");
+    let inbox_files = IntGauge::new(
+        "kenko_intake_inbox_files",
+        "Files waiting in the inbox at the last scan.",
+    )
+    .expect("metric");
+    let register_residents = IntGauge::new(
+        "kenko_intake_register_residents",
+        "Residents in the register the checks use.",
+    )
+    .expect("metric");
+    for c in [&files, &rows, &rejections, &failures] {
+        registry.register(Box::new(c.clone())).expect("register");
+    }
+    registry
+        .register(Box::new(duration.clone()))
+        .expect("register");
+    registry
+        .register(Box::new(last_success.clone()))
+        .expect("register");
+    registry
+        .register(Box::new(inbox_files.clone()))
+        .expect("register");
+    registry
+        .register(Box::new(register_residents.clone()))
+        .expect("register");
+    Metrics {
+        registry,
+        files,
+        rows,
+        rejections,
+        failures,
+        duration,
+        last_success,
+        inbox_files,
+        register_residents,
+    }
+});
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    TextEncoder::new()
+        .encode(&METRICS.registry.gather(), &mut buf)
+        .expect("text encoding");
+    String::from_utf8(buf).expect("metrics are UTF-8")
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` resolves.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/metrics", get(|| async { render() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
