@@ -19,6 +19,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
     }
+    crate::crashpoint::hit("before-rename");
     std::fs::rename(&tmp, path)?;
     sync_dir(dir)
 }

@@ -122,8 +122,12 @@ fn parse_encoding(s: &str) -> Result<SampleEncoding, String> {
 }
 
 fn init_logging(json: bool) {
+    // The PostgreSQL driver logs bound parameters at debug level; whatever KENKO_LOG asks
+    // for, it stays at warn so no row value can reach a log.
     let filter = tracing_subscriber::EnvFilter::try_from_env("KENKO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive("tokio_postgres=warn".parse().expect("directive"))
+        .add_directive("postgres=warn".parse().expect("directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

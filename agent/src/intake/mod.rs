@@ -395,9 +395,14 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         *reasons.entry(p.reason.code().to_string()).or_default() += 1;
     }
     if !file_rejected {
+        // Rows per reason: a row with two problems of one kind (a lot and a dose on a
+        // pre-screening row) counts once for it.
         for r in &rejections {
-            for i in &r.issues {
-                *reasons.entry(i.reason.code().to_string()).or_default() += 1;
+            let mut kinds: Vec<Reason> = r.issues.iter().map(|i| i.reason).collect();
+            kinds.sort();
+            kinds.dedup();
+            for k in kinds {
+                *reasons.entry(k.code().to_string()).or_default() += 1;
             }
         }
     }

@@ -200,8 +200,9 @@ pub trait Store: Send {
     /// The fee summary of a claim month, sorted by institution then vaccine.
     fn fee_summary(&mut self, month: &str) -> Result<Vec<FeeLine>>;
 
-    /// Every record as a canonical text line (no ids, no times), sorted: for tests and for
-    /// `kenko-agent intake export`. Personal fields appear only as tokens/ciphertext lengths.
+    /// Every record as a canonical text line (no ids, no times, no key-dependent bytes),
+    /// sorted: for comparing stores in tests. The My Number appears only as the lengths of
+    /// its token and ciphertext.
     fn record_lines(&mut self) -> Result<Vec<String>>;
 
     /// Number of stored records.
@@ -268,14 +269,14 @@ pub(crate) fn record_line(
     r: &StoredRecord,
     file_sha: &str,
     mynumber_ct_len: usize,
-    mynumber_token_hex: &str,
+    mynumber_token_len: usize,
 ) -> String {
     format!(
         "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}|{}|{}|{}|{}",
         file_sha,
         r.row_no,
         r.resident_no,
-        mynumber_token_hex,
+        mynumber_token_len,
         mynumber_ct_len,
         r.vaccinated_on,
         r.institution,

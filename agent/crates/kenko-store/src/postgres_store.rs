@@ -9,7 +9,6 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Transaction};
 
-use crate::sqlite_store::hex_lower;
 use crate::{
     record_line, token_from, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, Result,
     Store, StoreError, StoredRecord, StoredResident,
@@ -397,7 +396,7 @@ impl Store for PostgresStore {
                     &rec,
                     &sha,
                     ct.map_or(0, <[u8]>::len),
-                    &token.map(hex_lower).unwrap_or_default(),
+                    token.map_or(0, |t| t.len()),
                 )
             })
             .collect();

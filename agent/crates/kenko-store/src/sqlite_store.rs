@@ -410,7 +410,7 @@ impl Store for SqliteStore {
                     &rec,
                     &sha,
                     ct.map_or(0, |c| c.len()),
-                    &token.map(hex_lower).unwrap_or_default(),
+                    token.map_or(0, |t| t.len()),
                 ))
             };
             out.push(read().map_err(q("record dump"))?);
@@ -424,14 +424,6 @@ impl Store for SqliteStore {
             .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
             .map_err(q("count records"))
     }
-}
-
-pub(crate) fn hex_lower(b: impl AsRef<[u8]>) -> String {
-    use std::fmt::Write;
-    b.as_ref().iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
 }
 
 struct SqliteIntake<'s> {
