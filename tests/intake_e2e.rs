@@ -260,6 +260,35 @@ fn broken_files_are_returned_whole_with_a_clear_reason() {
 }
 
 #[test]
+fn a_file_returned_for_a_stale_register_is_retried_after_the_register_is_fixed() {
+    let ws = Workspace::sqlite();
+    let residents = kenko_agent::sample::generate_residents(500, 12);
+    // The register in force lacks everyone in the file (a different extract).
+    ws.import_residents(100, 13);
+    let g = generate(&residents, 200, SampleEncoding::Utf8, 0.0, 4);
+    ws.deliver("late.csv", &g.bytes);
+    let s = ws.run_once_json();
+    assert_eq!(s["file_summaries"][0]["disposition"], "returned", "{s}");
+    let returned = ws.data.join("returned/late.csv");
+    assert!(returned.exists());
+    // Retrying before the fix changes nothing but is allowed; a loaded file is refused.
+    ws.import_residents(500, 12);
+    ws.run_ok(&["intake", "retry", returned.to_str().unwrap()]);
+    assert!(ws.inbox().join("late.csv").exists());
+    let s = ws.run_once_json();
+    let fs = &s["file_summaries"][0];
+    assert_eq!(fs["disposition"], "loaded", "{fs}");
+    assert_eq!(count(fs, "accepted"), g.stats.valid_rows as u64);
+    let out = ws.run(&[
+        "intake",
+        "retry",
+        ws.data.join("processed/late.csv").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only files in"));
+}
+
+#[test]
 fn a_broken_register_extract_names_row_and_field_and_changes_nothing() {
     let ws = Workspace::sqlite();
     ws.import_residents(100, 1);

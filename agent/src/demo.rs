@@ -37,7 +37,14 @@ pub fn run(config: &Config, size: DemoSize, out: &mut dyn Write) -> anyhow::Resu
 
     // 1. The register.
     let register_csv = samples.join("residents.csv");
-    let residents = sample::generate_residents(size.residents, size.seed);
+    // Ages as of today, so the register has this year's infants too.
+    let today = config.today();
+    let residents = sample::ResidentSpec {
+        count: size.residents,
+        seed: size.seed,
+        as_of: today,
+    }
+    .generate();
     write_atomically(&register_csv, |w| sample::write_resident_csv(w, &residents))?;
     let n = register::import(store.as_mut(), &key, &register_csv)?;
     writeln!(
@@ -47,7 +54,6 @@ pub fn run(config: &Config, size: DemoSize, out: &mut dyn Write) -> anyhow::Resu
     )?;
 
     // 2. Last month's deliveries, dropped into the inbox the way an uploader would.
-    let today = config.today();
     let month = previous_month(today);
     let files = [
         (

@@ -11,3 +11,30 @@ pub mod metrics;
 pub mod register;
 pub mod sample;
 pub mod watch;
+
+/// Every `reason()` an operator can meet from the agent's errors (the label of
+/// `kenko_intake_failures_total`, the `[reason: ...]` of a failed command). Each must be
+/// explained in `runbooks/` (checked by `tests/runbooks.rs`).
+pub const FAILURE_REASONS: &[&str] = &[
+    "io_failed",
+    "file_changed",
+    "store_unavailable",
+    "store_migration_failed",
+    "store_query_failed",
+    "store_url_invalid",
+    "register_empty",
+    "register_unreadable",
+    "register_undecodable",
+    "register_bad_header",
+    "register_bad_row",
+    "datakey_unreadable",
+    "datakey_malformed",
+    "datakey_permissions",
+    "datakey_mismatch",
+    "master_invalid",
+    "config_invalid",
+    "inbox_watch_failed",
+    "intake_round_failed",
+    "retry_not_returned",
+    "retry_already_loaded",
+];

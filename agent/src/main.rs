@@ -106,6 +106,9 @@ enum IntakeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Put a file from returned/ back into the inbox to be checked again (after fixing the
+    /// cause, e.g. importing a fresh register).
+    Retry { file: PathBuf },
     /// List the intake ledger.
     Ledger {
         #[arg(long)]
@@ -276,6 +279,24 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Intake(IntakeCommand::Retry { file }) => {
+            let dirs = config.dirs();
+            let key = config.load_key()?;
+            let master = config.load_master()?;
+            let mut store = kenko_store::open(&config.database_url)?;
+            let index = RegisterIndex::default();
+            let mut env = Env {
+                store: store.as_mut(),
+                register: &index,
+                master: &master,
+                key: &key,
+                dirs: &dirs,
+                today: config.today(),
+            };
+            let dest = intake::retry(&mut env, &file)?;
+            println!("{} is back in the inbox", dest.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Intake(IntakeCommand::Ledger { json }) => {
             let mut store = kenko_store::open(&config.database_url)?;

@@ -149,7 +149,6 @@ pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize
         }
     });
     let result = store.replace_residents(&mut rows);
-    drop(rows);
     if let Some(f) = failure {
         return Err(f);
     }

@@ -196,6 +196,63 @@ pub fn rebuild_fee_reports(env: &mut Env<'_>) -> Result<Vec<String>, IntakeError
     Ok(written)
 }
 
+/// Why `intake retry` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("{file}: only files in {returned} can be retried")]
+    NotReturned { file: PathBuf, returned: PathBuf },
+    #[error("{file}: these bytes were loaded (ledger status {status}); a loaded file is never taken twice")]
+    Loaded { file: PathBuf, status: String },
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+}
+
+impl RetryError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RetryError::NotReturned { .. } => "retry_not_returned",
+            RetryError::Loaded { .. } => "retry_already_loaded",
+            RetryError::Intake(e) => e.reason(),
+        }
+    }
+}
+
+/// Puts a returned file back into the inbox so it is checked again (after its cause, such as
+/// a stale register, was fixed). Safe to repeat: the ledger entry is forgotten first, then
+/// the file moves; a crash between the two leaves a file that `retry` takes again.
+pub fn retry(env: &mut Env<'_>, file: &Path) -> Result<PathBuf, RetryError> {
+    let returned = env
+        .dirs
+        .returned
+        .canonicalize()
+        .map_err(|e| IntakeError::from(at(&env.dirs.returned)(e)))?;
+    let canon = file
+        .canonicalize()
+        .map_err(|e| IntakeError::from(at(file)(e)))?;
+    if canon.parent() != Some(returned.as_path()) {
+        return Err(RetryError::NotReturned {
+            file: file.to_path_buf(),
+            returned,
+        });
+    }
+    let sha256 = hash_file(&canon)?;
+    if let Some(e) = env.store.ledger_get(&sha256).map_err(IntakeError::from)? {
+        if e.status != "rejected" {
+            return Err(RetryError::Loaded {
+                file: file.to_path_buf(),
+                status: e.status,
+            });
+        }
+        env.store
+            .ledger_forget_rejected(&sha256)
+            .map_err(IntakeError::from)?;
+    }
+    let dest = env.dirs.inbox.join(file_name(&canon));
+    fsutil::move_file(&canon, &dest).map_err(|e| IntakeError::from(at(&canon)(e)))?;
+    tracing::info!(sha = %&sha256[..12], "returned file put back into the inbox");
+    Ok(dest)
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .unwrap_or_default()

@@ -303,7 +303,7 @@ struct Generator<'a, W: Write> {
     month: YearMonth,
     encoding: SampleEncoding,
     master: VaccineMaster,
-    /// Vaccine indices by age group: see `vaccines_for`.
+    /// Vaccine indices by age group (see `complete`).
     groups: VaccineGroups,
     /// Three lots per vaccine (a clinic uses few lots in a month).
     lots: Vec<[String; 3]>,

@@ -163,7 +163,9 @@ pub fn write_resident_csv<W: Write>(out: W, residents: &[SampleResident]) -> io:
         line.push_str(r.mynumber.as_deref().unwrap_or(""));
         line.push(',');
         push_field(&mut line, &r.name);
-        let _ = write!(line, ",{},{},", r.sex.code(), r.birth.format("%Y%m%d"));
+        let _ = write!(line, ",{},", r.sex.code());
+        push_ymd(&mut line, r.birth);
+        line.push(',');
         push_field(&mut line, &r.address);
         match r.loss {
             Some(loss) => {
@@ -171,7 +173,8 @@ pub fn write_resident_csv<W: Write>(out: W, residents: &[SampleResident]) -> io:
                     LossKind::Deceased => LOSS_DECEASED,
                     LossKind::MovedOut => LOSS_MOVED_OUT,
                 };
-                let _ = write!(line, ",{reason},{}", loss.on.format("%Y%m%d"));
+                let _ = write!(line, ",{reason},");
+                push_ymd(&mut line, loss.on);
             }
             None => line.push_str(",,"),
         }
@@ -308,6 +311,12 @@ pub fn parse_residents(text: &str) -> Result<Vec<SampleResident>, ResidentsError
         });
     }
     Ok(out)
+}
+
+/// `YYYYMMDD` (chrono's `format` parses its pattern on every call; this is the hot loop).
+fn push_ymd(out: &mut String, d: NaiveDate) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "{:04}{:02}{:02}", d.year(), d.month(), d.day());
 }
 
 fn parse_digits(s: &str, max_len: usize) -> Option<u64> {

@@ -271,12 +271,24 @@ fn cp932_output_decodes_and_has_crlf() {
 #[test]
 fn the_cp932_cache_agrees_with_encoding_rs() {
     let mut cp932 = super::intake::Cp932::new();
-    for text in [
+    let samples = [
         "ｱｲｳ ｶﾞ",
         "¥‾℃〜～−－①髙﨑",
         "佐藤\u{3000}花子,１２３",
         "plain ascii\r\n",
-    ] {
+    ];
+    // Each text whole, then each character alone (a text with one unmappable character says
+    // nothing about the others).
+    let chars: Vec<String> = samples
+        .iter()
+        .flat_map(|s| s.chars())
+        .map(String::from)
+        .collect();
+    for text in samples
+        .iter()
+        .copied()
+        .chain(chars.iter().map(String::as_str))
+    {
         for _ in 0..2 {
             // Twice: the second time from the cache.
             let mut ours = Vec::new();
@@ -707,4 +719,106 @@ fn mini_check_reads_era_dates_like_the_contract() {
         parse_month("2024/10"),
         Ok(YearMonth::new(2024, 10).unwrap())
     );
+}
+
+/// The real checker, with keyed tokens from an in-test tokenizer, agrees with `MiniCheck`:
+/// valid rows pass, an injected row fails with its reason and no other (`duplicate_in_file`
+/// is the pipeline's, so here it is a row that passes but repeats an earlier key).
+#[test]
+fn the_checker_accepts_valid_rows_and_rejects_injected_ones_for_their_reason() {
+    use kenko_intake::normalize::compact_into;
+    use kenko_intake::{Checker, Domain, Header, Register, RegisterEntry, Token, Tokenizer};
+    use sha2::{Digest, Sha256};
+
+    struct TestTokenizer;
+    impl Tokenizer for TestTokenizer {
+        fn token(&self, domain: Domain, normalized: &[u8]) -> Token {
+            let mut h = Sha256::new();
+            h.update([domain as u8]);
+            h.update(normalized);
+            h.finalize()[..16].try_into().unwrap()
+        }
+    }
+    struct TestRegister(HashMap<u64, RegisterEntry>);
+    impl Register for TestRegister {
+        fn lookup(&self, resident_no: u64) -> Option<&RegisterEntry> {
+            self.0.get(&resident_no)
+        }
+    }
+
+    let residents = generate_residents(3000, 21);
+    let tokenizer = TestTokenizer;
+    let compact_token = |domain: Domain, s: &str| {
+        let mut out = String::new();
+        compact_into(s, &mut out);
+        tokenizer.token(domain, out.as_bytes())
+    };
+    let register = TestRegister(
+        residents
+            .iter()
+            .map(|r| {
+                let entry = RegisterEntry {
+                    mynumber: r
+                        .mynumber
+                        .as_ref()
+                        .map(|n| tokenizer.token(Domain::MyNumber, n.as_bytes())),
+                    name: compact_token(Domain::Name, &r.name),
+                    sex: r.sex,
+                    birth: r.birth,
+                    address: compact_token(Domain::Address, &r.address),
+                    loss: r.loss,
+                };
+                (r.resident_no, entry)
+            })
+            .collect(),
+    );
+    let master = VaccineMaster::default_master();
+    for (encoding, error_rate, seed) in [
+        (SampleEncoding::Utf8, 0.0, 31),
+        (SampleEncoding::Cp932, 0.0, 32),
+        (SampleEncoding::Cp932, 0.2, 33),
+        (SampleEncoding::Utf8, 1.0, 34),
+    ] {
+        let spec = IntakeSpec {
+            encoding,
+            ..october_spec(5000, error_rate, seed)
+        };
+        let (records, kinds, stats) = generate(&residents, &spec);
+        let header = Header::resolve(records[0].iter().map(String::as_str)).unwrap();
+        let mut checker = Checker::new(header, &master, &register, &tokenizer, spec.today);
+        let mut keys: HashSet<(u64, NaiveDate, String, u8)> = HashSet::new();
+        let mut rejected = 0;
+        for (i, (row, kind)) in records[1..].iter().zip(&kinds).enumerate() {
+            let fields: Vec<&str> = row.iter().map(String::as_str).collect();
+            let found: Vec<&str> = match checker.check(&fields) {
+                Ok(rec) => {
+                    let key = (
+                        rec.resident_no,
+                        rec.vaccinated_on,
+                        rec.vaccine.to_string(),
+                        rec.exam.code(),
+                    );
+                    if keys.insert(key) {
+                        vec![]
+                    } else {
+                        vec!["duplicate_in_file"]
+                    }
+                }
+                Err(e) => {
+                    rejected += 1;
+                    let mut codes: Vec<&str> = e.issues.iter().map(|i| i.reason.code()).collect();
+                    codes.dedup();
+                    codes
+                }
+            };
+            let expected: Vec<&str> = kind.iter().map(|k| k.code()).collect();
+            assert_eq!(found, expected, "row {}: {row:?}", i + 1);
+        }
+        let duplicates = stats
+            .injected
+            .get("duplicate_in_file")
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(rejected, stats.injected_total() - duplicates);
+    }
 }

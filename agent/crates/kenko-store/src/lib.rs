@@ -182,6 +182,11 @@ pub trait Store: Send {
     /// Every ledger entry, oldest first.
     fn ledger_all(&mut self) -> Result<Vec<LedgerEntry>>;
 
+    /// Forgets a `rejected` ledger entry (nothing of the file was loaded), so the same bytes
+    /// can be taken in again after the cause was fixed (a fresh register, say). Returns
+    /// whether an entry was removed; a `loaded` entry is never removed.
+    fn ledger_forget_rejected(&mut self, sha256: &str) -> Result<bool>;
+
     /// Records a file that was rejected as a whole (nothing loaded), in its own transaction.
     fn ledger_insert_rejected(&mut self, entry: &LedgerEntry) -> Result<()>;
 

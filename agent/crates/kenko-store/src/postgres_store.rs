@@ -274,6 +274,17 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(ledger_from_row).collect())
     }
 
+    fn ledger_forget_rejected(&mut self, sha256: &str) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                "DELETE FROM intake_ledger WHERE sha256 = $1 AND status = 'rejected'",
+                &[&sha256],
+            )
+            .map_err(q("forget rejected ledger entry"))?;
+        Ok(n == 1)
+    }
+
     fn ledger_insert_rejected(&mut self, e: &LedgerEntry) -> Result<()> {
         self.client
             .execute(

@@ -284,6 +284,17 @@ impl Store for SqliteStore {
             .map_err(q("scan ledger"))
     }
 
+    fn ledger_forget_rejected(&mut self, sha256: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM intake_ledger WHERE sha256 = ?1 AND status = 'rejected'",
+                [sha256],
+            )
+            .map_err(q("forget rejected ledger entry"))?;
+        Ok(n == 1)
+    }
+
     fn ledger_insert_rejected(&mut self, e: &LedgerEntry) -> Result<()> {
         self.conn
             .execute(
