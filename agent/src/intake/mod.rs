@@ -19,7 +19,7 @@ pub mod decode;
 pub mod inbox;
 pub mod report;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -102,6 +102,16 @@ pub struct RunSummary {
     pub file_summaries: Vec<FileSummary>,
     pub failures: Vec<Failure>,
     pub fee_reports: Vec<String>,
+    /// Peak resident memory of this process so far (KiB), from /proc/self/status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// The process's peak resident set size (VmHWM) in KiB, where /proc is available.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[derive(Debug, Serialize)]
@@ -164,6 +174,7 @@ pub fn run_once(env: &mut Env<'_>, settle: Duration) -> Result<RunSummary, Intak
     }
     summary.fee_reports.sort();
     summary.fee_reports.dedup();
+    summary.peak_rss_kib = peak_rss_kib();
     Ok(summary)
 }
 
@@ -309,22 +320,67 @@ struct Checked {
     rows: u64,
     rejections: Vec<Rejection>,
     problems: Vec<FileProblem>,
-    months: BTreeSet<String>,
-    sha256: String,
+}
+
+/// Fees of the records a file added, per claim month, institution and vaccine.
+#[derive(Default)]
+struct FeeTally {
+    by_key: std::collections::HashMap<String, (i64, i64)>,
+    key: String,
+}
+
+impl FeeTally {
+    fn add(&mut self, r: &StoredRecord) {
+        // One reused key buffer: no allocation per row once a group exists.
+        self.key.clear();
+        for part in [&r.claim_month, &r.institution, &r.vaccine] {
+            self.key.push_str(part);
+            self.key.push('\u{1f}');
+        }
+        match self.by_key.get_mut(self.key.as_str()) {
+            Some((n, total)) => {
+                *n += 1;
+                *total += r.fee;
+            }
+            None => {
+                self.by_key.insert(self.key.clone(), (1, r.fee));
+            }
+        }
+    }
+
+    fn lines(&self) -> Vec<kenko_store::FeeLine> {
+        let mut out: Vec<kenko_store::FeeLine> = self
+            .by_key
+            .iter()
+            .map(|(k, &(count, total_fee))| {
+                let mut parts = k.split('\u{1f}');
+                let mut next = || parts.next().unwrap_or_default().to_string();
+                kenko_store::FeeLine {
+                    claim_month: next(),
+                    institution: next(),
+                    vaccine: next(),
+                    count,
+                    total_fee,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.claim_month, &a.institution, &a.vaccine).cmp(&(
+                &b.claim_month,
+                &b.institution,
+                &b.vaccine,
+            ))
+        });
+        out
+    }
 }
 
 /// Processes one complete file.
 pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, IntakeError> {
     let started = Instant::now();
     let name = file_name(path);
-    let sha256 = hash_file(path)?;
-    let short = &sha256[..12];
-    let span = tracing::info_span!("intake", file = %name, sha = %short);
+    let span = tracing::info_span!("intake", file = %name);
     let _guard = span.enter();
-
-    if let Some(entry) = env.store.ledger_get(&sha256)? {
-        return finish_known(env, path, &name, entry);
-    }
 
     let file = std::fs::File::open(path).map_err(at(path))?;
     let mut hashing = HashingReader {
@@ -369,24 +425,31 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         }
     };
 
-    let mut tx = env.store.begin_intake(&sha256, &name)?;
+    // One pass over the file: the hash is known at the end, and a file whose bytes turn out
+    // to be in the ledger is rolled back before anything is written for it.
+    let mut tx = env.store.begin_intake(&name)?;
     let mut checked = Checked {
         rows: 0,
         rejections: Vec::new(),
         problems,
-        months: BTreeSet::new(),
-        sha256: String::new(),
     };
     let mut accepted = 0u64;
     let mut dup_rejections = Vec::new();
+    let mut fees = FeeTally::default();
     if let Some(header) = header {
         let (register, master, key, today) = (env.register, env.master, env.key, env.today);
         let result: Result<Checked, IntakeError> = std::thread::scope(|s| {
             let (send, recv) = mpsc::sync_channel::<Vec<StoredRecord>>(4);
-            let checker = s.spawn(move || {
-                let mut checker = Checker::new(header, master, register, key, today);
-                check_rows(&mut reader, &mut checker, key, send)
-            });
+            let checker = std::thread::Builder::new()
+                .name("intake-check".into())
+                .spawn_scoped(s, move || {
+                    let mut checker = Checker::new(header, master, register, key, today);
+                    check_rows(&mut reader, &mut checker, key, send)
+                })
+                .map_err(|e| IntakeError::Read {
+                    file: PathBuf::new(),
+                    source: e,
+                })?;
             let mut batches = 0u64;
             for batch in recv {
                 let outcomes = tx.insert_batch(&batch)?;
@@ -394,6 +457,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
                     let reason = match outcome {
                         InsertOutcome::Inserted => {
                             accepted += 1;
+                            fees.add(rec);
                             continue;
                         }
                         InsertOutcome::DuplicateInFile => Reason::DuplicateInFile,
@@ -427,12 +491,13 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     }
     // The rest of the file (after a file-level problem) still counts for the hash.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(at(path))?;
-    let read_sha = hex::encode(std::mem::take(&mut hashing.hasher).finalize());
-    if !checked.sha256.is_empty() && checked.sha256 != read_sha || read_sha != sha256 {
-        return Err(IntakeError::Changed {
-            file: path.to_path_buf(),
-        });
+    let sha256 = hex::encode(std::mem::take(&mut hashing.hasher).finalize());
+    let short = &sha256[..12];
+    if let Some(entry) = tx.known(&sha256)? {
+        drop(tx);
+        return finish_known(env, path, &name, entry);
     }
+    tracing::info!(sha = %short, "file read");
 
     let file_rejected = !checked.problems.is_empty();
     let mut rejections = checked.rejections;
@@ -530,9 +595,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         drop(tx);
         env.store.ledger_insert_rejected(&entry)?;
     } else {
-        let months: Vec<String> = checked.months.into_iter().collect();
-        let months = if loaded { months } else { Vec::new() };
-        tx.commit(&entry, &months)?;
+        tx.commit(&entry, &fees.lines())?;
     }
     crashpoint::hit("after-commit");
 
@@ -663,8 +726,6 @@ fn check_rows<R: Read>(
         rows: 0,
         rejections: Vec::new(),
         problems: Vec::new(),
-        months: BTreeSet::new(),
-        sha256: String::new(),
     };
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -693,10 +754,6 @@ fn check_rows<R: Read>(
         out.rows += 1;
         match checker.check(&fields) {
             Ok(record) => {
-                let month = record.claim_month.to_string();
-                if !out.months.contains(&month) {
-                    out.months.insert(month);
-                }
                 batch.push(to_stored(record, row, key));
                 if batch.len() == BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -738,18 +795,22 @@ fn to_stored(r: Record<'_>, row: u64, key: &DataKey) -> StoredRecord {
         }
         None => (None, None),
     };
+    let vaccinated_on = iso_date(r.vaccinated_on);
+    let vaccine = r.vaccine.into_owned();
+    let exam = i16::from(r.exam.code());
     StoredRecord {
+        dup_key: kenko_store::dup_key(resident_no, &vaccinated_on, &vaccine, exam, 0),
         row_no: row as i64,
         resident_no,
         mynumber_token,
         mynumber_ct,
-        vaccinated_on: r.vaccinated_on.format("%Y-%m-%d").to_string(),
+        vaccinated_on,
         institution: r.institution.into_owned(),
         age: r.age as i32,
         claim_month: r.claim_month.to_string(),
-        exam: i16::from(r.exam.code()),
+        exam,
         lot_no: r.lot_no.into_owned(),
-        vaccine: r.vaccine.into_owned(),
+        vaccine,
         moved_in: r.moved_in,
         prescreen_doctor: r.prescreen_doctor.into_owned(),
         vaccinating_doctor: r.vaccinating_doctor.into_owned(),
@@ -758,6 +819,23 @@ fn to_stored(r: Record<'_>, row: u64, key: &DataKey) -> StoredRecord {
         dose_centi_ml: r.dose_centi_ml.map(|d| d as i32),
         remarks: r.remarks.map(|c| c.into_owned()),
     }
+}
+
+/// `YYYY-MM-DD` without going through a format string (this runs once per row).
+fn iso_date(d: NaiveDate) -> String {
+    use chrono::Datelike;
+    let (y, m, day) = (d.year(), d.month(), d.day());
+    let mut s = String::with_capacity(10);
+    for (v, width) in [(y as u32, 4), (m, 2), (day, 2)] {
+        if width == 2 {
+            s.push('-');
+        }
+        let digits = [v / 1000 % 10, v / 100 % 10, v / 10 % 10, v % 10];
+        for d in &digits[4 - width..] {
+            s.push(char::from(b'0' + *d as u8));
+        }
+    }
+    s
 }
 
 /// The encoding label for a file, for the CLI.

@@ -76,6 +76,9 @@ pub struct StoredResident {
 /// One accepted vaccination record, ready to insert.
 #[derive(Debug, Clone, Default, Zeroize, ZeroizeOnDrop)]
 pub struct StoredRecord {
+    /// [`dup_key`] of the record (probe 0), computed by the caller so the hashing happens on
+    /// the checking thread, not the store's.
+    pub dup_key: i64,
     /// The row number in the input file (header = 1).
     pub row_no: i64,
     pub resident_no: i64,
@@ -102,7 +105,8 @@ pub struct StoredRecord {
 }
 
 impl StoredRecord {
-    /// The duplicate key: same resident, date, vaccine and examination category.
+    /// What makes two records the same vaccination: resident, date, vaccine and examination
+    /// category.
     pub fn key(&self) -> (i64, &str, &str, i16) {
         (
             self.resident_no,
@@ -111,6 +115,25 @@ impl StoredRecord {
             self.exam,
         )
     }
+}
+
+/// The 64-bit duplicate key of a record's identity, for probe `n` (0 first). Stored in a
+/// unique integer index: a small index keeps a million-row intake in the page cache where a
+/// composite text index would not. Two different identities can share a key (about 1 in
+/// 2^64 per pair); the store then compares the identity itself and moves the newcomer to the
+/// next probe, so a collision never rejects a record.
+pub fn dup_key(resident_no: i64, vaccinated_on: &str, vaccine: &str, exam: i16, probe: u32) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(resident_no.to_be_bytes());
+    h.update(vaccinated_on.as_bytes());
+    h.update([0x1f]);
+    h.update(vaccine.as_bytes());
+    h.update([0x1f]);
+    h.update(exam.to_be_bytes());
+    h.update(probe.to_be_bytes());
+    let d = h.finalize();
+    i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
 /// What became of a record handed to [`IntakeTx::insert_batch`].
@@ -190,19 +213,16 @@ pub trait Store: Send {
     /// Records a file that was rejected as a whole (nothing loaded), in its own transaction.
     fn ledger_insert_rejected(&mut self, entry: &LedgerEntry) -> Result<()>;
 
-    /// Starts an intake transaction for a file.
-    fn begin_intake<'s>(
-        &'s mut self,
-        sha256: &str,
-        file_name: &str,
-    ) -> Result<Box<dyn IntakeTx + 's>>;
+    /// Starts an intake transaction for a file (its hash is known only once it has been read).
+    fn begin_intake<'s>(&'s mut self, file_name: &str) -> Result<Box<dyn IntakeTx + 's>>;
 
     /// Claim months whose fee summary must be rebuilt.
     fn dirty_months(&mut self) -> Result<Vec<String>>;
 
     fn clear_dirty_month(&mut self, month: &str) -> Result<()>;
 
-    /// The fee summary of a claim month, sorted by institution then vaccine.
+    /// The fee summary of a claim month, sorted by institution then vaccine (kept as running
+    /// totals, updated in each intake's transaction).
     fn fee_summary(&mut self, month: &str) -> Result<Vec<FeeLine>>;
 
     /// Every record as a canonical text line (no ids, no times, no key-dependent bytes),
@@ -228,8 +248,20 @@ pub trait IntakeTx {
     /// Inserts the records that are not duplicates, in order, and says what became of each.
     fn insert_batch(&mut self, records: &[StoredRecord]) -> Result<Vec<InsertOutcome>>;
 
-    /// Completes the ledger row, marks the touched claim months dirty and commits.
-    fn commit(self: Box<Self>, entry: &LedgerEntry, months: &[String]) -> Result<()>;
+    /// The ledger entry for these bytes, if an earlier intake took them in.
+    fn known(&mut self, sha256: &str) -> Result<Option<LedgerEntry>>;
+
+    /// Completes the ledger row, adds the file's fees to the monthly totals, marks those
+    /// months' fee reports dirty, and commits.
+    fn commit(self: Box<Self>, entry: &LedgerEntry, fees: &[FeeLine]) -> Result<()>;
+}
+
+/// The claim months of some fee lines, sorted and unique.
+pub fn months_of(fees: &[FeeLine]) -> Vec<String> {
+    let mut m: Vec<String> = fees.iter().map(|f| f.claim_month.clone()).collect();
+    m.sort();
+    m.dedup();
+    m
 }
 
 /// Opens the store a database URL names and creates or upgrades its schema.

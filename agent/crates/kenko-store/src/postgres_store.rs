@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS intake_ledger (
 CREATE TABLE IF NOT EXISTS records (
     id                 BIGSERIAL PRIMARY KEY,
     intake_id          BIGINT NOT NULL REFERENCES intake_ledger(id),
+    dup_key            BIGINT NOT NULL,
     row_no             BIGINT NOT NULL,
     resident_no        BIGINT NOT NULL,
     mynumber_token     BYTEA,
@@ -70,7 +71,15 @@ CREATE TABLE IF NOT EXISTS records (
     remarks2           TEXT NOT NULL,
     remarks3           TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records (resident_no, vaccinated_on, vaccine, exam);
+CREATE UNIQUE INDEX IF NOT EXISTS records_dup_key ON records (dup_key);
+CREATE TABLE IF NOT EXISTS fee_totals (
+    claim_month TEXT NOT NULL,
+    institution TEXT NOT NULL,
+    vaccine     TEXT NOT NULL,
+    count       BIGINT NOT NULL,
+    total_fee   BIGINT NOT NULL,
+    PRIMARY KEY (claim_month, institution, vaccine)
+);
 CREATE TABLE IF NOT EXISTS dirty_months (
     claim_month TEXT PRIMARY KEY
 );
@@ -307,18 +316,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn begin_intake<'s>(
-        &'s mut self,
-        sha256: &str,
-        file_name: &str,
-    ) -> Result<Box<dyn IntakeTx + 's>> {
+    fn begin_intake<'s>(&'s mut self, file_name: &str) -> Result<Box<dyn IntakeTx + 's>> {
         let mut tx = self.client.transaction().map_err(q("begin intake"))?;
         tx.execute("SELECT pg_advisory_xact_lock(7346022)", &[])
             .map_err(q("take intake lock"))?;
         let row = tx
             .query_one(
-                "INSERT INTO intake_ledger (sha256, file_name, status) VALUES ($1, $2, 'loading') RETURNING id",
-                &[&sha256, &file_name],
+                "INSERT INTO intake_ledger (sha256, file_name, status) \
+                 VALUES ('loading:' || md5(random()::text || clock_timestamp()::text), $1, 'loading') \
+                 RETURNING id",
+                &[&file_name],
             )
             .map_err(q("insert ledger entry"))?;
         let intake_id: i64 = row.get(0);
@@ -347,9 +354,8 @@ impl Store for PostgresStore {
         let rows = self
             .client
             .query(
-                "SELECT claim_month, institution, vaccine, COUNT(*)::bigint, SUM(fee)::bigint \
-                 FROM records WHERE claim_month = $1 GROUP BY claim_month, institution, vaccine \
-                 ORDER BY institution COLLATE \"C\", vaccine COLLATE \"C\"",
+                "SELECT claim_month, institution, vaccine, count, total_fee FROM fee_totals \
+                 WHERE claim_month = $1 ORDER BY institution COLLATE \"C\", vaccine COLLATE \"C\"",
                 &[&month],
             )
             .map_err(q("fee summary"))?;
@@ -384,6 +390,7 @@ impl Store for PostgresStore {
                 let token: Option<&[u8]> = row.get(3);
                 let ct: Option<&[u8]> = row.get(4);
                 let rec = StoredRecord {
+                    dup_key: 0,
                     row_no: row.get(1),
                     resident_no: row.get(2),
                     mynumber_token: None,
@@ -432,9 +439,9 @@ struct PostgresIntake<'s> {
 const COPY_RECORDS: &str = "COPY records (intake_id, row_no, resident_no, mynumber_token, \
     mynumber_ct, vaccinated_on, institution, age, claim_month, exam, lot_no, vaccine, moved_in, \
     prescreen_doctor, vaccinating_doctor, payment, fee, dose_centi_ml, remarks1, remarks2, \
-    remarks3) FROM STDIN (FORMAT binary)";
+    remarks3, dup_key) FROM STDIN (FORMAT binary)";
 
-const COPY_TYPES: [Type; 21] = [
+const COPY_TYPES: [Type; 22] = [
     Type::INT8,
     Type::INT8,
     Type::INT8,
@@ -456,6 +463,7 @@ const COPY_TYPES: [Type; 21] = [
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
+    Type::INT8,
 ];
 
 impl IntakeTx for PostgresIntake<'_> {
@@ -463,37 +471,96 @@ impl IntakeTx for PostgresIntake<'_> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        // One lookup for the whole batch against everything already in the table, including
-        // this file's earlier batches (same transaction).
-        let res: Vec<i64> = records.iter().map(|r| r.resident_no).collect();
-        let dates: Vec<&str> = records.iter().map(|r| r.vaccinated_on.as_str()).collect();
-        let vaccines: Vec<&str> = records.iter().map(|r| r.vaccine.as_str()).collect();
-        let exams: Vec<i16> = records.iter().map(|r| r.exam).collect();
+        // One indexed lookup for the whole batch against everything already in the table,
+        // including this file's earlier batches (same transaction).
+        let mut keys: Vec<i64> = records.iter().map(|r| r.dup_key).collect();
         let found = self
             .tx
             .query(
-                "SELECT k.ord, r.intake_id FROM unnest($1::int8[], $2::text[], $3::text[], $4::int2[]) \
-                 WITH ORDINALITY AS k(res, d, v, e, ord) \
-                 JOIN records r ON r.resident_no = k.res AND r.vaccinated_on = k.d \
-                 AND r.vaccine = k.v AND r.exam = k.e",
-                &[&res, &dates, &vaccines, &exams],
+                "SELECT k.ord, r.intake_id, r.resident_no, r.vaccinated_on, r.vaccine, r.exam \
+                 FROM unnest($1::int8[]) WITH ORDINALITY AS k(key, ord) \
+                 JOIN records r ON r.dup_key = k.key",
+                &[&keys],
             )
             .map_err(q("duplicate lookup"))?;
         let mut out = vec![InsertOutcome::Inserted; records.len()];
+        let mut collided = Vec::new();
         for row in &found {
-            let ord: i64 = row.get(0);
+            let i = (row.get::<_, i64>(0) - 1) as usize;
             let owner: i64 = row.get(1);
-            out[(ord - 1) as usize] = if owner == self.intake_id {
-                InsertOutcome::DuplicateInFile
+            let same = (
+                row.get::<_, i64>(2),
+                row.get::<_, &str>(3),
+                row.get::<_, &str>(4),
+                row.get::<_, i16>(5),
+            ) == records[i].key();
+            if same {
+                out[i] = if owner == self.intake_id {
+                    InsertOutcome::DuplicateInFile
+                } else {
+                    InsertOutcome::DuplicateOfLoaded
+                };
             } else {
-                InsertOutcome::DuplicateOfLoaded
-            };
+                collided.push(i);
+            }
         }
-        // Repeats inside this batch: the first occurrence wins.
-        let mut seen: HashMap<(i64, &str, &str, i16), ()> = HashMap::with_capacity(records.len());
+        // Inside the batch: the first occurrence of an identity wins.
+        let mut seen: HashMap<i64, usize> = HashMap::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            if out[i] == InsertOutcome::Inserted && seen.insert(r.key(), ()).is_some() {
-                out[i] = InsertOutcome::DuplicateInFile;
+            if out[i] != InsertOutcome::Inserted || collided.contains(&i) {
+                continue;
+            }
+            if let Some(&first) = seen.get(&keys[i]) {
+                if records[first].key() == r.key() {
+                    out[i] = InsertOutcome::DuplicateInFile;
+                } else {
+                    collided.push(i);
+                }
+            } else {
+                seen.insert(keys[i], i);
+            }
+        }
+        // Key collisions (about 1 in 2^64): walk the probes until a free key or the same
+        // identity turns up.
+        for i in collided {
+            let r = &records[i];
+            let mut probe = 0u32;
+            loop {
+                probe += 1;
+                let key =
+                    crate::dup_key(r.resident_no, &r.vaccinated_on, &r.vaccine, r.exam, probe);
+                let row = self
+                    .tx
+                    .query_opt(
+                        "SELECT intake_id, resident_no, vaccinated_on, vaccine, exam FROM records \
+                         WHERE dup_key = $1",
+                        &[&key],
+                    )
+                    .map_err(q("duplicate probe"))?;
+                match row {
+                    Some(row)
+                        if (
+                            row.get::<_, i64>(1),
+                            row.get::<_, &str>(2),
+                            row.get::<_, &str>(3),
+                            row.get::<_, i16>(4),
+                        ) == r.key() =>
+                    {
+                        out[i] = if row.get::<_, i64>(0) == self.intake_id {
+                            InsertOutcome::DuplicateInFile
+                        } else {
+                            InsertOutcome::DuplicateOfLoaded
+                        };
+                        break;
+                    }
+                    Some(_) => continue,
+                    None if seen.contains_key(&key) => continue,
+                    None => {
+                        keys[i] = key;
+                        seen.insert(key, i);
+                        break;
+                    }
+                }
             }
         }
         let sink = self
@@ -501,8 +568,8 @@ impl IntakeTx for PostgresIntake<'_> {
             .copy_in(COPY_RECORDS)
             .map_err(q("start record copy"))?;
         let mut w = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-        for (r, o) in records.iter().zip(&out) {
-            if *o != InsertOutcome::Inserted {
+        for (i, r) in records.iter().enumerate() {
+            if out[i] != InsertOutcome::Inserted {
                 continue;
             }
             let token = r.mynumber_token.as_ref().map(|t| &t[..]);
@@ -528,6 +595,7 @@ impl IntakeTx for PostgresIntake<'_> {
                 &r.remarks[0],
                 &r.remarks[1],
                 &r.remarks[2],
+                &keys[i],
             ])
             .map_err(q("copy record"))?;
         }
@@ -535,11 +603,23 @@ impl IntakeTx for PostgresIntake<'_> {
         Ok(out)
     }
 
-    fn commit(self: Box<Self>, e: &LedgerEntry, months: &[String]) -> Result<()> {
+    fn known(&mut self, sha256: &str) -> Result<Option<LedgerEntry>> {
+        let row = self
+            .tx
+            .query_opt(
+                &format!("SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE sha256 = $1 AND status <> 'loading'"),
+                &[&sha256],
+            )
+            .map_err(q("read ledger"))?;
+        Ok(row.as_ref().map(ledger_from_row))
+    }
+
+    fn commit(self: Box<Self>, e: &LedgerEntry, fees: &[FeeLine]) -> Result<()> {
         let PostgresIntake { mut tx, intake_id } = *self;
         tx.execute(
             "UPDATE intake_ledger SET status = $2, encoding = $3, rows = $4, accepted = $5, \
-             rejected = $6, reasons_json = $7, disposition = $8, finished_at = now() WHERE id = $1",
+             rejected = $6, reasons_json = $7, disposition = $8, finished_at = now(), \
+             sha256 = $9 WHERE id = $1",
             &[
                 &intake_id,
                 &e.status,
@@ -549,10 +629,27 @@ impl IntakeTx for PostgresIntake<'_> {
                 &e.rejected,
                 &e.reasons_json,
                 &e.disposition,
+                &e.sha256,
             ],
         )
         .map_err(q("complete ledger entry"))?;
-        for m in months {
+        for f in fees {
+            tx.execute(
+                "INSERT INTO fee_totals (claim_month, institution, vaccine, count, total_fee) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (claim_month, institution, vaccine) \
+                 DO UPDATE SET count = fee_totals.count + excluded.count, \
+                 total_fee = fee_totals.total_fee + excluded.total_fee",
+                &[
+                    &f.claim_month,
+                    &f.institution,
+                    &f.vaccine,
+                    &f.count,
+                    &f.total_fee,
+                ],
+            )
+            .map_err(q("add fee totals"))?;
+        }
+        for m in &crate::months_of(fees) {
             tx.execute(
                 "INSERT INTO dirty_months (claim_month) VALUES ($1) ON CONFLICT DO NOTHING",
                 &[m],

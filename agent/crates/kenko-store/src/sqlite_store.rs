@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS intake_ledger (
 CREATE TABLE IF NOT EXISTS records (
     id                 INTEGER PRIMARY KEY,
     intake_id          INTEGER NOT NULL REFERENCES intake_ledger(id),
+    dup_key            INTEGER NOT NULL,
     row_no             INTEGER NOT NULL,
     resident_no        INTEGER NOT NULL,
     mynumber_token     BLOB,
@@ -66,7 +67,15 @@ CREATE TABLE IF NOT EXISTS records (
     remarks2           TEXT NOT NULL,
     remarks3           TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records (resident_no, vaccinated_on, vaccine, exam);
+CREATE UNIQUE INDEX IF NOT EXISTS records_dup_key ON records (dup_key);
+CREATE TABLE IF NOT EXISTS fee_totals (
+    claim_month TEXT NOT NULL,
+    institution TEXT NOT NULL,
+    vaccine     TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    total_fee   INTEGER NOT NULL,
+    PRIMARY KEY (claim_month, institution, vaccine)
+);
 CREATE TABLE IF NOT EXISTS dirty_months (
     claim_month TEXT PRIMARY KEY
 );
@@ -76,9 +85,10 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('register_generation', '0');
 
 const INSERT_RECORD: &str = "INSERT INTO records (intake_id, row_no, resident_no, mynumber_token, \
     mynumber_ct, vaccinated_on, institution, age, claim_month, exam, lot_no, vaccine, moved_in, \
-    prescreen_doctor, vaccinating_doctor, payment, fee, dose_centi_ml, remarks1, remarks2, remarks3) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) \
-    ON CONFLICT (resident_no, vaccinated_on, vaccine, exam) DO NOTHING";
+    prescreen_doctor, vaccinating_doctor, payment, fee, dose_centi_ml, remarks1, remarks2, remarks3, \
+    dup_key) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+    ?20, ?21, ?22) ON CONFLICT (dup_key) DO NOTHING";
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -318,18 +328,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn begin_intake<'s>(
-        &'s mut self,
-        sha256: &str,
-        file_name: &str,
-    ) -> Result<Box<dyn IntakeTx + 's>> {
+    fn begin_intake<'s>(&'s mut self, file_name: &str) -> Result<Box<dyn IntakeTx + 's>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q("begin intake"))?;
+        // The real hash replaces this placeholder at commit; a rollback removes the row.
         tx.execute(
-            "INSERT INTO intake_ledger (sha256, file_name, status, started_at) VALUES (?1, ?2, 'loading', ?3)",
-            params![sha256, file_name, now()],
+            "INSERT INTO intake_ledger (sha256, file_name, status, started_at) \
+             VALUES ('loading:' || lower(hex(randomblob(16))), ?1, 'loading', ?2)",
+            params![file_name, now()],
         )
         .map_err(q("insert ledger entry"))?;
         let intake_id = tx.last_insert_rowid();
@@ -359,9 +367,8 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT claim_month, institution, vaccine, COUNT(*), SUM(fee) FROM records \
-                 WHERE claim_month = ?1 GROUP BY claim_month, institution, vaccine \
-                 ORDER BY institution, vaccine",
+                "SELECT claim_month, institution, vaccine, count, total_fee FROM fee_totals \
+                 WHERE claim_month = ?1 ORDER BY institution, vaccine",
             )
             .map_err(q("prepare fee summary"))?;
         let rows = stmt
@@ -398,6 +405,7 @@ impl Store for SqliteStore {
                 let token: Option<Vec<u8>> = row.get(3)?;
                 let ct: Option<Vec<u8>> = row.get(4)?;
                 let rec = StoredRecord {
+                    dup_key: 0,
                     row_no: row.get(1)?,
                     resident_no: row.get(2)?,
                     mynumber_token: None,
@@ -450,62 +458,85 @@ impl IntakeTx for SqliteIntake<'_> {
             .map_err(q("prepare record insert"))?;
         let mut out = Vec::with_capacity(records.len());
         for r in records {
-            let changed = insert
-                .execute(params![
-                    self.intake_id,
-                    r.row_no,
-                    r.resident_no,
-                    r.mynumber_token.as_ref().map(|t| &t[..]),
-                    r.mynumber_ct,
-                    r.vaccinated_on,
-                    r.institution,
-                    r.age,
-                    r.claim_month,
-                    r.exam,
-                    r.lot_no,
-                    r.vaccine,
-                    r.moved_in,
-                    r.prescreen_doctor,
-                    r.vaccinating_doctor,
-                    r.payment,
-                    r.fee,
-                    r.dose_centi_ml,
-                    r.remarks[0],
-                    r.remarks[1],
-                    r.remarks[2],
-                ])
-                .map_err(q("insert record"))?;
-            if changed == 1 {
-                out.push(InsertOutcome::Inserted);
-                continue;
-            }
-            // The key exists: tell a repeat inside this file from one loaded earlier.
-            let owner: i64 = self
-                .tx
-                .prepare_cached(
-                    "SELECT intake_id FROM records WHERE resident_no = ?1 AND vaccinated_on = ?2 \
-                     AND vaccine = ?3 AND exam = ?4",
-                )
-                .map_err(q("prepare duplicate lookup"))?
-                .query_row(
-                    params![r.resident_no, r.vaccinated_on, r.vaccine, r.exam],
-                    |row| row.get(0),
-                )
-                .map_err(q("duplicate lookup"))?;
-            out.push(if owner == self.intake_id {
-                InsertOutcome::DuplicateInFile
-            } else {
-                InsertOutcome::DuplicateOfLoaded
-            });
+            let mut key = r.dup_key;
+            let mut probe = 0u32;
+            let outcome =
+                loop {
+                    let changed = insert
+                        .execute(params![
+                            self.intake_id,
+                            r.row_no,
+                            r.resident_no,
+                            r.mynumber_token.as_ref().map(|t| &t[..]),
+                            r.mynumber_ct,
+                            r.vaccinated_on,
+                            r.institution,
+                            r.age,
+                            r.claim_month,
+                            r.exam,
+                            r.lot_no,
+                            r.vaccine,
+                            r.moved_in,
+                            r.prescreen_doctor,
+                            r.vaccinating_doctor,
+                            r.payment,
+                            r.fee,
+                            r.dose_centi_ml,
+                            r.remarks[0],
+                            r.remarks[1],
+                            r.remarks[2],
+                            key,
+                        ])
+                        .map_err(q("insert record"))?;
+                    if changed == 1 {
+                        break InsertOutcome::Inserted;
+                    }
+                    // The key is taken: the same vaccination (a duplicate), or, once in 2^64,
+                    // another one whose key collides (then try the next probe).
+                    let (owner, res, date, vaccine, exam): (i64, i64, String, String, i16) = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT intake_id, resident_no, vaccinated_on, vaccine, exam FROM records \
+                         WHERE dup_key = ?1",
+                    )
+                    .map_err(q("prepare duplicate lookup"))?
+                    .query_row([key], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    })
+                    .map_err(q("duplicate lookup"))?;
+                    if (res, date.as_str(), vaccine.as_str(), exam) == r.key() {
+                        break if owner == self.intake_id {
+                            InsertOutcome::DuplicateInFile
+                        } else {
+                            InsertOutcome::DuplicateOfLoaded
+                        };
+                    }
+                    probe += 1;
+                    key =
+                        crate::dup_key(r.resident_no, &r.vaccinated_on, &r.vaccine, r.exam, probe);
+                };
+            out.push(outcome);
         }
         Ok(out)
     }
 
-    fn commit(self: Box<Self>, e: &LedgerEntry, months: &[String]) -> Result<()> {
+    fn known(&mut self, sha256: &str) -> Result<Option<LedgerEntry>> {
+        self.tx
+            .query_row(
+                &format!("SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE sha256 = ?1 AND status <> 'loading'"),
+                [sha256],
+                ledger_from_row,
+            )
+            .optional()
+            .map_err(q("read ledger"))
+    }
+
+    fn commit(self: Box<Self>, e: &LedgerEntry, fees: &[FeeLine]) -> Result<()> {
         let SqliteIntake { tx, intake_id } = *self;
         tx.execute(
             "UPDATE intake_ledger SET status = ?2, encoding = ?3, rows = ?4, accepted = ?5, \
-             rejected = ?6, reasons_json = ?7, disposition = ?8, finished_at = ?9 WHERE id = ?1",
+             rejected = ?6, reasons_json = ?7, disposition = ?8, finished_at = ?9, sha256 = ?10 \
+             WHERE id = ?1",
             params![
                 intake_id,
                 e.status,
@@ -515,15 +546,34 @@ impl IntakeTx for SqliteIntake<'_> {
                 e.rejected,
                 e.reasons_json,
                 e.disposition,
-                now()
+                now(),
+                e.sha256
             ],
         )
         .map_err(q("complete ledger entry"))?;
         {
             let mut stmt = tx
+                .prepare(
+                    "INSERT INTO fee_totals (claim_month, institution, vaccine, count, total_fee) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (claim_month, institution, vaccine) \
+                     DO UPDATE SET count = count + excluded.count, \
+                     total_fee = total_fee + excluded.total_fee",
+                )
+                .map_err(q("prepare fee totals"))?;
+            for f in fees {
+                stmt.execute(params![
+                    f.claim_month,
+                    f.institution,
+                    f.vaccine,
+                    f.count,
+                    f.total_fee
+                ])
+                .map_err(q("add fee totals"))?;
+            }
+            let mut stmt = tx
                 .prepare("INSERT OR IGNORE INTO dirty_months (claim_month) VALUES (?1)")
                 .map_err(q("prepare dirty month"))?;
-            for m in months {
+            for m in crate::months_of(fees) {
                 stmt.execute([m]).map_err(q("mark dirty month"))?;
             }
         }
