@@ -8,6 +8,9 @@
 //!
 //!     cargo bench -p kenko-agent --bench intake
 //!
+//! Each variant runs KENKO_BENCH_REPEAT times (default 3) and the best time is printed: the
+//! machine is shared, and the best run is the one least disturbed by neighbours.
+//!
 //! Environment: KENKO_BENCH_ROWS (comma list, default "100000,1000000"),
 //! KENKO_BENCH_RESIDENTS (default 340000), KENKO_BENCH_DIR (default /var/tmp/kenko-bench,
 //! generated files are cached there), KENKO_BENCH_POSTGRES (default
@@ -48,6 +51,11 @@ fn main() {
     let pg = std::env::var("KENKO_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let pg = (pg != "off").then_some(pg);
+    let repeat: usize = std::env::var("KENKO_BENCH_REPEAT")
+        .ok()
+        .map(|s| s.parse().expect("KENKO_BENCH_REPEAT: a number"))
+        .unwrap_or(3)
+        .max(1);
     std::fs::create_dir_all(&dir).unwrap();
     for tool in ["sqlite3", "psql"] {
         if Command::new(tool).arg("--version").output().is_err() {
@@ -100,10 +108,14 @@ fn main() {
         eprintln!("{rows} rows, {mb:.0} MB (CP932)");
 
         // kenko → SQLite
-        let ws = dir.join(format!("ws-sqlite-{rows}"));
-        let _ = std::fs::remove_dir_all(&ws);
-        let url = format!("sqlite://{}", ws.join("kenko.db").display());
-        let (secs, summary) = kenko_intake(&ws, &url, &register, &cp932);
+        let (secs, summary) = best_of(repeat, || {
+            let ws = dir.join(format!("ws-sqlite-{rows}"));
+            let _ = std::fs::remove_dir_all(&ws);
+            let url = format!("sqlite://{}", ws.join("kenko.db").display());
+            let r = kenko_intake(&ws, &url, &register, &cp932);
+            let _ = std::fs::remove_dir_all(&ws);
+            r
+        });
         results.push(Row {
             rows,
             what: "kenko intake → SQLite",
@@ -114,26 +126,29 @@ fn main() {
                 summary["accepted"], summary["rejected"]
             ),
         });
-        let _ = std::fs::remove_dir_all(&ws);
 
         // sqlite3 .import of the same rows (UTF-8), no checks.
         let db = dir.join(format!("import-{rows}.db"));
-        let _ = std::fs::remove_file(&db);
-        let cols: Vec<String> = (1..=22).map(|i| format!("c{i} TEXT")).collect();
-        run(Command::new("sqlite3")
-            .arg(&db)
-            .arg(format!("CREATE TABLE t ({});", cols.join(", "))));
-        let t = Instant::now();
-        run(Command::new("sqlite3")
-            .arg(&db)
-            .arg(".mode csv")
-            .arg(format!(".import --skip 1 {} t", utf8.display())));
-        let secs = t.elapsed().as_secs_f64();
-        let n = output(
-            Command::new("sqlite3")
+        let mut n = String::new();
+        let (secs, ()) = best_of(repeat, || {
+            let _ = std::fs::remove_file(&db);
+            let cols: Vec<String> = (1..=22).map(|i| format!("c{i} TEXT")).collect();
+            run(Command::new("sqlite3")
                 .arg(&db)
-                .arg("SELECT COUNT(*) FROM t;"),
-        );
+                .arg(format!("CREATE TABLE t ({});", cols.join(", "))));
+            let t = Instant::now();
+            run(Command::new("sqlite3")
+                .arg(&db)
+                .arg(".mode csv")
+                .arg(format!(".import --skip 1 {} t", utf8.display())));
+            let secs = t.elapsed().as_secs_f64();
+            n = output(
+                Command::new("sqlite3")
+                    .arg(&db)
+                    .arg("SELECT COUNT(*) FROM t;"),
+            );
+            (secs, ())
+        });
         results.push(Row {
             rows,
             what: "sqlite3 .import (no checks)",
@@ -145,11 +160,16 @@ fn main() {
 
         if let Some(pg) = &pg {
             // kenko → PostgreSQL
-            let name = format!("kenko_bench_{rows}");
-            let url = fresh_db(pg, &name);
-            let ws = dir.join(format!("ws-pg-{rows}"));
-            let _ = std::fs::remove_dir_all(&ws);
-            let (secs, summary) = kenko_intake(&ws, &url, &register, &cp932);
+            let (secs, summary) = best_of(repeat, || {
+                let name = format!("kenko_bench_{rows}");
+                let url = fresh_db(pg, &name);
+                let ws = dir.join(format!("ws-pg-{rows}"));
+                let _ = std::fs::remove_dir_all(&ws);
+                let r = kenko_intake(&ws, &url, &register, &cp932);
+                let _ = std::fs::remove_dir_all(&ws);
+                drop_db(pg, &name);
+                r
+            });
             results.push(Row {
                 rows,
                 what: "kenko intake → PostgreSQL",
@@ -160,26 +180,28 @@ fn main() {
                     summary["accepted"], summary["rejected"]
                 ),
             });
-            let _ = std::fs::remove_dir_all(&ws);
-            drop_db(pg, &name);
 
             // psql \copy of the same rows, no checks.
-            let name = format!("kenko_bench_copy_{rows}");
-            let url = fresh_db(pg, &name);
-            let cols: Vec<String> = (1..=22).map(|i| format!("c{i} text")).collect();
-            run(Command::new("psql")
-                .arg(&url)
-                .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
-                .arg(format!("CREATE TABLE t ({})", cols.join(", "))));
-            let t = Instant::now();
-            run(Command::new("psql")
-                .arg(&url)
-                .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
-                .arg(format!(
-                    "\\copy t FROM '{}' WITH (FORMAT csv, HEADER true)",
-                    utf8.display()
-                )));
-            let secs = t.elapsed().as_secs_f64();
+            let (secs, ()) = best_of(repeat, || {
+                let name = format!("kenko_bench_copy_{rows}");
+                let url = fresh_db(pg, &name);
+                let cols: Vec<String> = (1..=22).map(|i| format!("c{i} text")).collect();
+                run(Command::new("psql")
+                    .arg(&url)
+                    .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+                    .arg(format!("CREATE TABLE t ({})", cols.join(", "))));
+                let t = Instant::now();
+                run(Command::new("psql")
+                    .arg(&url)
+                    .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+                    .arg(format!(
+                        "\\copy t FROM '{}' WITH (FORMAT csv, HEADER true)",
+                        utf8.display()
+                    )));
+                let secs = t.elapsed().as_secs_f64();
+                drop_db(pg, &name);
+                (secs, ())
+            });
             results.push(Row {
                 rows,
                 what: "psql \\copy (no checks)",
@@ -187,7 +209,6 @@ fn main() {
                 rss_kib: None,
                 note: String::new(),
             });
-            drop_db(pg, &name);
         }
     }
 
@@ -222,6 +243,18 @@ fn main() {
         );
     }
     println!("ratio = alternative's time / kenko's time (above 1.00x: kenko is faster)");
+}
+
+/// Runs `f` `n` times and keeps the fastest (seconds, result).
+fn best_of<T>(n: usize, mut f: impl FnMut() -> (f64, T)) -> (f64, T) {
+    let mut best = f();
+    for _ in 1..n {
+        let r = f();
+        if r.0 < best.0 {
+            best = r;
+        }
+    }
+    best
 }
 
 fn kenko_intake(ws: &Path, url: &str, register: &Path, input: &Path) -> (f64, serde_json::Value) {

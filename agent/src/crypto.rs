@@ -170,6 +170,28 @@ impl DataKey {
         out
     }
 
+    /// [`seal`](Self::seal) into a reused buffer (the intake's hot path).
+    pub fn seal_into(&self, resident_no: i64, plaintext: &[u8], out: &mut Vec<u8>) {
+        use aes_gcm::aead::AeadInPlace;
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        out.clear();
+        out.push(CT_VERSION);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .aead
+            .encrypt_in_place_detached(
+                Nonce::from_slice(&nonce),
+                &resident_no.to_be_bytes(),
+                &mut out[start..],
+            )
+            .expect("AES-GCM encryption of a short message cannot fail");
+        out.extend_from_slice(&tag);
+    }
+
     /// Decrypts what [`seal`](Self::seal) produced.
     pub fn open(&self, resident_no: i64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         if sealed.len() < 1 + 8 + 12 + 16 || sealed[0] != CT_VERSION || sealed[1..9] != self.id {
@@ -214,6 +236,10 @@ mod tests {
         let k = DataKey::from_bytes(&[7u8; 32]);
         let ct = k.seal(42, b"123456789018");
         assert_eq!(&k.open(42, &ct).unwrap()[..], b"123456789018");
+        let mut reused = vec![0xAA; 80];
+        k.seal_into(42, b"123456789018", &mut reused);
+        assert_eq!(reused.len(), ct.len());
+        assert_eq!(&k.open(42, &reused).unwrap()[..], b"123456789018");
         assert!(matches!(k.open(43, &ct), Err(KeyError::Decrypt)));
         let other = DataKey::from_bytes(&[8u8; 32]);
         assert!(matches!(other.open(42, &ct), Err(KeyError::Decrypt)));

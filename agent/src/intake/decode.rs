@@ -202,11 +202,15 @@ impl<R: Read> RecordReader<R> {
 
     /// The fields of the current record.
     pub fn fields(&self) -> Vec<&str> {
+        let end = self.ends[..self.nfields].last().copied().unwrap_or(0);
+        // The decoder produced valid UTF-8 and csv-core splits only at ASCII bytes, so this
+        // cannot fail; validating the record once is cheaper than field by field.
+        let record = std::str::from_utf8(&self.out[..end]).unwrap_or("");
         let mut start = 0;
         self.ends[..self.nfields]
             .iter()
             .map(|&end| {
-                let s = std::str::from_utf8(&self.out[start..end]).unwrap_or("\u{FFFD}");
+                let s = record.get(start..end).unwrap_or("\u{FFFD}");
                 start = end;
                 s
             })

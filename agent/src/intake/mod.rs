@@ -37,12 +37,9 @@ use crate::crypto::DataKey;
 use crate::fsutil::{self, at, PathError};
 use crate::metrics::METRICS;
 use crate::register::RegisterIndex;
-use decode::{DecodeError, FileEncoding, RecordReader};
+use decode::{DecodeError, RecordReader};
 pub use inbox::Dirs;
 use report::{FileProblem, FileSummary, Rejection};
-
-/// Rows per batch handed from the checker to the store.
-const BATCH: usize = 2048;
 
 /// Why an intake could not be completed (the file stays in the inbox and is retried). A file
 /// with bad content is not an error: it is returned with a report.
@@ -427,6 +424,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
 
     // One pass over the file: the hash is known at the end, and a file whose bytes turn out
     // to be in the ledger is rolled back before anything is written for it.
+    let batch_rows = env.store.batch_rows().max(1);
     let mut tx = env.store.begin_intake(&name)?;
     let mut checked = Checked {
         rows: 0,
@@ -436,15 +434,20 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     let mut accepted = 0u64;
     let mut dup_rejections = Vec::new();
     let mut fees = FeeTally::default();
+    // Time the store spent inserting, for the log: tells a slow database from slow checking.
+    let mut store_busy = Duration::ZERO;
     if let Some(header) = header {
         let (register, master, key, today) = (env.register, env.master, env.key, env.today);
         let result: Result<Checked, IntakeError> = std::thread::scope(|s| {
-            let (send, recv) = mpsc::sync_channel::<Vec<StoredRecord>>(4);
+            let (send, recv) = mpsc::sync_channel::<Vec<StoredRecord>>(2);
+            // Stored batches go back to the checker to be refilled in place: no allocation
+            // per row once the first few batches exist.
+            let (give_back, recycled) = mpsc::sync_channel::<Vec<StoredRecord>>(4);
             let checker = std::thread::Builder::new()
                 .name("intake-check".into())
                 .spawn_scoped(s, move || {
                     let mut checker = Checker::new(header, master, register, key, today);
-                    check_rows(&mut reader, &mut checker, key, send)
+                    check_rows(&mut reader, &mut checker, key, batch_rows, send, recycled)
                 })
                 .map_err(|e| IntakeError::Read {
                     file: PathBuf::new(),
@@ -452,7 +455,9 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
                 })?;
             let mut batches = 0u64;
             for batch in recv {
+                let t = Instant::now();
                 let outcomes = tx.insert_batch(&batch)?;
+                store_busy += t.elapsed();
                 for (rec, outcome) in batch.iter().zip(outcomes) {
                     let reason = match outcome {
                         InsertOutcome::Inserted => {
@@ -472,6 +477,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
                         }],
                     });
                 }
+                let _ = give_back.try_send(batch);
                 batches += 1;
                 if batches == 1 {
                     crashpoint::hit("rows-inserted");
@@ -612,6 +618,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         rejected,
         encoding = encoding.label(),
         elapsed_ms = started.elapsed().as_millis() as u64,
+        store_busy_ms = store_busy.as_millis() as u64,
         "intake finished"
     );
     Ok(summary)
@@ -720,14 +727,17 @@ fn check_rows<R: Read>(
     reader: &mut RecordReader<R>,
     checker: &mut Checker<'_>,
     key: &DataKey,
+    batch_rows: usize,
     send: mpsc::SyncSender<Vec<StoredRecord>>,
+    recycled: mpsc::Receiver<Vec<StoredRecord>>,
 ) -> Result<Checked, IntakeError> {
     let mut out = Checked {
         rows: 0,
         rejections: Vec::new(),
         problems: Vec::new(),
     };
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch: Vec<StoredRecord> = Vec::with_capacity(batch_rows);
+    let mut n = 0usize;
     loop {
         match reader.advance() {
             Ok(true) => {}
@@ -754,9 +764,17 @@ fn check_rows<R: Read>(
         out.rows += 1;
         match checker.check(&fields) {
             Ok(record) => {
-                batch.push(to_stored(record, row, key));
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if n == batch.len() {
+                    batch.push(StoredRecord::default());
+                }
+                fill_stored(&mut batch[n], record, row, key);
+                n += 1;
+                if n == batch_rows {
+                    let next = recycled
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(batch_rows));
+                    let full = std::mem::replace(&mut batch, next);
+                    n = 0;
                     if send.send(full).is_err() {
                         // The store side stopped (its error is what the caller reports).
                         return Ok(out);
@@ -773,60 +791,61 @@ fn check_rows<R: Read>(
     if out.rows == 0 {
         out.problems.push(FileProblem::of(Reason::NoDataRows));
     }
+    batch.truncate(n);
     if !batch.is_empty() {
         let _ = send.send(batch);
     }
     Ok(out)
 }
 
-fn to_stored(r: Record<'_>, row: u64, key: &DataKey) -> StoredRecord {
+/// Fills a (recycled) stored record from a checked row, reusing its buffers. Whatever a
+/// buffer held before is overwritten, and every buffer is zeroized when the record is
+/// finally dropped (`ZeroizeOnDrop`).
+fn fill_stored(out: &mut StoredRecord, r: Record<'_>, row: u64, key: &DataKey) {
+    fn set(dst: &mut String, src: &str) {
+        dst.clear();
+        dst.push_str(src);
+    }
     let resident_no = r.resident_no as i64;
-    let (mynumber_token, mynumber_ct) = match &r.mynumber {
+    out.row_no = row as i64;
+    out.resident_no = resident_no;
+    out.mynumber_token = r.mynumber_token;
+    match &r.mynumber {
         Some(n) => {
             let ascii = Zeroizing::new(n.ascii());
-            (
-                Some(kenko_intake::Tokenizer::token(
-                    key,
-                    kenko_intake::Domain::MyNumber,
-                    &ascii[..],
-                )),
-                Some(key.seal(resident_no, &ascii[..])),
-            )
+            let ct = out.mynumber_ct.get_or_insert_with(Vec::new);
+            key.seal_into(resident_no, &ascii[..], ct);
         }
-        None => (None, None),
-    };
-    let vaccinated_on = iso_date(r.vaccinated_on);
-    let vaccine = r.vaccine.into_owned();
-    let exam = i16::from(r.exam.code());
-    StoredRecord {
-        dup_key: kenko_store::dup_key(resident_no, &vaccinated_on, &vaccine, exam, 0),
-        row_no: row as i64,
-        resident_no,
-        mynumber_token,
-        mynumber_ct,
-        vaccinated_on,
-        institution: r.institution.into_owned(),
-        age: r.age as i32,
-        claim_month: r.claim_month.to_string(),
-        exam,
-        lot_no: r.lot_no.into_owned(),
-        vaccine,
-        moved_in: r.moved_in,
-        prescreen_doctor: r.prescreen_doctor.into_owned(),
-        vaccinating_doctor: r.vaccinating_doctor.into_owned(),
-        payment: i16::from(r.payment.code()),
-        fee: i64::from(r.fee),
-        dose_centi_ml: r.dose_centi_ml.map(|d| d as i32),
-        remarks: r.remarks.map(|c| c.into_owned()),
+        None => out.mynumber_ct = None,
     }
+    write_iso_date(&mut out.vaccinated_on, r.vaccinated_on);
+    set(&mut out.institution, &r.institution);
+    out.age = r.age as i32;
+    out.claim_month.clear();
+    {
+        use std::fmt::Write;
+        let _ = write!(out.claim_month, "{}", r.claim_month);
+    }
+    out.exam = i16::from(r.exam.code());
+    set(&mut out.lot_no, &r.lot_no);
+    set(&mut out.vaccine, &r.vaccine);
+    out.moved_in = r.moved_in;
+    set(&mut out.prescreen_doctor, &r.prescreen_doctor);
+    set(&mut out.vaccinating_doctor, &r.vaccinating_doctor);
+    out.payment = i16::from(r.payment.code());
+    out.fee = i64::from(r.fee);
+    out.dose_centi_ml = r.dose_centi_ml.map(|d| d as i32);
+    for (dst, src) in out.remarks.iter_mut().zip(&r.remarks) {
+        set(dst, src);
+    }
+    out.dup_key = kenko_store::dup_key(resident_no, &out.vaccinated_on, &out.vaccine, out.exam, 0);
 }
 
-/// `YYYY-MM-DD` without going through a format string (this runs once per row).
-fn iso_date(d: NaiveDate) -> String {
+/// Writes `YYYY-MM-DD` without going through a format string (this runs once per row).
+fn write_iso_date(s: &mut String, d: NaiveDate) {
     use chrono::Datelike;
-    let (y, m, day) = (d.year(), d.month(), d.day());
-    let mut s = String::with_capacity(10);
-    for (v, width) in [(y as u32, 4), (m, 2), (day, 2)] {
+    s.clear();
+    for (v, width) in [(d.year() as u32, 4), (d.month(), 2), (d.day(), 2)] {
         if width == 2 {
             s.push('-');
         }
@@ -835,10 +854,18 @@ fn iso_date(d: NaiveDate) -> String {
             s.push(char::from(b'0' + *d as u8));
         }
     }
-    s
 }
 
-/// The encoding label for a file, for the CLI.
-pub fn encoding_label(e: FileEncoding) -> &'static str {
-    e.label()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates_are_zero_padded() {
+        let mut s = String::from("stale");
+        write_iso_date(&mut s, NaiveDate::from_ymd_opt(987, 3, 4).unwrap());
+        assert_eq!(s, "0987-03-04");
+        write_iso_date(&mut s, NaiveDate::from_ymd_opt(2024, 12, 31).unwrap());
+        assert_eq!(s, "2024-12-31");
+    }
 }

@@ -146,6 +146,9 @@ impl Payment {
 pub struct Record<'r> {
     pub resident_no: u64,
     pub mynumber: Option<MyNumber>,
+    /// The My Number's keyed token, computed for the register comparison (so the store need
+    /// not compute it again).
+    pub mynumber_token: Option<Token>,
     pub vaccinated_on: NaiveDate,
     pub institution: Cow<'r, str>,
     pub age: u32,
@@ -380,6 +383,7 @@ impl<'a> Checker<'a> {
         }
 
         // 4. The person against the register, as tokens.
+        let mut mynumber_token: Option<Token> = None;
         if let Some(no) = resident_no {
             let register: &'a dyn Register = self.register;
             match register.lookup(no) {
@@ -402,6 +406,7 @@ impl<'a> Checker<'a> {
                         if entry.mynumber != Some(token) {
                             is.push(Issue::at(Reason::MynumberMismatch, C::MyNumber));
                         }
+                        mynumber_token = Some(token);
                     }
                     if has_name
                         && compact_token(
@@ -475,6 +480,7 @@ impl<'a> Checker<'a> {
         Ok(Record {
             resident_no,
             mynumber,
+            mynumber_token,
             vaccinated_on,
             institution,
             age,

@@ -73,6 +73,20 @@ pub struct StoredResident {
     pub loss_on: Option<String>,
 }
 
+/// A resident as [`Store::for_each_resident`] lends it.
+#[derive(Debug, Clone, Copy)]
+pub struct ResidentRow<'a> {
+    pub resident_no: i64,
+    pub mynumber_token: Option<&'a [u8]>,
+    pub name_token: &'a [u8],
+    pub sex: i16,
+    /// `YYYY-MM-DD`.
+    pub birth: &'a str,
+    pub address_token: &'a [u8],
+    pub loss_kind: Option<i16>,
+    pub loss_on: Option<&'a str>,
+}
+
 /// One accepted vaccination record, ready to insert.
 #[derive(Debug, Clone, Default, Zeroize, ZeroizeOnDrop)]
 pub struct StoredRecord {
@@ -182,6 +196,12 @@ pub trait Store: Send {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn kind(&self) -> &'static str;
 
+    /// Records per [`IntakeTx::insert_batch`] call that suit this store: a network round trip
+    /// per batch wants larger batches than an in-process library.
+    fn batch_rows(&self) -> usize {
+        2048
+    }
+
     /// Replaces the whole register in one transaction; returns the number of residents.
     /// The iterator may fail part-way: then nothing changes.
     fn replace_residents(
@@ -189,8 +209,9 @@ pub trait Store: Send {
         residents: &mut dyn Iterator<Item = std::result::Result<StoredResident, String>>,
     ) -> std::result::Result<usize, ReplaceError>;
 
-    /// Every resident, for building the in-memory register index.
-    fn for_each_resident(&mut self, f: &mut dyn FnMut(StoredResident)) -> Result<()>;
+    /// Every resident (without the My Number ciphertext), for building the in-memory
+    /// register index. Rows are lent, not copied: the register is read at every start.
+    fn for_each_resident(&mut self, f: &mut dyn FnMut(ResidentRow<'_>)) -> Result<()>;
 
     /// A number that changes whenever the register is replaced (to know when to reload it).
     fn register_generation(&mut self) -> Result<i64>;
@@ -290,12 +311,22 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Parses a stored `YYYY-MM-DD`.
+/// Parses a stored `YYYY-MM-DD` (by hand: it runs for every resident at every start).
 pub fn parse_iso_date(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
-pub(crate) fn token_from(bytes: &[u8]) -> Token {
+/// A stored token as the fixed-size array the checks compare.
+pub fn token_from(bytes: &[u8]) -> Token {
     let mut t = [0u8; 16];
     let n = bytes.len().min(16);
     t[..n].copy_from_slice(&bytes[..n]);
@@ -338,6 +369,23 @@ pub(crate) fn record_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(
+            parse_iso_date("2024-02-29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        for bad in [
+            "2023-02-29",
+            "2024-2-29",
+            "2024/02/29",
+            "20240229xx",
+            "abcd-ef-gh",
+        ] {
+            assert_eq!(parse_iso_date(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn redact_url_hides_the_password() {

@@ -10,7 +10,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Transaction};
 
 use crate::{
-    record_line, token_from, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, Result,
+    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, ResidentRow, Result,
     Store, StoreError, StoredRecord, StoredResident,
 };
 
@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS intake_ledger (
 );
 CREATE TABLE IF NOT EXISTS records (
     id                 BIGSERIAL PRIMARY KEY,
-    intake_id          BIGINT NOT NULL REFERENCES intake_ledger(id),
+    intake_id          BIGINT NOT NULL,  -- intake_ledger.id; no FOREIGN KEY: its per-row trigger made COPY 5x slower, and records and their ledger row commit together anyway
     dup_key            BIGINT NOT NULL,
     row_no             BIGINT NOT NULL,
     resident_no        BIGINT NOT NULL,
@@ -137,6 +137,10 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn batch_rows(&self) -> usize {
+        8192
+    }
+
     fn replace_residents(
         &mut self,
         residents: &mut dyn Iterator<Item = std::result::Result<StoredResident, String>>,
@@ -201,29 +205,27 @@ impl Store for PostgresStore {
         Ok(n)
     }
 
-    fn for_each_resident(&mut self, f: &mut dyn FnMut(StoredResident)) -> Result<()> {
+    fn for_each_resident(&mut self, f: &mut dyn FnMut(ResidentRow<'_>)) -> Result<()> {
+        use postgres::fallible_iterator::FallibleIterator;
         let params: [&(dyn ToSql + Sync); 0] = [];
-        let it = self
+        let mut it = self
             .client
             .query_raw(
-                "SELECT resident_no, mynumber_token, mynumber_ct, name_token, sex, birth, \
-                 address_token, loss_kind, loss_on FROM residents",
+                "SELECT resident_no, mynumber_token, name_token, sex, birth, address_token, \
+                 loss_kind, loss_on FROM residents",
                 params,
             )
             .map_err(q("scan register"))?;
-        use postgres::fallible_iterator::FallibleIterator;
-        let mut it = it;
         while let Some(row) = it.next().map_err(q("scan register"))? {
-            f(StoredResident {
+            f(ResidentRow {
                 resident_no: row.get(0),
-                mynumber_token: row.get::<_, Option<&[u8]>>(1).map(token_from),
-                mynumber_ct: row.get(2),
-                name_token: token_from(row.get::<_, &[u8]>(3)),
-                sex: row.get(4),
-                birth: row.get(5),
-                address_token: token_from(row.get::<_, &[u8]>(6)),
-                loss_kind: row.get(7),
-                loss_on: row.get(8),
+                mynumber_token: row.get(1),
+                name_token: row.get(2),
+                sex: row.get(3),
+                birth: row.get(4),
+                address_token: row.get(5),
+                loss_kind: row.get(6),
+                loss_on: row.get(7),
             });
         }
         Ok(())
@@ -477,9 +479,12 @@ impl IntakeTx for PostgresIntake<'_> {
         let found = self
             .tx
             .query(
+                // LATERAL ... LIMIT 1 pins the plan to one index probe per key; a plain join
+                // drifts to a hash join over the whole table as it grows.
                 "SELECT k.ord, r.intake_id, r.resident_no, r.vaccinated_on, r.vaccine, r.exam \
                  FROM unnest($1::int8[]) WITH ORDINALITY AS k(key, ord) \
-                 JOIN records r ON r.dup_key = k.key",
+                 CROSS JOIN LATERAL (SELECT intake_id, resident_no, vaccinated_on, vaccine, exam \
+                 FROM records WHERE dup_key = k.key LIMIT 1) r",
                 &[&keys],
             )
             .map_err(q("duplicate lookup"))?;

