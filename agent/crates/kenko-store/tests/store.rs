@@ -1,0 +1,207 @@
+//! The same store contract, checked on SQLite and on the local PostgreSQL.
+
+use kenko_store::{
+    dup_key, FeeLine, InsertOutcome, LedgerEntry, ReplaceError, StoredRecord, StoredResident,
+};
+
+fn pg_base() -> String {
+    std::env::var("KENKO_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh database of each kind; the guard drops the PostgreSQL one.
+struct Stores {
+    _dir: tempfile::TempDir,
+    pg_name: String,
+    urls: Vec<String>,
+}
+
+impl Stores {
+    fn new(tag: &str) -> Stores {
+        let dir = tempfile::tempdir().unwrap();
+        let pg_name = format!("kenko_store_{tag}_{}", std::process::id());
+        let mut admin =
+            postgres::Client::connect(&format!("{}/postgres", pg_base()), postgres::NoTls)
+                .expect("PostgreSQL on 127.0.0.1:5432 (the test command starts it)");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {pg_name}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {pg_name}"))
+            .unwrap();
+        Stores {
+            urls: vec![
+                format!("sqlite://{}", dir.path().join("k.db").display()),
+                format!("{}/{pg_name}", pg_base()),
+            ],
+            _dir: dir,
+            pg_name,
+        }
+    }
+}
+
+impl Drop for Stores {
+    fn drop(&mut self) {
+        if let Ok(mut admin) =
+            postgres::Client::connect(&format!("{}/postgres", pg_base()), postgres::NoTls)
+        {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.pg_name
+            ));
+        }
+    }
+}
+
+fn record(resident_no: i64, date: &str, vaccine: &str, row: i64) -> StoredRecord {
+    // StoredRecord zeroizes on drop, so it is built field by field, not with `..Default`.
+    let mut r = StoredRecord::default();
+    r.dup_key = dup_key(resident_no, date, vaccine, 1, 0);
+    r.row_no = row;
+    r.resident_no = resident_no;
+    r.vaccinated_on = date.into();
+    r.institution = "1112345678".into();
+    r.age = 70;
+    r.claim_month = date[..7].into();
+    r.exam = 1;
+    r.lot_no = "AB12".into();
+    r.vaccine = vaccine.into();
+    r.prescreen_doctor = "医師".into();
+    r.vaccinating_doctor = "医師".into();
+    r.payment = 1;
+    r.fee = 4730;
+    r.dose_centi_ml = Some(50);
+    r
+}
+
+fn entry(sha: &str, accepted: i64) -> LedgerEntry {
+    LedgerEntry {
+        sha256: sha.into(),
+        file_name: format!("{sha}.csv"),
+        status: "loaded".into(),
+        encoding: "utf-8".into(),
+        rows: accepted,
+        accepted,
+        rejected: 0,
+        reasons_json: "{}".into(),
+        disposition: format!("processed/{sha}.csv"),
+        moved: false,
+    }
+}
+
+fn fee(month: &str, count: i64) -> FeeLine {
+    FeeLine {
+        claim_month: month.into(),
+        institution: "1112345678".into(),
+        vaccine: "INF".into(),
+        count,
+        total_fee: 4730 * count,
+    }
+}
+
+#[test]
+fn duplicates_and_key_collisions_behave_the_same_on_both_stores() {
+    let stores = Stores::new("dup");
+    for url in &stores.urls {
+        let mut store = kenko_store::open(url).unwrap();
+        let a = record(1, "2024-10-01", "INF", 2);
+        // B is another vaccination forced onto A's key, as a 64-bit collision would.
+        let mut b = record(2, "2024-10-02", "INF", 3);
+        b.dup_key = a.dup_key;
+        let a_again = record(1, "2024-10-01", "INF", 4);
+        let mut tx = store.begin_intake("first.csv").unwrap();
+        let out = tx.insert_batch(&[a.clone(), b.clone(), a_again]).unwrap();
+        assert_eq!(
+            out,
+            [
+                InsertOutcome::Inserted,
+                InsertOutcome::Inserted,
+                InsertOutcome::DuplicateInFile
+            ],
+            "{url}"
+        );
+        tx.commit(&entry("aaaa", 2), &[fee("2024-10", 2)]).unwrap();
+        assert_eq!(store.record_count().unwrap(), 2, "{url}");
+
+        // A later file: both are duplicates of loaded records, the collided one included.
+        let mut tx = store.begin_intake("second.csv").unwrap();
+        let out = tx.insert_batch(&[b, a]).unwrap();
+        assert_eq!(
+            out,
+            [
+                InsertOutcome::DuplicateOfLoaded,
+                InsertOutcome::DuplicateOfLoaded
+            ],
+            "{url}"
+        );
+        assert!(tx.known("aaaa").unwrap().is_some(), "{url}");
+        drop(tx); // rollback
+        assert_eq!(store.record_count().unwrap(), 2, "{url}");
+        assert_eq!(store.ledger_all().unwrap().len(), 1, "rolled back: {url}");
+
+        let fees = store.fee_summary("2024-10").unwrap();
+        assert_eq!(fees, vec![fee("2024-10", 2)], "{url}");
+        assert_eq!(store.dirty_months().unwrap(), vec!["2024-10"], "{url}");
+        store.clear_dirty_month("2024-10").unwrap();
+        assert!(store.dirty_months().unwrap().is_empty());
+        assert!(store.ledger_get("aaaa").unwrap().is_some());
+        assert_eq!(store.ledger_unmoved().unwrap().len(), 1);
+        store.ledger_mark_moved("aaaa").unwrap();
+        assert!(store.ledger_unmoved().unwrap().is_empty());
+        assert!(
+            !store.ledger_forget_rejected("aaaa").unwrap(),
+            "a loaded entry is never forgotten"
+        );
+    }
+    // Both stores hold the same records.
+    let a = kenko_store::open(&stores.urls[0])
+        .unwrap()
+        .record_lines()
+        .unwrap();
+    let b = kenko_store::open(&stores.urls[1])
+        .unwrap()
+        .record_lines()
+        .unwrap();
+    assert_eq!(a, b);
+}
+
+fn resident(no: i64) -> StoredResident {
+    StoredResident {
+        resident_no: no,
+        mynumber_token: None,
+        mynumber_ct: None,
+        name_token: [1; 16],
+        sex: 1,
+        birth: "1950-01-01".into(),
+        address_token: [2; 16],
+        loss_kind: None,
+        loss_on: None,
+    }
+}
+
+#[test]
+fn a_register_replacement_that_fails_part_way_changes_nothing() {
+    let stores = Stores::new("reg");
+    for url in &stores.urls {
+        let mut store = kenko_store::open(url).unwrap();
+        let n = store
+            .replace_residents(&mut (1..=10).map(|i| Ok(resident(i))))
+            .unwrap();
+        assert_eq!(n, 10);
+        let generation = store.register_generation().unwrap();
+        let mut failing = (1..=5)
+            .map(|i| Ok(resident(100 + i)))
+            .chain(std::iter::once(Err("row 7: bad".to_string())));
+        let err = store.replace_residents(&mut failing).unwrap_err();
+        assert!(matches!(err, ReplaceError::Input(_)), "{url}");
+        let mut dup = vec![Ok(resident(1)), Ok(resident(1))].into_iter();
+        assert!(store.replace_residents(&mut dup).is_err(), "{url}");
+        let mut seen = Vec::new();
+        store
+            .for_each_resident(&mut |r| seen.push(r.resident_no))
+            .unwrap();
+        seen.sort();
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>(), "{url}");
+        assert_eq!(store.register_generation().unwrap(), generation, "{url}");
+    }
+}
