@@ -626,3 +626,49 @@ fn the_demo_runs_on_embedded_defaults_and_is_safe_to_rerun() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("skipped as duplicates"), "{text}");
 }
+
+#[test]
+fn a_replaced_vaccine_master_is_used_and_a_broken_one_is_refused() {
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(1_000, 6);
+    let g = generate(&residents, 600, SampleEncoding::Utf8, 0.0, 9);
+    ws.deliver("m.csv", &g.bytes);
+    // The city's master: influenza's public fee differs from the built-in one.
+    let master = kenko_intake::master::DEFAULT_MASTER_TOML
+        .replace("fee = { vaccination = 4730", "fee = { vaccination = 5000");
+    let path = ws.dir.path().join("master.toml");
+    std::fs::write(&path, master).unwrap();
+    let out = ws.run_ok(&[
+        "--vaccine-master",
+        path.to_str().unwrap(),
+        "intake",
+        "run-once",
+        "--json",
+    ]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fs = &s["file_summaries"][0];
+    let fee_mismatch = fs["reasons"]["fee_mismatch"].as_u64().unwrap_or(0);
+    assert!(
+        fee_mismatch > 20,
+        "public influenza rows now have the wrong fee: {fs}"
+    );
+
+    std::fs::write(&path, "[[vaccine]]\ncode = \"INF\"\n").unwrap();
+    ws.deliver(
+        "m2.csv",
+        &generate(&residents, 10, SampleEncoding::Utf8, 0.0, 10).bytes,
+    );
+    let out = ws.run(&[
+        "--vaccine-master",
+        path.to_str().unwrap(),
+        "intake",
+        "run-once",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("master.toml"), "{err}");
+    assert!(
+        ws.inbox().join("m2.csv").exists(),
+        "the file waits for a usable master"
+    );
+}
