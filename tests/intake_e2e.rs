@@ -672,3 +672,44 @@ fn a_replaced_vaccine_master_is_used_and_a_broken_one_is_refused() {
         "the file waits for a usable master"
     );
 }
+
+#[test]
+fn intake_check_reports_what_a_file_would_return_without_loading_it() {
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(1_000, 8);
+    let g = generate(&residents, 500, SampleEncoding::Cp932, 0.2, 12);
+    let path = ws.dir.path().join("preview.csv");
+    std::fs::write(&path, &g.bytes).unwrap();
+    let out = ws.run_ok(&["intake", "check", path.to_str().unwrap(), "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Duplicates need the store, so a repeated row passes the checks here.
+    let repeats = g
+        .stats
+        .injected
+        .get("duplicate_in_file")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(count(&s, "rows"), g.stats.rows as u64);
+    assert_eq!(
+        count(&s, "rejected"),
+        (g.stats.injected_total() - repeats) as u64,
+        "{s}"
+    );
+    assert_eq!(
+        count(&s, "passing"),
+        (g.stats.valid_rows + repeats) as u64,
+        "{s}"
+    );
+    assert_eq!(
+        kenko_store::open(&ws.database_url)
+            .unwrap()
+            .record_count()
+            .unwrap(),
+        0
+    );
+    assert!(kenko_store::open(&ws.database_url)
+        .unwrap()
+        .ledger_all()
+        .unwrap()
+        .is_empty());
+}

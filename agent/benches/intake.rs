@@ -76,6 +76,7 @@ fn main() {
     );
 
     let mut results = Vec::new();
+    let mut checks_only = Vec::new();
     for &rows in &sizes {
         let cp932 = dir.join(format!("intake-{rows}-cp932.csv"));
         let utf8 = dir.join(format!("intake-{rows}-utf8.csv"));
@@ -126,6 +127,35 @@ fn main() {
                 summary["accepted"], summary["rejected"]
             ),
         });
+
+        // The checks alone on one thread, no store: the floor under any intake that checks.
+        let (secs, ()) = best_of(repeat, || {
+            let ws = dir.join(format!("ws-check-{rows}"));
+            let _ = std::fs::remove_dir_all(&ws);
+            let url = format!("sqlite://{}", ws.join("kenko.db").display());
+            let agent = |args: &[&str]| {
+                let mut c = Command::new(AGENT);
+                c.env("KENKO_TODAY", TODAY)
+                    .env("KENKO_LOG", "warn")
+                    .arg("--data-dir")
+                    .arg(&ws)
+                    .arg("--database-url")
+                    .arg(&url)
+                    .args(args);
+                c
+            };
+            run(&mut agent(&[
+                "residents",
+                "import",
+                register.to_str().unwrap(),
+            ]));
+            let t = Instant::now();
+            run(&mut agent(&["intake", "check", cp932.to_str().unwrap()]));
+            let secs = t.elapsed().as_secs_f64();
+            let _ = std::fs::remove_dir_all(&ws);
+            (secs, ())
+        });
+        checks_only.push((rows, secs));
 
         // sqlite3 .import of the same rows (UTF-8), no checks.
         let db = dir.join(format!("import-{rows}.db"));
@@ -243,6 +273,12 @@ fn main() {
         );
     }
     println!("ratio = alternative's time / kenko's time (above 1.00x: kenko is faster)");
+    for (rows, secs) in checks_only {
+        println!(
+            "{rows:>9}  checks alone, one thread, no store: {secs:.2} s ({:.0} rows/s), register load included",
+            rows as f64 / secs
+        );
+    }
 }
 
 /// Runs `f` `n` times and keeps the fastest (seconds, result).

@@ -106,6 +106,13 @@ enum IntakeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Check a file against the register and master without loading it (duplicates are not
+    /// looked for: that needs the store).
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Put a file from returned/ back into the inbox to be checked again (after fixing the
     /// cause, e.g. importing a fresh register).
     Retry { file: PathBuf },
@@ -281,6 +288,33 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Intake(IntakeCommand::Check { file, json }) => {
+            let key = config.load_key()?;
+            let master = config.load_master()?;
+            let mut store = kenko_store::open(&config.database_url)?;
+            let index = RegisterIndex::load(store.as_mut())?;
+            let started = std::time::Instant::now();
+            let s = intake::check_file(&index, &master, &key, config.today(), &file)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer(&mut out, &s)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{}: {} rows, {} pass the checks, {} would be returned ({:.2}s)",
+                    s.file,
+                    s.rows,
+                    s.passing,
+                    s.rejected,
+                    started.elapsed().as_secs_f64()
+                )?;
+                for (reason, n) in &s.reasons {
+                    writeln!(out, "  {reason:<32} {n:>7}")?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Intake(IntakeCommand::Retry { file }) => {
             let dirs = config.dirs();

@@ -200,6 +200,22 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// The fields of the current record, into a caller's array when they fit (no allocation
+    /// per row); the slice returned is the record's fields.
+    pub fn fields_into<'s, const N: usize>(&'s self, buf: &'s mut [&'s str; N]) -> FieldsRef<'s> {
+        let end = self.ends[..self.nfields].last().copied().unwrap_or(0);
+        let record = std::str::from_utf8(&self.out[..end]).unwrap_or("");
+        if self.nfields > N {
+            return FieldsRef::Heap(self.fields());
+        }
+        let mut start = 0;
+        for (slot, &end) in buf.iter_mut().zip(&self.ends[..self.nfields]) {
+            *slot = record.get(start..end).unwrap_or("\u{FFFD}");
+            start = end;
+        }
+        FieldsRef::Stack(&buf[..self.nfields])
+    }
+
     /// The fields of the current record.
     pub fn fields(&self) -> Vec<&str> {
         let end = self.ends[..self.nfields].last().copied().unwrap_or(0);
@@ -299,6 +315,22 @@ impl<R: Read> RecordReader<R> {
                     return self.refill();
                 }
             }
+        }
+    }
+}
+
+/// Fields lent by [`RecordReader::fields_into`].
+pub enum FieldsRef<'s> {
+    Stack(&'s [&'s str]),
+    Heap(Vec<&'s str>),
+}
+
+impl<'s> std::ops::Deref for FieldsRef<'s> {
+    type Target = [&'s str];
+    fn deref(&self) -> &Self::Target {
+        match self {
+            FieldsRef::Stack(s) => s,
+            FieldsRef::Heap(v) => v,
         }
     }
 }

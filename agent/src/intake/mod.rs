@@ -624,6 +624,115 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     Ok(summary)
 }
 
+/// What `intake check` found in a file without loading it.
+#[derive(Debug, Serialize)]
+pub struct CheckSummary {
+    pub file: String,
+    pub encoding: String,
+    pub rows: u64,
+    /// Rows that pass every check that does not need the store (duplicates are not looked for).
+    pub passing: u64,
+    pub rejected: u64,
+    pub reasons: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_errors: Vec<FileProblem>,
+}
+
+/// Checks a file against the register and master without loading anything (for a maintainer
+/// who wants to know what an institution's file would return, and to measure the checking
+/// alone). Duplicates are not detected: that needs the store.
+pub fn check_file(
+    register: &RegisterIndex,
+    master: &VaccineMaster,
+    key: &DataKey,
+    today: NaiveDate,
+    path: &Path,
+) -> Result<CheckSummary, IntakeError> {
+    let file = std::fs::File::open(path).map_err(at(path))?;
+    let mut reader = RecordReader::new(std::io::BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| read_error(path, e))?;
+    let encoding = reader.encoding().label().to_string();
+    let mut problems = Vec::new();
+    let header = match reader.advance() {
+        Ok(false) => {
+            problems.push(FileProblem::of(Reason::EmptyFile));
+            None
+        }
+        Ok(true) => match Header::resolve(reader.fields()) {
+            Ok(h) => Some(h),
+            Err(hp) => {
+                problems.extend(hp.into_iter().map(|p| FileProblem {
+                    reason: p.reason,
+                    column: Some(p.column),
+                    offset: None,
+                    line: None,
+                    row: Some(1),
+                }));
+                None
+            }
+        },
+        Err(DecodeError::Undecodable {
+            offset, line, row, ..
+        }) => {
+            problems.push(undecodable(offset, line, row));
+            None
+        }
+        Err(DecodeError::Io(e)) => {
+            return Err(IntakeError::Read {
+                file: path.to_path_buf(),
+                source: e,
+            })
+        }
+    };
+    let mut checked = Checked {
+        rows: 0,
+        rejections: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut passing = 0u64;
+    if let Some(header) = header {
+        let c: Result<Checked, IntakeError> = std::thread::scope(|s| {
+            let (send, recv) = mpsc::sync_channel::<Vec<StoredRecord>>(2);
+            let (give_back, recycled) = mpsc::sync_channel::<Vec<StoredRecord>>(4);
+            let drain = s.spawn(move || {
+                let mut n = 0u64;
+                for batch in recv {
+                    n += batch.len() as u64;
+                    let _ = give_back.try_send(batch);
+                }
+                n
+            });
+            let mut checker = Checker::new(header, master, register, key, today);
+            let c = check_rows(&mut reader, &mut checker, key, 2048, send, recycled);
+            passing = drain.join().expect("the drain thread does not panic");
+            c
+        });
+        checked = c?;
+    }
+    problems.extend(checked.problems);
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for p in &problems {
+        *reasons.entry(p.reason.code().to_string()).or_default() += 1;
+    }
+    for r in &checked.rejections {
+        let mut kinds: Vec<Reason> = r.issues.iter().map(|i| i.reason).collect();
+        kinds.sort();
+        kinds.dedup();
+        for k in kinds {
+            *reasons.entry(k.code().to_string()).or_default() += 1;
+        }
+    }
+    Ok(CheckSummary {
+        file: file_name(path),
+        encoding,
+        rows: checked.rows,
+        passing,
+        rejected: checked.rejections.len() as u64,
+        reasons,
+        file_errors: problems,
+    })
+}
+
 fn undecodable(offset: u64, line: u64, row: u64) -> FileProblem {
     FileProblem {
         reason: Reason::UndecodableBytes,
@@ -756,7 +865,8 @@ fn check_rows<R: Read>(
             }
         }
         let row = reader.row();
-        let fields = reader.fields();
+        let mut slots = [""; 32];
+        let fields = reader.fields_into(&mut slots);
         // A blank line (one empty field) is not a row.
         if fields.len() == 1 && fields[0].trim().is_empty() {
             continue;
@@ -821,11 +931,11 @@ fn fill_stored(out: &mut StoredRecord, r: Record<'_>, row: u64, key: &DataKey) {
     write_iso_date(&mut out.vaccinated_on, r.vaccinated_on);
     set(&mut out.institution, &r.institution);
     out.age = r.age as i32;
-    out.claim_month.clear();
-    {
-        use std::fmt::Write;
-        let _ = write!(out.claim_month, "{}", r.claim_month);
-    }
+    write_year_month(
+        &mut out.claim_month,
+        r.claim_month.year,
+        r.claim_month.month,
+    );
     out.exam = i16::from(r.exam.code());
     set(&mut out.lot_no, &r.lot_no);
     set(&mut out.vaccine, &r.vaccine);
@@ -841,11 +951,21 @@ fn fill_stored(out: &mut StoredRecord, r: Record<'_>, row: u64, key: &DataKey) {
     out.dup_key = kenko_store::dup_key(resident_no, &out.vaccinated_on, &out.vaccine, out.exam, 0);
 }
 
+/// Writes `YYYY-MM` (as `YearMonth`'s Display does) without a format string.
+fn write_year_month(s: &mut String, year: i32, month: u32) {
+    s.clear();
+    push_digits(s, [(year as u32, 4), (month, 2)]);
+}
+
 /// Writes `YYYY-MM-DD` without going through a format string (this runs once per row).
 fn write_iso_date(s: &mut String, d: NaiveDate) {
     use chrono::Datelike;
     s.clear();
-    for (v, width) in [(d.year() as u32, 4), (d.month(), 2), (d.day(), 2)] {
+    push_digits(s, [(d.year() as u32, 4), (d.month(), 2), (d.day(), 2)]);
+}
+
+fn push_digits<const N: usize>(s: &mut String, parts: [(u32, usize); N]) {
+    for (v, width) in parts {
         if width == 2 {
             s.push('-');
         }
@@ -867,5 +987,10 @@ mod tests {
         assert_eq!(s, "0987-03-04");
         write_iso_date(&mut s, NaiveDate::from_ymd_opt(2024, 12, 31).unwrap());
         assert_eq!(s, "2024-12-31");
+        write_year_month(&mut s, 2024, 3);
+        assert_eq!(
+            s,
+            kenko_intake::YearMonth::new(2024, 3).unwrap().to_string()
+        );
     }
 }
