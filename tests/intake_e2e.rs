@@ -713,3 +713,88 @@ fn intake_check_reports_what_a_file_would_return_without_loading_it() {
         .unwrap()
         .is_empty());
 }
+
+/// Writes records as RFC 4180 CSV (quoting where needed).
+fn to_csv(rows: &[Vec<String>], eol: &str) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .map(|c| {
+                if c.contains([',', '"', '\n', '\r']) {
+                    format!("\"{}\"", c.replace('"', "\"\""))
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push_str(eol);
+    }
+    out
+}
+
+#[test]
+fn columns_in_any_order_with_full_width_header_and_bom_load_the_same() {
+    let residents = kenko_agent::sample::generate_residents(1_000, 14);
+    let g = generate(&residents, 400, SampleEncoding::Utf8, 0.1, 15);
+    let mut reader = kenko_agent::intake::decode::RecordReader::new(&g.bytes[..]).unwrap();
+    let mut rows = Vec::new();
+    while reader.advance().unwrap() {
+        rows.push(
+            reader
+                .fields()
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+        );
+    }
+    // Reverse the columns, write LOT-NO the way a spreadsheet in full-width mode does, add a BOM
+    // and CRLF line ends.
+    for r in rows.iter_mut() {
+        r.reverse();
+    }
+    for cell in rows[0].iter_mut() {
+        if cell == "LOT-NO" {
+            *cell = "ＬＯＴ－ＮＯ".into();
+        }
+    }
+    let shuffled = format!("\u{FEFF}{}", to_csv(&rows, "\r\n"));
+
+    let a = Workspace::sqlite();
+    a.import_residents(1_000, 14);
+    a.deliver("canonical.csv", &g.bytes);
+    let sa = a.run_once_json();
+    let b = Workspace::sqlite();
+    b.import_residents(1_000, 14);
+    b.deliver("canonical.csv", shuffled.as_bytes());
+    let sb = b.run_once_json();
+    for key in ["accepted", "rejected", "rows"] {
+        assert_eq!(sa[key], sb[key], "{key}: {sa} vs {sb}");
+    }
+    assert_eq!(sa["reasons"], sb["reasons"]);
+    // Same records, apart from the file hash each is tagged with.
+    let strip = |lines: Vec<String>| -> Vec<String> {
+        let mut v: Vec<String> = lines
+            .into_iter()
+            .map(|l| l.split_once('|').unwrap().1.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_same_lines(
+        &strip(
+            kenko_store::open(&b.database_url)
+                .unwrap()
+                .record_lines()
+                .unwrap(),
+        ),
+        &strip(
+            kenko_store::open(&a.database_url)
+                .unwrap()
+                .record_lines()
+                .unwrap(),
+        ),
+        "records from reordered columns",
+    );
+}
