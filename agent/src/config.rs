@@ -38,6 +38,9 @@ pub struct GlobalFlags {
     /// Data key file [default: DATA_DIR/keys/records.key]
     #[arg(long, global = true, env = "KENKO_DATA_KEY_FILE")]
     pub data_key_file: Option<PathBuf>,
+    /// Certificate signing key (Ed25519 seed) [default: DATA_DIR/keys/signing.key]
+    #[arg(long, global = true, env = "KENKO_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
     /// Log format: text or json [default: text]
     #[arg(long, global = true, env = "KENKO_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -53,6 +56,7 @@ struct FileConfig {
     database_url: Option<String>,
     metrics_addr: Option<SocketAddr>,
     log_format: Option<String>,
+    signing_key_file: Option<PathBuf>,
     #[serde(default)]
     intake: IntakeSection,
 }
@@ -97,6 +101,7 @@ pub struct Config {
     pub settle: Duration,
     pub vaccine_master: Option<PathBuf>,
     pub data_key_file: PathBuf,
+    pub signing_key_file: PathBuf,
     pub json_logs: bool,
     pub today: Option<NaiveDate>,
 }
@@ -151,6 +156,11 @@ impl Config {
                 .clone()
                 .or(file.intake.data_key_file)
                 .unwrap_or_else(|| data_dir.join("keys").join("records.key")),
+            signing_key_file: flags
+                .signing_key_file
+                .clone()
+                .or(file.signing_key_file)
+                .unwrap_or_else(|| data_dir.join("keys").join("signing.key")),
             json_logs,
             today: flags.today,
             data_dir,

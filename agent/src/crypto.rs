@@ -69,53 +69,8 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> KeyError {
 impl DataKey {
     /// Loads the key file, creating it (32 random bytes, mode 0600, synced) when absent.
     pub fn load_or_create(path: &Path) -> Result<DataKey, KeyError> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        match std::fs::metadata(path) {
-            Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(KeyError::Permissions {
-                        path: path.to_path_buf(),
-                        mode,
-                    });
-                }
-                let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io_err(path, e))?);
-                if bytes.len() != 32 {
-                    return Err(KeyError::Length {
-                        path: path.to_path_buf(),
-                        len: bytes.len(),
-                    });
-                }
-                let mut raw = Zeroizing::new([0u8; 32]);
-                raw.copy_from_slice(&bytes);
-                Ok(DataKey::from_bytes(&raw))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let dir = path.parent().unwrap_or(Path::new("."));
-                std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-                let mut raw = Zeroizing::new([0u8; 32]);
-                getrandom::getrandom(&mut raw[..]).map_err(|e| io_err(path, e))?;
-                // Written under a temporary name and renamed, so a crash never leaves a
-                // short key file that a later start would reject (or worse, use).
-                let tmp = dir.join(format!(
-                    ".{}.tmp",
-                    path.file_name().unwrap_or_default().to_string_lossy()
-                ));
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(|e| io_err(&tmp, e))?;
-                f.write_all(&raw[..]).map_err(|e| io_err(&tmp, e))?;
-                f.sync_all().map_err(|e| io_err(&tmp, e))?;
-                std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-                crate::fsutil::sync_dir(dir).map_err(|e| io_err(dir, e))?;
-                Ok(DataKey::from_bytes(&raw))
-            }
-            Err(e) => Err(io_err(path, e)),
-        }
+        let raw = load_or_create_secret(path)?;
+        Ok(DataKey::from_bytes(&raw))
     }
 
     /// Builds the key from raw bytes (tests and benchmarks).
@@ -208,6 +163,58 @@ impl DataKey {
             )
             .map(Zeroizing::new)
             .map_err(|_| KeyError::Decrypt)
+    }
+}
+
+/// Reads a 32-byte secret key file, or creates one (random, mode 0600, written under a
+/// temporary name, synced, renamed) when it does not exist. Refuses a file others can read.
+pub fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+            let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| io_err(path, e))?);
+            if bytes.len() != 32 {
+                return Err(KeyError::Length {
+                    path: path.to_path_buf(),
+                    len: bytes.len(),
+                });
+            }
+            let mut raw = Zeroizing::new([0u8; 32]);
+            raw.copy_from_slice(&bytes);
+            Ok(raw)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+            let mut raw = Zeroizing::new([0u8; 32]);
+            getrandom::getrandom(&mut raw[..]).map_err(|e| io_err(path, e))?;
+            // Written under a temporary name and renamed, so a crash never leaves a short key
+            // file that a later start would reject (or worse, use).
+            let tmp = dir.join(format!(
+                ".{}.tmp",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io_err(&tmp, e))?;
+            f.write_all(&raw[..]).map_err(|e| io_err(&tmp, e))?;
+            f.sync_all().map_err(|e| io_err(&tmp, e))?;
+            std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+            crate::fsutil::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            Ok(raw)
+        }
+        Err(e) => Err(io_err(path, e)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! kenko's node agent as a library: the binary (`main.rs`) only parses flags and calls in here,
 //! so the end-to-end tests and benchmarks drive the same code.
 
+pub mod certs;
 pub mod config;
 pub mod crashpoint;
 pub mod crypto;
@@ -37,4 +38,15 @@ pub const FAILURE_REASONS: &[&str] = &[
     "intake_round_failed",
     "retry_not_returned",
     "retry_already_loaded",
+    "certificate_unreadable",
+    "certificate_public_key_invalid",
+    "certificate_malformed",
+    "certificate_not_canonical",
+    "certificate_unknown_format",
+    "certificate_unsigned",
+    "certificate_bad_signature",
+    "certificate_wrong_signer",
+    "certificate_bad_validation",
+    "certificate_failed_verification",
+    "certificate_chain_broken",
 ];

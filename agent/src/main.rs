@@ -54,6 +54,51 @@ enum Command {
     Intake(IntakeCommand),
     /// The long-running agent: watch the inbox and serve metrics.
     Run,
+    /// Erasure certificates: verify one or a chain, countersign, export the public key.
+    #[command(subcommand)]
+    Certificate(CertificateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertificateCommand {
+    /// Check a certificate file: canonical form, signature, validation, every target verified.
+    /// Exits non-zero with the reason on any change to any byte.
+    Verify {
+        file: PathBuf,
+        /// The signer's public key (hex, or a file holding it) the certificate must carry.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Check every certificate in a directory as chains per signer (a removed, reordered or
+    /// altered certificate is found).
+    VerifyChain {
+        dir: PathBuf,
+        /// The last certificate's SHA-256 expected for a signer (finds a removed tail).
+        #[arg(long = "head", value_name = "PUBLIC_KEY=SHA256")]
+        heads: Vec<String>,
+    },
+    /// Add the second person's validation (Appendix G), signed with their own key.
+    Countersign {
+        file: PathBuf,
+        /// The validator's key file (created, 0600, if it does not exist).
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        title: String,
+        #[arg(long, default_value = "")]
+        organization: String,
+        #[arg(long, default_value = "")]
+        location: String,
+        #[arg(long, default_value = "")]
+        phone: String,
+    },
+    /// Print (or write) this agent's certificate-signing public key, for auditors.
+    PublicKey {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -365,6 +410,95 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => run_agent(config),
+        Command::Certificate(c) => certificate(c, config),
+    }
+}
+
+fn certificate(command: CertificateCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    use kenko_agent::certs;
+    let report = |e: certs::CertCommandError| {
+        eprintln!("INVALID: {e} [reason: {}]", e.reason());
+        Ok(ExitCode::FAILURE)
+    };
+    match command {
+        CertificateCommand::Verify { file, public_key } => {
+            let expected = public_key
+                .as_deref()
+                .map(certs::parse_public_key)
+                .transpose()?;
+            match certs::verify_file(&file, expected.as_deref()) {
+                Ok(v) => {
+                    let c = &v.certificate;
+                    println!(
+                        "OK: {} is genuine and complete: job {}, sequence {}, {} target(s), signed by {}{}",
+                        file.display(),
+                        c.job_id,
+                        c.sequence,
+                        c.targets.len(),
+                        v.signer,
+                        v.validated_by
+                            .map(|k| format!(", validated by {k}"))
+                            .unwrap_or_else(|| ", not yet validated by a second person".into())
+                    );
+                    println!("sha256 {}", v.sha256);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => report(e),
+            }
+        }
+        CertificateCommand::VerifyChain { dir, heads } => {
+            let heads = heads
+                .iter()
+                .map(|h| {
+                    h.split_once('=')
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_lowercase()))
+                        .ok_or_else(|| anyhow::anyhow!("--head {h:?}: expected PUBLIC_KEY=SHA256"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            match certs::verify_dir(&dir, &heads) {
+                Ok(chains) => {
+                    for (signer, n) in chains {
+                        println!("OK: chain of {signer}: {n} certificate(s), unbroken");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => report(e),
+            }
+        }
+        CertificateCommand::Countersign {
+            file,
+            key,
+            name,
+            title,
+            organization,
+            location,
+            phone,
+        } => {
+            let key = certs::signing_key(&key)?;
+            let person = kenko_cert::Person {
+                name,
+                title,
+                organization,
+                location,
+                phone,
+            };
+            match certs::countersign_file(&file, person, &key) {
+                Ok(v) => {
+                    println!("validated: {} (sha256 {})", file.display(), v.sha256);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => report(e),
+            }
+        }
+        CertificateCommand::PublicKey { out } => {
+            let key = certs::signing_key(&config.signing_key_file)?;
+            let hex_key = certs::public_key_hex(&key);
+            if let Some(out) = out {
+                kenko_agent::fsutil::atomic_write(&out, format!("{hex_key}\n").as_bytes())?;
+            }
+            println!("{hex_key}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

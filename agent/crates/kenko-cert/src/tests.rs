@@ -1,0 +1,241 @@
+use super::*;
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub(crate) fn sample(job: &str, sequence: u64, previous: Option<String>) -> Certificate {
+    Certificate {
+        format: FORMAT.into(),
+        job_id: job.into(),
+        sequence,
+        previous_sha256: previous,
+        sanitized_by: Person {
+            name: "越谷 花子".into(),
+            title: "情報システム課 主任".into(),
+            organization: "越谷市".into(),
+            location: "埼玉県越谷市越ヶ谷四丁目2番1号".into(),
+            phone: "048-000-0000".into(),
+        },
+        sanitization: Sanitization {
+            method_type: "clear".into(),
+            method_used: "overwrite".into(),
+            method_details: "1 pass, ChaCha20 keystream, O_DIRECT".into(),
+            tool: "kenko-agent".into(),
+            tool_version: "0.1.0".into(),
+            verification_method: "full".into(),
+            post_sanitization_classification: "unclassified".into(),
+            notes: String::new(),
+        },
+        targets: vec![Target {
+            spec: "file:/var/lib/old/records.db".into(),
+            media: Media {
+                media_type: "file".into(),
+                classification: "特定個人情報".into(),
+                ..Default::default()
+            },
+            bytes_erased: 1 << 20,
+            objects_erased: 1,
+            blocked: vec![],
+            verification: Verification {
+                method: "full".into(),
+                passed: true,
+                bytes_checked: 1 << 20,
+                locations_checked: 1,
+                details: String::new(),
+            },
+        }],
+        media_destination: "reused".into(),
+        started_at: "2026-11-25T01:00:00Z".into(),
+        finished_at: "2026-11-25T01:05:00Z".into(),
+        resumptions: 0,
+        host: "node-1".into(),
+        agent_version: "0.1.0".into(),
+        signature: None,
+        validation: None,
+    }
+}
+
+fn signed(job: &str, sequence: u64, previous: Option<String>) -> Vec<u8> {
+    let mut c = sample(job, sequence, previous);
+    c.sign(&key(1), "2026-11-25T01:05:01Z");
+    c.to_file_bytes()
+}
+
+#[test]
+fn a_signed_certificate_verifies_and_names_its_signer() {
+    let bytes = signed("job-1", 1, None);
+    let v = verify(&bytes, None).unwrap();
+    assert_eq!(v.signer, hex::encode(key(1).verifying_key().as_bytes()));
+    assert!(verify(&bytes, Some(&v.signer)).is_ok());
+    let other = hex::encode(key(2).verifying_key().as_bytes());
+    assert_eq!(
+        verify(&bytes, Some(&other)).unwrap_err().reason(),
+        "certificate_wrong_signer"
+    );
+}
+
+#[test]
+fn changing_any_byte_fails_verification() {
+    let bytes = signed("job-1", 1, None);
+    for i in 0..bytes.len() {
+        for delta in [1u8, 0x20] {
+            let mut t = bytes.clone();
+            t[i] = t[i].wrapping_add(delta);
+            assert!(
+                verify(&t, None).is_err(),
+                "a change at byte {i} went unnoticed"
+            );
+        }
+    }
+    // Removing or adding a byte too.
+    assert!(verify(&bytes[..bytes.len() - 1], None).is_err());
+    let mut longer = bytes.clone();
+    longer.push(b'\n');
+    assert_eq!(
+        verify(&longer, None).unwrap_err().reason(),
+        "certificate_not_canonical"
+    );
+}
+
+#[test]
+fn reformatted_json_with_the_same_content_is_refused() {
+    let bytes = signed("job-1", 1, None);
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let pretty = serde_json::to_vec_pretty(&v).unwrap();
+    assert_eq!(
+        verify(&pretty, None).unwrap_err().reason(),
+        "certificate_not_canonical"
+    );
+}
+
+#[test]
+fn unsigned_and_failed_certificates_are_refused() {
+    let c = sample("job-1", 1, None);
+    assert_eq!(
+        verify(&c.to_file_bytes(), None).unwrap_err().reason(),
+        "certificate_unsigned"
+    );
+    let mut c = sample("job-2", 1, None);
+    c.targets[0].verification.passed = false;
+    c.sign(&key(1), "t");
+    assert_eq!(
+        verify(&c.to_file_bytes(), None).unwrap_err().reason(),
+        "certificate_failed_verification"
+    );
+}
+
+#[test]
+fn changing_any_byte_of_a_countersigned_certificate_fails_verification() {
+    let mut c = sample("job-1", 1, None);
+    c.sign(&key(1), "2026-11-25T01:05:01Z");
+    c.countersign(
+        Person {
+            name: "検証 太郎".into(),
+            ..Default::default()
+        },
+        &key(2),
+        "2026-11-26T09:00:00Z",
+    )
+    .unwrap();
+    let bytes = c.to_file_bytes();
+    assert!(verify(&bytes, None).is_ok());
+    for i in 0..bytes.len() {
+        let mut t = bytes.clone();
+        t[i] ^= 0x01;
+        assert!(
+            verify(&t, None).is_err(),
+            "a change at byte {i} went unnoticed"
+        );
+    }
+}
+
+#[test]
+fn countersignature_covers_the_signed_certificate() {
+    let mut c = sample("job-1", 1, None);
+    let validator = Person {
+        name: "検証 太郎".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.countersign(validator.clone(), &key(2), "t")
+            .unwrap_err()
+            .reason(),
+        "certificate_unsigned"
+    );
+    c.sign(&key(1), "t1");
+    c.countersign(validator, &key(2), "t2").unwrap();
+    let v = verify(&c.to_file_bytes(), None).unwrap();
+    assert_eq!(
+        v.validated_by,
+        Some(hex::encode(key(2).verifying_key().as_bytes()))
+    );
+    // A validation moved onto another signed certificate does not verify.
+    let mut other = sample("job-9", 1, None);
+    other.sign(&key(1), "t1");
+    other.validation = c.validation.clone();
+    assert_eq!(
+        verify(&other.to_file_bytes(), None).unwrap_err().reason(),
+        "certificate_bad_validation"
+    );
+}
+
+fn chain(n: u64) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut prev = None;
+    for i in 1..=n {
+        let bytes = signed(&format!("job-{i}"), i, prev.clone());
+        prev = Some(hex::encode(Sha256::digest(&bytes)));
+        out.push((format!("{i}.json"), bytes));
+    }
+    out
+}
+
+#[test]
+fn a_chain_verifies_and_a_removed_or_replaced_link_is_found() {
+    let files = chain(4);
+    let counts = verify_chain(&files, &[]).unwrap();
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].1, 4);
+
+    let mut removed = files.clone();
+    removed.remove(1);
+    let (_, e) = verify_chain(&removed, &[]).unwrap_err();
+    assert_eq!(e.reason(), "certificate_chain_broken");
+    assert!(e.to_string().contains("certificate 2 is missing"), "{e}");
+
+    // A certificate re-signed by the key holder with other content breaks the next link.
+    let mut replaced = files.clone();
+    replaced[1].1 = signed(
+        "job-forged",
+        2,
+        Some(hex::encode(Sha256::digest(&files[0].1))),
+    );
+    let (_, e) = verify_chain(&replaced, &[]).unwrap_err();
+    assert!(
+        e.to_string().contains("does not follow certificate 2"),
+        "{e}"
+    );
+
+    // A removed tail is found only against the recorded head.
+    let signer = hex::encode(key(1).verifying_key().as_bytes());
+    let head = hex::encode(Sha256::digest(&files[3].1));
+    assert!(verify_chain(&files, &[(signer.clone(), head.clone())]).is_ok());
+    let (_, e) = verify_chain(&files[..3], &[(signer, head)]).unwrap_err();
+    assert!(e.to_string().contains("not the recorded head"), "{e}");
+
+    // An altered file is named.
+    let mut altered = files;
+    let last = altered[2].1.len() - 3;
+    altered[2].1[last] ^= 1;
+    let (name, _) = verify_chain(&altered, &[]).unwrap_err();
+    assert_eq!(name, "3.json");
+}
+
+#[test]
+fn japanese_text_survives_canonicalisation() {
+    let bytes = signed("job-1", 1, None);
+    let text = std::str::from_utf8(&bytes).unwrap();
+    assert!(text.contains("越谷 花子") && text.contains("特定個人情報"));
+    assert!(text.ends_with("}\n"));
+}

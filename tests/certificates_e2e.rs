@@ -1,0 +1,270 @@
+//! The `kenko-agent certificate` commands an auditor runs, on real files: verify, tamper,
+//! countersign, chains with a removed certificate.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kenko_cert::{Certificate, Media, Person, Sanitization, Target, Verification, FORMAT};
+use sha2::{Digest, Sha256};
+
+fn agent(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kenko-agent"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn certificate(job: &str, sequence: u64, previous: Option<String>) -> Certificate {
+    Certificate {
+        format: FORMAT.into(),
+        job_id: job.into(),
+        sequence,
+        previous_sha256: previous,
+        sanitized_by: Person {
+            name: "越谷 花子".into(),
+            title: "主任".into(),
+            organization: "越谷市 情報政策課".into(),
+            location: "越谷市役所".into(),
+            phone: "048-000-0000".into(),
+        },
+        sanitization: Sanitization {
+            method_type: "clear".into(),
+            method_used: "overwrite".into(),
+            tool: "kenko-agent".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            verification_method: "full".into(),
+            ..Default::default()
+        },
+        targets: vec![Target {
+            spec: "file:/srv/old/records.db".into(),
+            media: Media {
+                media_type: "file".into(),
+                ..Default::default()
+            },
+            bytes_erased: 4096,
+            objects_erased: 1,
+            blocked: vec![],
+            verification: Verification {
+                method: "full".into(),
+                passed: true,
+                bytes_checked: 4096,
+                locations_checked: 1,
+                details: String::new(),
+            },
+        }],
+        media_destination: "reused".into(),
+        started_at: "2026-11-25T01:00:00Z".into(),
+        finished_at: "2026-11-25T01:01:00Z".into(),
+        resumptions: 0,
+        host: "node-1".into(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        signature: None,
+        validation: None,
+    }
+}
+
+/// The agent's own signing key, as the erasure engine will use it.
+fn agent_key(data: &Path) -> (ed25519_dalek::SigningKey, String) {
+    let out = agent(data, &["certificate", "public-key"]);
+    assert!(out.status.success());
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let path = data.join("keys/signing.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the signing key is created 0600"
+    );
+    let seed: [u8; 32] = std::fs::read(&path).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    assert_eq!(hex::encode(key.verifying_key().as_bytes()), public);
+    (key, public)
+}
+
+#[test]
+fn an_auditor_verifies_a_certificate_and_any_tampering_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (key, public) = agent_key(&data);
+    let mut c = certificate("job-1", 1, None);
+    c.sign(&key, "2026-11-25T01:01:01Z");
+    let file = dir.path().join("cert.json");
+    std::fs::write(&file, c.to_file_bytes()).unwrap();
+
+    let pubfile = dir.path().join("kenko.pub");
+    assert!(agent(
+        &data,
+        &[
+            "certificate",
+            "public-key",
+            "--out",
+            pubfile.to_str().unwrap()
+        ]
+    )
+    .status
+    .success());
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "verify",
+            file.to_str().unwrap(),
+            "--public-key",
+            pubfile.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("genuine and complete") && text.contains(&public),
+        "{text}"
+    );
+
+    // One changed digit in the bytes erased: refused, with the reason.
+    let original = std::fs::read(&file).unwrap();
+    let at = String::from_utf8_lossy(&original)
+        .find("\"bytes_erased\":4096")
+        .unwrap()
+        + 16;
+    let mut tampered = original.clone();
+    tampered[at] = b'9';
+    std::fs::write(&file, &tampered).unwrap();
+    let out = agent(&data, &["certificate", "verify", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate_bad_signature"), "{err}");
+
+    // Pretty-printed by someone's editor: not canonical.
+    let v: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let out = agent(&data, &["certificate", "verify", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate_not_canonical"));
+
+    // Genuine, but signed by another key than the one the auditor expects.
+    std::fs::write(&file, &original).unwrap();
+    let other = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "verify",
+            file.to_str().unwrap(),
+            "--public-key",
+            &other,
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate_wrong_signer"));
+}
+
+#[test]
+fn a_second_person_countersigns_and_the_chain_finds_a_removed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (key, public) = agent_key(&data);
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let mut previous = None;
+    let mut last_sha = String::new();
+    for i in 1..=3u64 {
+        let mut c = certificate(&format!("job-{i}"), i, previous.clone());
+        c.sign(&key, "2026-11-25T02:00:00Z");
+        let bytes = c.to_file_bytes();
+        last_sha = hex::encode(Sha256::digest(&bytes));
+        previous = Some(last_sha.clone());
+        std::fs::write(certs.join(format!("{i:06}-job-{i}.json")), bytes).unwrap();
+    }
+    let validator_key = dir.path().join("validator.key");
+    let second = certs.join("000002-job-2.json");
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "countersign",
+            second.to_str().unwrap(),
+            "--key",
+            validator_key.to_str().unwrap(),
+            "--name",
+            "検証 太郎",
+            "--title",
+            "課長",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = agent(&data, &["certificate", "verify", second.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("validated by"));
+
+    // Countersigning changed certificate 2's bytes, so certificate 3 no longer follows it:
+    // validation belongs before the next certificate is chained. The chain says so.
+    let out = agent(
+        &data,
+        &["certificate", "verify-chain", certs.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not follow certificate 2"));
+
+    // A fresh chain, verified whole, then with a certificate removed, then with its tail cut.
+    std::fs::remove_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&certs).unwrap();
+    let mut previous = None;
+    for i in 1..=3u64 {
+        let mut c = certificate(&format!("job-{i}"), i, previous.clone());
+        c.sign(&key, "2026-11-25T02:00:00Z");
+        let bytes = c.to_file_bytes();
+        last_sha = hex::encode(Sha256::digest(&bytes));
+        previous = Some(last_sha.clone());
+        std::fs::write(certs.join(format!("{i:06}.json")), bytes).unwrap();
+    }
+    let head = format!("{public}={last_sha}");
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "verify-chain",
+            certs.to_str().unwrap(),
+            "--head",
+            &head,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 certificate(s), unbroken"));
+    std::fs::remove_file(certs.join("000003.json")).unwrap();
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "verify-chain",
+            certs.to_str().unwrap(),
+            "--head",
+            &head,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate_chain_broken"));
+    std::fs::remove_file(certs.join("000002.json")).unwrap();
+    std::fs::write(certs.join("000003.json"), b"{}").unwrap();
+    let out = agent(
+        &data,
+        &["certificate", "verify-chain", certs.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+}
