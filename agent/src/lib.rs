@@ -6,6 +6,7 @@ pub mod config;
 pub mod crashpoint;
 pub mod crypto;
 pub mod demo;
+pub mod erase;
 pub mod fsutil;
 pub mod intake;
 pub mod metrics;
@@ -49,4 +50,9 @@ pub const FAILURE_REASONS: &[&str] = &[
     "certificate_bad_validation",
     "certificate_failed_verification",
     "certificate_chain_broken",
+    "erase_target_unsupported",
+    "erase_method_unsupported",
+    "erase_io_failed",
+    "erase_verification_failed",
+    "erase_checkpoint_mismatch",
 ];

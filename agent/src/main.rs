@@ -54,9 +54,50 @@ enum Command {
     Intake(IntakeCommand),
     /// The long-running agent: watch the inbox and serve metrics.
     Run,
+    /// Erase files or folders to NIST SP 800-88 Clear, verify, and issue a signed certificate.
+    /// Run again with the same --job-id to resume an interrupted job.
+    Erase(EraseArgs),
     /// Erasure certificates: verify one or a chain, countersign, export the public key.
     #[command(subcommand)]
     Certificate(CertificateCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct EraseArgs {
+    /// file:PATH or dir:PATH (repeatable).
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// clear (overwrite). purge and crypto apply to devices and keys, which arrive later.
+    #[arg(long, default_value = "clear")]
+    method: String,
+    /// full or sample (NIST SP 800-88 Rev.1 4.7.3).
+    #[arg(long, default_value = "full", value_parser = ["full", "sample"])]
+    verify: String,
+    /// random (ChaCha20 keystream) or zeros.
+    #[arg(long, default_value = "random", value_parser = ["random", "zeros"])]
+    pattern: String,
+    /// Job id; the same id resumes an interrupted job [default: a new random id].
+    #[arg(long)]
+    job_id: Option<String>,
+    /// The person sanitising (Appendix G).
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = "")]
+    title: String,
+    #[arg(long, default_value = "")]
+    organization: String,
+    #[arg(long, default_value = "")]
+    location: String,
+    #[arg(long, default_value = "")]
+    phone: String,
+    /// Confidentiality category of the data before erasure.
+    #[arg(long, default_value = "特定個人情報")]
+    classification: String,
+    /// What happens to the media afterwards (reused, returned, destroyed...).
+    #[arg(long, default_value = "reused")]
+    media_destination: String,
+    #[arg(long, default_value = "")]
+    notes: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -411,6 +452,65 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         }
         Command::Run => run_agent(config),
         Command::Certificate(c) => certificate(c, config),
+        Command::Erase(a) => erase(a, config),
+    }
+}
+
+fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
+    use kenko_agent::erase::{self, JobSpec, Pattern, Places, VerifyMode};
+    let job_id = a.job_id.unwrap_or_else(|| {
+        let mut b = [0u8; 8];
+        let _ = getrandom::getrandom(&mut b);
+        format!("erase-{}", hex::encode(b))
+    });
+    let spec = JobSpec {
+        job_id: job_id.clone(),
+        targets: a.targets,
+        method: a.method,
+        pattern: if a.pattern == "zeros" {
+            Pattern::Zeros
+        } else {
+            Pattern::Random
+        },
+        verify: if a.verify == "sample" {
+            VerifyMode::Sample
+        } else {
+            VerifyMode::Full
+        },
+        sanitized_by: kenko_cert::Person {
+            name: a.name,
+            title: a.title,
+            organization: a.organization,
+            location: a.location,
+            phone: a.phone,
+        },
+        classification: a.classification,
+        media_destination: a.media_destination,
+        notes: a.notes,
+    };
+    let places = Places {
+        jobs: config.data_dir.join("erase"),
+        certificates: config.data_dir.join("certificates"),
+        signing_key: config.signing_key_file.clone(),
+    };
+    match erase::run(&spec, &places) {
+        Ok(o) => {
+            println!(
+                "erased and verified; certificate {} (job {}, {} resumption(s))",
+                o.certificate_path.display(),
+                job_id,
+                o.resumed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            tracing::error!(job = %job_id, reason = e.reason(), error = %e, "erasure failed");
+            eprintln!(
+                "kenko-agent: erasure job {job_id} failed: {e} [reason: {}]",
+                e.reason()
+            );
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
 

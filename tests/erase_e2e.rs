@@ -1,0 +1,203 @@
+//! Erasure of real files and folders by the real binary: overwritten, verified, renamed and
+//! unlinked, with a certificate that verifies; and a `kill -9` mid-overwrite that resumes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn agent(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kenko-agent"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KENKO_LOG", "info")
+        .arg("--data-dir")
+        .arg(data);
+    c
+}
+
+fn erase(data: &Path, extra: &[&str]) -> Output {
+    agent(data)
+        .args(["erase", "--name", "越谷 花子", "--organization", "越谷市"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn only_certificate(data: &Path) -> std::path::PathBuf {
+    let mut certs: Vec<_> = std::fs::read_dir(data.join("certificates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    certs.sort();
+    certs.pop().expect("a certificate")
+}
+
+#[test]
+fn a_folder_is_overwritten_verified_removed_and_certified() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let victim = dir.path().join("old-system");
+    std::fs::create_dir_all(victim.join("山田太郎の記録")).unwrap();
+    std::fs::write(victim.join("empty.txt"), b"").unwrap();
+    std::fs::write(victim.join("odd-size.bin"), vec![7u8; 5000]).unwrap();
+    std::fs::write(victim.join("山田太郎の記録/records.db"), vec![1u8; 3 << 20]).unwrap();
+    let out = erase(
+        &data,
+        &[
+            "--target",
+            &format!("dir:{}", victim.display()),
+            "--job-id",
+            "job-a",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!victim.exists(), "the folder and every name in it are gone");
+
+    let cert = only_certificate(&data);
+    let out = agent(&data)
+        .args(["certificate", "verify"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    let t = &c["targets"][0];
+    assert_eq!(t["bytes_erased"], 5000 + (3 << 20));
+    assert_eq!(t["objects_erased"], 3);
+    assert_eq!(t["verification"]["passed"], true);
+    assert_eq!(t["verification"]["bytes_checked"], 5000 + (3 << 20));
+    assert_eq!(c["sanitization"]["method_type"], "clear");
+    assert_eq!(c["resumptions"], 0);
+    assert_eq!(c["sequence"], 1);
+    let text = String::from_utf8_lossy(&std::fs::read(&cert).unwrap()).into_owned();
+    assert!(
+        !text.contains("山田太郎"),
+        "file names inside the folder are not on the certificate"
+    );
+
+    // A second job chains after the first.
+    let f = dir.path().join("one.bin");
+    std::fs::write(&f, vec![3u8; 10_000]).unwrap();
+    let out = erase(
+        &data,
+        &[
+            "--target",
+            &format!("file:{}", f.display()),
+            "--verify",
+            "sample",
+        ],
+    );
+    assert!(out.status.success());
+    let out = agent(&data)
+        .args(["certificate", "verify-chain"])
+        .arg(data.join("certificates"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 certificate(s)"));
+}
+
+#[test]
+fn unsupported_methods_and_targets_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let f = dir.path().join("x.bin");
+    std::fs::write(&f, b"data").unwrap();
+    let out = erase(
+        &data,
+        &[
+            "--target",
+            &format!("file:{}", f.display()),
+            "--method",
+            "purge",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("erase_method_unsupported"));
+    let out = erase(&data, &["--target", "nfs:/somewhere"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("erase_target_unsupported"));
+    assert_eq!(std::fs::read(&f).unwrap(), b"data", "nothing was touched");
+    assert!(
+        !data.join("certificates").exists()
+            || std::fs::read_dir(data.join("certificates"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[test]
+fn kill_9_mid_overwrite_then_the_same_job_resumes_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let f = dir.path().join("big.bin");
+    let size = 150usize << 20;
+    std::fs::write(&f, vec![0xABu8; size]).unwrap();
+    let mut child = agent(&data)
+        .env("KENKO_TEST_CRASHPOINT", "erase-checkpointed")
+        .args([
+            "erase",
+            "--name",
+            "越谷 花子",
+            "--job-id",
+            "job-k",
+            "--target",
+        ])
+        .arg(format!("file:{}", f.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reached = BufReader::new(stderr)
+        .lines()
+        .any(|l| l.unwrap() == "kenko-crashpoint: erase-checkpointed");
+    assert!(reached, "the erasure never reached its first checkpoint");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // On disk: the first checkpointed 64 MiB are overwritten, the end still holds the data.
+    let bytes = std::fs::read(&f).unwrap();
+    assert_eq!(bytes.len(), size);
+    assert!(bytes[..64 << 20].iter().filter(|&&b| b == 0xAB).count() < (64 << 20) / 100);
+    assert!(bytes[size - 4096..].iter().all(|&b| b == 0xAB));
+    let checkpoint = data.join("erase/job-k/checkpoint.json");
+    assert!(checkpoint.exists());
+
+    // The same job id resumes; a different definition under that id is refused.
+    let out = erase(&data, &["--job-id", "job-k", "--target", "file:/elsewhere"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("erase_checkpoint_mismatch"));
+    let out = erase(
+        &data,
+        &[
+            "--job-id",
+            "job-k",
+            "--target",
+            &format!("file:{}", f.display()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!f.exists());
+    assert!(!checkpoint.exists());
+    let cert = only_certificate(&data);
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    assert_eq!(c["resumptions"], 1);
+    assert_eq!(c["targets"][0]["bytes_erased"], size as u64);
+    assert_eq!(c["targets"][0]["verification"]["passed"], true);
+}
