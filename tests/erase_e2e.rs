@@ -153,6 +153,10 @@ fn kill_9_mid_overwrite_then_the_same_job_resumes_and_says_so() {
             "越谷 花子",
             "--job-id",
             "job-k",
+            "--checkpoint-mib",
+            "64",
+            "--checkpoint-secs",
+            "0",
             "--target",
         ])
         .arg(format!("file:{}", f.display()))

@@ -73,7 +73,7 @@ struct EraseArgs {
     /// full or sample (NIST SP 800-88 Rev.1 4.7.3).
     #[arg(long, default_value = "full", value_parser = ["full", "sample"])]
     verify: String,
-    /// random (ChaCha20 keystream) or zeros.
+    /// random (ChaCha8 keystream) or zeros.
     #[arg(long, default_value = "random", value_parser = ["random", "zeros"])]
     pattern: String,
     /// Job id; the same id resumes an interrupted job [default: a new random id].
@@ -98,6 +98,12 @@ struct EraseArgs {
     media_destination: String,
     #[arg(long, default_value = "")]
     notes: String,
+    /// Sync progress to the checkpoint after this many MiB...
+    #[arg(long, default_value_t = 1024)]
+    checkpoint_mib: u64,
+    /// ...and at least this many seconds since the last checkpoint.
+    #[arg(long, default_value_t = 5)]
+    checkpoint_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,6 +493,8 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
         classification: a.classification,
         media_destination: a.media_destination,
         notes: a.notes,
+        checkpoint_bytes: a.checkpoint_mib.max(1) << 20,
+        checkpoint_interval: std::time::Duration::from_secs(a.checkpoint_secs),
     };
     let places = Places {
         jobs: config.data_dir.join("erase"),
@@ -500,6 +508,20 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
                 o.certificate_path.display(),
                 job_id,
                 o.resumed
+            );
+            let bytes: u64 = o.certificate.targets.iter().map(|t| t.bytes_erased).sum();
+            let checked: u64 = o
+                .certificate
+                .targets
+                .iter()
+                .map(|t| t.verification.bytes_checked)
+                .sum();
+            println!(
+                "overwrite {:.3} s ({:.0} MB/s), verify {:.3} s ({:.0} MB/s)",
+                o.overwrite_secs,
+                bytes as f64 / 1e6 / o.overwrite_secs.max(1e-9),
+                o.verify_secs,
+                checked as f64 / 1e6 / o.verify_secs.max(1e-9)
             );
             Ok(ExitCode::SUCCESS)
         }
