@@ -205,3 +205,77 @@ fn kill_9_mid_overwrite_then_the_same_job_resumes_and_says_so() {
     assert_eq!(c["targets"][0]["bytes_erased"], size as u64);
     assert_eq!(c["targets"][0]["verification"]["passed"], true);
 }
+
+/// Runs a command, returning its stdout when it succeeded.
+fn try_run(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn a_loop_device_is_cleared_and_a_mounted_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, vec![0xABu8; 40 << 20]).unwrap();
+    let Some(dev) = try_run("losetup", &["-f", "--show", image.to_str().unwrap()]) else {
+        println!("SKIPPED: this kernel or sandbox does not let the test create a loop device (losetup failed); device erasure was not exercised");
+        return;
+    };
+    let out = erase(
+        &data,
+        &["--target", &format!("device:{dev}"), "--verify", "sample"],
+    );
+    let _ = try_run("losetup", &["-d", &dev]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = only_certificate(&data);
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    assert_eq!(
+        c["targets"][0]["media"]["media_type"],
+        "block device (loop)"
+    );
+    assert_eq!(c["targets"][0]["bytes_erased"], 40u64 << 20);
+    assert_eq!(c["targets"][0]["verification"]["passed"], true);
+    // The device's backing bytes no longer hold the old pattern.
+    let bytes = std::fs::read(&image).unwrap();
+    let old = bytes.iter().filter(|&&b| b == 0xAB).count();
+    assert!(
+        old < bytes.len() / 100,
+        "{old} of {} bytes still 0xAB",
+        bytes.len()
+    );
+
+    // A mounted device is refused, untouched.
+    let image2 = dir.path().join("fs.img");
+    std::fs::write(&image2, vec![0u8; 16 << 20]).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let Some(dev2) = try_run("losetup", &["-f", "--show", image2.to_str().unwrap()]) else {
+        println!(
+            "SKIPPED: second loop device unavailable; the mounted-device refusal was not exercised"
+        );
+        return;
+    };
+    let mounted = try_run("mkfs.ext4", &["-q", &dev2]).is_some()
+        && try_run("mount", &[&dev2, mnt.to_str().unwrap()]).is_some();
+    if !mounted {
+        let _ = try_run("losetup", &["-d", &dev2]);
+        println!("SKIPPED: could not make and mount a file system here; the mounted-device refusal was not exercised");
+        return;
+    }
+    let out = erase(&data, &["--target", &format!("device:{dev2}")]);
+    let _ = try_run("umount", &[mnt.to_str().unwrap()]);
+    let _ = try_run("losetup", &["-d", &dev2]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("erase_device_in_use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

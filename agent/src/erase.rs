@@ -57,7 +57,7 @@ impl VerifyMode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
-    #[error("target {0:?}: expected file:PATH or dir:PATH (device, S3, KMS, snapshot, backup and data key targets are not available yet)")]
+    #[error("target {0:?}: expected file:PATH, dir:PATH or device:PATH (S3, KMS, snapshot, backup and data key targets are not available yet)")]
     UnsupportedTarget(String),
     #[error("method {0:?} is not available for file and folder targets: only clear (overwrite) is; purge is never claimed for an overwrite")]
     UnsupportedMethod(String),
@@ -65,6 +65,8 @@ pub enum EraseError {
     Io { path: PathBuf, message: String },
     #[error("verification failed for {target}: {details}; no certificate was issued")]
     VerificationFailed { target: String, details: String },
+    #[error("device {path}: {problem}; refusing to erase it")]
+    DeviceInUse { path: PathBuf, problem: String },
     #[error("job {job}: the checkpoint belongs to a different job definition (targets, pattern or verification differ); use another job id")]
     CheckpointMismatch { job: String },
     #[error(transparent)]
@@ -79,6 +81,7 @@ impl EraseError {
             EraseError::Io { .. } => "erase_io_failed",
             EraseError::VerificationFailed { .. } => "erase_verification_failed",
             EraseError::CheckpointMismatch { .. } => "erase_checkpoint_mismatch",
+            EraseError::DeviceInUse { .. } => "erase_device_in_use",
             EraseError::Key(k) => k.reason(),
         }
     }
@@ -114,6 +117,9 @@ pub struct JobSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct FileState {
     path: PathBuf,
+    /// A whole block device: overwritten and verified, but not renamed or unlinked.
+    #[serde(default)]
+    device: bool,
     size: u64,
     /// Bytes overwritten and synced so far.
     written: u64,
@@ -278,15 +284,28 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             .iter()
             .map(|t| Target {
                 spec: t.spec.clone(),
-                media: Media {
-                    media_type: if t.spec.starts_with("dir:") {
-                        "folder on a file system".into()
-                    } else {
-                        "file".into()
+                media: match t.files.first().filter(|f| f.device) {
+                    Some(f) => {
+                        let (manufacturer, model, kind) = device_media(&f.path);
+                        Media {
+                            manufacturer,
+                            model,
+                            media_type: kind,
+                            classification: spec.classification.clone(),
+                            source: hostname(),
+                            ..Default::default()
+                        }
+                    }
+                    None => Media {
+                        media_type: if t.spec.starts_with("dir:") {
+                            "folder on a file system".into()
+                        } else {
+                            "file".into()
+                        },
+                        classification: spec.classification.clone(),
+                        source: hostname(),
+                        ..Default::default()
                     },
-                    classification: spec.classification.clone(),
-                    source: hostname(),
-                    ..Default::default()
                 },
                 bytes_erased: t.files.iter().map(|f| f.size).sum(),
                 objects_erased: t.files.len() as u64,
@@ -386,7 +405,21 @@ fn plan_target(spec: &str) -> Result<TargetState, EraseError> {
         (
             vec![FileState {
                 path,
+                device: false,
                 size: meta.len(),
+                written: 0,
+                verified: false,
+                unlinked: false,
+            }],
+            vec![],
+        )
+    } else if let Some(p) = spec.strip_prefix("device:") {
+        let (path, size) = block_device(Path::new(p))?;
+        (
+            vec![FileState {
+                path,
+                device: true,
+                size,
                 written: 0,
                 verified: false,
                 unlinked: false,
@@ -411,6 +444,77 @@ fn plan_target(spec: &str) -> Result<TargetState, EraseError> {
     })
 }
 
+/// A whole block device's canonical path and size (from sysfs, no ioctl needed), refused when
+/// it, or a partition of it, is mounted or held by another device (LVM, RAID, dm-crypt).
+fn block_device(p: &Path) -> Result<(PathBuf, u64), EraseError> {
+    use std::os::unix::fs::FileTypeExt;
+    let path = std::fs::canonicalize(p).map_err(io(p))?;
+    let meta = std::fs::metadata(&path).map_err(io(&path))?;
+    if !meta.file_type().is_block_device() {
+        return Err(EraseError::Io {
+            path,
+            message: "not a block device".into(),
+        });
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let sys = Path::new("/sys/class/block").join(&name);
+    let sectors: u64 = std::fs::read_to_string(sys.join("size"))
+        .map_err(io(&sys))?
+        .trim()
+        .parse()
+        .map_err(|_| EraseError::Io {
+            path: sys.join("size"),
+            message: "unreadable size".into(),
+        })?;
+    let in_use = |problem: String| EraseError::DeviceInUse {
+        path: path.clone(),
+        problem,
+    };
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let source = line.split_whitespace().next().unwrap_or_default();
+        let source_name = Path::new(source)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if source.starts_with("/dev/") && source_name.starts_with(&name) {
+            return Err(in_use(format!("{source} is mounted")));
+        }
+    }
+    if std::fs::read_dir(sys.join("holders")).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(in_use(
+            "it is held by another device (LVM, RAID or dm-crypt)".into(),
+        ));
+    }
+    Ok((path, sectors * 512))
+}
+
+/// Where the certificate's media description comes from for a device (sysfs, when present).
+fn device_media(path: &Path) -> (String, String, String) {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let read = |f: &str| {
+        std::fs::read_to_string(Path::new("/sys/class/block").join(&name).join(f))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let rotational = read("queue/rotational");
+    let kind = match (name.starts_with("loop"), rotational.as_str()) {
+        (true, _) => "block device (loop)".to_string(),
+        (_, "1") => "block device (magnetic)".to_string(),
+        (_, "0") => "block device (flash)".to_string(),
+        _ => "block device".to_string(),
+    };
+    (read("device/vendor"), read("device/model"), kind)
+}
+
 fn walk(dir: &Path, files: &mut Vec<FileState>, dirs: &mut Vec<PathBuf>) -> Result<(), EraseError> {
     dirs.push(dir.to_path_buf());
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -426,6 +530,7 @@ fn walk(dir: &Path, files: &mut Vec<FileState>, dirs: &mut Vec<PathBuf>) -> Resu
         } else if meta.is_file() {
             files.push(FileState {
                 path: p,
+                device: false,
                 size: meta.len(),
                 written: 0,
                 verified: false,
@@ -435,6 +540,7 @@ fn walk(dir: &Path, files: &mut Vec<FileState>, dirs: &mut Vec<PathBuf>) -> Resu
             // A symlink or special file holds no data of its own: removed, not overwritten.
             files.push(FileState {
                 path: p,
+                device: false,
                 size: 0,
                 written: 0,
                 verified: true,
@@ -634,9 +740,10 @@ fn erase_file(
         cp.targets[ti].files[fi].verified = true;
         save(cp_path, cp)?;
     }
-    // 3. The name goes too: rename to random, sync the folder, unlink, sync again.
+    // 3. The name goes too: rename to random, sync the folder, unlink, sync again. (A device
+    // stays: the device node is not the data.)
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    if path.exists() {
+    if !state.device && path.exists() {
         let random = dir.join(format!("{:016x}", rand::thread_rng().gen::<u64>()));
         std::fs::rename(&path, &random).map_err(io(&path))?;
         fsutil::sync_dir(&dir).map_err(io(&dir))?;

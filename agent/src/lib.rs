@@ -55,4 +55,5 @@ pub const FAILURE_REASONS: &[&str] = &[
     "erase_io_failed",
     "erase_verification_failed",
     "erase_checkpoint_mismatch",
+    "erase_device_in_use",
 ];

@@ -64,7 +64,7 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct EraseArgs {
-    /// file:PATH or dir:PATH (repeatable).
+    /// file:PATH, dir:PATH or device:PATH (a whole block device; repeatable).
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// clear (overwrite). purge and crypto apply to devices and keys, which arrive later.
