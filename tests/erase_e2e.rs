@@ -279,3 +279,73 @@ fn a_loop_device_is_cleared_and_a_mounted_one_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn destroying_the_data_key_is_a_certified_cryptographic_erase() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A register with My Numbers: ciphertexts under the data key.
+    let residents = kenko_agent::sample::generate_residents(200, 3);
+    let csv = dir.path().join("residents.csv");
+    let mut f = std::fs::File::create(&csv).unwrap();
+    kenko_agent::sample::write_resident_csv(&mut f, &residents).unwrap();
+    let out = agent(&data)
+        .args(["residents", "import"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = data.join("keys/records.key");
+    assert!(key.exists());
+
+    // Mixing an overwrite target into a crypto job is refused.
+    let other = dir.path().join("x.bin");
+    std::fs::write(&other, b"x").unwrap();
+    let out = erase(
+        &data,
+        &[
+            "--method",
+            "crypto",
+            "--target",
+            "datakey:records",
+            "--target",
+            &format!("file:{}", other.display()),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("erase_method_unsupported"));
+    assert!(key.exists(), "nothing was destroyed");
+
+    let out = erase(
+        &data,
+        &["--method", "crypto", "--target", "datakey:records"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!key.exists(), "the key file is gone");
+    let cert = only_certificate(&data);
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    assert_eq!(c["sanitization"]["method_type"], "purge");
+    assert_eq!(c["sanitization"]["method_used"], "cryptographic erase");
+    let v = &c["targets"][0]["verification"];
+    assert_eq!(v["method"], "crypto");
+    assert_eq!(v["passed"], true);
+    let sampled = v["locations_checked"].as_u64().unwrap();
+    assert!(sampled > 50, "ciphertexts were sampled: {v}");
+    assert!(v["details"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{sampled} of {sampled} sampled")));
+    let out = agent(&data)
+        .args(["certificate", "verify"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}

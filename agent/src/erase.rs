@@ -57,9 +57,9 @@ impl VerifyMode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
-    #[error("target {0:?}: expected file:PATH, dir:PATH or device:PATH (S3, KMS, snapshot, backup and data key targets are not available yet)")]
+    #[error("target {0:?}: expected file:PATH, dir:PATH, device:PATH or datakey:NAME (S3, KMS, snapshot and backup targets are not available yet)")]
     UnsupportedTarget(String),
-    #[error("method {0:?} is not available for file and folder targets: only clear (overwrite) is; purge is never claimed for an overwrite")]
+    #[error("method {0:?} does not fit the targets: clear (overwrite) is for files, folders and devices, crypto for datakey:NAME; purge is never claimed for an overwrite")]
     UnsupportedMethod(String),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
@@ -135,6 +135,8 @@ struct TargetState {
     dirs: Vec<PathBuf>,
     bytes_checked: u64,
     locations_checked: u64,
+    #[serde(default)]
+    crypto: Option<CryptoEvidence>,
 }
 
 /// The synced progress of a job.
@@ -173,6 +175,33 @@ pub struct Places {
     pub jobs: PathBuf,
     pub certificates: PathBuf,
     pub signing_key: PathBuf,
+    /// The record store's data key (`datakey:records`); other names are `KEYS/NAME.key`.
+    pub data_key: PathBuf,
+    pub database_url: String,
+}
+
+impl Places {
+    fn data_key_path(&self, name: &str) -> PathBuf {
+        if name == "records" {
+            self.data_key.clone()
+        } else {
+            self.data_key
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(format!("{name}.key"))
+        }
+    }
+}
+
+/// Evidence for a cryptographic erase, taken before the key is touched (kept in the
+/// checkpoint, so a resumed job still has it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct CryptoEvidence {
+    key_id: String,
+    /// Ciphertext locations sampled from the store.
+    sampled: u64,
+    /// How many of them the key decrypted before the erase.
+    decrypted_before: u64,
 }
 
 fn now() -> String {
@@ -188,8 +217,19 @@ fn definition(spec: &JobSpec) -> String {
 
 /// Runs (or resumes) an erasure job to its certificate.
 pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
-    if spec.method != "clear" {
+    let crypto = spec.method == "crypto";
+    if !(spec.method == "clear" || crypto) {
         return Err(EraseError::UnsupportedMethod(spec.method.clone()));
+    }
+    // Cryptographic erase applies to keys, overwriting to media; never mixed in one job, so a
+    // certificate's method describes every target on it.
+    for t in &spec.targets {
+        if t.starts_with("datakey:") != crypto {
+            return Err(EraseError::UnsupportedMethod(format!(
+                "{} for {t}",
+                spec.method
+            )));
+        }
     }
     let job_dir = places.jobs.join(&spec.job_id);
     let cp_path = job_dir.join("checkpoint.json");
@@ -224,7 +264,7 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                 targets: spec
                     .targets
                     .iter()
-                    .map(|t| plan_target(t))
+                    .map(|t| plan_target(t, places))
                     .collect::<Result<_, _>>()?,
             }
         }
@@ -262,8 +302,13 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         previous_sha256: previous,
         sanitized_by: spec.sanitized_by.clone(),
         sanitization: Sanitization {
-            method_type: "clear".into(),
-            method_used: "overwrite".into(),
+            method_type: if crypto { "purge" } else { "clear" }.into(),
+            method_used: if crypto {
+                "cryptographic erase"
+            } else {
+                "overwrite"
+            }
+            .into(),
             method_details: format!(
                 "1 pass; pattern {}; writes with O_DIRECT where the file system supports it, \
                  otherwise synced and dropped from the page cache; verification reads the media; \
@@ -275,7 +320,11 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             ),
             tool: "kenko-agent".into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            verification_method: spec.verify.label().into(),
+            verification_method: if crypto {
+                "crypto".into()
+            } else {
+                spec.verify.label().into()
+            },
             post_sanitization_classification: "unclassified".into(),
             notes: spec.notes.clone(),
         },
@@ -284,7 +333,15 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             .iter()
             .map(|t| Target {
                 spec: t.spec.clone(),
-                media: match t.files.first().filter(|f| f.device) {
+                media: match t.files.first().filter(|f| f.device || t.crypto.is_some()) {
+                    Some(_) if t.crypto.is_some() => Media {
+                        media_type: "cryptographic key (AES-256-GCM data key of the record store)"
+                            .into(),
+                        classification: spec.classification.clone(),
+                        source: hostname(),
+                        backed_up: false,
+                        ..Default::default()
+                    },
                     Some(f) => {
                         let (manufacturer, model, kind) = device_media(&f.path);
                         Media {
@@ -310,12 +367,34 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                 bytes_erased: t.files.iter().map(|f| f.size).sum(),
                 objects_erased: t.files.len() as u64,
                 blocked: vec![],
-                verification: Verification {
-                    method: spec.verify.label().into(),
-                    passed: t.files.iter().all(|f| f.verified),
-                    bytes_checked: t.bytes_checked,
-                    locations_checked: t.locations_checked,
-                    details: String::new(),
+                verification: match &t.crypto {
+                    None => Verification {
+                        method: spec.verify.label().into(),
+                        passed: t.files.iter().all(|f| f.verified),
+                        bytes_checked: t.bytes_checked,
+                        locations_checked: t.locations_checked,
+                        details: String::new(),
+                    },
+                    Some(e) => {
+                        // After: every copy the agent holds is gone (the key file was cleared,
+                        // verified and unlinked), so none of the sampled ciphertexts can be
+                        // decrypted any more, in the store or in any backup of it.
+                        let gone = t.files.iter().all(|f| f.verified && !f.path.exists());
+                        Verification {
+                            method: "crypto".into(),
+                            passed: gone && e.decrypted_before == e.sampled,
+                            bytes_checked: t.bytes_checked,
+                            locations_checked: e.sampled,
+                            details: format!(
+                                "data key {}: {} of {} sampled My Number ciphertexts decrypted before; \
+                                 key file overwritten, verified and unlinked ({}); none can be decrypted after",
+                                e.key_id,
+                                e.decrypted_before,
+                                e.sampled,
+                                if gone { "no copy left" } else { "A COPY REMAINS" }
+                            ),
+                        }
+                    }
                 },
             })
             .collect(),
@@ -392,7 +471,10 @@ fn save(path: &Path, cp: &Checkpoint) -> Result<(), EraseError> {
     fsutil::atomic_write(path, &bytes).map_err(io(path))
 }
 
-fn plan_target(spec: &str) -> Result<TargetState, EraseError> {
+fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
+    if let Some(name) = spec.strip_prefix("datakey:") {
+        return plan_datakey(spec, name, places);
+    }
     let (files, dirs) = if let Some(p) = spec.strip_prefix("file:") {
         let path = PathBuf::from(p);
         let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
@@ -441,6 +523,51 @@ fn plan_target(spec: &str) -> Result<TargetState, EraseError> {
         dirs,
         bytes_checked: 0,
         locations_checked: 0,
+        crypto: None,
+    })
+}
+
+/// A data key: the evidence first (the store's ciphertexts decrypt under it now), then the
+/// key file is cleared like any file. Reading the key never creates one.
+fn plan_datakey(spec: &str, name: &str, places: &Places) -> Result<TargetState, EraseError> {
+    let path = places.data_key_path(name);
+    let raw = std::fs::read(&path).map_err(io(&path))?;
+    let raw: [u8; 32] = raw.try_into().map_err(|_| EraseError::Io {
+        path: path.clone(),
+        message: "not a 32-byte data key".into(),
+    })?;
+    let key = crate::crypto::DataKey::from_bytes(&raw);
+    let mut store = kenko_store::open(&places.database_url).map_err(|e| EraseError::Io {
+        path: PathBuf::from(kenko_store::redact_url(&places.database_url)),
+        message: e.to_string(),
+    })?;
+    let sample = store.sample_ciphertexts(1000).map_err(|e| EraseError::Io {
+        path: PathBuf::from(kenko_store::redact_url(&places.database_url)),
+        message: e.to_string(),
+    })?;
+    let decrypted = sample
+        .iter()
+        .filter(|(no, ct)| key.open(*no, ct).is_ok())
+        .count() as u64;
+    let size = std::fs::metadata(&path).map_err(io(&path))?.len();
+    Ok(TargetState {
+        spec: spec.to_string(),
+        files: vec![FileState {
+            path,
+            device: false,
+            size,
+            written: 0,
+            verified: false,
+            unlinked: false,
+        }],
+        dirs: vec![],
+        bytes_checked: 0,
+        locations_checked: 0,
+        crypto: Some(CryptoEvidence {
+            key_id: key.id_hex(),
+            sampled: sample.len() as u64,
+            decrypted_before: decrypted,
+        }),
     })
 }
 

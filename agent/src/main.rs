@@ -64,10 +64,11 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct EraseArgs {
-    /// file:PATH, dir:PATH or device:PATH (a whole block device; repeatable).
+    /// file:PATH, dir:PATH, device:PATH (a whole block device) or datakey:NAME (the record
+    /// store's data key is datakey:records); repeatable.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
-    /// clear (overwrite). purge and crypto apply to devices and keys, which arrive later.
+    /// clear (overwrite files, folders, devices) or crypto (destroy a datakey:NAME).
     #[arg(long, default_value = "clear")]
     method: String,
     /// full or sample (NIST SP 800-88 Rev.1 4.7.3).
@@ -500,6 +501,8 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
         jobs: config.data_dir.join("erase"),
         certificates: config.data_dir.join("certificates"),
         signing_key: config.signing_key_file.clone(),
+        data_key: config.data_key_file.clone(),
+        database_url: config.database_url.clone(),
     };
     match erase::run(&spec, &places) {
         Ok(o) => {

@@ -253,6 +253,10 @@ pub trait Store: Send {
 
     /// Number of stored records.
     fn record_count(&mut self) -> Result<i64>;
+
+    /// Up to `limit` stored My Number ciphertexts with their 宛名番号 (records first, then
+    /// the register): the locations a cryptographic erase reads before and after.
+    fn sample_ciphertexts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>>;
 }
 
 /// Why [`Store::replace_residents`] failed.

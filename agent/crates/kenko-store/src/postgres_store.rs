@@ -431,6 +431,21 @@ impl Store for PostgresStore {
             .map_err(q("count records"))?;
         Ok(row.get(0))
     }
+
+    fn sample_ciphertexts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT resident_no, mynumber_ct FROM (\
+                 SELECT resident_no, mynumber_ct, 0 AS src FROM records WHERE mynumber_ct IS NOT NULL \
+                 UNION ALL \
+                 SELECT resident_no, mynumber_ct, 1 FROM residents WHERE mynumber_ct IS NOT NULL) s \
+                 ORDER BY src LIMIT $1",
+                &[&limit],
+            )
+            .map_err(q("ciphertext sample"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
 }
 
 struct PostgresIntake<'s> {

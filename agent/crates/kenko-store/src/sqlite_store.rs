@@ -449,6 +449,24 @@ impl Store for SqliteStore {
             .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
             .map_err(q("count records"))
     }
+
+    fn sample_ciphertexts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT resident_no, mynumber_ct FROM (\
+                 SELECT resident_no, mynumber_ct, 0 AS src FROM records WHERE mynumber_ct IS NOT NULL \
+                 UNION ALL \
+                 SELECT resident_no, mynumber_ct, 1 FROM residents WHERE mynumber_ct IS NOT NULL) \
+                 ORDER BY src LIMIT ?1",
+            )
+            .map_err(q("prepare ciphertext sample"))?;
+        let rows = stmt
+            .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(q("ciphertext sample"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(q("ciphertext sample"))
+    }
 }
 
 struct SqliteIntake<'s> {
