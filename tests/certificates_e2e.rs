@@ -128,6 +128,17 @@ fn an_auditor_verifies_a_certificate_and_any_tampering_is_refused_with_a_reason(
         "{text}"
     );
 
+    // Rendered for people, from the verified file.
+    let out = agent(&data, &["certificate", "render", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(dir.path().join("cert.html")).unwrap();
+    assert!(page.contains("越谷 花子"));
+    assert!(page.contains("Certificate of Sanitization"));
+
     // One changed digit in the bytes erased: refused, with the reason.
     let original = std::fs::read(&file).unwrap();
     let at = String::from_utf8_lossy(&original)
@@ -141,6 +152,11 @@ fn an_auditor_verifies_a_certificate_and_any_tampering_is_refused_with_a_reason(
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("certificate_bad_signature"), "{err}");
+    let out = agent(&data, &["certificate", "render", file.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "a tampered certificate is not rendered"
+    );
 
     // Pretty-printed by someone's editor: not canonical.
     let v: serde_json::Value = serde_json::from_slice(&original).unwrap();

@@ -142,6 +142,16 @@ enum CertificateCommand {
         #[arg(long, default_value = "")]
         phone: String,
     },
+    /// Render a verified certificate for people (HTML; Japanese text as written). Refuses a
+    /// certificate that does not verify.
+    Render {
+        file: PathBuf,
+        #[arg(long, default_value = "html", value_parser = ["html"])]
+        format: String,
+        /// Where to write it [default: FILE with .html].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print (or write) this agent's certificate-signing public key, for auditors.
     PublicKey {
         #[arg(long)]
@@ -615,6 +625,19 @@ fn certificate(command: CertificateCommand, config: &Config) -> anyhow::Result<E
                 Err(e) => report(e),
             }
         }
+        CertificateCommand::Render {
+            file,
+            format: _,
+            out,
+        } => match certs::verify_file(&file, None) {
+            Ok(v) => {
+                let out = out.unwrap_or_else(|| file.with_extension("html"));
+                kenko_agent::fsutil::atomic_write(&out, kenko_cert::render::html(&v).as_bytes())?;
+                println!("{}", out.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => report(e),
+        },
         CertificateCommand::PublicKey { out } => {
             let key = certs::signing_key(&config.signing_key_file)?;
             let hex_key = certs::public_key_hex(&key);

@@ -411,5 +411,7 @@ pub fn verify_chain(
     Ok(out)
 }
 
+pub mod render;
+
 #[cfg(test)]
 mod tests;

@@ -239,3 +239,39 @@ fn japanese_text_survives_canonicalisation() {
     assert!(text.contains("越谷 花子") && text.contains("特定個人情報"));
     assert!(text.ends_with("}\n"));
 }
+
+#[test]
+fn the_html_rendering_shows_every_appendix_g_field_and_escapes_text() {
+    let mut c = sample("job-<1>", 1, None);
+    c.sanitized_by.organization = "越谷市 & <情報政策課>".into();
+    c.sign(&key(1), "2026-11-25T01:05:01Z");
+    let v = verify(&c.to_file_bytes(), None).unwrap();
+    let page = render::html(&v);
+    for label in [
+        "Person Performing Sanitization",
+        "Manufacturer",
+        "Model",
+        "Serial Number",
+        "Property Number",
+        "Media Type",
+        "Source",
+        "Classification",
+        "Data Backed Up",
+        "Method Type",
+        "Method Used",
+        "Method Details",
+        "Tool Used",
+        "Verification Method",
+        "Post-Sanitization Classification",
+        "Notes",
+        "Media Destination",
+        "Validation",
+    ] {
+        assert!(page.contains(label), "{label} missing");
+    }
+    assert!(page.contains("越谷 花子"));
+    assert!(page.contains("越谷市 &amp; &lt;情報政策課&gt;"));
+    assert!(page.contains("job-&lt;1&gt;"));
+    assert!(page.contains(&v.sha256));
+    assert!(page.contains("not yet validated by a second person"));
+}
