@@ -389,38 +389,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     let crlf = reader.crlf();
 
     // The header decides whether there is anything to check at all.
-    let mut problems = Vec::new();
-    let header = match reader.advance() {
-        Ok(false) => {
-            problems.push(FileProblem::of(Reason::EmptyFile));
-            None
-        }
-        Ok(true) => match Header::resolve(reader.fields()) {
-            Ok(h) => Some(h),
-            Err(hp) => {
-                problems.extend(hp.into_iter().map(|p| FileProblem {
-                    reason: p.reason,
-                    column: Some(p.column),
-                    offset: None,
-                    line: None,
-                    row: Some(1),
-                }));
-                None
-            }
-        },
-        Err(DecodeError::Undecodable {
-            offset, line, row, ..
-        }) => {
-            problems.push(undecodable(offset, line, row));
-            None
-        }
-        Err(DecodeError::Io(e)) => {
-            return Err(IntakeError::Read {
-                file: path.to_path_buf(),
-                source: e,
-            })
-        }
-    };
+    let (header, problems) = read_header(&mut reader, path)?;
 
     // One pass over the file: the hash is known at the end, and a file whose bytes turn out
     // to be in the ledger is rolled back before anything is written for it.
@@ -652,38 +621,7 @@ pub fn check_file(
     let mut reader = RecordReader::new(std::io::BufReader::with_capacity(1 << 16, file))
         .map_err(|e| read_error(path, e))?;
     let encoding = reader.encoding().label().to_string();
-    let mut problems = Vec::new();
-    let header = match reader.advance() {
-        Ok(false) => {
-            problems.push(FileProblem::of(Reason::EmptyFile));
-            None
-        }
-        Ok(true) => match Header::resolve(reader.fields()) {
-            Ok(h) => Some(h),
-            Err(hp) => {
-                problems.extend(hp.into_iter().map(|p| FileProblem {
-                    reason: p.reason,
-                    column: Some(p.column),
-                    offset: None,
-                    line: None,
-                    row: Some(1),
-                }));
-                None
-            }
-        },
-        Err(DecodeError::Undecodable {
-            offset, line, row, ..
-        }) => {
-            problems.push(undecodable(offset, line, row));
-            None
-        }
-        Err(DecodeError::Io(e)) => {
-            return Err(IntakeError::Read {
-                file: path.to_path_buf(),
-                source: e,
-            })
-        }
-    };
+    let (header, mut problems) = read_header(&mut reader, path)?;
     let mut checked = Checked {
         rows: 0,
         rejections: Vec::new(),
@@ -731,6 +669,38 @@ pub fn check_file(
         reasons,
         file_errors: problems,
     })
+}
+
+/// Reads the header row: the column map, or the file-level problems that stop the file.
+fn read_header<R: Read>(
+    reader: &mut RecordReader<R>,
+    path: &Path,
+) -> Result<(Option<Header>, Vec<FileProblem>), IntakeError> {
+    match reader.advance() {
+        Ok(false) => Ok((None, vec![FileProblem::of(Reason::EmptyFile)])),
+        Ok(true) => match Header::resolve(reader.fields()) {
+            Ok(h) => Ok((Some(h), Vec::new())),
+            Err(hp) => Ok((
+                None,
+                hp.into_iter()
+                    .map(|p| FileProblem {
+                        reason: p.reason,
+                        column: Some(p.column),
+                        offset: None,
+                        line: None,
+                        row: Some(1),
+                    })
+                    .collect(),
+            )),
+        },
+        Err(DecodeError::Undecodable {
+            offset, line, row, ..
+        }) => Ok((None, vec![undecodable(offset, line, row)])),
+        Err(DecodeError::Io(e)) => Err(IntakeError::Read {
+            file: path.to_path_buf(),
+            source: e,
+        }),
+    }
 }
 
 fn undecodable(offset: u64, line: u64, row: u64) -> FileProblem {
