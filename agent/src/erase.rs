@@ -71,6 +71,8 @@ pub enum EraseError {
     CheckpointMismatch { job: String },
     #[error(transparent)]
     Key(#[from] crate::crypto::KeyError),
+    #[error(transparent)]
+    Aws(#[from] kenko_aws::AwsError),
 }
 
 impl EraseError {
@@ -83,6 +85,7 @@ impl EraseError {
             EraseError::CheckpointMismatch { .. } => "erase_checkpoint_mismatch",
             EraseError::DeviceInUse { .. } => "erase_device_in_use",
             EraseError::Key(k) => k.reason(),
+            EraseError::Aws(a) => a.reason(),
         }
     }
 }
@@ -137,6 +140,21 @@ struct TargetState {
     locations_checked: u64,
     #[serde(default)]
     crypto: Option<CryptoEvidence>,
+    /// For `s3://` targets: what the deletion did, once done (so a resumed job still knows).
+    #[serde(default)]
+    s3: Option<S3Done>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct S3Done {
+    region: String,
+    versions: u64,
+    markers: u64,
+    bytes: u64,
+    /// (key, version id, reason, retain-until)
+    blocked: Vec<(String, String, String, Option<String>)>,
+    remaining_after: u64,
+    listed_after: u64,
 }
 
 /// The synced progress of a job.
@@ -178,6 +196,8 @@ pub struct Places {
     /// The record store's data key (`datakey:records`); other names are `KEYS/NAME.key`.
     pub data_key: PathBuf,
     pub database_url: String,
+    /// Where AWS targets are reached (region to start in, emulator endpoint if any).
+    pub aws: kenko_aws::Endpoint,
 }
 
 impl Places {
@@ -288,6 +308,11 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         for d in cp.targets[ti].dirs.clone() {
             remove_dir_renamed(&d)?;
         }
+        if cp.targets[ti].spec.starts_with("s3://") && cp.targets[ti].s3.is_none() {
+            let done = erase_s3(&cp.targets[ti].spec, places)?;
+            cp.targets[ti].s3 = Some(done);
+            save(&cp_path, &cp)?;
+        }
     }
 
     // Certificate: signed, chained after the signer's last one.
@@ -334,6 +359,15 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             .map(|t| Target {
                 spec: t.spec.clone(),
                 media: match t.files.first().filter(|f| f.device || t.crypto.is_some()) {
+                    _ if t.s3.is_some() => Media {
+                        media_type: format!(
+                            "cloud object storage (Amazon S3, {})",
+                            t.s3.as_ref().map(|d| d.region.as_str()).unwrap_or_default()
+                        ),
+                        classification: spec.classification.clone(),
+                        source: t.spec.clone(),
+                        ..Default::default()
+                    },
                     Some(_) if t.crypto.is_some() => Media {
                         media_type: "cryptographic key (AES-256-GCM data key of the record store)"
                             .into(),
@@ -364,10 +398,35 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                         ..Default::default()
                     },
                 },
-                bytes_erased: t.files.iter().map(|f| f.size).sum(),
-                objects_erased: t.files.len() as u64,
-                blocked: vec![],
-                verification: match &t.crypto {
+                bytes_erased: t.files.iter().map(|f| f.size).sum::<u64>()
+                    + t.s3.as_ref().map_or(0, |d| d.bytes),
+                objects_erased: t.files.len() as u64
+                    + t.s3.as_ref().map_or(0, |d| d.versions + d.markers),
+                blocked: t
+                    .s3
+                    .iter()
+                    .flat_map(|d| d.blocked.iter())
+                    .map(|(key, version, reason, until)| kenko_cert::Blocked {
+                        item: format!("{}/{key}?versionId={version}", t.spec.trim_end_matches('/')),
+                        reason: format!("Object Lock: {reason}"),
+                        until: until.clone(),
+                    })
+                    .collect(),
+                verification: match (&t.crypto, &t.s3) {
+                    (_, Some(d)) => Verification {
+                        method: "listing".into(),
+                        passed: d.remaining_after == 0,
+                        bytes_checked: 0,
+                        locations_checked: d.listed_after,
+                        details: format!(
+                            "{} versions and {} delete markers deleted; listed again after: {} left, {} of them blocked by Object Lock",
+                            d.versions,
+                            d.markers,
+                            d.listed_after,
+                            d.blocked.len()
+                        ),
+                    },
+                    (crypto, None) => match crypto {
                     None => Verification {
                         method: spec.verify.label().into(),
                         passed: t.files.iter().all(|f| f.verified),
@@ -395,6 +454,7 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                             ),
                         }
                     }
+                    },
                 },
             })
             .collect(),
@@ -475,6 +535,18 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
     if let Some(name) = spec.strip_prefix("datakey:") {
         return plan_datakey(spec, name, places);
     }
+    if spec.starts_with("s3://") {
+        kenko_aws::parse_s3(spec).map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
+        return Ok(TargetState {
+            spec: spec.to_string(),
+            files: vec![],
+            dirs: vec![],
+            bytes_checked: 0,
+            locations_checked: 0,
+            crypto: None,
+            s3: None,
+        });
+    }
     let (files, dirs) = if let Some(p) = spec.strip_prefix("file:") {
         let path = PathBuf::from(p);
         let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
@@ -524,6 +596,32 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
         bytes_checked: 0,
         locations_checked: 0,
         crypto: None,
+        s3: None,
+    })
+}
+
+/// Deletes every version and delete marker of an `s3://` target and lists it again.
+fn erase_s3(spec: &str, places: &Places) -> Result<S3Done, EraseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EraseError::Io {
+            path: PathBuf::from(spec),
+            message: e.to_string(),
+        })?;
+    let r = rt.block_on(kenko_aws::erase_s3(&places.aws, spec, &now()))?;
+    Ok(S3Done {
+        region: r.region,
+        versions: r.versions_deleted,
+        markers: r.delete_markers_deleted,
+        bytes: r.bytes_deleted,
+        blocked: r
+            .blocked
+            .into_iter()
+            .map(|b| (b.key, b.version_id, b.reason, b.until))
+            .collect(),
+        remaining_after: r.remaining_after,
+        listed_after: r.listed_after,
     })
 }
 
@@ -568,6 +666,7 @@ fn plan_datakey(spec: &str, name: &str, places: &Places) -> Result<TargetState, 
             sampled: sample.len() as u64,
             decrypted_before: decrypted,
         }),
+        s3: None,
     })
 }
 

@@ -56,4 +56,5 @@ pub const FAILURE_REASONS: &[&str] = &[
     "erase_verification_failed",
     "erase_checkpoint_mismatch",
     "erase_device_in_use",
+    "aws_api_failed",
 ];

@@ -64,8 +64,9 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct EraseArgs {
-    /// file:PATH, dir:PATH, device:PATH (a whole block device) or datakey:NAME (the record
-    /// store's data key is datakey:records); repeatable.
+    /// file:PATH, dir:PATH, device:PATH (a whole block device), s3://BUCKET[/PREFIX] (every
+    /// version and delete marker) or datakey:NAME (the record store's data key is
+    /// datakey:records); repeatable.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// clear (overwrite files, folders, devices) or crypto (destroy a datakey:NAME).
@@ -513,6 +514,10 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
         signing_key: config.signing_key_file.clone(),
         data_key: config.data_key_file.clone(),
         database_url: config.database_url.clone(),
+        aws: kenko_aws::Endpoint {
+            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
+            endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
+        },
     };
     match erase::run(&spec, &places) {
         Ok(o) => {

@@ -1,0 +1,266 @@
+//! AWS targets against the local AWS emulator (moto_server on 127.0.0.1, from the venv the
+//! test command creates): the same aws-sdk-rust code the product runs, with `endpoint_url`.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kenko_aws::aws_sdk_s3 as s3;
+use kenko_aws::Endpoint;
+
+/// A moto_server on a free loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto_bin() -> PathBuf {
+    std::env::var_os("KENKO_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/kenko-venv/bin/moto_server"))
+}
+
+fn start_moto() -> Moto {
+    let bin = moto_bin();
+    assert!(
+        bin.exists(),
+        "{} is missing: run the test command (bash tests/run-all.sh), which installs moto[server] into the venv",
+        bin.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn credentials() {
+    // The emulator accepts any credentials; the SDK's default chain reads these.
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::remove_var("AWS_PROFILE");
+    });
+}
+
+fn agent(data: &Path, moto: &Moto) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kenko-agent"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "ap-northeast-1")
+        .env("KENKO_AWS_ENDPOINT_URL", &moto.url)
+        .env("KENKO_LOG", "info")
+        .arg("--data-dir")
+        .arg(data);
+    c
+}
+
+#[test]
+fn s3_erasure_deletes_every_version_and_marker_and_lists_locked_ones_as_blocked() {
+    credentials();
+    let moto = start_moto();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ep = Endpoint {
+        region: "ap-northeast-1".into(),
+        endpoint_url: Some(moto.url.clone()),
+    };
+    rt.block_on(async {
+        // A versioned records bucket in Tokyo: two versions of one object, one deleted object.
+        let tokyo = kenko_aws::s3_client(&ep, "ap-northeast-1").await;
+        tokyo
+            .create_bucket()
+            .bucket("kenko-records")
+            .create_bucket_configuration(
+                s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(s3::types::BucketLocationConstraint::ApNortheast1)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        tokyo
+            .put_bucket_versioning()
+            .bucket("kenko-records")
+            .versioning_configuration(
+                s3::types::VersioningConfiguration::builder()
+                    .status(s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for (key, body) in [
+            ("2024-10/a.csv", "v1"),
+            ("2024-10/a.csv", "v2 longer"),
+            ("2024-10/b.csv", "b"),
+        ] {
+            tokyo
+                .put_object()
+                .bucket("kenko-records")
+                .key(key)
+                .body(s3::primitives::ByteStream::from(body.as_bytes().to_vec()))
+                .send()
+                .await
+                .unwrap();
+        }
+        tokyo
+            .delete_object()
+            .bucket("kenko-records")
+            .key("2024-10/b.csv")
+            .send()
+            .await
+            .unwrap();
+
+        // An Object Lock bucket in Osaka: one object under compliance retention.
+        let osaka = kenko_aws::s3_client(&ep, "ap-northeast-3").await;
+        osaka
+            .create_bucket()
+            .bucket("kenko-backup-osaka")
+            .object_lock_enabled_for_bucket(true)
+            .create_bucket_configuration(
+                s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(s3::types::BucketLocationConstraint::ApNortheast3)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        osaka
+            .put_object()
+            .bucket("kenko-backup-osaka")
+            .key("locked.dump")
+            .body(s3::primitives::ByteStream::from_static(b"locked"))
+            .object_lock_mode(s3::types::ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(s3::primitives::DateTime::from_secs(1_924_992_000)) // 2031-01-01
+            .send()
+            .await
+            .unwrap();
+        osaka
+            .put_object()
+            .bucket("kenko-backup-osaka")
+            .key("free.dump")
+            .body(s3::primitives::ByteStream::from_static(b"free"))
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = agent(&data, &moto)
+        .args([
+            "erase",
+            "--name",
+            "越谷 花子",
+            "--target",
+            "s3://kenko-records",
+            "--target",
+            "s3://kenko-backup-osaka",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let cert = std::fs::read_dir(data.join("certificates"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let verify = agent(&data, &moto)
+        .args(["certificate", "verify"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&verify.stderr),
+        String::from_utf8_lossy(&std::fs::read(&cert).unwrap())
+    );
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    let records = &c["targets"][0];
+    assert_eq!(
+        records["objects_erased"], 4,
+        "3 versions and 1 delete marker: {records}"
+    );
+    assert_eq!(records["bytes_erased"], 2 + 9 + 1);
+    assert_eq!(records["verification"]["passed"], true);
+    assert!(records["media"]["media_type"]
+        .as_str()
+        .unwrap()
+        .contains("ap-northeast-1"));
+    let osaka = &c["targets"][1];
+    assert!(osaka["media"]["media_type"]
+        .as_str()
+        .unwrap()
+        .contains("ap-northeast-3"));
+    assert_eq!(osaka["objects_erased"], 1);
+    let blocked = osaka["blocked"].as_array().unwrap();
+    assert_eq!(blocked.len(), 1, "{osaka}");
+    assert!(blocked[0]["item"].as_str().unwrap().contains("locked.dump"));
+    assert!(blocked[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("COMPLIANCE"));
+    assert!(blocked[0]["until"]
+        .as_str()
+        .unwrap()
+        .starts_with("2031-01-01"));
+    assert_eq!(osaka["verification"]["passed"], true);
+
+    // Nothing is left in the records bucket; the locked version is still there.
+    rt.block_on(async {
+        let tokyo = kenko_aws::s3_client(&ep, "ap-northeast-1").await;
+        let left = tokyo
+            .list_object_versions()
+            .bucket("kenko-records")
+            .send()
+            .await
+            .unwrap();
+        assert!(left.versions().is_empty() && left.delete_markers().is_empty());
+        let osaka = kenko_aws::s3_client(&ep, "ap-northeast-3").await;
+        let left = osaka
+            .list_object_versions()
+            .bucket("kenko-backup-osaka")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(left.versions().len(), 1);
+    });
+}
