@@ -264,3 +264,99 @@ fn s3_erasure_deletes_every_version_and_marker_and_lists_locked_ones_as_blocked(
         assert_eq!(left.versions().len(), 1);
     });
 }
+
+#[test]
+fn a_kms_key_is_scheduled_for_deletion_and_finalize_waits_for_it() {
+    credentials();
+    let moto = start_moto();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ep = Endpoint {
+        region: "ap-northeast-1".into(),
+        endpoint_url: Some(moto.url.clone()),
+    };
+    let arn = rt.block_on(async {
+        let kms = kenko_aws::kms_client(&ep, "ap-northeast-3").await;
+        let key = kms
+            .create_key()
+            .description("kenko backups")
+            .send()
+            .await
+            .unwrap();
+        key.key_metadata().unwrap().arn().unwrap().to_string()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let target = format!("kms:{arn}");
+    // A key is not erased by overwriting.
+    let out = agent(&data, &moto)
+        .args(["erase", "--name", "越谷 花子", "--target", &target])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("erase_method_unsupported"));
+
+    let out = agent(&data, &moto)
+        .args([
+            "erase",
+            "--name",
+            "越谷 花子",
+            "--method",
+            "crypto",
+            "--kms-pending-days",
+            "7",
+            "--target",
+            &target,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = rt.block_on(kenko_aws::key_state(&ep, &target)).unwrap();
+    assert!(
+        matches!(state, kenko_aws::KeyState::Pending(_)),
+        "{state:?}"
+    );
+
+    let cert = std::fs::read_dir(data.join("certificates"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    let t = &c["targets"][0];
+    assert!(t["media"]["media_type"]
+        .as_str()
+        .unwrap()
+        .contains("AWS KMS, ap-northeast-3"));
+    assert_eq!(t["verification"]["method"], "crypto");
+    assert!(t["verification"]["details"]
+        .as_str()
+        .unwrap()
+        .contains("PendingDeletion"));
+    assert_eq!(c["sanitization"]["method_used"], "cryptographic erase");
+
+    // The key still exists (pending): finalize says so and issues nothing.
+    let out = agent(&data, &moto)
+        .args(["certificate", "finalize"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("certificate_finalize_pending"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(data.join("certificates"))
+            .unwrap()
+            .count(),
+        1
+    );
+}

@@ -73,6 +73,17 @@ pub enum EraseError {
     Key(#[from] crate::crypto::KeyError),
     #[error(transparent)]
     Aws(#[from] kenko_aws::AwsError),
+    #[error("{path}: {source}")]
+    Certificate {
+        path: PathBuf,
+        source: kenko_cert::CertError,
+    },
+    #[error("the certificate has no KMS key to finalize")]
+    NothingToFinalize,
+    #[error("key {key} is still pending deletion until {until}; finalize after that date")]
+    FinalizePending { key: String, until: String },
+    #[error("key {key} is no longer pending deletion (state {state}): its deletion was cancelled; treat the erasure as not done")]
+    DeletionCancelled { key: String, state: String },
 }
 
 impl EraseError {
@@ -86,6 +97,10 @@ impl EraseError {
             EraseError::DeviceInUse { .. } => "erase_device_in_use",
             EraseError::Key(k) => k.reason(),
             EraseError::Aws(a) => a.reason(),
+            EraseError::Certificate { source, .. } => source.reason(),
+            EraseError::NothingToFinalize => "certificate_nothing_to_finalize",
+            EraseError::FinalizePending { .. } => "certificate_finalize_pending",
+            EraseError::DeletionCancelled { .. } => "erase_deletion_cancelled",
         }
     }
 }
@@ -143,6 +158,18 @@ struct TargetState {
     /// For `s3://` targets: what the deletion did, once done (so a resumed job still knows).
     #[serde(default)]
     s3: Option<S3Done>,
+    /// For `kms:` targets: the scheduled deletion, once scheduled.
+    #[serde(default)]
+    kms: Option<KmsDone>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct KmsDone {
+    key_id: String,
+    region: String,
+    state_before: String,
+    deletion_date: String,
+    pending_days: i32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -198,6 +225,8 @@ pub struct Places {
     pub database_url: String,
     /// Where AWS targets are reached (region to start in, emulator endpoint if any).
     pub aws: kenko_aws::Endpoint,
+    /// The waiting period before KMS deletes a key (7 to 30 days).
+    pub kms_pending_days: i32,
 }
 
 impl Places {
@@ -244,7 +273,8 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
     // Cryptographic erase applies to keys, overwriting to media; never mixed in one job, so a
     // certificate's method describes every target on it.
     for t in &spec.targets {
-        if t.starts_with("datakey:") != crypto {
+        let key_target = t.starts_with("datakey:") || t.starts_with("kms:");
+        if key_target != crypto {
             return Err(EraseError::UnsupportedMethod(format!(
                 "{} for {t}",
                 spec.method
@@ -308,6 +338,22 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         for d in cp.targets[ti].dirs.clone() {
             remove_dir_renamed(&d)?;
         }
+        if cp.targets[ti].spec.starts_with("kms:") && cp.targets[ti].kms.is_none() {
+            let rt = runtime(&cp.targets[ti].spec)?;
+            let k = rt.block_on(kenko_aws::schedule_key_deletion(
+                &places.aws,
+                &cp.targets[ti].spec,
+                places.kms_pending_days,
+            ))?;
+            cp.targets[ti].kms = Some(KmsDone {
+                key_id: k.key_id,
+                region: k.region,
+                state_before: k.state_before,
+                deletion_date: k.deletion_date,
+                pending_days: k.pending_days,
+            });
+            save(&cp_path, &cp)?;
+        }
         if cp.targets[ti].spec.starts_with("s3://") && cp.targets[ti].s3.is_none() {
             let done = erase_s3(&cp.targets[ti].spec, places)?;
             cp.targets[ti].s3 = Some(done);
@@ -359,6 +405,15 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             .map(|t| Target {
                 spec: t.spec.clone(),
                 media: match t.files.first().filter(|f| f.device || t.crypto.is_some()) {
+                    _ if t.kms.is_some() => Media {
+                        media_type: format!(
+                            "cryptographic key (AWS KMS, {})",
+                            t.kms.as_ref().map(|k| k.region.as_str()).unwrap_or_default()
+                        ),
+                        classification: spec.classification.clone(),
+                        source: t.spec.clone(),
+                        ..Default::default()
+                    },
                     _ if t.s3.is_some() => Media {
                         media_type: format!(
                             "cloud object storage (Amazon S3, {})",
@@ -401,7 +456,8 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                 bytes_erased: t.files.iter().map(|f| f.size).sum::<u64>()
                     + t.s3.as_ref().map_or(0, |d| d.bytes),
                 objects_erased: t.files.len() as u64
-                    + t.s3.as_ref().map_or(0, |d| d.versions + d.markers),
+                    + t.s3.as_ref().map_or(0, |d| d.versions + d.markers)
+                    + u64::from(t.kms.is_some()),
                 blocked: t
                     .s3
                     .iter()
@@ -413,6 +469,21 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                     })
                     .collect(),
                 verification: match (&t.crypto, &t.s3) {
+                    _ if t.kms.is_some() => {
+                        let k = t.kms.as_ref().expect("checked");
+                        Verification {
+                            method: "crypto".into(),
+                            passed: true,
+                            bytes_checked: 0,
+                            locations_checked: 1,
+                            details: format!(
+                                "key {} was {}; deletion scheduled for {} (pending window {} days), \
+                                 state verified PendingDeletion; `kenko-agent certificate finalize` \
+                                 confirms the key is gone after that date",
+                                k.key_id, k.state_before, k.deletion_date, k.pending_days
+                            ),
+                        }
+                    }
                     (_, Some(d)) => Verification {
                         method: "listing".into(),
                         passed: d.remaining_after == 0,
@@ -535,6 +606,20 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
     if let Some(name) = spec.strip_prefix("datakey:") {
         return plan_datakey(spec, name, places);
     }
+    if spec.starts_with("kms:") {
+        kenko_aws::parse_kms(spec, &places.aws.region)
+            .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
+        return Ok(TargetState {
+            spec: spec.to_string(),
+            files: vec![],
+            dirs: vec![],
+            bytes_checked: 0,
+            locations_checked: 0,
+            crypto: None,
+            s3: None,
+            kms: None,
+        });
+    }
     if spec.starts_with("s3://") {
         kenko_aws::parse_s3(spec).map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
         return Ok(TargetState {
@@ -545,6 +630,7 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
             locations_checked: 0,
             crypto: None,
             s3: None,
+            kms: None,
         });
     }
     let (files, dirs) = if let Some(p) = spec.strip_prefix("file:") {
@@ -597,18 +683,111 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
         locations_checked: 0,
         crypto: None,
         s3: None,
+        kms: None,
+    })
+}
+
+/// Whether every scheduled key is gone: the first key still pending, or whose deletion was
+/// cancelled, stops the finalization.
+fn finalize_decision(states: &[(String, kenko_aws::KeyState)]) -> Result<(), EraseError> {
+    if states.is_empty() {
+        return Err(EraseError::NothingToFinalize);
+    }
+    for (key, state) in states {
+        match state {
+            kenko_aws::KeyState::Gone => {}
+            kenko_aws::KeyState::Pending(until) => {
+                return Err(EraseError::FinalizePending {
+                    key: key.clone(),
+                    until: until.clone(),
+                })
+            }
+            kenko_aws::KeyState::Other(s) => {
+                return Err(EraseError::DeletionCancelled {
+                    key: key.clone(),
+                    state: s.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `certificate finalize`: once KMS has deleted every key a certificate scheduled, issues a
+/// second certificate (chained, signed) that confirms it. Certificates are immutable, so the
+/// confirmation is a new one naming the first by its SHA-256.
+pub fn finalize(cert_path: &Path, places: &Places) -> Result<Outcome, EraseError> {
+    let bytes = std::fs::read(cert_path).map_err(io(cert_path))?;
+    let original = kenko_cert::verify(&bytes, None).map_err(|source| EraseError::Certificate {
+        path: cert_path.to_path_buf(),
+        source,
+    })?;
+    let keys: Vec<&kenko_cert::Target> = original
+        .certificate
+        .targets
+        .iter()
+        .filter(|t| t.spec.starts_with("kms:"))
+        .collect();
+    let rt = runtime("kms")?;
+    let mut states = Vec::new();
+    for t in &keys {
+        states.push((
+            t.spec.clone(),
+            rt.block_on(kenko_aws::key_state(&places.aws, &t.spec))?,
+        ));
+    }
+    finalize_decision(&states)?;
+    let key = crate::certs::signing_key(&places.signing_key)?;
+    std::fs::create_dir_all(&places.certificates).map_err(io(&places.certificates))?;
+    let (sequence, previous) = chain_tail(&places.certificates)?;
+    let confirmed = now();
+    let mut cert = original.certificate.clone();
+    cert.job_id = format!("{}-finalized", original.certificate.job_id);
+    cert.sequence = sequence;
+    cert.previous_sha256 = previous;
+    cert.finished_at = confirmed.clone();
+    cert.host = hostname();
+    cert.agent_version = env!("CARGO_PKG_VERSION").into();
+    cert.sanitization.notes = format!(
+        "Finalizes certificate sha256 {} (job {}): KMS no longer knows the keys.",
+        original.sha256, original.certificate.job_id
+    );
+    cert.targets = keys
+        .into_iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t.verification.details =
+                format!("KMS reports the key no longer exists (checked {confirmed})");
+            t
+        })
+        .collect();
+    cert.sign(&key, &confirmed);
+    let path = places
+        .certificates
+        .join(format!("{sequence:06}-{}.json", sanitize(&cert.job_id)));
+    fsutil::atomic_write(&path, &cert.to_file_bytes()).map_err(io(&path))?;
+    Ok(Outcome {
+        certificate_path: path,
+        resumed: 0,
+        certificate: cert,
+        overwrite_secs: 0.0,
+        verify_secs: 0.0,
     })
 }
 
 /// Deletes every version and delete marker of an `s3://` target and lists it again.
-fn erase_s3(spec: &str, places: &Places) -> Result<S3Done, EraseError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime(spec: &str) -> Result<tokio::runtime::Runtime, EraseError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| EraseError::Io {
             path: PathBuf::from(spec),
             message: e.to_string(),
-        })?;
+        })
+}
+
+fn erase_s3(spec: &str, places: &Places) -> Result<S3Done, EraseError> {
+    let rt = runtime(spec)?;
     let r = rt.block_on(kenko_aws::erase_s3(&places.aws, spec, &now()))?;
     Ok(S3Done {
         region: r.region,
@@ -667,6 +846,7 @@ fn plan_datakey(spec: &str, name: &str, places: &Places) -> Result<TargetState, 
             decrypted_before: decrypted,
         }),
         s3: None,
+        kms: None,
     })
 }
 
@@ -1146,6 +1326,29 @@ mod tests {
         assert!(ranges
             .iter()
             .all(|(s, l)| s + l <= size && s % BLOCK as u64 == 0));
+    }
+
+    #[test]
+    fn finalize_waits_for_every_key_and_refuses_a_cancelled_deletion() {
+        use kenko_aws::KeyState;
+        assert_eq!(
+            finalize_decision(&[]).unwrap_err().reason(),
+            "certificate_nothing_to_finalize"
+        );
+        assert!(finalize_decision(&[("kms:a".into(), KeyState::Gone)]).is_ok());
+        let e = finalize_decision(&[
+            ("kms:a".into(), KeyState::Gone),
+            (
+                "kms:b".into(),
+                KeyState::Pending("2026-12-02T00:00:00Z".into()),
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(e.reason(), "certificate_finalize_pending");
+        assert!(e.to_string().contains("2026-12-02"));
+        let e =
+            finalize_decision(&[("kms:a".into(), KeyState::Other("Enabled".into()))]).unwrap_err();
+        assert_eq!(e.reason(), "erase_deletion_cancelled");
     }
 
     #[test]

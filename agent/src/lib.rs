@@ -57,4 +57,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "erase_checkpoint_mismatch",
     "erase_device_in_use",
     "aws_api_failed",
+    "certificate_nothing_to_finalize",
+    "certificate_finalize_pending",
+    "erase_deletion_cancelled",
 ];

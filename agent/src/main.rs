@@ -69,7 +69,8 @@ struct EraseArgs {
     /// datakey:records); repeatable.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
-    /// clear (overwrite files, folders, devices) or crypto (destroy a datakey:NAME).
+    /// clear (overwrite files, folders, devices; delete S3 versions) or crypto (destroy a
+    /// datakey:NAME or schedule a kms:KEY deletion).
     #[arg(long, default_value = "clear")]
     method: String,
     /// full or sample (NIST SP 800-88 Rev.1 4.7.3).
@@ -100,6 +101,9 @@ struct EraseArgs {
     media_destination: String,
     #[arg(long, default_value = "")]
     notes: String,
+    /// Days KMS waits before deleting a key scheduled for deletion (7 to 30).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i32).range(7..=30))]
+    kms_pending_days: i32,
     /// Sync progress to the checkpoint after this many MiB...
     #[arg(long, default_value_t = 1024)]
     checkpoint_mib: u64,
@@ -153,6 +157,9 @@ enum CertificateCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Once KMS has deleted the keys a certificate scheduled for deletion, issue the
+    /// certificate that confirms it (exits non-zero while they are still pending).
+    Finalize { file: PathBuf },
     /// Print (or write) this agent's certificate-signing public key, for auditors.
     PublicKey {
         #[arg(long)]
@@ -475,7 +482,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    use kenko_agent::erase::{self, JobSpec, Pattern, Places, VerifyMode};
+    use kenko_agent::erase::{self, JobSpec, Pattern, VerifyMode};
     let job_id = a.job_id.unwrap_or_else(|| {
         let mut b = [0u8; 8];
         let _ = getrandom::getrandom(&mut b);
@@ -508,17 +515,7 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
         checkpoint_bytes: a.checkpoint_mib.max(1) << 20,
         checkpoint_interval: std::time::Duration::from_secs(a.checkpoint_secs),
     };
-    let places = Places {
-        jobs: config.data_dir.join("erase"),
-        certificates: config.data_dir.join("certificates"),
-        signing_key: config.signing_key_file.clone(),
-        data_key: config.data_key_file.clone(),
-        database_url: config.database_url.clone(),
-        aws: kenko_aws::Endpoint {
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
-            endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
-        },
-    };
+    let places = places(config, a.kms_pending_days);
     match erase::run(&spec, &places) {
         Ok(o) => {
             println!(
@@ -551,6 +548,21 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+fn places(config: &Config, kms_pending_days: i32) -> kenko_agent::erase::Places {
+    kenko_agent::erase::Places {
+        jobs: config.data_dir.join("erase"),
+        certificates: config.data_dir.join("certificates"),
+        signing_key: config.signing_key_file.clone(),
+        data_key: config.data_key_file.clone(),
+        database_url: config.database_url.clone(),
+        aws: kenko_aws::Endpoint {
+            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
+            endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
+        },
+        kms_pending_days,
     }
 }
 
@@ -643,6 +655,19 @@ fn certificate(command: CertificateCommand, config: &Config) -> anyhow::Result<E
             }
             Err(e) => report(e),
         },
+        CertificateCommand::Finalize { file } => {
+            let places = places(config, 7);
+            match kenko_agent::erase::finalize(&file, &places) {
+                Ok(o) => {
+                    println!("finalized: {}", o.certificate_path.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         CertificateCommand::PublicKey { out } => {
             let key = certs::signing_key(&config.signing_key_file)?;
             let hex_key = certs::public_key_hex(&key);

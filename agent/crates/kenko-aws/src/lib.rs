@@ -342,10 +342,189 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kms_targets_parse() {
+        assert_eq!(
+            parse_kms(
+                "kms:arn:aws:kms:ap-northeast-3:123456789012:key/abc",
+                "ap-northeast-1"
+            )
+            .unwrap(),
+            (
+                "arn:aws:kms:ap-northeast-3:123456789012:key/abc".into(),
+                "ap-northeast-3".into()
+            )
+        );
+        assert_eq!(
+            parse_kms("kms:abc", "ap-northeast-1").unwrap(),
+            ("abc".into(), "ap-northeast-1".into())
+        );
+        assert!(parse_kms("kms:", "x").is_err());
+    }
+
+    #[test]
     fn s3_targets_parse() {
         assert_eq!(parse_s3("s3://b").unwrap(), ("b".into(), "".into()));
         assert_eq!(parse_s3("s3://b/p/q").unwrap(), ("b".into(), "p/q".into()));
         assert!(parse_s3("s3:///x").is_err());
         assert!(parse_s3("file:/x").is_err());
+    }
+}
+
+pub use aws_sdk_kms;
+
+/// A KMS client for `region`.
+pub async fn kms_client(ep: &Endpoint, region: &str) -> aws_sdk_kms::Client {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
+    if let Some(url) = &ep.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_kms::Client::new(&loader.load().await)
+}
+
+/// `kms:ARN` (the region comes from the ARN) or `kms:KEY_ID` (the starting region).
+pub fn parse_kms(target: &str, default_region: &str) -> Result<(String, String), AwsError> {
+    let id = target
+        .strip_prefix("kms:")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AwsError::BadTarget(target.to_string()))?;
+    let region = match id.strip_prefix("arn:") {
+        Some(rest) => rest
+            .split(':')
+            .nth(2)
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| AwsError::BadTarget(target.to_string()))?
+            .to_string(),
+        None => default_region.to_string(),
+    };
+    Ok((id.to_string(), region))
+}
+
+/// A KMS key scheduled for deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsScheduled {
+    pub key_id: String,
+    pub region: String,
+    pub state_before: String,
+    /// RFC 3339.
+    pub deletion_date: String,
+    pub pending_days: i32,
+}
+
+/// Schedules a key's deletion (cryptographic erase of everything it protects) and checks
+/// the key is now pending deletion. A key already pending keeps its date.
+pub async fn schedule_key_deletion(
+    ep: &Endpoint,
+    target: &str,
+    pending_days: i32,
+) -> Result<KmsScheduled, AwsError> {
+    let (id, region) = parse_kms(target, &ep.region)?;
+    let kms = kms_client(ep, &region).await;
+    let before = kms
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .map_err(api("DescribeKey", &id))?;
+    let meta = before.key_metadata().ok_or_else(|| AwsError::Api {
+        operation: "DescribeKey",
+        resource: id.clone(),
+        message: "no key metadata".into(),
+    })?;
+    let state_before = meta
+        .key_state()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    let fmt = |d: &aws_sdk_kms::primitives::DateTime| {
+        d.fmt(aws_sdk_kms::primitives::DateTimeFormat::DateTime)
+            .unwrap_or_default()
+    };
+    // The bare key id from DescribeKey: accepted everywhere, where some implementations of
+    // ScheduleKeyDeletion refuse an ARN.
+    let bare_id = meta.key_id().to_string();
+    let deletion_date = if state_before == "PendingDeletion" {
+        meta.deletion_date().map(fmt).unwrap_or_default()
+    } else {
+        let out = kms
+            .schedule_key_deletion()
+            .key_id(&bare_id)
+            .pending_window_in_days(pending_days)
+            .send()
+            .await
+            .map_err(api("ScheduleKeyDeletion", &id))?;
+        out.deletion_date().map(fmt).unwrap_or_default()
+    };
+    let after = kms
+        .describe_key()
+        .key_id(&id)
+        .send()
+        .await
+        .map_err(api("DescribeKey", &id))?;
+    let state = after
+        .key_metadata()
+        .and_then(|m| m.key_state())
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    if state != "PendingDeletion" {
+        return Err(AwsError::Api {
+            operation: "DescribeKey",
+            resource: id,
+            message: format!("key state is {state} after scheduling deletion, not PendingDeletion"),
+        });
+    }
+    Ok(KmsScheduled {
+        key_id: id,
+        region,
+        state_before,
+        deletion_date,
+        pending_days,
+    })
+}
+
+/// Where a scheduled key stands now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// KMS no longer knows the key: every copy is gone.
+    Gone,
+    /// Still pending deletion, until the date.
+    Pending(String),
+    /// Anything else (deletion was cancelled!).
+    Other(String),
+}
+
+/// The current state of a key.
+pub async fn key_state(ep: &Endpoint, target: &str) -> Result<KeyState, AwsError> {
+    let (id, region) = parse_kms(target, &ep.region)?;
+    let kms = kms_client(ep, &region).await;
+    match kms.describe_key().key_id(&id).send().await {
+        Ok(out) => {
+            let meta = out.key_metadata();
+            let state = meta
+                .and_then(|m| m.key_state())
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            if state == "PendingDeletion" {
+                let until = meta
+                    .and_then(|m| m.deletion_date())
+                    .and_then(|d| {
+                        d.fmt(aws_sdk_kms::primitives::DateTimeFormat::DateTime)
+                            .ok()
+                    })
+                    .unwrap_or_default();
+                Ok(KeyState::Pending(until))
+            } else {
+                Ok(KeyState::Other(state))
+            }
+        }
+        Err(e) => {
+            let not_found = e
+                .as_service_error()
+                .is_some_and(|s| s.is_not_found_exception());
+            if not_found {
+                Ok(KeyState::Gone)
+            } else {
+                Err(api("DescribeKey", &id)(e))
+            }
+        }
     }
 }
