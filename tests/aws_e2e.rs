@@ -360,3 +360,92 @@ fn a_kms_key_is_scheduled_for_deletion_and_finalize_waits_for_it() {
         1
     );
 }
+
+#[test]
+fn an_ebs_snapshot_in_osaka_is_deleted_and_gone() {
+    credentials();
+    let moto = start_moto();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ep = Endpoint {
+        region: "ap-northeast-1".into(),
+        endpoint_url: Some(moto.url.clone()),
+    };
+    let (keep, gone) = rt.block_on(async {
+        let mut ids = Vec::new();
+        for region in ["ap-northeast-1", "ap-northeast-3"] {
+            let ec2 = kenko_aws::ec2_client(&ep, region).await;
+            let vol = ec2
+                .create_volume()
+                .availability_zone(format!("{region}a"))
+                .size(8)
+                .send()
+                .await
+                .unwrap();
+            let snap = ec2
+                .create_snapshot()
+                .volume_id(vol.volume_id().unwrap())
+                .send()
+                .await
+                .unwrap();
+            ids.push(snap.snapshot_id().unwrap().to_string());
+        }
+        (ids[0].clone(), ids[1].clone())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = agent(&data, &moto)
+        .args(["erase", "--name", "越谷 花子", "--target"])
+        .arg(format!("ebs-snapshot:ap-northeast-3/{gone}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = std::fs::read_dir(data.join("certificates"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
+    let t = &c["targets"][0];
+    assert!(t["media"]["media_type"]
+        .as_str()
+        .unwrap()
+        .contains("Amazon EBS, ap-northeast-3"));
+    assert_eq!(t["verification"]["passed"], true);
+    assert!(t["verification"]["details"]
+        .as_str()
+        .unwrap()
+        .contains("8 GiB"));
+    rt.block_on(async {
+        let osaka = kenko_aws::ec2_client(&ep, "ap-northeast-3").await;
+        let left = osaka
+            .describe_snapshots()
+            .owner_ids("self")
+            .send()
+            .await
+            .unwrap();
+        assert!(left
+            .snapshots()
+            .iter()
+            .all(|s| s.snapshot_id() != Some(gone.as_str())));
+        let tokyo = kenko_aws::ec2_client(&ep, "ap-northeast-1").await;
+        let left = tokyo
+            .describe_snapshots()
+            .snapshot_ids(&keep)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            left.snapshots().len(),
+            1,
+            "the other region's snapshot is untouched"
+        );
+    });
+}

@@ -57,7 +57,7 @@ impl VerifyMode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
-    #[error("target {0:?}: expected file:PATH, dir:PATH, device:PATH or datakey:NAME (S3, KMS, snapshot and backup targets are not available yet)")]
+    #[error("target {0:?}: expected file:PATH, dir:PATH, device:PATH, s3://BUCKET[/PREFIX], ebs-snapshot:REGION/ID, kms:KEY or datakey:NAME (backup recovery points are not available yet)")]
     UnsupportedTarget(String),
     #[error("method {0:?} does not fit the targets: clear (overwrite) is for files, folders and devices, crypto for datakey:NAME; purge is never claimed for an overwrite")]
     UnsupportedMethod(String),
@@ -161,6 +161,17 @@ struct TargetState {
     /// For `kms:` targets: the scheduled deletion, once scheduled.
     #[serde(default)]
     kms: Option<KmsDone>,
+    /// For `ebs-snapshot:` targets: the deletion, once done.
+    #[serde(default)]
+    snapshot: Option<SnapDone>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct SnapDone {
+    region: String,
+    snapshot_id: String,
+    volume_gib: i32,
+    gone_after: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -338,6 +349,20 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         for d in cp.targets[ti].dirs.clone() {
             remove_dir_renamed(&d)?;
         }
+        if cp.targets[ti].spec.starts_with("ebs-snapshot:") && cp.targets[ti].snapshot.is_none() {
+            let rt = runtime(&cp.targets[ti].spec)?;
+            let d = rt.block_on(kenko_aws::delete_snapshot(
+                &places.aws,
+                &cp.targets[ti].spec,
+            ))?;
+            cp.targets[ti].snapshot = Some(SnapDone {
+                region: d.region,
+                snapshot_id: d.snapshot_id,
+                volume_gib: d.volume_gib,
+                gone_after: d.gone_after,
+            });
+            save(&cp_path, &cp)?;
+        }
         if cp.targets[ti].spec.starts_with("kms:") && cp.targets[ti].kms.is_none() {
             let rt = runtime(&cp.targets[ti].spec)?;
             let k = rt.block_on(kenko_aws::schedule_key_deletion(
@@ -405,6 +430,15 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             .map(|t| Target {
                 spec: t.spec.clone(),
                 media: match t.files.first().filter(|f| f.device || t.crypto.is_some()) {
+                    _ if t.snapshot.is_some() => Media {
+                        media_type: format!(
+                            "block storage snapshot (Amazon EBS, {})",
+                            t.snapshot.as_ref().map(|d| d.region.as_str()).unwrap_or_default()
+                        ),
+                        classification: spec.classification.clone(),
+                        source: t.spec.clone(),
+                        ..Default::default()
+                    },
                     _ if t.kms.is_some() => Media {
                         media_type: format!(
                             "cryptographic key (AWS KMS, {})",
@@ -457,7 +491,8 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                     + t.s3.as_ref().map_or(0, |d| d.bytes),
                 objects_erased: t.files.len() as u64
                     + t.s3.as_ref().map_or(0, |d| d.versions + d.markers)
-                    + u64::from(t.kms.is_some()),
+                    + u64::from(t.kms.is_some())
+                    + u64::from(t.snapshot.is_some()),
                 blocked: t
                     .s3
                     .iter()
@@ -469,6 +504,22 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                     })
                     .collect(),
                 verification: match (&t.crypto, &t.s3) {
+                    _ if t.snapshot.is_some() => {
+                        let d = t.snapshot.as_ref().expect("checked");
+                        Verification {
+                            method: "listing".into(),
+                            passed: d.gone_after,
+                            bytes_checked: 0,
+                            locations_checked: 1,
+                            details: format!(
+                                "{} (a snapshot of a {} GiB volume) deleted in {}; DescribeSnapshots {}",
+                                d.snapshot_id,
+                                d.volume_gib,
+                                d.region,
+                                if d.gone_after { "no longer finds it" } else { "STILL FINDS IT" }
+                            ),
+                        }
+                    }
                     _ if t.kms.is_some() => {
                         let k = t.kms.as_ref().expect("checked");
                         Verification {
@@ -606,6 +657,21 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
     if let Some(name) = spec.strip_prefix("datakey:") {
         return plan_datakey(spec, name, places);
     }
+    if spec.starts_with("ebs-snapshot:") {
+        kenko_aws::parse_snapshot(spec)
+            .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
+        return Ok(TargetState {
+            spec: spec.to_string(),
+            files: vec![],
+            dirs: vec![],
+            bytes_checked: 0,
+            locations_checked: 0,
+            crypto: None,
+            s3: None,
+            kms: None,
+            snapshot: None,
+        });
+    }
     if spec.starts_with("kms:") {
         kenko_aws::parse_kms(spec, &places.aws.region)
             .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
@@ -618,6 +684,7 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
             crypto: None,
             s3: None,
             kms: None,
+            snapshot: None,
         });
     }
     if spec.starts_with("s3://") {
@@ -631,6 +698,7 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
             crypto: None,
             s3: None,
             kms: None,
+            snapshot: None,
         });
     }
     let (files, dirs) = if let Some(p) = spec.strip_prefix("file:") {
@@ -684,6 +752,7 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
         crypto: None,
         s3: None,
         kms: None,
+        snapshot: None,
     })
 }
 
@@ -847,6 +916,7 @@ fn plan_datakey(spec: &str, name: &str, places: &Places) -> Result<TargetState, 
         }),
         s3: None,
         kms: None,
+        snapshot: None,
     })
 }
 

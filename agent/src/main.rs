@@ -65,8 +65,8 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct EraseArgs {
     /// file:PATH, dir:PATH, device:PATH (a whole block device), s3://BUCKET[/PREFIX] (every
-    /// version and delete marker) or datakey:NAME (the record store's data key is
-    /// datakey:records); repeatable.
+    /// version and delete marker), ebs-snapshot:REGION/SNAP_ID, kms:KEY_ARN or datakey:NAME
+    /// (the record store's data key is datakey:records); repeatable.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// clear (overwrite files, folders, devices; delete S3 versions) or crypto (destroy a

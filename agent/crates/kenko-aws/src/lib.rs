@@ -528,3 +528,72 @@ pub async fn key_state(ep: &Endpoint, target: &str) -> Result<KeyState, AwsError
         }
     }
 }
+
+pub use aws_sdk_ec2;
+
+/// An EC2 client for `region`.
+pub async fn ec2_client(ep: &Endpoint, region: &str) -> aws_sdk_ec2::Client {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
+    if let Some(url) = &ep.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_ec2::Client::new(&loader.load().await)
+}
+
+/// `ebs-snapshot:REGION/SNAPSHOT_ID`.
+pub fn parse_snapshot(target: &str) -> Result<(String, String), AwsError> {
+    let rest = target
+        .strip_prefix("ebs-snapshot:")
+        .ok_or_else(|| AwsError::BadTarget(target.to_string()))?;
+    match rest.split_once('/') {
+        Some((region, id)) if !region.is_empty() && id.starts_with("snap-") => {
+            Ok((region.to_string(), id.to_string()))
+        }
+        _ => Err(AwsError::BadTarget(target.to_string())),
+    }
+}
+
+/// A deleted EBS snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotDeleted {
+    pub region: String,
+    pub snapshot_id: String,
+    /// Size of the volume the snapshot was taken of, GiB.
+    pub volume_gib: i32,
+    /// DescribeSnapshots no longer finds it.
+    pub gone_after: bool,
+}
+
+/// Deletes an EBS snapshot in its region and checks it is gone.
+pub async fn delete_snapshot(ep: &Endpoint, target: &str) -> Result<SnapshotDeleted, AwsError> {
+    let (region, id) = parse_snapshot(target)?;
+    let ec2 = ec2_client(ep, &region).await;
+    let found = ec2
+        .describe_snapshots()
+        .snapshot_ids(&id)
+        .send()
+        .await
+        .map_err(api("DescribeSnapshots", &id))?;
+    let volume_gib = found
+        .snapshots()
+        .first()
+        .and_then(|s| s.volume_size())
+        .unwrap_or(0);
+    ec2.delete_snapshot()
+        .snapshot_id(&id)
+        .send()
+        .await
+        .map_err(api("DeleteSnapshot", &id))?;
+    let gone_after = match ec2.describe_snapshots().snapshot_ids(&id).send().await {
+        Ok(out) => out.snapshots().is_empty(),
+        Err(e) => aws_sdk_ec2::error::ProvideErrorMetadata::code(&e)
+            .is_some_and(|c| c == "InvalidSnapshot.NotFound"),
+    };
+    Ok(SnapshotDeleted {
+        region,
+        snapshot_id: id,
+        volume_gib,
+        gone_after,
+    })
+}
