@@ -349,3 +349,72 @@ fn destroying_the_data_key_is_a_certified_cryptographic_erase() {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[test]
+fn people_and_media_details_come_from_a_toml_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let f = dir.path().join("old.db");
+    std::fs::write(&f, vec![5u8; 8192]).unwrap();
+    let details = dir.path().join("details.toml");
+    std::fs::write(
+        &details,
+        r#"
+media_destination = "returned to the lessor"
+notes = "旧システム撤去"
+[sanitized_by]
+name = "越谷 花子"
+title = "主任"
+organization = "越谷市 情報政策課"
+location = "越谷市役所 本庁舎"
+phone = "048-000-0000"
+[media]
+manufacturer = "ExampleDisk"
+model = "ED-2000"
+serial_number = "SN-12345"
+property_number = "KOSHI-0042"
+backed_up = true
+backup_location = "Osaka vault, recovery point 2026-10-31"
+"#,
+    )
+    .unwrap();
+    let out = agent(&data)
+        .args(["erase", "--details"])
+        .arg(&details)
+        .args(["--title", "課長", "--target"])
+        .arg(format!("file:{}", f.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(only_certificate(&data)).unwrap()).unwrap();
+    assert_eq!(c["sanitized_by"]["name"], "越谷 花子");
+    assert_eq!(
+        c["sanitized_by"]["title"], "課長",
+        "the flag wins over the file"
+    );
+    assert_eq!(c["media_destination"], "returned to the lessor");
+    let m = &c["targets"][0]["media"];
+    assert_eq!(m["serial_number"], "SN-12345");
+    assert_eq!(m["property_number"], "KOSHI-0042");
+    assert_eq!(m["backed_up"], true);
+    assert_eq!(
+        m["media_type"], "file",
+        "detected values stay where none was given"
+    );
+
+    // Without any name for the person, nothing is erased.
+    let g = dir.path().join("other.db");
+    std::fs::write(&g, b"x").unwrap();
+    let out = agent(&data)
+        .args(["erase", "--target"])
+        .arg(format!("file:{}", g.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(g.exists());
+}

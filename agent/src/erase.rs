@@ -124,6 +124,9 @@ pub struct JobSpec {
     pub classification: String,
     pub media_destination: String,
     pub notes: String,
+    /// What the operator knows about the media (manufacturer, model, serial and property
+    /// numbers, source, backups); non-empty fields override what kenko detects.
+    pub media: Media,
     /// Progress is synced to the checkpoint once this many bytes were written since the last
     /// one and `checkpoint_interval` has passed (each checkpoint costs a few device flushes;
     /// what a crash costs is at most that much rewriting).
@@ -589,6 +592,9 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         signature: None,
         validation: None,
     };
+    for t in &mut cert.targets {
+        apply_media(&mut t.media, &spec.media);
+    }
     cert.sign(&key, &now());
     let name = format!("{sequence:06}-{}.json", sanitize(&spec.job_id));
     let path = places.certificates.join(name);
@@ -601,6 +607,27 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         overwrite_secs: timings.overwrite.as_secs_f64(),
         verify_secs: timings.verify.as_secs_f64(),
     })
+}
+
+/// Overrides detected media fields with what the operator gave (non-empty fields only).
+fn apply_media(m: &mut Media, given: &Media) {
+    for (dst, src) in [
+        (&mut m.manufacturer, &given.manufacturer),
+        (&mut m.model, &given.model),
+        (&mut m.serial_number, &given.serial_number),
+        (&mut m.property_number, &given.property_number),
+        (&mut m.media_type, &given.media_type),
+        (&mut m.source, &given.source),
+        (&mut m.classification, &given.classification),
+    ] {
+        if !src.is_empty() {
+            dst.clone_from(src);
+        }
+    }
+    if given.backed_up {
+        m.backed_up = true;
+        m.backup_location.clone_from(&given.backup_location);
+    }
 }
 
 fn sanitize(s: &str) -> String {

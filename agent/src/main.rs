@@ -82,25 +82,31 @@ struct EraseArgs {
     /// Job id; the same id resumes an interrupted job [default: a new random id].
     #[arg(long)]
     job_id: Option<String>,
+    /// People and media details for the certificate (TOML: [sanitized_by] name, title,
+    /// organization, location, phone; [media] manufacturer, model, serial_number,
+    /// property_number, media_type, source, classification, backed_up, backup_location;
+    /// media_destination, notes). Flags override it.
+    #[arg(long)]
+    details: Option<PathBuf>,
     /// The person sanitising (Appendix G).
     #[arg(long)]
-    name: String,
-    #[arg(long, default_value = "")]
-    title: String,
-    #[arg(long, default_value = "")]
-    organization: String,
-    #[arg(long, default_value = "")]
-    location: String,
-    #[arg(long, default_value = "")]
-    phone: String,
-    /// Confidentiality category of the data before erasure.
-    #[arg(long, default_value = "特定個人情報")]
-    classification: String,
-    /// What happens to the media afterwards (reused, returned, destroyed...).
-    #[arg(long, default_value = "reused")]
-    media_destination: String,
-    #[arg(long, default_value = "")]
-    notes: String,
+    name: Option<String>,
+    #[arg(long)]
+    title: Option<String>,
+    #[arg(long)]
+    organization: Option<String>,
+    #[arg(long)]
+    location: Option<String>,
+    #[arg(long)]
+    phone: Option<String>,
+    /// Confidentiality category of the data before erasure [default: 特定個人情報].
+    #[arg(long)]
+    classification: Option<String>,
+    /// What happens to the media afterwards (reused, returned, destroyed...) [default: reused].
+    #[arg(long)]
+    media_destination: Option<String>,
+    #[arg(long)]
+    notes: Option<String>,
     /// Days KMS waits before deleting a key scheduled for deletion (7 to 30).
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(i32).range(7..=30))]
     kms_pending_days: i32,
@@ -481,8 +487,45 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The `--details` file of `erase`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EraseDetails {
+    #[serde(default)]
+    sanitized_by: DetailsPerson,
+    #[serde(default)]
+    media: kenko_cert::Media,
+    media_destination: Option<String>,
+    notes: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetailsPerson {
+    name: Option<String>,
+    title: Option<String>,
+    organization: Option<String>,
+    location: Option<String>,
+    phone: Option<String>,
+}
+
 fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
     use kenko_agent::erase::{self, JobSpec, Pattern, VerifyMode};
+    let details: EraseDetails = match &a.details {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{}: not valid erase details", p.display()))?
+        }
+        None => EraseDetails::default(),
+    };
+    let pick = |flag: Option<String>, file: Option<String>| flag.or(file).unwrap_or_default();
+    let name = pick(a.name, details.sanitized_by.name);
+    anyhow::ensure!(
+        !name.is_empty(),
+        "the person sanitising must be named: --name or [sanitized_by] name in --details"
+    );
     let job_id = a.job_id.unwrap_or_else(|| {
         let mut b = [0u8; 8];
         let _ = getrandom::getrandom(&mut b);
@@ -503,15 +546,23 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
             VerifyMode::Full
         },
         sanitized_by: kenko_cert::Person {
-            name: a.name,
-            title: a.title,
-            organization: a.organization,
-            location: a.location,
-            phone: a.phone,
+            name,
+            title: pick(a.title, details.sanitized_by.title),
+            organization: pick(a.organization, details.sanitized_by.organization),
+            location: pick(a.location, details.sanitized_by.location),
+            phone: pick(a.phone, details.sanitized_by.phone),
         },
-        classification: a.classification,
-        media_destination: a.media_destination,
-        notes: a.notes,
+        classification: a
+            .classification
+            .or((!details.media.classification.is_empty())
+                .then(|| details.media.classification.clone()))
+            .unwrap_or_else(|| "特定個人情報".into()),
+        media_destination: a
+            .media_destination
+            .or(details.media_destination)
+            .unwrap_or_else(|| "reused".into()),
+        notes: pick(a.notes, details.notes),
+        media: details.media,
         checkpoint_bytes: a.checkpoint_mib.max(1) << 20,
         checkpoint_interval: std::time::Duration::from_secs(a.checkpoint_secs),
     };

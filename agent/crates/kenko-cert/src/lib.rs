@@ -35,9 +35,10 @@ pub struct Person {
     pub phone: String,
 }
 
-/// Appendix G "Media Information", one per medium (a disk, a bucket, a key...).
+/// Appendix G "Media Information", one per medium (a disk, a bucket, a key...). Every field
+/// defaults to empty when read from an operator's details file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Media {
     pub manufacturer: String,
     pub model: String,
