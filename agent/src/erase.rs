@@ -1020,14 +1020,17 @@ fn device_media(path: &Path) -> (String, String, String) {
 
 fn walk(dir: &Path, files: &mut Vec<FileState>, dirs: &mut Vec<PathBuf>) -> Result<(), EraseError> {
     dirs.push(dir.to_path_buf());
+    let shown = Path::new("a folder of the target (names are not shown)");
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
+        .map_err(io(shown))?
         .collect::<Result<_, _>>()
-        .map_err(io(dir))?;
+        .map_err(io(shown))?;
     entries.sort_by_key(|e| e.path());
     for e in entries {
         let p = e.path();
-        let meta = std::fs::symlink_metadata(&p).map_err(io(&p))?;
+        let meta = std::fs::symlink_metadata(&p).map_err(io(Path::new(
+            "an entry of the folder target (names are not shown)",
+        )))?;
         if meta.is_dir() {
             walk(&p, files, dirs)?;
         } else if meta.is_file() {
@@ -1097,7 +1100,7 @@ impl Aligned {
 
 /// Opens for direct I/O when the file system allows it, else normally (then the page cache
 /// is flushed and dropped explicitly).
-fn open_direct(path: &Path, write: bool) -> Result<(File, bool), EraseError> {
+fn open_direct(path: &Path, shown: &Path, write: bool) -> Result<(File, bool), EraseError> {
     let direct = OpenOptions::new()
         .read(true)
         .write(write)
@@ -1110,10 +1113,10 @@ fn open_direct(path: &Path, write: bool) -> Result<(File, bool), EraseError> {
                 .read(true)
                 .write(write)
                 .open(path)
-                .map_err(io(path))?;
+                .map_err(io(shown))?;
             Ok((f, false))
         }
-        Err(e) => Err(io(path)(e)),
+        Err(e) => Err(io(shown)(e)),
     }
 }
 
@@ -1140,15 +1143,18 @@ fn erase_file(
         return Ok(());
     }
     let path = state.path.clone();
+    // Errors name the file by its place in the target, not by its name: names inside a folder
+    // can be personal data too.
+    let shown = PathBuf::from(format!("file #{} of {}", fi + 1, cp.targets[ti].spec));
     let size = state.size;
     if !state.verified {
         // 1. Overwrite from where the checkpoint says.
         let t = std::time::Instant::now();
-        let (mut f, direct) = open_direct(&path, true)?;
+        let (mut f, direct) = open_direct(&path, &shown, true)?;
         let aligned_end = size - size % BLOCK as u64;
         let mut offset = state.written - state.written % BLOCK as u64;
         let mut since_checkpoint = 0u64;
-        f.seek(SeekFrom::Start(offset)).map_err(io(&path))?;
+        f.seek(SeekFrom::Start(offset)).map_err(io(&shown))?;
         // The pattern is generated on another thread while this one waits on the disk, so
         // the overwrite runs at the speed of the slower of the two, not their sum.
         let pattern = spec.pattern;
@@ -1188,7 +1194,7 @@ fn erase_file(
                     path: path.clone(),
                     message: "the pattern generator stopped".into(),
                 })?;
-                f.write_all(buf.slice(n)).map_err(io(&path))?;
+                f.write_all(buf.slice(n)).map_err(io(&shown))?;
                 let _ = free[w].send(buf);
                 w = (w + 1) % WORKERS;
                 offset += n as u64;
@@ -1199,7 +1205,7 @@ fn erase_file(
                 if since_checkpoint >= spec.checkpoint_bytes
                     && last_checkpoint.elapsed() >= spec.checkpoint_interval
                 {
-                    f.sync_data().map_err(io(&path))?;
+                    f.sync_data().map_err(io(&shown))?;
                     cp.targets[ti].files[fi].written = offset;
                     save(cp_path, cp)?;
                     since_checkpoint = 0;
@@ -1220,13 +1226,13 @@ fn erase_file(
             let mut g = OpenOptions::new()
                 .write(true)
                 .open(&path)
-                .map_err(io(&path))?;
-            g.seek(SeekFrom::Start(offset)).map_err(io(&path))?;
-            g.write_all(&bytes).map_err(io(&path))?;
-            g.sync_data().map_err(io(&path))?;
+                .map_err(io(&shown))?;
+            g.seek(SeekFrom::Start(offset)).map_err(io(&shown))?;
+            g.write_all(&bytes).map_err(io(&shown))?;
+            g.sync_data().map_err(io(&shown))?;
             drop_cache(&g);
         }
-        f.sync_all().map_err(io(&path))?;
+        f.sync_all().map_err(io(&shown))?;
         if !direct {
             drop_cache(&f);
         }
@@ -1236,7 +1242,7 @@ fn erase_file(
 
         // 2. Verify from the media.
         let t = std::time::Instant::now();
-        let (checked, locations) = verify_file(&path, size, seed, (ti, fi), spec)?;
+        let (checked, locations) = verify_file(&path, &shown, size, seed, (ti, fi), spec)?;
         timings.verify += t.elapsed();
         cp.targets[ti].bytes_checked += checked;
         cp.targets[ti].locations_checked += locations;
@@ -1248,9 +1254,9 @@ fn erase_file(
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     if !state.device && path.exists() {
         let random = dir.join(format!("{:016x}", rand::thread_rng().gen::<u64>()));
-        std::fs::rename(&path, &random).map_err(io(&path))?;
+        std::fs::rename(&path, &random).map_err(io(&shown))?;
         fsutil::sync_dir(&dir).map_err(io(&dir))?;
-        std::fs::remove_file(&random).map_err(io(&random))?;
+        std::fs::remove_file(&random).map_err(io(&shown))?;
         fsutil::sync_dir(&dir).map_err(io(&dir))?;
     }
     cp.targets[ti].files[fi].unlinked = true;
@@ -1262,6 +1268,7 @@ fn erase_file(
 /// covering at least 10% of the media. Returns (bytes checked, locations checked).
 fn verify_file(
     path: &Path,
+    shown: &Path,
     size: u64,
     seed: &[u8; 32],
     index: (usize, usize),
@@ -1270,7 +1277,7 @@ fn verify_file(
     if size == 0 {
         return Ok((0, 0));
     }
-    let (mut f, direct) = open_direct(path, false)?;
+    let (mut f, direct) = open_direct(path, shown, false)?;
     if !direct {
         drop_cache(&f);
     }
@@ -1350,14 +1357,14 @@ fn verify_file(
                 break;
             };
             if direct && pos + n as u64 <= aligned_end {
-                f.seek(SeekFrom::Start(pos)).map_err(io(path))?;
-                f.read_exact(buf.slice(n)).map_err(io(path))?;
+                f.seek(SeekFrom::Start(pos)).map_err(io(shown))?;
+                f.read_exact(buf.slice(n)).map_err(io(shown))?;
             } else {
                 // The unaligned tail, read through a normal handle after dropping its cache.
-                let mut g = File::open(path).map_err(io(path))?;
+                let mut g = File::open(path).map_err(io(shown))?;
                 drop_cache(&g);
-                g.seek(SeekFrom::Start(pos)).map_err(io(path))?;
-                g.read_exact(buf.slice(n)).map_err(io(path))?;
+                g.seek(SeekFrom::Start(pos)).map_err(io(shown))?;
+                g.read_exact(buf.slice(n)).map_err(io(shown))?;
             }
             if got_tx.send(buf).is_err() {
                 break;
@@ -1402,7 +1409,9 @@ fn remove_dir_renamed(dir: &Path) -> Result<(), EraseError> {
     }
     let parent = dir.parent().unwrap_or(Path::new(".")).to_path_buf();
     let random = parent.join(format!("{:016x}", rand::thread_rng().gen::<u64>()));
-    std::fs::rename(dir, &random).map_err(io(dir))?;
+    std::fs::rename(dir, &random).map_err(io(Path::new(
+        "a folder of the target (names are not shown)",
+    )))?;
     std::fs::remove_dir(&random).map_err(io(&random))?;
     fsutil::sync_dir(&parent).map_err(io(&parent))
 }
