@@ -432,64 +432,7 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             .iter()
             .map(|t| Target {
                 spec: t.spec.clone(),
-                media: match t.files.first().filter(|f| f.device || t.crypto.is_some()) {
-                    _ if t.snapshot.is_some() => Media {
-                        media_type: format!(
-                            "block storage snapshot (Amazon EBS, {})",
-                            t.snapshot.as_ref().map(|d| d.region.as_str()).unwrap_or_default()
-                        ),
-                        classification: spec.classification.clone(),
-                        source: t.spec.clone(),
-                        ..Default::default()
-                    },
-                    _ if t.kms.is_some() => Media {
-                        media_type: format!(
-                            "cryptographic key (AWS KMS, {})",
-                            t.kms.as_ref().map(|k| k.region.as_str()).unwrap_or_default()
-                        ),
-                        classification: spec.classification.clone(),
-                        source: t.spec.clone(),
-                        ..Default::default()
-                    },
-                    _ if t.s3.is_some() => Media {
-                        media_type: format!(
-                            "cloud object storage (Amazon S3, {})",
-                            t.s3.as_ref().map(|d| d.region.as_str()).unwrap_or_default()
-                        ),
-                        classification: spec.classification.clone(),
-                        source: t.spec.clone(),
-                        ..Default::default()
-                    },
-                    Some(_) if t.crypto.is_some() => Media {
-                        media_type: "cryptographic key (AES-256-GCM data key of the record store)"
-                            .into(),
-                        classification: spec.classification.clone(),
-                        source: hostname(),
-                        backed_up: false,
-                        ..Default::default()
-                    },
-                    Some(f) => {
-                        let (manufacturer, model, kind) = device_media(&f.path);
-                        Media {
-                            manufacturer,
-                            model,
-                            media_type: kind,
-                            classification: spec.classification.clone(),
-                            source: hostname(),
-                            ..Default::default()
-                        }
-                    }
-                    None => Media {
-                        media_type: if t.spec.starts_with("dir:") {
-                            "folder on a file system".into()
-                        } else {
-                            "file".into()
-                        },
-                        classification: spec.classification.clone(),
-                        source: hostname(),
-                        ..Default::default()
-                    },
-                },
+                media: media_of(t, &spec.classification),
                 bytes_erased: t.files.iter().map(|f| f.size).sum::<u64>()
                     + t.s3.as_ref().map_or(0, |d| d.bytes),
                 objects_erased: t.files.len() as u64
@@ -607,6 +550,41 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         overwrite_secs: timings.overwrite.as_secs_f64(),
         verify_secs: timings.verify.as_secs_f64(),
     })
+}
+
+/// What kenko knows about a target's medium (Appendix G "Media Information").
+fn media_of(t: &TargetState, classification: &str) -> Media {
+    let (media_type, source, manufacturer, model) = if let Some(d) = &t.snapshot {
+        let kind = format!("block storage snapshot (Amazon EBS, {})", d.region);
+        (kind, t.spec.clone(), String::new(), String::new())
+    } else if let Some(k) = &t.kms {
+        let kind = format!("cryptographic key (AWS KMS, {})", k.region);
+        (kind, t.spec.clone(), String::new(), String::new())
+    } else if let Some(d) = &t.s3 {
+        let kind = format!("cloud object storage (Amazon S3, {})", d.region);
+        (kind, t.spec.clone(), String::new(), String::new())
+    } else if t.crypto.is_some() {
+        let kind = "cryptographic key (AES-256-GCM data key of the record store)".to_string();
+        (kind, hostname(), String::new(), String::new())
+    } else if let Some(f) = t.files.first().filter(|f| f.device) {
+        let (manufacturer, model, kind) = device_media(&f.path);
+        (kind, hostname(), manufacturer, model)
+    } else {
+        let kind = if t.spec.starts_with("dir:") {
+            "folder on a file system"
+        } else {
+            "file"
+        };
+        (kind.to_string(), hostname(), String::new(), String::new())
+    };
+    Media {
+        manufacturer,
+        model,
+        media_type,
+        source,
+        classification: classification.to_string(),
+        ..Default::default()
+    }
 }
 
 /// Overrides detected media fields with what the operator gave (non-empty fields only).
