@@ -68,6 +68,16 @@ fn credentials() {
     });
 }
 
+/// The one certificate a test's job wrote.
+fn only_certificate(data: &Path) -> PathBuf {
+    let mut certs: Vec<PathBuf> = std::fs::read_dir(data.join("certificates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    certs.pop().unwrap()
+}
+
 fn agent(data: &Path, moto: &Moto) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kenko-agent"));
     c.env_clear()
@@ -196,12 +206,7 @@ fn s3_erasure_deletes_every_version_and_marker_and_lists_locked_ones_as_blocked(
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let cert = std::fs::read_dir(data.join("certificates"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cert = only_certificate(&data);
     let verify = agent(&data, &moto)
         .args(["certificate", "verify"])
         .arg(&cert)
@@ -322,12 +327,7 @@ fn a_kms_key_is_scheduled_for_deletion_and_finalize_waits_for_it() {
         "{state:?}"
     );
 
-    let cert = std::fs::read_dir(data.join("certificates"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cert = only_certificate(&data);
     let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
     let t = &c["targets"][0];
     assert!(t["media"]["media_type"]
@@ -406,12 +406,7 @@ fn an_ebs_snapshot_in_osaka_is_deleted_and_gone() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cert = std::fs::read_dir(data.join("certificates"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let cert = only_certificate(&data);
     let c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cert).unwrap()).unwrap();
     let t = &c["targets"][0];
     assert!(t["media"]["media_type"]

@@ -658,6 +658,23 @@ fn save(path: &Path, cp: &Checkpoint) -> Result<(), EraseError> {
     fsutil::atomic_write(path, &bytes).map_err(io(path))
 }
 
+impl TargetState {
+    /// A target with nothing done yet; kinds fill in their own part.
+    fn new(spec: &str) -> TargetState {
+        TargetState {
+            spec: spec.to_string(),
+            files: vec![],
+            dirs: vec![],
+            bytes_checked: 0,
+            locations_checked: 0,
+            crypto: None,
+            s3: None,
+            kms: None,
+            snapshot: None,
+        }
+    }
+}
+
 fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
     if let Some(name) = spec.strip_prefix("datakey:") {
         return plan_datakey(spec, name, places);
@@ -665,46 +682,16 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
     if spec.starts_with("ebs-snapshot:") {
         kenko_aws::parse_snapshot(spec)
             .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
-        return Ok(TargetState {
-            spec: spec.to_string(),
-            files: vec![],
-            dirs: vec![],
-            bytes_checked: 0,
-            locations_checked: 0,
-            crypto: None,
-            s3: None,
-            kms: None,
-            snapshot: None,
-        });
+        return Ok(TargetState::new(spec));
     }
     if spec.starts_with("kms:") {
         kenko_aws::parse_kms(spec, &places.aws.region)
             .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
-        return Ok(TargetState {
-            spec: spec.to_string(),
-            files: vec![],
-            dirs: vec![],
-            bytes_checked: 0,
-            locations_checked: 0,
-            crypto: None,
-            s3: None,
-            kms: None,
-            snapshot: None,
-        });
+        return Ok(TargetState::new(spec));
     }
     if spec.starts_with("s3://") {
         kenko_aws::parse_s3(spec).map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
-        return Ok(TargetState {
-            spec: spec.to_string(),
-            files: vec![],
-            dirs: vec![],
-            bytes_checked: 0,
-            locations_checked: 0,
-            crypto: None,
-            s3: None,
-            kms: None,
-            snapshot: None,
-        });
+        return Ok(TargetState::new(spec));
     }
     let (files, dirs) = if let Some(p) = spec.strip_prefix("file:") {
         let path = PathBuf::from(p);
@@ -749,15 +736,9 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
         return Err(EraseError::UnsupportedTarget(spec.to_string()));
     };
     Ok(TargetState {
-        spec: spec.to_string(),
         files,
         dirs,
-        bytes_checked: 0,
-        locations_checked: 0,
-        crypto: None,
-        s3: None,
-        kms: None,
-        snapshot: None,
+        ..TargetState::new(spec)
     })
 }
 
@@ -902,7 +883,6 @@ fn plan_datakey(spec: &str, name: &str, places: &Places) -> Result<TargetState, 
         .count() as u64;
     let size = std::fs::metadata(&path).map_err(io(&path))?.len();
     Ok(TargetState {
-        spec: spec.to_string(),
         files: vec![FileState {
             path,
             device: false,
@@ -911,17 +891,12 @@ fn plan_datakey(spec: &str, name: &str, places: &Places) -> Result<TargetState, 
             verified: false,
             unlinked: false,
         }],
-        dirs: vec![],
-        bytes_checked: 0,
-        locations_checked: 0,
         crypto: Some(CryptoEvidence {
             key_id: key.id_hex(),
             sampled: sample.len() as u64,
             decrypted_before: decrypted,
         }),
-        s3: None,
-        kms: None,
-        snapshot: None,
+        ..TargetState::new(spec)
     })
 }
 
