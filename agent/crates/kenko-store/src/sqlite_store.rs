@@ -108,6 +108,21 @@ fn now() -> String {
 }
 
 impl SqliteStore {
+    /// Ledger entries matching a fixed condition, oldest first.
+    fn ledger_where(&self, condition: &str) -> Result<Vec<LedgerEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE {condition} ORDER BY id"
+            ))
+            .map_err(q("prepare ledger scan"))?;
+        let rows = stmt
+            .query_map([], ledger_from_row)
+            .map_err(q("scan ledger"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(q("scan ledger"))
+    }
+
     /// Opens (creating if needed) the database file and its schema.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -263,17 +278,7 @@ impl Store for SqliteStore {
     }
 
     fn ledger_unmoved(&mut self) -> Result<Vec<LedgerEntry>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE moved = 0 AND status <> 'loading' ORDER BY id"
-            ))
-            .map_err(q("prepare ledger scan"))?;
-        let rows = stmt
-            .query_map([], ledger_from_row)
-            .map_err(q("scan ledger"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(q("scan ledger"))
+        self.ledger_where("moved = 0 AND status <> 'loading'")
     }
 
     fn ledger_mark_moved(&mut self, sha256: &str) -> Result<()> {
@@ -287,17 +292,7 @@ impl Store for SqliteStore {
     }
 
     fn ledger_all(&mut self) -> Result<Vec<LedgerEntry>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {LEDGER_COLUMNS} FROM intake_ledger WHERE status <> 'loading' ORDER BY id"
-            ))
-            .map_err(q("prepare ledger scan"))?;
-        let rows = stmt
-            .query_map([], ledger_from_row)
-            .map_err(q("scan ledger"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(q("scan ledger"))
+        self.ledger_where("status <> 'loading'")
     }
 
     fn ledger_forget_rejected(&mut self, sha256: &str) -> Result<bool> {
