@@ -444,3 +444,103 @@ fn an_ebs_snapshot_in_osaka_is_deleted_and_gone() {
         );
     });
 }
+
+#[test]
+fn a_backup_recovery_point_is_sought_in_its_vaults_region_and_never_certified_unchecked() {
+    use kenko_aws::backup::aws_sdk_backup;
+    credentials();
+    let moto = start_moto();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ep = Endpoint {
+        region: "ap-northeast-1".into(),
+        endpoint_url: Some(moto.url.clone()),
+    };
+    let osaka_vault_arn = rt.block_on(async {
+        let tokyo = kenko_aws::backup::backup_client(&ep, "ap-northeast-1").await;
+        tokyo
+            .create_backup_vault()
+            .backup_vault_name("kenko-tokyo")
+            .send()
+            .await
+            .unwrap();
+        let osaka = kenko_aws::backup::backup_client(&ep, "ap-northeast-3").await;
+        let out: aws_sdk_backup::operation::create_backup_vault::CreateBackupVaultOutput = osaka
+            .create_backup_vault()
+            .backup_vault_name("kenko-osaka")
+            .send()
+            .await
+            .unwrap();
+        out.backup_vault_arn().unwrap().to_string()
+    });
+    assert!(osaka_vault_arn.contains(":ap-northeast-3:"));
+    let account = osaka_vault_arn.split(':').nth(4).unwrap().to_string();
+    let point = "arn:aws:ec2:ap-northeast-3::snapshot/snap-0123456789abcdef0";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // The Tokyo vault's name with an Osaka ARN: looked up in Osaka, where it does not exist.
+    let out = agent(&data, &moto)
+        .args([
+            "erase",
+            "--name",
+            "越谷 花子",
+            "--job-id",
+            "rp-1",
+            "--target",
+        ])
+        .arg(format!(
+            "backup-rp:arn:aws:backup:ap-northeast-3:{account}:backup-vault:kenko-tokyo/{point}"
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("aws_api_failed"), "{stderr}");
+    assert!(stderr.contains("DescribeBackupVault"), "{stderr}");
+    assert!(stderr.contains("kenko-tokyo"), "{stderr}");
+
+    // The Osaka vault exists; its recovery point cannot be described by this endpoint (the
+    // emulator has no recovery point API), so nothing is deleted blind and nothing certified.
+    let out = agent(&data, &moto)
+        .args([
+            "erase",
+            "--name",
+            "越谷 花子",
+            "--job-id",
+            "rp-2",
+            "--target",
+        ])
+        .arg(format!("backup-rp:{osaka_vault_arn}/{point}"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("aws_api_failed"), "{stderr}");
+    assert!(stderr.contains("DescribeRecoveryPoint"), "{stderr}");
+    assert!(
+        !data.join("certificates").exists()
+            || std::fs::read_dir(data.join("certificates"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no certificate without a checked erasure"
+    );
+
+    // A malformed recovery point target is refused before any call.
+    let out = agent(&data, &moto)
+        .args([
+            "erase",
+            "--name",
+            "越谷 花子",
+            "--job-id",
+            "rp-3",
+            "--target",
+        ])
+        .arg("backup-rp:kenko-osaka/snap-1")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("erase_target_unsupported"));
+}

@@ -418,3 +418,42 @@ backup_location = "Osaka vault, recovery point 2026-10-31"
     assert!(!out.status.success());
     assert!(g.exists());
 }
+
+#[test]
+fn purge_is_refused_on_a_device_without_secure_erase_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let image = dir.path().join("disk.img");
+    std::fs::write(&image, vec![0xCDu8; 24 << 20]).unwrap();
+    let Some(dev) = try_run("losetup", &["-f", "--show", image.to_str().unwrap()]) else {
+        println!("SKIPPED: this kernel or sandbox does not let the test create a loop device (losetup failed); the purge refusal was not exercised");
+        return;
+    };
+    let out = erase(
+        &data,
+        &[
+            "--target",
+            &format!("device:{dev}"),
+            "--method",
+            "purge",
+            "--job-id",
+            "purge-1",
+        ],
+    );
+    let _ = try_run("losetup", &["-d", &dev]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a loop device has no secure erase");
+    assert!(stderr.contains("erase_purge_unsupported"), "{stderr}");
+    assert!(stderr.contains("Clear, not Purge"), "{stderr}");
+    // Nothing was written, nothing certified, and no job is left to block a Clear.
+    let bytes = std::fs::read(&image).unwrap();
+    assert!(bytes.iter().all(|&b| b == 0xCD), "the device was changed");
+    assert!(!data.join("erase").join("purge-1").exists());
+    assert!(
+        !data.join("certificates").exists()
+            || std::fs::read_dir(data.join("certificates"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}

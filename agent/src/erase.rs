@@ -25,6 +25,8 @@ use sha2::{Digest, Sha256};
 use crate::crashpoint;
 use crate::fsutil;
 
+mod purge;
+
 /// Block size for direct I/O alignment and sampling.
 const BLOCK: usize = 4096;
 /// Bytes per write (and per read when verifying); 16 MiB measured slower than 4 MiB here.
@@ -57,10 +59,12 @@ impl VerifyMode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
-    #[error("target {0:?}: expected file:PATH, dir:PATH, device:PATH, s3://BUCKET[/PREFIX], ebs-snapshot:REGION/ID, kms:KEY or datakey:NAME (backup recovery points are not available yet)")]
+    #[error("target {0:?}: expected file:PATH, dir:PATH, device:PATH, s3://BUCKET[/PREFIX], ebs-snapshot:REGION/ID, backup-rp:VAULT_ARN/RECOVERY_POINT_ARN, kms:KEY or datakey:NAME")]
     UnsupportedTarget(String),
-    #[error("method {0:?} does not fit the targets: clear (overwrite) is for files, folders and devices, crypto for datakey:NAME; purge is never claimed for an overwrite")]
+    #[error("method {0:?} does not fit the targets: clear (overwrite) is for files, folders, devices and cloud objects, purge for whole devices with a secure erase of their own, crypto for kms:KEY and datakey:NAME; purge is never claimed for an overwrite")]
     UnsupportedMethod(String),
+    #[error("device {path}: cannot be purged: {detail}. Overwriting it would be Clear, not Purge (on flash, remapped blocks keep old data); erase it with --method clear and destroy it physically if Purge is required")]
+    PurgeUnsupported { path: PathBuf, detail: String },
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
     #[error("verification failed for {target}: {details}; no certificate was issued")]
@@ -91,6 +95,7 @@ impl EraseError {
         match self {
             EraseError::UnsupportedTarget(_) => "erase_target_unsupported",
             EraseError::UnsupportedMethod(_) => "erase_method_unsupported",
+            EraseError::PurgeUnsupported { .. } => "erase_purge_unsupported",
             EraseError::Io { .. } => "erase_io_failed",
             EraseError::VerificationFailed { .. } => "erase_verification_failed",
             EraseError::CheckpointMismatch { .. } => "erase_checkpoint_mismatch",
@@ -167,6 +172,22 @@ struct TargetState {
     /// For `ebs-snapshot:` targets: the deletion, once done.
     #[serde(default)]
     snapshot: Option<SnapDone>,
+    /// For `backup-rp:` targets: the deletion (or the Vault Lock block), once done.
+    #[serde(default)]
+    recovery_point: Option<RecoveryPointDone>,
+    /// For a device purged by its own secure erase.
+    #[serde(default)]
+    purge: Option<purge::PurgeDone>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct RecoveryPointDone {
+    region: String,
+    vault_name: String,
+    recovery_point_arn: String,
+    bytes: u64,
+    blocked_until: Option<String>,
+    gone_after: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -281,14 +302,20 @@ fn definition(spec: &JobSpec) -> String {
 /// Runs (or resumes) an erasure job to its certificate.
 pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
     let crypto = spec.method == "crypto";
-    if !(spec.method == "clear" || crypto) {
+    let purging = spec.method == "purge";
+    if !(spec.method == "clear" || crypto || purging) {
         return Err(EraseError::UnsupportedMethod(spec.method.clone()));
     }
-    // Cryptographic erase applies to keys, overwriting to media; never mixed in one job, so a
-    // certificate's method describes every target on it.
+    // Cryptographic erase applies to keys, Purge to whole devices, overwriting to media; never
+    // mixed in one job, so a certificate's method describes every target on it.
     for t in &spec.targets {
         let key_target = t.starts_with("datakey:") || t.starts_with("kms:");
-        if key_target != crypto {
+        let fits = if purging {
+            t.starts_with("device:")
+        } else {
+            key_target == crypto
+        };
+        if !fits {
             return Err(EraseError::UnsupportedMethod(format!(
                 "{} for {t}",
                 spec.method
@@ -346,6 +373,10 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         })?;
     let mut timings = Timings::default();
     for ti in 0..cp.targets.len() {
+        if purging {
+            purge::run(&mut cp, ti, &seed, &cp_path, &job_dir)?;
+            continue;
+        }
         for fi in 0..cp.targets[ti].files.len() {
             erase_file(&mut cp, ti, fi, &seed, spec, &cp_path, &mut timings)?;
         }
@@ -362,6 +393,24 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                 region: d.region,
                 snapshot_id: d.snapshot_id,
                 volume_gib: d.volume_gib,
+                gone_after: d.gone_after,
+            });
+            save(&cp_path, &cp)?;
+        }
+        if cp.targets[ti].spec.starts_with("backup-rp:") && cp.targets[ti].recovery_point.is_none()
+        {
+            let rt = runtime(&cp.targets[ti].spec)?;
+            let d = rt.block_on(kenko_aws::backup::erase_recovery_point(
+                &places.aws,
+                &cp.targets[ti].spec,
+                chrono::Utc::now().timestamp(),
+            ))?;
+            cp.targets[ti].recovery_point = Some(RecoveryPointDone {
+                region: d.region,
+                vault_name: d.vault_name,
+                recovery_point_arn: d.recovery_point_arn,
+                bytes: d.bytes,
+                blocked_until: d.blocked_until,
                 gone_after: d.gone_after,
             });
             save(&cp_path, &cp)?;
@@ -401,26 +450,37 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         previous_sha256: previous,
         sanitized_by: spec.sanitized_by.clone(),
         sanitization: Sanitization {
-            method_type: if crypto { "purge" } else { "clear" }.into(),
+            method_type: if crypto || purging { "purge" } else { "clear" }.into(),
             method_used: if crypto {
                 "cryptographic erase"
+            } else if purging {
+                "block erase (the device's own secure erase)"
             } else {
                 "overwrite"
             }
             .into(),
-            method_details: format!(
-                "1 pass; pattern {}; writes with O_DIRECT where the file system supports it, \
-                 otherwise synced and dropped from the page cache; verification reads the media; \
-                 files renamed to random names before unlinking",
-                match spec.pattern {
-                    Pattern::Random => format!("ChaCha8 keystream, seed id {seed_id}"),
-                    Pattern::Zeros => "zeros".into(),
-                }
-            ),
+            method_details: if purging {
+                "the device's secure erase over the whole device, issued through the kernel's \
+                 BLKSECDISCARD; verification reads the NIST SP 800-88 4.7.3 sample locations \
+                 from the media before and after: each must have changed or read as zeros"
+                    .into()
+            } else {
+                format!(
+                    "1 pass; pattern {}; writes with O_DIRECT where the file system supports it, \
+                     otherwise synced and dropped from the page cache; verification reads the media; \
+                     files renamed to random names before unlinking",
+                    match spec.pattern {
+                        Pattern::Random => format!("ChaCha8 keystream, seed id {seed_id}"),
+                        Pattern::Zeros => "zeros".into(),
+                    }
+                )
+            },
             tool: "kenko-agent".into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
             verification_method: if crypto {
                 "crypto".into()
+            } else if purging {
+                "sample (before and after)".into()
             } else {
                 spec.verify.label().into()
             },
@@ -430,101 +490,7 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         targets: cp
             .targets
             .iter()
-            .map(|t| Target {
-                spec: t.spec.clone(),
-                media: media_of(t, &spec.classification),
-                bytes_erased: t.files.iter().map(|f| f.size).sum::<u64>()
-                    + t.s3.as_ref().map_or(0, |d| d.bytes),
-                objects_erased: t.files.len() as u64
-                    + t.s3.as_ref().map_or(0, |d| d.versions + d.markers)
-                    + u64::from(t.kms.is_some())
-                    + u64::from(t.snapshot.is_some()),
-                blocked: t
-                    .s3
-                    .iter()
-                    .flat_map(|d| d.blocked.iter())
-                    .map(|(key, version, reason, until)| kenko_cert::Blocked {
-                        item: format!("{}/{key}?versionId={version}", t.spec.trim_end_matches('/')),
-                        reason: format!("Object Lock: {reason}"),
-                        until: until.clone(),
-                    })
-                    .collect(),
-                verification: match (&t.crypto, &t.s3) {
-                    _ if t.snapshot.is_some() => {
-                        let d = t.snapshot.as_ref().expect("checked");
-                        Verification {
-                            method: "listing".into(),
-                            passed: d.gone_after,
-                            bytes_checked: 0,
-                            locations_checked: 1,
-                            details: format!(
-                                "{} (a snapshot of a {} GiB volume) deleted in {}; DescribeSnapshots {}",
-                                d.snapshot_id,
-                                d.volume_gib,
-                                d.region,
-                                if d.gone_after { "no longer finds it" } else { "STILL FINDS IT" }
-                            ),
-                        }
-                    }
-                    _ if t.kms.is_some() => {
-                        let k = t.kms.as_ref().expect("checked");
-                        Verification {
-                            method: "crypto".into(),
-                            passed: true,
-                            bytes_checked: 0,
-                            locations_checked: 1,
-                            details: format!(
-                                "key {} was {}; deletion scheduled for {} (pending window {} days), \
-                                 state verified PendingDeletion; `kenko-agent certificate finalize` \
-                                 confirms the key is gone after that date",
-                                k.key_id, k.state_before, k.deletion_date, k.pending_days
-                            ),
-                        }
-                    }
-                    (_, Some(d)) => Verification {
-                        method: "listing".into(),
-                        passed: d.remaining_after == 0,
-                        bytes_checked: 0,
-                        locations_checked: d.listed_after,
-                        details: format!(
-                            "{} versions and {} delete markers deleted; listed again after: {} left, {} of them blocked by Object Lock",
-                            d.versions,
-                            d.markers,
-                            d.listed_after,
-                            d.blocked.len()
-                        ),
-                    },
-                    (crypto, None) => match crypto {
-                    None => Verification {
-                        method: spec.verify.label().into(),
-                        passed: t.files.iter().all(|f| f.verified),
-                        bytes_checked: t.bytes_checked,
-                        locations_checked: t.locations_checked,
-                        details: String::new(),
-                    },
-                    Some(e) => {
-                        // After: every copy the agent holds is gone (the key file was cleared,
-                        // verified and unlinked), so none of the sampled ciphertexts can be
-                        // decrypted any more, in the store or in any backup of it.
-                        let gone = t.files.iter().all(|f| f.verified && !f.path.exists());
-                        Verification {
-                            method: "crypto".into(),
-                            passed: gone && e.decrypted_before == e.sampled,
-                            bytes_checked: t.bytes_checked,
-                            locations_checked: e.sampled,
-                            details: format!(
-                                "data key {}: {} of {} sampled My Number ciphertexts decrypted before; \
-                                 key file overwritten, verified and unlinked ({}); none can be decrypted after",
-                                e.key_id,
-                                e.decrypted_before,
-                                e.sampled,
-                                if gone { "no copy left" } else { "A COPY REMAINS" }
-                            ),
-                        }
-                    }
-                    },
-                },
-            })
+            .map(|t| certificate_target(t, spec))
             .collect(),
         media_destination: spec.media_destination.clone(),
         started_at: cp.started_at.clone(),
@@ -552,9 +518,177 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
     })
 }
 
+/// A target as the certificate reports it: what was erased, what was blocked, and how the
+/// erasure was verified.
+fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
+    let mut blocked: Vec<kenko_cert::Blocked> =
+        t.s3.iter()
+            .flat_map(|d| d.blocked.iter())
+            .map(|(key, version, reason, until)| kenko_cert::Blocked {
+                item: format!("{}/{key}?versionId={version}", t.spec.trim_end_matches('/')),
+                reason: format!("Object Lock: {reason}"),
+                until: until.clone(),
+            })
+            .collect();
+    if let Some(rp) = &t.recovery_point {
+        if let Some(until) = &rp.blocked_until {
+            blocked.push(kenko_cert::Blocked {
+                item: rp.recovery_point_arn.clone(),
+                reason: format!("Vault Lock on {} ({})", rp.vault_name, rp.region),
+                until: Some(until.clone()),
+            });
+        }
+    }
+    let rp_erased = t
+        .recovery_point
+        .as_ref()
+        .filter(|rp| rp.blocked_until.is_none());
+    Target {
+        spec: t.spec.clone(),
+        media: media_of(t, &spec.classification),
+        bytes_erased: t.files.iter().map(|f| f.size).sum::<u64>()
+            + t.s3.as_ref().map_or(0, |d| d.bytes)
+            + rp_erased.map_or(0, |rp| rp.bytes),
+        objects_erased: t.files.len() as u64
+            + t.s3.as_ref().map_or(0, |d| d.versions + d.markers)
+            + u64::from(t.kms.is_some())
+            + u64::from(t.snapshot.is_some())
+            + u64::from(rp_erased.is_some()),
+        blocked,
+        verification: verification_of(t, spec),
+    }
+}
+
+fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
+    if let Some(p) = &t.purge {
+        let unchanged = p.unchanged.unwrap_or(u64::MAX);
+        return Verification {
+            method: "sample (before and after)".into(),
+            passed: unchanged == 0 && t.files.iter().all(|f| f.verified),
+            bytes_checked: t.bytes_checked,
+            locations_checked: t.locations_checked,
+            details: format!(
+                "{}: {} locations read before and after; {} unchanged; {} read as zeros after",
+                p.mechanism,
+                p.ranges.len(),
+                unchanged,
+                p.zeros_after
+            ),
+        };
+    }
+    if let Some(rp) = &t.recovery_point {
+        return Verification {
+            method: "listing".into(),
+            passed: rp.gone_after || rp.blocked_until.is_some(),
+            bytes_checked: 0,
+            locations_checked: 1,
+            details: match &rp.blocked_until {
+                Some(until) => format!(
+                    "recovery point in vault {} ({}) is kept by Vault Lock until {until}; not deleted",
+                    rp.vault_name, rp.region
+                ),
+                None => format!(
+                    "recovery point deleted from vault {} ({}); DescribeRecoveryPoint {}",
+                    rp.vault_name,
+                    rp.region,
+                    if rp.gone_after {
+                        "no longer finds it"
+                    } else {
+                        "STILL FINDS IT"
+                    }
+                ),
+            },
+        };
+    }
+    if let Some(d) = &t.snapshot {
+        return Verification {
+            method: "listing".into(),
+            passed: d.gone_after,
+            bytes_checked: 0,
+            locations_checked: 1,
+            details: format!(
+                "{} (a snapshot of a {} GiB volume) deleted in {}; DescribeSnapshots {}",
+                d.snapshot_id,
+                d.volume_gib,
+                d.region,
+                if d.gone_after {
+                    "no longer finds it"
+                } else {
+                    "STILL FINDS IT"
+                }
+            ),
+        };
+    }
+    if let Some(k) = &t.kms {
+        return Verification {
+            method: "crypto".into(),
+            passed: true,
+            bytes_checked: 0,
+            locations_checked: 1,
+            details: format!(
+                "key {} was {}; deletion scheduled for {} (pending window {} days), \
+                 state verified PendingDeletion; `kenko-agent certificate finalize` \
+                 confirms the key is gone after that date",
+                k.key_id, k.state_before, k.deletion_date, k.pending_days
+            ),
+        };
+    }
+    if let Some(d) = &t.s3 {
+        return Verification {
+            method: "listing".into(),
+            passed: d.remaining_after == 0,
+            bytes_checked: 0,
+            locations_checked: d.listed_after,
+            details: format!(
+                "{} versions and {} delete markers deleted; listed again after: {} left, {} of them blocked by Object Lock",
+                d.versions,
+                d.markers,
+                d.listed_after,
+                d.blocked.len()
+            ),
+        };
+    }
+    match &t.crypto {
+        None => Verification {
+            method: spec.verify.label().into(),
+            passed: t.files.iter().all(|f| f.verified),
+            bytes_checked: t.bytes_checked,
+            locations_checked: t.locations_checked,
+            details: String::new(),
+        },
+        Some(e) => {
+            // After: every copy the agent holds is gone (the key file was cleared, verified
+            // and unlinked), so none of the sampled ciphertexts can be decrypted any more, in
+            // the store or in any backup of it.
+            let gone = t.files.iter().all(|f| f.verified && !f.path.exists());
+            Verification {
+                method: "crypto".into(),
+                passed: gone && e.decrypted_before == e.sampled,
+                bytes_checked: t.bytes_checked,
+                locations_checked: e.sampled,
+                details: format!(
+                    "data key {}: {} of {} sampled My Number ciphertexts decrypted before; \
+                     key file overwritten, verified and unlinked ({}); none can be decrypted after",
+                    e.key_id,
+                    e.decrypted_before,
+                    e.sampled,
+                    if gone {
+                        "no copy left"
+                    } else {
+                        "A COPY REMAINS"
+                    }
+                ),
+            }
+        }
+    }
+}
+
 /// What kenko knows about a target's medium (Appendix G "Media Information").
 fn media_of(t: &TargetState, classification: &str) -> Media {
-    let (media_type, source, manufacturer, model) = if let Some(d) = &t.snapshot {
+    let (media_type, source, manufacturer, model) = if let Some(rp) = &t.recovery_point {
+        let kind = format!("backup recovery point (AWS Backup, {})", rp.region);
+        (kind, t.spec.clone(), String::new(), String::new())
+    } else if let Some(d) = &t.snapshot {
         let kind = format!("block storage snapshot (Amazon EBS, {})", d.region);
         (kind, t.spec.clone(), String::new(), String::new())
     } else if let Some(k) = &t.kms {
@@ -671,6 +805,8 @@ impl TargetState {
             s3: None,
             kms: None,
             snapshot: None,
+            recovery_point: None,
+            purge: None,
         }
     }
 }
@@ -681,6 +817,11 @@ fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
     }
     if spec.starts_with("ebs-snapshot:") {
         kenko_aws::parse_snapshot(spec)
+            .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
+        return Ok(TargetState::new(spec));
+    }
+    if spec.starts_with("backup-rp:") {
+        kenko_aws::backup::parse_recovery_point(spec)
             .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
         return Ok(TargetState::new(spec));
     }

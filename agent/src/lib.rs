@@ -56,6 +56,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "erase_verification_failed",
     "erase_checkpoint_mismatch",
     "erase_device_in_use",
+    "erase_purge_unsupported",
     "aws_api_failed",
     "certificate_nothing_to_finalize",
     "certificate_finalize_pending",

@@ -54,7 +54,8 @@ enum Command {
     Intake(IntakeCommand),
     /// The long-running agent: watch the inbox and serve metrics.
     Run,
-    /// Erase files or folders to NIST SP 800-88 Clear, verify, and issue a signed certificate.
+    /// Erase to NIST SP 800-88 (Clear, Purge or cryptographic erase), verify, and issue a
+    /// signed certificate.
     /// Run again with the same --job-id to resume an interrupted job.
     Erase(EraseArgs),
     /// Erasure certificates: verify one or a chain, countersign, export the public key.
@@ -65,12 +66,14 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct EraseArgs {
     /// file:PATH, dir:PATH, device:PATH (a whole block device), s3://BUCKET[/PREFIX] (every
-    /// version and delete marker), ebs-snapshot:REGION/SNAP_ID, kms:KEY_ARN or datakey:NAME
-    /// (the record store's data key is datakey:records); repeatable.
+    /// version and delete marker), ebs-snapshot:REGION/SNAP_ID,
+    /// backup-rp:VAULT_ARN/RECOVERY_POINT_ARN, kms:KEY_ARN or datakey:NAME (the record
+    /// store's data key is datakey:records); repeatable.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
-    /// clear (overwrite files, folders, devices; delete S3 versions) or crypto (destroy a
-    /// datakey:NAME or schedule a kms:KEY deletion).
+    /// clear (overwrite files, folders, devices; delete S3 versions, snapshots, recovery
+    /// points), purge (a device's own secure erase; refused where the device has none) or
+    /// crypto (destroy a datakey:NAME or schedule a kms:KEY deletion).
     #[arg(long, default_value = "clear")]
     method: String,
     /// full or sample (NIST SP 800-88 Rev.1 4.7.3).

@@ -11,6 +11,8 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier, ObjectLockEnabled, ObjectLockLegalHoldStatus};
 use aws_sdk_s3::Client;
 
+pub mod backup;
+
 /// Why an AWS operation failed. `reason()` is stable.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
@@ -20,7 +22,7 @@ pub enum AwsError {
         resource: String,
         message: String,
     },
-    #[error("{0}: expected s3://BUCKET or s3://BUCKET/PREFIX")]
+    #[error("{0}: expected s3://BUCKET[/PREFIX], kms:KEY, ebs-snapshot:REGION/ID or backup-rp:VAULT_ARN/RECOVERY_POINT_ARN")]
     BadTarget(String),
 }
 
