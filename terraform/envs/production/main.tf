@@ -1,0 +1,77 @@
+# Production: the stack in Tokyo, replicas and backup copies in Osaka, guardrails from the
+# organization's management account. Apply from a terminal on the closed network.
+
+locals {
+  tags = merge(var.tags, {
+    "kenko:stack"       = var.name
+    "kenko:environment" = "production"
+    "kenko:managed-by"  = "terraform"
+  })
+}
+
+module "network" {
+  source = "../../modules/network"
+
+  name               = var.name
+  vpc_cidr           = var.vpc_cidr
+  availability_zones = var.availability_zones
+}
+
+module "cluster" {
+  source = "../../modules/cluster"
+
+  name                 = var.name
+  kubernetes_version   = var.kubernetes_version
+  vpc_id               = module.network.vpc_id
+  vpc_cidr             = module.network.vpc_cidr
+  subnet_ids           = module.network.private_subnet_ids
+  operator_cidrs       = var.operator_cidrs
+  admin_principal_arns = var.cluster_admin_role_arns
+}
+
+module "storage" {
+  source = "../../modules/storage"
+  providers = {
+    aws       = aws
+    aws.osaka = aws.osaka
+  }
+
+  name                        = var.name
+  certificate_retention_years = var.certificate_retention_years
+}
+
+module "backup" {
+  source = "../../modules/backup"
+  providers = {
+    aws       = aws
+    aws.osaka = aws.osaka
+  }
+
+  name            = var.name
+  retention_years = var.backup_retention_years
+}
+
+module "audit_logging" {
+  source = "../../modules/audit-logging"
+
+  name                = var.name
+  log_retention_years = var.audit_log_retention_years
+}
+
+module "guardrails" {
+  source = "../../modules/guardrails"
+  providers = {
+    aws = aws.organization
+  }
+
+  name       = var.name
+  target_ids = var.scp_target_ids
+}
+
+# No bucket of the account can be made public, whatever a bucket's own settings say.
+resource "aws_s3_account_public_access_block" "this" {
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}

@@ -1,0 +1,41 @@
+output "vpc_id" {
+  description = "The production VPC (no internet path)."
+  value       = module.network.vpc_id
+}
+
+output "cluster_name" {
+  description = "The EKS cluster (private endpoint only)."
+  value       = module.cluster.cluster_name
+}
+
+output "cluster_endpoint" {
+  description = "Private Kubernetes API endpoint."
+  value       = module.cluster.cluster_endpoint
+}
+
+output "buckets" {
+  description = "The stack's buckets."
+  value = {
+    records              = module.storage.records_bucket
+    intake               = module.storage.intake_bucket
+    certificates         = module.storage.certificates_bucket
+    records_replica      = module.storage.records_replica_bucket
+    certificates_replica = module.storage.certificates_replica_bucket
+    audit_log            = module.audit_logging.bucket
+  }
+}
+
+output "backup_vault_arns" {
+  description = "Backup vaults by region."
+  value       = module.backup.vault_arns
+}
+
+output "backup_retention_days" {
+  description = "Days every backup and its Osaka copy are kept."
+  value       = module.backup.retention_days
+}
+
+output "trail_arn" {
+  description = "The CloudTrail trail."
+  value       = module.audit_logging.trail_arn
+}

@@ -1,0 +1,1226 @@
+//! kenko's Terraform, parsed with hcl-rs and checked against the invariants the residency audit
+//! relies on. The first test checks the real tree; the others show that each check can fail, by
+//! running it on a small snippet that breaks one rule.
+
+use std::path::PathBuf;
+
+use kenko_infra_tests::{
+    backups, buckets_protected, check_module, check_tree, cloudtrail, eks_private,
+    endpoint_services, env_wiring, load_tree, no_internet_path, object_lock, provider_regions,
+    regions_in, regions_in_japan, replication_to_osaka, required_presence, scp_guardrails,
+    vpc_endpoints, wired_modules, Module, Violation, REQUIRED_INTERFACE_ENDPOINTS,
+};
+
+fn terraform_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../terraform")
+}
+
+fn tree() -> Vec<Module> {
+    load_tree(&terraform_dir(), "terraform").unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn module<'a>(modules: &'a [Module], dir: &str) -> &'a Module {
+    modules
+        .iter()
+        .find(|m| m.dir == dir)
+        .unwrap_or_else(|| panic!("no terraform/{dir}"))
+}
+
+fn rules(violations: &[Violation]) -> Vec<&'static str> {
+    violations.iter().map(|v| v.rule).collect()
+}
+
+/// Asserts that `violations` include `rule` (and prints them all if not).
+#[track_caller]
+fn assert_reported(violations: &[Violation], rule: &str) {
+    assert!(
+        violations.iter().any(|v| v.rule == rule),
+        "expected a [{rule}] violation, got:\n{}",
+        listing(violations)
+    );
+}
+
+#[track_caller]
+fn assert_clean(violations: &[Violation]) {
+    assert!(
+        violations.is_empty(),
+        "unexpected violations:\n{}",
+        listing(violations)
+    );
+}
+
+fn listing(violations: &[Violation]) -> String {
+    if violations.is_empty() {
+        return "  (none)".to_string();
+    }
+    violations
+        .iter()
+        .map(|v| format!("  {v}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real tree
+
+#[test]
+fn every_invariant_holds_for_the_whole_tree() {
+    let modules = tree();
+    let violations = check_tree(&modules);
+    assert!(
+        violations.is_empty(),
+        "{} Terraform invariant violation(s):\n{}",
+        violations.len(),
+        listing(&violations)
+    );
+}
+
+#[test]
+fn the_tree_has_every_module_and_the_production_environment() {
+    let modules = tree();
+    let dirs: Vec<&str> = modules.iter().map(|m| m.dir.as_str()).collect();
+    for dir in [
+        "modules/network",
+        "modules/cluster",
+        "modules/storage",
+        "modules/backup",
+        "modules/guardrails",
+        "modules/audit-logging",
+        "envs/production",
+    ] {
+        assert!(
+            dirs.contains(&dir),
+            "terraform/{dir} missing; found {dirs:?}"
+        );
+    }
+    let files: usize = modules.iter().map(|m| m.files.len()).sum();
+    assert!(files >= 25, "only {files} .tf files parsed");
+}
+
+#[test]
+fn every_bucket_is_checked_and_the_expected_ones_exist() {
+    let modules = tree();
+    let mut buckets: Vec<String> = modules
+        .iter()
+        .flat_map(|m| {
+            m.resources_of("aws_s3_bucket")
+                .map(|b| format!("{}:{}:{}", m.dir, b.name, b.provider()))
+        })
+        .collect();
+    buckets.sort();
+    assert_eq!(
+        buckets,
+        [
+            "modules/audit-logging:trail:aws",
+            "modules/storage:certificates:aws",
+            "modules/storage:certificates_replica:aws.osaka",
+            "modules/storage:intake:aws",
+            "modules/storage:records:aws",
+            "modules/storage:records_replica:aws.osaka",
+        ]
+    );
+}
+
+#[test]
+fn production_uses_tokyo_and_osaka_providers() {
+    let modules = tree();
+    let regions = provider_regions(module(&modules, "envs/production"));
+    assert_eq!(regions["aws"].as_deref(), Some("ap-northeast-1"));
+    assert_eq!(regions["aws.osaka"].as_deref(), Some("ap-northeast-3"));
+    for (name, region) in &regions {
+        let region = region.as_deref().unwrap_or("(unknown)");
+        assert!(
+            region == "ap-northeast-1" || region == "ap-northeast-3",
+            "provider {name} in {region}"
+        );
+    }
+}
+
+#[test]
+fn backups_are_kept_7305_days_as_production_wires_them() {
+    let modules = tree();
+    let env = module(&modules, "envs/production");
+    let wired = wired_modules(env, &modules);
+    let backup = wired
+        .iter()
+        .find(|m| m.dir == "modules/backup")
+        .expect("production calls modules/backup");
+    assert_eq!(
+        backup.var("retention_years").and_then(|v| v.as_i64()),
+        Some(20)
+    );
+    assert_eq!(
+        backup.local("retention_days").and_then(|v| v.as_f64()),
+        Some(7305.0)
+    );
+    // The module on its own defaults says the same.
+    let defaults = module(&modules, "modules/backup");
+    assert_eq!(
+        defaults.local("retention_days").and_then(|v| v.as_f64()),
+        Some(7305.0)
+    );
+}
+
+#[test]
+fn the_network_has_the_endpoints_the_cluster_needs() {
+    let modules = tree();
+    let network = module(&modules, "modules/network");
+    assert!(endpoint_services(network, "Gateway").contains("s3"));
+    let interface = endpoint_services(network, "Interface");
+    for service in REQUIRED_INTERFACE_ENDPOINTS {
+        assert!(
+            interface.contains(service),
+            "{service} missing from {interface:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each check can fail: no internet path
+
+#[test]
+fn internet_nat_and_egress_only_gateways_are_reported() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+resource "aws_internet_gateway" "igw" {
+  vpc_id = aws_vpc.this.id
+}
+resource "aws_nat_gateway" "nat" {
+  subnet_id = aws_subnet.a.id
+}
+resource "aws_egress_only_internet_gateway" "eigw" {
+  vpc_id = aws_vpc.this.id
+}
+"#,
+    );
+    let violations = no_internet_path(&m);
+    assert_eq!(
+        rules(&violations),
+        ["no-internet-gateway"; 3],
+        "{}",
+        listing(&violations)
+    );
+    assert!(violations
+        .iter()
+        .any(|v| v.address == "aws_internet_gateway.igw"));
+}
+
+#[test]
+fn default_routes_are_reported_literal_inline_or_through_a_variable() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+variable "everywhere" {
+  default = "0.0.0.0/0"
+}
+resource "aws_route" "literal" {
+  route_table_id         = aws_route_table.private.id
+  destination_cidr_block = "0.0.0.0/0"
+  transit_gateway_id     = "tgw-1"
+}
+resource "aws_route" "through_variable" {
+  route_table_id         = aws_route_table.private.id
+  destination_cidr_block = var.everywhere
+  transit_gateway_id     = "tgw-1"
+}
+resource "aws_route_table" "inline" {
+  vpc_id = aws_vpc.this.id
+  route {
+    ipv6_cidr_block = "::/0"
+    gateway_id      = "vgw-1"
+  }
+}
+"#,
+    );
+    let violations = no_internet_path(&m);
+    let addresses: Vec<&str> = violations
+        .iter()
+        .filter(|v| v.rule == "no-default-route")
+        .map(|v| v.address.as_str())
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            "aws_route.literal",
+            "aws_route.through_variable",
+            "aws_route_table.inline"
+        ],
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn a_route_to_the_closed_network_is_not_a_violation() {
+    let m = Module::snippet(
+        "ok",
+        r#"
+resource "aws_route" "closed_network" {
+  route_table_id         = aws_route_table.private.id
+  destination_cidr_block = "10.200.0.0/16"
+  transit_gateway_id     = "tgw-1"
+}
+"#,
+    );
+    assert_clean(&no_internet_path(&m));
+}
+
+#[test]
+fn public_ips_on_launch_are_reported() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+resource "aws_subnet" "public" {
+  vpc_id                  = aws_vpc.this.id
+  cidr_block              = "10.0.0.0/24"
+  map_public_ip_on_launch = true
+}
+"#,
+    );
+    assert_reported(&no_internet_path(&m), "no-public-ip");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regions
+
+#[test]
+fn providers_outside_japan_or_without_a_region_are_reported() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+variable "region" {
+  default = "eu-west-1"
+}
+provider "aws" {
+  region = "us-east-1"
+}
+provider "aws" {
+  alias  = "osaka"
+  region = var.region
+}
+provider "aws" {
+  alias = "from_environment"
+}
+provider "aws" {
+  alias  = "tokyo"
+  region = "ap-northeast-1"
+}
+"#,
+    );
+    let violations: Vec<Violation> = regions_in_japan(&m)
+        .into_iter()
+        .filter(|v| v.rule == "provider-region-japan")
+        .collect();
+    let addresses: Vec<&str> = violations.iter().map(|v| v.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        [
+            "provider.aws",
+            "provider.aws.osaka",
+            "provider.aws.from_environment"
+        ],
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn a_state_backend_outside_japan_is_reported() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+terraform {
+  backend "s3" {
+    region = "us-west-2"
+  }
+}
+"#,
+    );
+    assert_reported(&regions_in_japan(&m), "provider-region-japan");
+}
+
+#[test]
+fn a_region_outside_japan_named_anywhere_is_reported() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id       = aws_vpc.this.id
+  service_name = "com.amazonaws.us-east-1.s3"
+}
+"#,
+    );
+    let violations = regions_in_japan(&m);
+    assert_reported(&violations, "region-literal-japan");
+    assert_eq!(
+        regions_in("arn:aws:logs:ap-northeast-1:1:x us-gov-west-1a eu-central-2"),
+        ["ap-northeast-1", "us-gov-west-1", "eu-central-2"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buckets
+
+/// A bucket that passes every bucket rule; tests break one thing at a time.
+const GOOD_BUCKET: &str = r#"
+resource "aws_kms_key" "data" {
+  enable_key_rotation = true
+}
+resource "aws_kms_key" "data_osaka" {
+  provider            = aws.osaka
+  enable_key_rotation = true
+}
+resource "aws_s3_bucket" "records" {
+  bucket = "records"
+}
+resource "aws_s3_bucket_versioning" "records" {
+  bucket = aws_s3_bucket.records.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+resource "aws_s3_bucket_server_side_encryption_configuration" "records" {
+  bucket = aws_s3_bucket.records.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.data.arn
+    }
+  }
+}
+resource "aws_s3_bucket_public_access_block" "records" {
+  bucket                  = aws_s3_bucket.records.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+"#;
+
+fn broken_bucket(from: &str, to: &str) -> Module {
+    assert!(
+        GOOD_BUCKET.contains(from),
+        "{from:?} not in the good bucket"
+    );
+    Module::snippet("bad", &GOOD_BUCKET.replacen(from, to, 1))
+}
+
+#[test]
+fn the_good_bucket_passes() {
+    assert_clean(&buckets_protected(&Module::snippet("ok", GOOD_BUCKET)));
+}
+
+#[test]
+fn a_bucket_without_versioning_is_reported() {
+    let m = broken_bucket(
+        "resource \"aws_s3_bucket_versioning\" \"records\" {\n  bucket = aws_s3_bucket.records.id",
+        "resource \"aws_s3_bucket_versioning\" \"records\" {\n  bucket = aws_s3_bucket.other.id",
+    );
+    let violations = buckets_protected(&m);
+    assert_eq!(
+        rules(&violations),
+        ["bucket-versioned"],
+        "{}",
+        listing(&violations)
+    );
+    assert_eq!(violations[0].address, "aws_s3_bucket.records");
+    assert_eq!(violations[0].file, "bad/main.tf");
+}
+
+#[test]
+fn suspended_versioning_is_reported() {
+    let m = broken_bucket("status = \"Enabled\"", "status = \"Suspended\"");
+    assert_reported(&buckets_protected(&m), "bucket-versioned");
+}
+
+#[test]
+fn sse_s3_instead_of_kms_is_reported() {
+    let m = broken_bucket(
+        "sse_algorithm     = \"aws:kms\"\n      kms_master_key_id = aws_kms_key.data.arn",
+        "sse_algorithm = \"AES256\"",
+    );
+    let violations = buckets_protected(&m);
+    assert_eq!(
+        rules(&violations),
+        ["bucket-kms-encrypted", "bucket-kms-encrypted"],
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn an_aws_managed_or_foreign_key_is_reported() {
+    let m = broken_bucket("aws_kms_key.data.arn", "\"alias/aws/s3\"");
+    assert_reported(&buckets_protected(&m), "bucket-kms-encrypted");
+}
+
+#[test]
+fn a_key_from_the_other_region_is_reported() {
+    let m = broken_bucket("aws_kms_key.data.arn", "aws_kms_key.data_osaka.arn");
+    assert_reported(&buckets_protected(&m), "bucket-kms-key-same-region");
+}
+
+#[test]
+fn a_key_without_rotation_is_reported() {
+    let m = broken_bucket("enable_key_rotation = true", "enable_key_rotation = false");
+    assert_reported(&buckets_protected(&m), "kms-key-rotation");
+}
+
+#[test]
+fn a_bucket_with_one_public_access_block_off_is_reported() {
+    let m = broken_bucket(
+        "restrict_public_buckets = true",
+        "restrict_public_buckets = false",
+    );
+    assert_reported(&buckets_protected(&m), "bucket-public-access-blocked");
+    let m = broken_bucket("ignore_public_acls      = true\n", "");
+    assert_reported(&buckets_protected(&m), "bucket-public-access-blocked");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Object Lock and replication
+
+const CERTIFICATE_BUCKET: &str = r#"
+resource "aws_s3_bucket" "certificates" {
+  bucket              = "certificates"
+  object_lock_enabled = true
+}
+resource "aws_s3_bucket_object_lock_configuration" "certificates" {
+  bucket = aws_s3_bucket.certificates.id
+  rule {
+    default_retention {
+      mode  = "COMPLIANCE"
+      years = 20
+    }
+  }
+}
+resource "aws_s3_bucket_replication_configuration" "certificates" {
+  bucket = aws_s3_bucket.certificates.id
+  role   = aws_iam_role.replication.arn
+  rule {
+    id     = "to-osaka"
+    status = "Enabled"
+    filter {}
+    source_selection_criteria {
+      sse_kms_encrypted_objects {
+        status = "Enabled"
+      }
+    }
+    destination {
+      bucket = aws_s3_bucket.certificates_replica.arn
+      encryption_configuration {
+        replica_kms_key_id = aws_kms_key.osaka.arn
+      }
+    }
+  }
+}
+resource "aws_s3_bucket" "certificates_replica" {
+  provider            = aws.osaka
+  bucket              = "certificates-replica"
+  object_lock_enabled = true
+}
+resource "aws_s3_bucket_object_lock_configuration" "certificates_replica" {
+  provider = aws.osaka
+  bucket   = aws_s3_bucket.certificates_replica.id
+  rule {
+    default_retention {
+      mode  = "COMPLIANCE"
+      years = 20
+    }
+  }
+}
+resource "aws_s3_bucket" "tokyo_copy" {
+  bucket = "not-osaka"
+}
+resource "aws_kms_key" "osaka" {
+  provider            = aws.osaka
+  enable_key_rotation = true
+}
+resource "aws_kms_key" "tokyo" {
+  enable_key_rotation = true
+}
+"#;
+
+fn broken_certificates(from: &str, to: &str) -> Module {
+    assert!(
+        CERTIFICATE_BUCKET.contains(from),
+        "{from:?} not in the certificate snippet"
+    );
+    Module::snippet("bad", &CERTIFICATE_BUCKET.replacen(from, to, 1))
+}
+
+#[test]
+fn the_good_certificate_bucket_passes() {
+    let m = Module::snippet("ok", CERTIFICATE_BUCKET);
+    assert_clean(&object_lock(&m));
+    assert_clean(&replication_to_osaka(&m));
+}
+
+#[test]
+fn a_certificate_bucket_without_object_lock_is_reported() {
+    let m = broken_certificates(
+        "bucket              = \"certificates\"\n  object_lock_enabled = true",
+        "bucket = \"certificates\"",
+    );
+    let violations = object_lock(&m);
+    assert_reported(&violations, "bucket-object-lock");
+    assert!(violations
+        .iter()
+        .any(|v| v.address == "aws_s3_bucket.certificates"));
+}
+
+#[test]
+fn governance_mode_is_reported() {
+    let m = broken_certificates("mode  = \"COMPLIANCE\"", "mode  = \"GOVERNANCE\"");
+    let violations = object_lock(&m);
+    assert_reported(&violations, "bucket-object-lock");
+    assert!(
+        violations[0].expected.contains("GOVERNANCE"),
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn an_unreplicated_certificate_bucket_is_reported() {
+    let m = broken_certificates(
+        "bucket = aws_s3_bucket.certificates.id\n  role",
+        "bucket = aws_s3_bucket.tokyo_copy.id\n  role",
+    );
+    assert_reported(&object_lock(&m), "certificate-bucket-replicated");
+}
+
+#[test]
+fn replication_to_a_tokyo_bucket_is_reported() {
+    let m = broken_certificates(
+        "bucket = aws_s3_bucket.certificates_replica.arn",
+        "bucket = aws_s3_bucket.tokyo_copy.arn",
+    );
+    let violations = replication_to_osaka(&m);
+    assert_eq!(
+        rules(&violations),
+        ["replication-to-osaka"],
+        "{}",
+        listing(&violations)
+    );
+    assert!(violations[0].expected.contains("aws_s3_bucket.tokyo_copy"));
+}
+
+#[test]
+fn replication_to_a_bucket_outside_the_module_is_reported() {
+    let m = broken_certificates(
+        "bucket = aws_s3_bucket.certificates_replica.arn",
+        "bucket = \"arn:aws:s3:::somewhere-else\"",
+    );
+    assert_reported(&replication_to_osaka(&m), "replication-to-osaka");
+}
+
+#[test]
+fn replicas_encrypted_with_a_tokyo_key_or_skipping_kms_objects_are_reported() {
+    let m = broken_certificates("aws_kms_key.osaka.arn", "aws_kms_key.tokyo.arn");
+    assert_reported(&replication_to_osaka(&m), "replication-to-osaka");
+    let m = broken_certificates(
+        "sse_kms_encrypted_objects {\n        status = \"Enabled\"",
+        "sse_kms_encrypted_objects {\n        status = \"Disabled\"",
+    );
+    assert_reported(&replication_to_osaka(&m), "replication-to-osaka");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backups
+
+const GOOD_BACKUP: &str = r#"
+variable "retention_years" {
+  default = 20
+}
+locals {
+  retention_days = ceil(var.retention_years * 365.25)
+}
+resource "aws_kms_key" "tokyo" {
+  enable_key_rotation = true
+}
+resource "aws_kms_key" "osaka" {
+  provider            = aws.osaka
+  enable_key_rotation = true
+}
+resource "aws_backup_vault" "tokyo" {
+  name        = "tokyo"
+  kms_key_arn = aws_kms_key.tokyo.arn
+}
+resource "aws_backup_vault" "osaka" {
+  provider    = aws.osaka
+  name        = "osaka"
+  kms_key_arn = aws_kms_key.osaka.arn
+}
+resource "aws_backup_plan" "daily" {
+  name = "daily"
+  rule {
+    rule_name         = "daily"
+    target_vault_name = aws_backup_vault.tokyo.name
+    schedule          = "cron(0 17 * * ? *)"
+    lifecycle {
+      cold_storage_after = 90
+      delete_after       = local.retention_days
+    }
+    copy_action {
+      destination_vault_arn = aws_backup_vault.osaka.arn
+      lifecycle {
+        cold_storage_after = 90
+        delete_after       = local.retention_days
+      }
+    }
+  }
+}
+"#;
+
+fn broken_backup(from: &str, to: &str) -> Module {
+    assert!(
+        GOOD_BACKUP.contains(from),
+        "{from:?} not in the backup snippet"
+    );
+    Module::snippet("bad", &GOOD_BACKUP.replacen(from, to, 1))
+}
+
+#[test]
+fn the_good_backup_passes() {
+    assert_clean(&backups(&Module::snippet("ok", GOOD_BACKUP)));
+}
+
+#[test]
+fn a_backup_rule_kept_365_days_is_reported() {
+    let m = broken_backup(
+        "delete_after       = local.retention_days",
+        "delete_after       = 365",
+    );
+    let violations = backups(&m);
+    assert_eq!(
+        rules(&violations),
+        ["backup-retention-20y"],
+        "{}",
+        listing(&violations)
+    );
+    assert!(violations[0].expected.contains("365"));
+}
+
+#[test]
+fn a_retention_variable_below_20_years_is_reported() {
+    let m = broken_backup("default = 20", "default = 5");
+    let violations = backups(&m);
+    // Both the rule and its copy keep the recovery points 1827 days.
+    assert_eq!(
+        rules(&violations),
+        ["backup-retention-20y", "backup-retention-20y"],
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn a_backup_rule_without_a_copy_is_reported() {
+    let start = GOOD_BACKUP.find("    copy_action {").unwrap();
+    let end = start + GOOD_BACKUP[start..].find("\n    }\n").unwrap() + "\n    }\n".len();
+    let text = format!("{}{}", &GOOD_BACKUP[..start], &GOOD_BACKUP[end..]);
+    let violations = backups(&Module::snippet("bad", &text));
+    assert_eq!(
+        rules(&violations),
+        ["backup-copy-to-osaka"],
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn a_copy_to_the_same_region_is_reported() {
+    let m = broken_backup(
+        "destination_vault_arn = aws_backup_vault.osaka.arn",
+        "destination_vault_arn = aws_backup_vault.tokyo.arn",
+    );
+    assert_reported(&backups(&m), "backup-copy-to-osaka");
+}
+
+#[test]
+fn a_backup_rule_without_cold_storage_is_reported() {
+    let m = broken_backup("      cold_storage_after = 90\n", "");
+    assert_reported(&backups(&m), "backup-cold-storage");
+}
+
+#[test]
+fn cold_storage_shorter_than_90_days_before_deletion_is_reported() {
+    let m = broken_backup("cold_storage_after = 90", "cold_storage_after = 7250");
+    assert_reported(&backups(&m), "backup-cold-storage");
+}
+
+#[test]
+fn a_vault_with_a_key_of_the_other_region_is_reported() {
+    let m = broken_backup(
+        "kms_key_arn = aws_kms_key.osaka.arn",
+        "kms_key_arn = aws_kms_key.tokyo.arn",
+    );
+    assert_reported(&backups(&m), "backup-vault-encrypted");
+}
+
+#[test]
+fn a_vault_with_another_provider_is_reported() {
+    let m = broken_backup("provider    = aws.osaka", "provider    = aws.virginia");
+    let violations = backups(&m);
+    assert_reported(&violations, "backup-vault-japan");
+    assert_reported(&violations, "backup-copy-to-osaka");
+}
+
+// ---------------------------------------------------------------------------------------------
+// EKS
+
+#[test]
+fn a_public_eks_endpoint_is_reported() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+resource "aws_eks_cluster" "public" {
+  name     = "x"
+  role_arn = "arn"
+  vpc_config {
+    subnet_ids              = ["a", "b"]
+    endpoint_private_access = true
+    endpoint_public_access  = true
+  }
+}
+resource "aws_eks_cluster" "defaults" {
+  name     = "y"
+  role_arn = "arn"
+  vpc_config {
+    subnet_ids = ["a", "b"]
+  }
+}
+"#,
+    );
+    let violations = eks_private(&m);
+    let found: Vec<(&str, &str)> = violations
+        .iter()
+        .map(|v| (v.address.as_str(), v.expected.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "aws_eks_cluster.public",
+                "vpc_config.endpoint_public_access = false"
+            ),
+            (
+                "aws_eks_cluster.defaults",
+                "vpc_config.endpoint_public_access = false"
+            ),
+            (
+                "aws_eks_cluster.defaults",
+                "vpc_config.endpoint_private_access = true"
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service control policies
+
+const GOOD_SCP: &str = r#"
+variable "allowed_regions" {
+  default = ["ap-northeast-1", "ap-northeast-3"]
+}
+data "aws_iam_policy_document" "japan_only" {
+  statement {
+    effect      = "Deny"
+    not_actions = ["iam:*", "sts:*", "organizations:*"]
+    resources   = ["*"]
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:RequestedRegion"
+      values   = var.allowed_regions
+    }
+  }
+}
+data "aws_iam_policy_document" "closed" {
+  statement {
+    effect    = "Deny"
+    actions = [
+      "ec2:CreateInternetGateway",
+      "ec2:AttachInternetGateway",
+      "ec2:CreateEgressOnlyInternetGateway",
+      "ec2:CreateNatGateway",
+    ]
+    resources = ["*"]
+  }
+}
+resource "aws_organizations_policy" "japan_only" {
+  name    = "japan-only"
+  type    = "SERVICE_CONTROL_POLICY"
+  content = data.aws_iam_policy_document.japan_only.json
+}
+resource "aws_organizations_policy" "closed" {
+  name    = "closed"
+  content = data.aws_iam_policy_document.closed.minified_json
+}
+resource "aws_organizations_policy_attachment" "japan_only" {
+  policy_id = aws_organizations_policy.japan_only.id
+  target_id = "123456789012"
+}
+resource "aws_organizations_policy_attachment" "closed" {
+  policy_id = aws_organizations_policy.closed.id
+  target_id = "123456789012"
+}
+"#;
+
+fn broken_scp(from: &str, to: &str) -> Module {
+    assert!(GOOD_SCP.contains(from), "{from:?} not in the SCP snippet");
+    Module::snippet("bad", &GOOD_SCP.replacen(from, to, 1))
+}
+
+#[test]
+fn the_good_scp_passes() {
+    assert_clean(&scp_guardrails(&Module::snippet("ok", GOOD_SCP)));
+}
+
+#[test]
+fn an_scp_allowing_a_region_outside_japan_is_reported() {
+    let m = broken_scp("\"ap-northeast-3\"]", "\"ap-northeast-3\", \"us-east-1\"]");
+    assert_eq!(rules(&scp_guardrails(&m)), ["scp-japan-only"]);
+}
+
+#[test]
+fn an_scp_without_the_region_condition_is_reported() {
+    let m = broken_scp(
+        "variable = \"aws:RequestedRegion\"",
+        "variable = \"aws:PrincipalTag/team\"",
+    );
+    assert_eq!(rules(&scp_guardrails(&m)), ["scp-japan-only"]);
+}
+
+#[test]
+fn an_scp_exempting_a_regional_service_is_reported() {
+    let m = broken_scp("\"iam:*\",", "\"iam:*\", \"s3:*\",");
+    assert_eq!(rules(&scp_guardrails(&m)), ["scp-japan-only"]);
+}
+
+#[test]
+fn an_scp_that_lets_internet_gateways_be_attached_is_reported() {
+    let m = broken_scp("      \"ec2:AttachInternetGateway\",\n", "");
+    let violations = scp_guardrails(&m);
+    assert_eq!(
+        rules(&violations),
+        ["scp-no-internet-gateway"],
+        "{}",
+        listing(&violations)
+    );
+    assert!(violations[0].expected.contains("ec2:AttachInternetGateway"));
+}
+
+#[test]
+fn an_scp_that_is_not_attached_is_reported() {
+    let m = broken_scp(
+        "policy_id = aws_organizations_policy.closed.id",
+        "policy_id = \"p-123\"",
+    );
+    assert_eq!(rules(&scp_guardrails(&m)), ["scp-attached"]);
+}
+
+#[test]
+fn an_scp_whose_content_cannot_be_read_is_reported() {
+    let m = broken_scp(
+        "content = data.aws_iam_policy_document.japan_only.json",
+        "content = file(\"policy.json\")",
+    );
+    let violations = scp_guardrails(&m);
+    assert_reported(&violations, "scp-japan-only");
+}
+
+// ---------------------------------------------------------------------------------------------
+// CloudTrail
+
+const GOOD_TRAIL: &str = r#"
+resource "aws_s3_bucket" "trail" {
+  bucket              = "trail"
+  object_lock_enabled = true
+}
+resource "aws_s3_bucket_object_lock_configuration" "trail" {
+  bucket = aws_s3_bucket.trail.id
+  rule {
+    default_retention {
+      mode  = "COMPLIANCE"
+      years = 10
+    }
+  }
+}
+resource "aws_cloudtrail" "this" {
+  name                       = "audit"
+  s3_bucket_name             = aws_s3_bucket.trail.id
+  kms_key_id                 = aws_kms_key.trail.arn
+  is_multi_region_trail      = true
+  enable_log_file_validation = true
+  advanced_event_selector {
+    name = "management"
+    field_selector {
+      field  = "eventCategory"
+      equals = ["Management"]
+    }
+  }
+  advanced_event_selector {
+    name = "s3 data"
+    field_selector {
+      field  = "eventCategory"
+      equals = ["Data"]
+    }
+    field_selector {
+      field  = "resources.type"
+      equals = ["AWS::S3::Object"]
+    }
+  }
+}
+"#;
+
+fn broken_trail(from: &str, to: &str) -> Module {
+    assert!(
+        GOOD_TRAIL.contains(from),
+        "{from:?} not in the trail snippet"
+    );
+    Module::snippet("bad", &GOOD_TRAIL.replacen(from, to, 1))
+}
+
+#[test]
+fn the_good_trail_passes() {
+    assert_clean(&cloudtrail(&Module::snippet("ok", GOOD_TRAIL)));
+}
+
+#[test]
+fn a_trail_without_s3_data_events_is_reported() {
+    let m = broken_trail(
+        "equals = [\"AWS::S3::Object\"]",
+        "equals = [\"AWS::DynamoDB::Table\"]",
+    );
+    assert_eq!(rules(&cloudtrail(&m)), ["cloudtrail-s3-data-events"]);
+}
+
+#[test]
+fn the_classic_event_selector_counts_as_s3_data_events() {
+    let start = GOOD_TRAIL
+        .find("  advanced_event_selector {\n    name = \"s3 data\"")
+        .unwrap();
+    let text = format!(
+        "{}  event_selector {{
+    data_resource {{
+      type   = \"AWS::S3::Object\"
+      values = [\"arn:aws:s3\"]
+    }}
+  }}
+}}
+",
+        &GOOD_TRAIL[..start]
+    );
+    assert_clean(&cloudtrail(&Module::snippet("ok", &text)));
+}
+
+#[test]
+fn a_trail_bucket_without_object_lock_is_reported() {
+    let m = broken_trail("object_lock_enabled = true", "object_lock_enabled = false");
+    assert_eq!(rules(&cloudtrail(&m)), ["cloudtrail-locked-bucket"]);
+}
+
+#[test]
+fn a_trail_without_log_validation_or_only_in_one_region_is_reported() {
+    let m = broken_trail(
+        "enable_log_file_validation = true",
+        "enable_log_file_validation = false",
+    );
+    assert_eq!(rules(&cloudtrail(&m)), ["cloudtrail-integrity"]);
+    let m = broken_trail(
+        "is_multi_region_trail      = true",
+        "is_multi_region_trail      = false",
+    );
+    assert_eq!(rules(&cloudtrail(&m)), ["cloudtrail-all-regions"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// VPC endpoints
+
+#[test]
+fn a_vpc_missing_endpoints_is_reported() {
+    let m = Module::snippet(
+        "bad",
+        r#"
+resource "aws_vpc" "this" {
+  cidr_block = "10.0.0.0/16"
+}
+resource "aws_vpc_endpoint" "interface" {
+  for_each            = toset(["ecr.api", "ecr.dkr", "sts"])
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${local.region}.${each.value}"
+  vpc_endpoint_type   = "Interface"
+  private_dns_enabled = true
+}
+"#,
+    );
+    let violations = vpc_endpoints(&m);
+    let missing: Vec<&str> = violations.iter().map(|v| v.expected.as_str()).collect();
+    assert_eq!(
+        missing,
+        [
+            "an S3 gateway VPC endpoint (com.amazonaws.REGION.s3, vpc_endpoint_type Gateway)",
+            "an interface VPC endpoint for com.amazonaws.REGION.autoscaling",
+            "an interface VPC endpoint for com.amazonaws.REGION.backup",
+            "an interface VPC endpoint for com.amazonaws.REGION.ec2",
+            "an interface VPC endpoint for com.amazonaws.REGION.elasticloadbalancing",
+            "an interface VPC endpoint for com.amazonaws.REGION.kms",
+            "an interface VPC endpoint for com.amazonaws.REGION.logs",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environments
+
+fn env_snippet(text: &str) -> Module {
+    Module::parse(
+        "envs/test",
+        &[("terraform/envs/test/main.tf".to_string(), text.to_string())],
+    )
+    .unwrap()
+}
+
+const GOOD_ENV: &str = r#"
+variable "primary_region" {
+  default = "ap-northeast-1"
+}
+provider "aws" {
+  region = var.primary_region
+}
+provider "aws" {
+  alias  = "osaka"
+  region = "ap-northeast-3"
+}
+module "network" {
+  source = "../../modules/network"
+  name   = "t"
+}
+module "cluster" {
+  source = "../../modules/cluster"
+  name   = "t"
+}
+module "storage" {
+  source = "../../modules/storage"
+  providers = {
+    aws       = aws
+    aws.osaka = aws.osaka
+  }
+  name = "t"
+}
+module "backup" {
+  source = "../../modules/backup"
+  providers = {
+    aws       = aws
+    aws.osaka = aws.osaka
+  }
+  name            = "t"
+  retention_years = 20
+}
+module "guardrails" {
+  source = "../../modules/guardrails"
+  name   = "t"
+}
+module "audit_logging" {
+  source = "../../modules/audit-logging"
+  name   = "t"
+}
+"#;
+
+fn broken_env(from: &str, to: &str) -> Module {
+    assert!(GOOD_ENV.contains(from), "{from:?} not in the env snippet");
+    env_snippet(&GOOD_ENV.replacen(from, to, 1))
+}
+
+#[test]
+fn the_good_environment_passes() {
+    let modules = tree();
+    let env = env_snippet(GOOD_ENV);
+    assert_clean(&env_wiring(&env, &modules));
+    for wired in wired_modules(&env, &modules) {
+        assert_clean(&check_module(&wired));
+    }
+}
+
+#[test]
+fn an_osaka_provider_in_another_region_is_reported() {
+    let modules = tree();
+    let env = broken_env("region = \"ap-northeast-3\"", "region = \"ap-northeast-1\"");
+    let violations = env_wiring(&env, &modules);
+    assert_reported(&violations, "env-providers");
+    assert_reported(&violations, "env-wiring");
+}
+
+#[test]
+fn a_module_given_the_tokyo_provider_as_osaka_is_reported() {
+    let modules = tree();
+    let env = broken_env(
+        "aws.osaka = aws.osaka\n  }\n  name = \"t\"",
+        "aws.osaka = aws\n  }\n  name = \"t\"",
+    );
+    let violations = env_wiring(&env, &modules);
+    assert_eq!(
+        rules(&violations),
+        ["env-wiring"],
+        "{}",
+        listing(&violations)
+    );
+    assert_eq!(violations[0].address, "module.storage");
+}
+
+#[test]
+fn a_module_missing_its_osaka_provider_is_reported() {
+    let modules = tree();
+    let env = broken_env(
+        "  providers = {\n    aws       = aws\n    aws.osaka = aws.osaka\n  }\n  name = \"t\"",
+        "  name = \"t\"",
+    );
+    let violations = env_wiring(&env, &modules);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.rule == "env-wiring" && v.address == "module.storage"),
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn an_environment_without_a_required_module_is_reported() {
+    let modules = tree();
+    let env = broken_env(
+        "source = \"../../modules/guardrails\"",
+        "source = \"../../modules/elsewhere\"",
+    );
+    let violations = env_wiring(&env, &modules);
+    assert!(violations
+        .iter()
+        .any(|v| v.rule == "env-wiring" && v.expected.contains("modules/guardrails")));
+}
+
+#[test]
+fn an_environment_shortening_the_retention_is_reported_as_wired() {
+    let modules = tree();
+    let env = broken_env("retention_years = 20", "retention_years = 5");
+    let violations: Vec<Violation> = wired_modules(&env, &modules)
+        .iter()
+        .flat_map(check_module)
+        .collect();
+    assert_reported(&violations, "backup-retention-20y");
+    assert!(
+        violations[0]
+            .address
+            .starts_with("module.backup (envs/test)/aws_backup_plan.daily"),
+        "{}",
+        listing(&violations)
+    );
+}
+
+#[test]
+fn an_empty_tree_is_reported_as_missing_everything() {
+    let violations = required_presence(&[]);
+    assert_eq!(violations.len(), 10, "{}", listing(&violations));
+    assert!(violations.iter().all(|v| v.rule == "present"));
+}
