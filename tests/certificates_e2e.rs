@@ -284,3 +284,240 @@ fn a_second_person_countersigns_and_the_chain_finds_a_removed_certificate() {
     );
     assert!(!out.status.success());
 }
+
+/// The agent with extra environment variables (e.g. `KENKO_RENDER_FONT`).
+fn agent_env(data: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kenko-agent"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A poppler-utils tool's output (`pdftotext`, `pdffonts`).
+fn poppler(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (install the Debian package poppler-utils)"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A signed certificate by a person of 健康市, written to `dir/cert.json`.
+fn japanese_certificate(dir: &Path, data: &Path, job: &str) -> std::path::PathBuf {
+    let (key, _) = agent_key(data);
+    let mut c = certificate(job, 1, None);
+    c.sanitized_by.name = "山田 太郎".into();
+    c.sanitized_by.organization = "健康市 健康推進課".into();
+    c.sanitized_by.location = "健康市役所".into();
+    c.targets[0].media.classification = "特定個人情報".into();
+    c.sign(&key, "2026-11-25T01:01:01Z");
+    let file = dir.join("cert.json");
+    std::fs::write(&file, c.to_file_bytes()).unwrap();
+    file
+}
+
+#[test]
+fn a_certificate_renders_as_a_pdf_whose_japanese_text_can_be_extracted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = japanese_certificate(dir.path(), &data, "job-pdf-20261125-1");
+    // The second person's validation shows on the PDF too.
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "countersign",
+            file.to_str().unwrap(),
+            "--key",
+            dir.path().join("validator.key").to_str().unwrap(),
+            "--name",
+            "検証 次郎",
+            "--organization",
+            "健康市 監査委員事務局",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = hex::encode(Sha256::digest(std::fs::read(&file).unwrap()));
+
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "render",
+            file.to_str().unwrap(),
+            "--format",
+            "pdf",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pdf_path = dir.path().join("cert.pdf");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        pdf_path.display().to_string()
+    );
+    let pdf = std::fs::read(&pdf_path).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"));
+    // A subset of the 6 MB font: tens of KiB.
+    assert!(pdf.len() < 64 * 1024, "{} bytes", pdf.len());
+
+    let text = poppler(
+        "pdftotext",
+        &["-enc", "UTF-8", pdf_path.to_str().unwrap(), "-"],
+    );
+    for expected in [
+        "データ消去証明書",
+        "Certificate of Sanitization",
+        "山田 太郎",
+        "健康市 健康推進課",
+        "検証 次郎",
+        "健康市 監査委員事務局",
+        "job-pdf-20261125-1",
+        "特定個人情報",
+        sha.as_str(),
+        "the signed JSON file is the evidence",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} not in the PDF's text:\n{text}"
+        );
+    }
+    // The font is embedded as a subset, with a ToUnicode map (emb, sub, uni: yes yes yes).
+    let fonts = poppler("pdffonts", &[pdf_path.to_str().unwrap()]);
+    let line = fonts.lines().nth(2).unwrap_or_default();
+    assert!(
+        line.contains("CID TrueType") && line.contains("yes yes yes"),
+        "{fonts}"
+    );
+
+    // The same certificate renders to the same bytes (named with --out, font named by env).
+    let again = dir.path().join("again.pdf");
+    let out = agent_env(
+        &data,
+        &[(
+            "KENKO_RENDER_FONT",
+            "/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf",
+        )],
+        &[
+            "certificate",
+            "render",
+            file.to_str().unwrap(),
+            "--format",
+            "pdf",
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&again).unwrap(), pdf, "two renders differ");
+}
+
+#[test]
+fn a_tampered_certificate_is_not_rendered_as_pdf() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = japanese_certificate(dir.path(), &data, "job-pdf-2");
+    let original = std::fs::read(&file).unwrap();
+    let at = String::from_utf8_lossy(&original)
+        .find("\"bytes_erased\":4096")
+        .unwrap()
+        + 16;
+    let mut tampered = original;
+    tampered[at] = b'9';
+    std::fs::write(&file, &tampered).unwrap();
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "render",
+            file.to_str().unwrap(),
+            "--format",
+            "pdf",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certificate_bad_signature"), "{err}");
+    assert!(!dir.path().join("cert.pdf").exists(), "no PDF is written");
+}
+
+#[test]
+fn without_a_usable_font_the_pdf_is_refused_with_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = japanese_certificate(dir.path(), &data, "job-pdf-3");
+    let missing = dir.path().join("fonts/none.ttf");
+    let missing = missing.to_str().unwrap();
+    for out in [
+        agent(
+            &data,
+            &[
+                "certificate",
+                "render",
+                file.to_str().unwrap(),
+                "--format",
+                "pdf",
+                "--font",
+                missing,
+            ],
+        ),
+        agent_env(
+            &data,
+            &[("KENKO_RENDER_FONT", missing)],
+            &[
+                "certificate",
+                "render",
+                file.to_str().unwrap(),
+                "--format",
+                "pdf",
+            ],
+        ),
+    ] {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("render_font_missing"), "{err}");
+        assert!(err.contains(&format!("{missing} (not found)")), "{err}");
+        assert!(err.contains("fonts-ipafont-gothic"), "{err}");
+        assert!(!err.contains("山田"), "no personal data in errors: {err}");
+        assert!(!dir.path().join("cert.pdf").exists());
+    }
+
+    // A file that is not a font (the certificate itself).
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "render",
+            file.to_str().unwrap(),
+            "--format",
+            "pdf",
+            "--font",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("render_font_invalid"), "{err}");
+    assert!(!dir.path().join("cert.pdf").exists());
+}

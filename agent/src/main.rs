@@ -156,15 +156,20 @@ enum CertificateCommand {
         #[arg(long, default_value = "")]
         phone: String,
     },
-    /// Render a verified certificate for people (HTML; Japanese text as written). Refuses a
-    /// certificate that does not verify.
+    /// Render a verified certificate for people: HTML, or a printable A4 PDF (Japanese text
+    /// as written, extractable). Refuses a certificate that does not verify.
     Render {
         file: PathBuf,
-        #[arg(long, default_value = "html", value_parser = ["html"])]
+        #[arg(long, default_value = "html", value_parser = ["html", "pdf"])]
         format: String,
-        /// Where to write it [default: FILE with .html].
+        /// Where to write it [default: FILE with .html or .pdf].
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The font for the PDF: TrueType/OpenType (or a collection, first font) covering
+        /// Japanese [default: the first that exists of IPAGothic (Debian package
+        /// fonts-ipafont-gothic), fonts-japanese-gothic.ttf, Noto Sans CJK JP].
+        #[arg(long, env = "KENKO_RENDER_FONT")]
+        font: Option<PathBuf>,
     },
     /// Once KMS has deleted the keys a certificate scheduled for deletion, issue the
     /// certificate that confirms it (exits non-zero while they are still pending).
@@ -698,17 +703,28 @@ fn certificate(command: CertificateCommand, config: &Config) -> anyhow::Result<E
         }
         CertificateCommand::Render {
             file,
-            format: _,
+            format,
             out,
-        } => match certs::verify_file(&file, None) {
-            Ok(v) => {
-                let out = out.unwrap_or_else(|| file.with_extension("html"));
-                kenko_agent::fsutil::atomic_write(&out, kenko_cert::render::html(&v).as_bytes())?;
-                println!("{}", out.display());
-                Ok(ExitCode::SUCCESS)
+            font,
+        } => {
+            let format = match format.as_str() {
+                "pdf" => certs::RenderFormat::Pdf,
+                _ => certs::RenderFormat::Html,
+            };
+            match certs::render_file(&file, format, out.as_deref(), font.as_deref()) {
+                Ok(out) => {
+                    println!("{}", out.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                // The certificate does not verify.
+                Err(e @ certs::CertCommandError::Invalid { .. }) => report(e),
+                // A file that cannot be read or written, no usable font, or no PDF.
+                Err(e) => {
+                    eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            Err(e) => report(e),
-        },
+        }
         CertificateCommand::Finalize { file } => {
             let places = places(config, 7);
             match kenko_agent::erase::finalize(&file, &places) {

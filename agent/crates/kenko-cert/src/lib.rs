@@ -412,6 +412,7 @@ pub fn verify_chain(
     Ok(out)
 }
 
+pub mod pdf;
 pub mod render;
 
 #[cfg(test)]
