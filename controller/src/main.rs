@@ -1,10 +1,32 @@
-//! kenko's Kubernetes controller.
-//!
-//! The controller (HealthStack and erasure CRDs, residency enforcement, decommissioning and the
-//! `kubectl kenko` plugin) arrives with its own issue; this crate keeps the workspace layout
-//! fixed in the meantime and says so plainly when run.
+//! `kenko-controller`: the HealthStack controller, and `crdgen`, which writes the CRDs generated
+//! from `kenko-api` into `manifests/crds/`.
 
-fn main() {
-    eprintln!("kenko-controller: not implemented yet (see ARCHITECTURE.md)");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "kenko-controller", version, about)]
+enum Cli {
+    /// Write the CRDs generated from the API types (one file per CRD).
+    Crdgen {
+        /// Folder to write to.
+        #[arg(long, default_value = "manifests/crds")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse() {
+        Cli::Crdgen { out } => {
+            std::fs::create_dir_all(&out)?;
+            for (name, yaml) in kenko_api::crd_files() {
+                let path = out.join(name);
+                std::fs::write(&path, yaml)?;
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

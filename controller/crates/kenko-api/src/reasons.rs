@@ -1,0 +1,35 @@
+//! Condition types and the stable reasons shared by status conditions, Kubernetes Events and
+//! metric labels (one name for one fact, wherever an operator meets it).
+
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const RESIDENCY_COMPLIANT: &str = "ResidencyCompliant";
+    pub const BACKUP_CONFIGURED: &str = "BackupConfigured";
+    pub const DECOMMISSIONING: &str = "Decommissioning";
+}
+
+pub mod reason {
+    /// Everything applied and available.
+    pub const RECONCILED: &str = "Reconciled";
+    /// Children applied; waiting for them to become available.
+    pub const APPLYING: &str = "Applying";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const RESIDENCY_OK: &str = "InJapan";
+    pub const REGION_NOT_ALLOWED: &str = "RegionNotAllowed";
+    pub const BACKUP_SAME_REGION: &str = "BackupInSameRegion";
+    pub const RETENTION_TOO_SHORT: &str = "RetentionTooShort";
+    pub const STORAGE_CLASS_OUTSIDE_JAPAN: &str = "StorageClassOutsideJapan";
+    pub const STORAGE_CLASS_NOT_ALLOWED: &str = "StorageClassNotAllowed";
+    pub const STORAGE_CLASS_MISSING: &str = "StorageClassMissing";
+    pub const BACKUP_OK: &str = "BackupPlanned";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+    pub const ERASING: &str = "Erasing";
+    pub const CERTIFIED: &str = "Certified";
+    pub const ERASURE_FAILED: &str = "ErasureFailed";
+    pub const ERASURE_BLOCKED: &str = "ErasureBlocked";
+    pub const NOT_DECOMMISSIONING: &str = "NotDecommissioning";
+    pub const SELF_APPROVAL: &str = "SelfApprovalRefused";
+}

@@ -1,0 +1,60 @@
+//! `ResidencyPolicy`: the cluster's rules for where a stack's data may live. The CRD's CEL
+//! rules hold the city's floor (Japan only, 20 years); a policy may be stricter, and the
+//! controller checks every stack against it.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kenko.io",
+    version = "v1alpha1",
+    kind = "ResidencyPolicy",
+    plural = "residencypolicies",
+    shortname = "rp",
+    cel,
+    printcolumn = r#"{"name":"Regions","type":"string","jsonPath":".spec.allowedRegions"}"#,
+    printcolumn = r#"{"name":"MinRetention","type":"integer","jsonPath":".spec.minRetentionYears"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ResidencyPolicySpec {
+    /// Regions a stack's storage and backups may use.
+    #[serde(default = "default_regions")]
+    #[x_kube(validation = Rule::new("size(self) > 0 && self.all(r, r in ['ap-northeast-1', 'ap-northeast-3'])").message("allowedRegions may only hold ap-northeast-1 (Tokyo) and ap-northeast-3 (Osaka)"))]
+    #[schemars(length(max = 2))]
+    pub allowed_regions: Vec<String>,
+    /// Backups must live in a different region from production.
+    #[serde(default = "yes")]
+    #[x_kube(validation = Rule::new("self == true").message("backupsInDifferentRegion cannot be turned off: the city promised a different data centre"))]
+    pub backups_in_different_region: bool,
+    #[serde(default = "default_retention")]
+    #[x_kube(validation = Rule::new("self >= 20").message("minRetentionYears must be at least 20"))]
+    pub min_retention_years: i32,
+    /// StorageClasses stacks may use (empty: any whose region and topology are in Japan).
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub allowed_storage_classes: Vec<String>,
+}
+
+fn default_regions() -> Vec<String> {
+    crate::JAPAN_REGIONS.iter().map(|s| s.to_string()).collect()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_retention() -> i32 {
+    crate::MIN_RETENTION_YEARS
+}
+
+impl Default for ResidencyPolicySpec {
+    fn default() -> Self {
+        ResidencyPolicySpec {
+            allowed_regions: default_regions(),
+            backups_in_different_region: true,
+            min_retention_years: crate::MIN_RETENTION_YEARS,
+            allowed_storage_classes: vec![],
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Every CEL admission rule, accepting and rejecting, evaluated with kube's CEL support (the
+//! rules as the API server would run them, from the generated CRD); and the committed CRDs
+//! match the types.
+
+use super::*;
+
+pub(crate) fn stack() -> HealthStack {
+    HealthStack::new(
+        "hachioji",
+        HealthStackSpec {
+            municipality: Municipality {
+                code: "132012".into(),
+                name: "八王子市".into(),
+            },
+            app: AppSpec {
+                image: "registry.city.example/health/app:1.4.2".into(),
+                digest: Some(format!("sha256:{}", "a".repeat(64))),
+                replicas: 2,
+                resources: None,
+            },
+            database: DatabaseSpec {
+                managed: Some(ManagedDatabase {
+                    image: "postgres:16".into(),
+                    storage_size: "100Gi".into(),
+                }),
+                external: None,
+            },
+            storage: StorageSpec {
+                class: "gp3-tokyo".into(),
+                size: "50Gi".into(),
+                region: "ap-northeast-1".into(),
+            },
+            backup: BackupSpec {
+                region: "ap-northeast-3".into(),
+                vault: "kenko-osaka".into(),
+                schedule: "0 18 * * *".into(),
+                retention_years: 20,
+            },
+            intake: IntakeSpec::default(),
+            monitoring: MonitoringSpec::default(),
+            network: NetworkSpec {
+                allowed_egress_cidrs: vec!["10.20.0.0/24".into()],
+            },
+            suspend: false,
+        },
+    )
+}
+
+/// The messages of the rules an object breaks (empty when admitted).
+fn refused(s: &HealthStack) -> Vec<String> {
+    match s.validate_cel() {
+        Ok(()) => vec![],
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[track_caller]
+fn assert_refused(s: &HealthStack, needle: &str) {
+    let r = refused(s);
+    assert!(
+        r.iter().any(|m| m.contains(needle)),
+        "expected a refusal mentioning {needle:?}, got {r:?}"
+    );
+}
+
+#[test]
+fn a_stack_in_tokyo_with_backups_in_osaka_is_admitted() {
+    assert_eq!(refused(&stack()), Vec::<String>::new());
+    let mut osaka = stack();
+    osaka.spec.storage.region = "ap-northeast-3".into();
+    osaka.spec.backup.region = "ap-northeast-1".into();
+    assert_eq!(refused(&osaka), Vec::<String>::new());
+}
+
+#[test]
+fn regions_outside_japan_are_refused() {
+    for bad in ["us-east-1", "ap-northeast-2", "ap-southeast-1", ""] {
+        let mut s = stack();
+        s.spec.storage.region = bad.into();
+        assert_refused(&s, "storage.region must be in Japan");
+        let mut s = stack();
+        s.spec.backup.region = bad.into();
+        assert_refused(&s, "backup.region must be in Japan");
+    }
+}
+
+#[test]
+fn backups_in_the_production_region_are_refused() {
+    let mut s = stack();
+    s.spec.backup.region = "ap-northeast-1".into();
+    assert_refused(&s, "different region");
+}
+
+#[test]
+fn retention_below_twenty_years_is_refused() {
+    let mut s = stack();
+    s.spec.backup.retention_years = 19;
+    assert_refused(&s, "at least 20");
+    s.spec.backup.retention_years = 30;
+    assert!(refused(&s).is_empty());
+}
+
+#[test]
+fn exactly_one_database_kind() {
+    let mut s = stack();
+    s.spec.database.external = Some(ExternalDatabase {
+        host: "db.internal".into(),
+        port: 5432,
+        secret_name: "db".into(),
+    });
+    assert_refused(&s, "exactly one of managed or external");
+    s.spec.database.managed = None;
+    assert!(refused(&s).is_empty());
+    s.spec.database.external = None;
+    assert_refused(&s, "exactly one of managed or external");
+}
+
+#[test]
+fn municipality_code_digest_and_office_hours_formats() {
+    let mut s = stack();
+    s.spec.municipality.code = "13201".into();
+    assert_refused(&s, "six-digit");
+    let mut s = stack();
+    s.spec.app.digest = Some("sha256:XYZ".into());
+    assert_refused(&s, "app.digest");
+    let mut s = stack();
+    s.spec.app.digest = None;
+    assert!(refused(&s).is_empty(), "the digest is optional");
+    let mut s = stack();
+    s.spec.monitoring.office_hours = "9 to 5".into();
+    assert_refused(&s, "officeHours");
+}
+
+#[test]
+fn egress_to_the_internet_is_refused() {
+    for bad in ["0.0.0.0/0", "::/0", "10.0.0.0/4", "not-a-cidr"] {
+        let mut s = stack();
+        s.spec.network.allowed_egress_cidrs = vec!["10.20.0.0/24".into(), bad.into()];
+        assert_refused(&s, "allowedEgressCIDRs");
+    }
+}
+
+#[test]
+fn residency_policy_floor() {
+    let ok = ResidencyPolicy::new("default", ResidencyPolicySpec::default());
+    assert!(ok.validate_cel().is_ok());
+    let mut p = ok.clone();
+    p.spec.allowed_regions = vec!["ap-northeast-1".into(), "us-west-2".into()];
+    assert!(p.validate_cel().is_err());
+    let mut p = ok.clone();
+    p.spec.allowed_regions = vec![];
+    assert!(p.validate_cel().is_err());
+    let mut p = ok.clone();
+    p.spec.min_retention_years = 10;
+    assert!(p.validate_cel().is_err());
+    let mut p = ok.clone();
+    p.spec.backups_in_different_region = false;
+    assert!(p.validate_cel().is_err());
+    let mut p = ok;
+    p.spec.allowed_regions = vec!["ap-northeast-1".into()];
+    p.spec.min_retention_years = 30;
+    assert!(p.validate_cel().is_ok(), "a stricter policy is fine");
+}
+
+fn request() -> ErasureRequest {
+    ErasureRequest::new(
+        "decommission-hachioji",
+        ErasureRequestSpec {
+            targets: vec!["pvc:data-hachioji-db-0".into(), "datakey:records".into()],
+            method: "clear".into(),
+            verification: "full".into(),
+            requested_by: "operator-a".into(),
+            approved_by: None,
+            stack: Some("hachioji".into()),
+        },
+    )
+}
+
+#[test]
+fn an_erasure_cannot_be_approved_by_its_requester() {
+    let r = request();
+    assert!(r.validate_cel().is_ok());
+    let mut approved = r.clone();
+    approved.spec.approved_by = Some("auditor-b".into());
+    assert!(approved.validate_cel_update(&r).is_ok());
+    let mut own = r.clone();
+    own.spec.approved_by = Some("operator-a".into());
+    let e = own.validate_cel_update(&r).unwrap_err().to_string();
+    assert!(e.contains("someone other than"), "{e}");
+}
+
+#[test]
+fn an_erasure_request_cannot_change_after_it_is_made() {
+    let r = request();
+    let mut more = r.clone();
+    more.spec.targets.push("s3://other-city-records".into());
+    assert!(more.validate_cel_update(&r).is_err());
+    let mut m = r.clone();
+    m.spec.method = "crypto".into();
+    assert!(m.validate_cel_update(&r).is_err());
+    // An approval stays.
+    let mut approved = r.clone();
+    approved.spec.approved_by = Some("auditor-b".into());
+    let mut changed = approved.clone();
+    changed.spec.approved_by = Some("auditor-c".into());
+    assert!(changed.validate_cel_update(&approved).is_err());
+    assert!(r.validate_cel_update(&approved).is_err(), "withdrawn");
+    assert!(approved.validate_cel_update(&approved).is_ok());
+}
+
+#[test]
+fn erasure_request_fields() {
+    let mut r = request();
+    r.spec.method = "shred".into();
+    assert!(r.validate_cel().is_err());
+    let mut r = request();
+    r.spec.verification = "none".into();
+    assert!(r.validate_cel().is_err());
+    let mut r = request();
+    r.spec.targets = vec!["nfs:/x".into()];
+    assert!(r.validate_cel().is_err());
+}
+
+#[test]
+fn an_erasure_certificate_is_immutable() {
+    let c = ErasureCertificate::new(
+        "000001-decommission-hachioji",
+        ErasureCertificateSpec {
+            job_id: "decommission-hachioji".into(),
+            request: "city/decommission-hachioji".into(),
+            stack: Some("city/hachioji".into()),
+            targets: vec!["datakey:records".into()],
+            target_count: 1,
+            blocked_count: 0,
+            signer: "ab".repeat(32),
+            sha256: "cd".repeat(32),
+            issued_at: "2026-11-26T00:00:00Z".into(),
+            certificate: "{}\n".into(),
+        },
+    );
+    assert!(c.validate_cel_update(&c).is_ok());
+    let mut changed = c.clone();
+    changed.spec.sha256 = "ef".repeat(32);
+    assert!(changed.validate_cel_update(&c).is_err());
+}
+
+#[test]
+fn the_committed_crds_are_the_generated_ones() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../manifests/crds");
+    for (name, yaml) in crd_files() {
+        let path = dir.join(&name);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == yaml,
+            "{} differs from the types in controller/crates/kenko-api: run `cargo run -p kenko-controller -- crdgen` and commit manifests/crds/",
+            path.display()
+        );
+    }
+}
