@@ -27,9 +27,10 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct ErasureRequestSpec {
     /// Erasure targets in the agent's syntax: `device:`, `dir:`, `s3://`, `ebs-snapshot:`,
-    /// `backup-rp:`, `kms:`, `datakey:`; `pvc:NAME` for a volume of the stack.
+    /// `backup-rp:`, `kms:`, `datakey:`; `pvc:NAME` for a volume of the stack;
+    /// `backup-vault:REGION/VAULT` for every recovery point of the stack in that vault.
     #[schemars(length(min = 1, max = 64))]
-    #[x_kube(validation = Rule::new("self.all(t, t.matches('^(pvc:|device:|dir:|file:|s3://|ebs-snapshot:|backup-rp:|kms:|datakey:)'))").message("every target must be pvc:, device:, dir:, file:, s3://, ebs-snapshot:, backup-rp:, kms: or datakey:"))]
+    #[x_kube(validation = Rule::new("self.all(t, t.matches('^(pvc:|device:|dir:|file:|s3://|ebs-snapshot:|backup-rp:|backup-vault:|kms:|datakey:)'))").message("every target must be pvc:, device:, dir:, file:, s3://, ebs-snapshot:, backup-rp:, backup-vault:, kms: or datakey:"))]
     pub targets: Vec<String>,
     #[x_kube(validation = Rule::new("self in ['clear', 'purge', 'crypto']").message("method must be clear, purge or crypto"))]
     #[schemars(length(max = 8))]

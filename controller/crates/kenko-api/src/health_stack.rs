@@ -136,6 +136,18 @@ pub struct StorageSpec {
     #[x_kube(validation = Rule::new("self in ['ap-northeast-1', 'ap-northeast-3']").message("storage.region must be in Japan: ap-northeast-1 (Tokyo) or ap-northeast-3 (Osaka)"))]
     #[schemars(length(max = 32))]
     pub region: String,
+    /// `s3://bucket[/prefix]` where the stack keeps records and exports (erased on
+    /// decommissioning, every version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('s3://')").message("storage.recordsBucket must be s3://bucket[/prefix]"))]
+    #[schemars(length(max = 1024))]
+    pub records_bucket: Option<String>,
+    /// The KMS key (ARN) that encrypts the stack's volumes, buckets and backups: scheduled for
+    /// deletion on decommissioning (cryptographic erase of every copy, backups included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:kms:ap-northeast-[13]:[0-9]{12}:key/.+$')").message("storage.kmsKeyArn must be a KMS key ARN in ap-northeast-1 or ap-northeast-3"))]
+    #[schemars(length(max = 2048))]
+    pub kms_key_arn: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -11,6 +11,7 @@ pub mod erasure;
 pub mod health_stack;
 pub mod reasons;
 pub mod residency;
+pub mod samples;
 
 pub use erasure::{
     ErasureCertificate, ErasureCertificateSpec, ErasurePhase, ErasureRequest, ErasureRequestSpec,

@@ -4,46 +4,8 @@
 
 use super::*;
 
-pub(crate) fn stack() -> HealthStack {
-    HealthStack::new(
-        "hachioji",
-        HealthStackSpec {
-            municipality: Municipality {
-                code: "132012".into(),
-                name: "八王子市".into(),
-            },
-            app: AppSpec {
-                image: "registry.city.example/health/app:1.4.2".into(),
-                digest: Some(format!("sha256:{}", "a".repeat(64))),
-                replicas: 2,
-                resources: None,
-            },
-            database: DatabaseSpec {
-                managed: Some(ManagedDatabase {
-                    image: "postgres:16".into(),
-                    storage_size: "100Gi".into(),
-                }),
-                external: None,
-            },
-            storage: StorageSpec {
-                class: "gp3-tokyo".into(),
-                size: "50Gi".into(),
-                region: "ap-northeast-1".into(),
-            },
-            backup: BackupSpec {
-                region: "ap-northeast-3".into(),
-                vault: "kenko-osaka".into(),
-                schedule: "0 18 * * *".into(),
-                retention_years: 20,
-            },
-            intake: IntakeSpec::default(),
-            monitoring: MonitoringSpec::default(),
-            network: NetworkSpec {
-                allowed_egress_cidrs: vec!["10.20.0.0/24".into()],
-            },
-            suspend: false,
-        },
-    )
+fn stack() -> HealthStack {
+    samples::hachioji()
 }
 
 /// The messages of the rules an object breaks (empty when admitted).
@@ -129,6 +91,17 @@ fn municipality_code_digest_and_office_hours_formats() {
     let mut s = stack();
     s.spec.monitoring.office_hours = "9 to 5".into();
     assert_refused(&s, "officeHours");
+}
+
+#[test]
+fn the_kms_key_is_in_japan() {
+    let mut s = stack();
+    s.spec.storage.kms_key_arn =
+        Some("arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab".into());
+    assert_refused(&s, "kmsKeyArn");
+    let mut s = stack();
+    s.spec.storage.records_bucket = Some("https://bucket".into());
+    assert_refused(&s, "recordsBucket");
 }
 
 #[test]

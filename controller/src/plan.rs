@@ -1,0 +1,870 @@
+//! What a HealthStack should look like in the cluster, as pure functions: the residency
+//! verdict, the children to apply, the conditions, and every place the stack's data lives
+//! (what decommissioning must erase). No I/O: the reconciler feeds these the objects it read.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kenko_api::reasons::{condition, reason};
+use kenko_api::{HealthStack, ResidencyPolicySpec, JAPAN_REGIONS};
+use kube::Resource;
+
+/// The field manager of every server-side apply.
+pub const MANAGER: &str = "kenko-controller";
+/// Held on a HealthStack until every place its data lived is erased and certified.
+pub const FINALIZER: &str = "kenko.io/decommission";
+
+/// Whether a stack may have storage, and if not, why (a reason shared with Events and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Residency {
+    Compliant,
+    Violation {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+fn violation(reason: &'static str, message: String) -> Residency {
+    Residency::Violation { reason, message }
+}
+
+/// The regions and zones a StorageClass pins its volumes to (`allowedTopologies`), if any.
+fn storage_class_places(sc: &StorageClass) -> Vec<String> {
+    let mut out = Vec::new();
+    for term in sc.allowed_topologies.iter().flatten() {
+        for req in term.match_label_expressions.iter().flatten() {
+            if req.key.contains("region") || req.key.contains("zone") {
+                out.extend(req.values.iter().cloned());
+            }
+        }
+    }
+    if let Some(region) = sc.parameters.as_ref().and_then(|p| p.get("region")) {
+        out.push(region.clone());
+    }
+    out
+}
+
+/// In Japan: a Japanese region, or a zone of one (`ap-northeast-1a`; never ap-northeast-2,
+/// which is Seoul).
+fn in_region(place: &str, region: &str) -> bool {
+    place == region
+        || place
+            .strip_prefix(region)
+            .is_some_and(|z| z.len() == 1 && z.chars().all(|c| c.is_ascii_lowercase()))
+}
+
+/// Checks a stack against the cluster's policy and its StorageClass (as read; `None` when it
+/// does not exist).
+pub fn residency(
+    stack: &HealthStack,
+    policy: &ResidencyPolicySpec,
+    storage_class: Option<&StorageClass>,
+) -> Residency {
+    let s = &stack.spec;
+    for (what, region) in [("storage", &s.storage.region), ("backup", &s.backup.region)] {
+        if !policy.allowed_regions.iter().any(|r| r == region)
+            || !JAPAN_REGIONS.contains(&region.as_str())
+        {
+            return violation(
+                reason::REGION_NOT_ALLOWED,
+                format!(
+                    "{what}.region {region} is not allowed by the ResidencyPolicy ({})",
+                    policy.allowed_regions.join(", ")
+                ),
+            );
+        }
+    }
+    if policy.backups_in_different_region && s.backup.region == s.storage.region {
+        return violation(
+            reason::BACKUP_SAME_REGION,
+            format!(
+                "backups are in {}, the production region; they must be in the other Japanese region",
+                s.backup.region
+            ),
+        );
+    }
+    if s.backup.retention_years < policy.min_retention_years {
+        return violation(
+            reason::RETENTION_TOO_SHORT,
+            format!(
+                "backup.retentionYears is {}; the ResidencyPolicy requires at least {}",
+                s.backup.retention_years, policy.min_retention_years
+            ),
+        );
+    }
+    if !policy.allowed_storage_classes.is_empty()
+        && !policy.allowed_storage_classes.contains(&s.storage.class)
+    {
+        return violation(
+            reason::STORAGE_CLASS_NOT_ALLOWED,
+            format!(
+                "StorageClass {} is not one of the ResidencyPolicy's ({})",
+                s.storage.class,
+                policy.allowed_storage_classes.join(", ")
+            ),
+        );
+    }
+    let Some(sc) = storage_class else {
+        return violation(
+            reason::STORAGE_CLASS_MISSING,
+            format!("StorageClass {} does not exist", s.storage.class),
+        );
+    };
+    let places = storage_class_places(sc);
+    if places.is_empty() {
+        return violation(
+            reason::STORAGE_CLASS_OUTSIDE_JAPAN,
+            format!(
+                "StorageClass {} pins no region or zone (allowedTopologies), so its volumes could be anywhere",
+                s.storage.class
+            ),
+        );
+    }
+    if let Some(p) = places.iter().find(|p| !in_region(p, &s.storage.region)) {
+        return violation(
+            reason::STORAGE_CLASS_OUTSIDE_JAPAN,
+            format!(
+                "StorageClass {} places volumes in {p}, outside the stack's region {}",
+                s.storage.class, s.storage.region
+            ),
+        );
+    }
+    Residency::Compliant
+}
+
+/// Names of a stack's children.
+pub struct Names {
+    pub app: String,
+    pub db: String,
+    pub data_pvc: String,
+    pub db_pvc: String,
+    pub agent_config: String,
+}
+
+pub fn names(stack: &HealthStack) -> Names {
+    let n = stack.metadata.name.clone().unwrap_or_default();
+    Names {
+        app: format!("{n}-app"),
+        db: format!("{n}-db"),
+        data_pvc: format!("{n}-data"),
+        // The StatefulSet's volume claim template `data`, ordinal 0.
+        db_pvc: format!("data-{n}-db-0"),
+        agent_config: format!("{n}-agent"),
+    }
+}
+
+/// One object to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Child {
+    ServiceAccount(ServiceAccount),
+    Role(Role),
+    RoleBinding(RoleBinding),
+    ConfigMap(ConfigMap),
+    PersistentVolumeClaim(PersistentVolumeClaim),
+    StatefulSet(StatefulSet),
+    Service(Service),
+    Deployment(Deployment),
+    NetworkPolicy(NetworkPolicy),
+    PodDisruptionBudget(PodDisruptionBudget),
+}
+
+impl Child {
+    /// `Kind/name`, for logs and tests.
+    pub fn id(&self) -> String {
+        fn id<K: Resource<DynamicType = ()>>(k: &K) -> String {
+            format!(
+                "{}/{}",
+                K::kind(&()),
+                k.meta().name.clone().unwrap_or_default()
+            )
+        }
+        match self {
+            Child::ServiceAccount(o) => id(o),
+            Child::Role(o) => id(o),
+            Child::RoleBinding(o) => id(o),
+            Child::ConfigMap(o) => id(o),
+            Child::PersistentVolumeClaim(o) => id(o),
+            Child::StatefulSet(o) => id(o),
+            Child::Service(o) => id(o),
+            Child::Deployment(o) => id(o),
+            Child::NetworkPolicy(o) => id(o),
+            Child::PodDisruptionBudget(o) => id(o),
+        }
+    }
+}
+
+fn labels(stack: &HealthStack, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "kenko-health-stack".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            stack.metadata.name.clone().unwrap_or_default(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            component.to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGER.to_string(),
+        ),
+    ])
+}
+
+fn selector(stack: &HealthStack, component: &str) -> BTreeMap<String, String> {
+    let mut l = labels(stack, component);
+    l.remove("app.kubernetes.io/managed-by");
+    l.remove("app.kubernetes.io/name");
+    l
+}
+
+fn meta(stack: &HealthStack, name: &str, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: stack.metadata.namespace.clone(),
+        labels: Some(labels(stack, component)),
+        owner_references: stack.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// The owner reference every child carries (so deleting the stack collects them).
+pub fn owner(stack: &HealthStack) -> Option<OwnerReference> {
+    stack.controller_owner_ref(&())
+}
+
+/// The Pod Security "restricted" profile, for every container.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_security(uid: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        fs_group: Some(uid),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn pvc(stack: &HealthStack, name: &str, component: &str, size: &str) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: meta(stack, name, component),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: Some(stack.spec.storage.class.clone()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(size.to_string()),
+                )])),
+                limits: None,
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn peer_labels(stack: &HealthStack, component: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(selector(stack, component)),
+            match_expressions: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        end_port: None,
+    }
+}
+
+/// DNS: kube-system's resolvers only.
+fn dns_egress() -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_string(),
+                    "kube-system".to_string(),
+                )])),
+                match_expressions: None,
+            }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "k8s-app".to_string(),
+                    "kube-dns".to_string(),
+                )])),
+                match_expressions: None,
+            }),
+            ip_block: None,
+        }]),
+        ports: Some(vec![
+            NetworkPolicyPort {
+                port: Some(IntOrString::Int(53)),
+                protocol: Some("UDP".into()),
+                end_port: None,
+            },
+            tcp(53),
+        ]),
+    }
+}
+
+/// Every child of a compliant stack, in apply order (identities and policy first, storage
+/// before the workloads that mount it). A non-compliant stack gets none: no volume is
+/// created where its data could leave Japan.
+pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
+    if *residency != Residency::Compliant {
+        return vec![];
+    }
+    let s = &stack.spec;
+    let n = names(stack);
+    let stack_name = stack.metadata.name.clone().unwrap_or_default();
+    let managed = s.database.managed.as_ref();
+    let writes = if s.suspend { 0 } else { 1 };
+    let mut out = Vec::new();
+
+    // Identity and least privilege: the app reads its own ConfigMap, nothing else.
+    out.push(Child::ServiceAccount(ServiceAccount {
+        metadata: meta(stack, &n.app, "app"),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }));
+    out.push(Child::Role(Role {
+        metadata: meta(stack, &n.app, "app"),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["".into()]),
+            resources: Some(vec!["configmaps".into()]),
+            resource_names: Some(vec![n.agent_config.clone()]),
+            verbs: vec!["get".into()],
+            non_resource_urls: None,
+        }]),
+    }));
+    out.push(Child::RoleBinding(RoleBinding {
+        metadata: meta(stack, &n.app, "app"),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: n.app.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: n.app.clone(),
+            namespace: stack.metadata.namespace.clone(),
+            api_group: None,
+        }]),
+    }));
+
+    // Network: deny everything, then allow app → database, DNS, and the VPC endpoints.
+    out.push(Child::NetworkPolicy(NetworkPolicy {
+        metadata: meta(stack, &format!("{stack_name}-default-deny"), "network"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/instance".to_string(),
+                    stack_name.clone(),
+                )])),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: None,
+            egress: None,
+        }),
+    }));
+    let mut app_egress = vec![dns_egress()];
+    if managed.is_some() {
+        app_egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![peer_labels(stack, "database")]),
+            ports: Some(vec![tcp(5432)]),
+        });
+    }
+    if !s.network.allowed_egress_cidrs.is_empty() {
+        app_egress.push(NetworkPolicyEgressRule {
+            to: Some(
+                s.network
+                    .allowed_egress_cidrs
+                    .iter()
+                    .map(|c| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: c.clone(),
+                            except: None,
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![
+                tcp(443),
+                tcp(s.database.external.as_ref().map_or(443, |e| e.port)),
+            ]),
+        });
+    }
+    out.push(Child::NetworkPolicy(NetworkPolicy {
+        metadata: meta(stack, &n.app, "network"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector(stack, "app")),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    namespace_selector: Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            "kubernetes.io/metadata.name".to_string(),
+                            stack.metadata.namespace.clone().unwrap_or_default(),
+                        )])),
+                        match_expressions: None,
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![tcp(8080)]),
+            }]),
+            egress: Some(app_egress),
+        }),
+    }));
+    if managed.is_some() {
+        out.push(Child::NetworkPolicy(NetworkPolicy {
+            metadata: meta(stack, &n.db, "network"),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(selector(stack, "database")),
+                    match_expressions: None,
+                }),
+                policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule {
+                    from: Some(vec![peer_labels(stack, "app")]),
+                    ports: Some(vec![tcp(5432)]),
+                }]),
+                egress: Some(vec![dns_egress()]),
+            }),
+        }));
+    }
+
+    // The agent's configuration for this stack (no secrets, no personal data).
+    out.push(Child::ConfigMap(ConfigMap {
+        metadata: meta(stack, &n.agent_config, "agent"),
+        data: Some(BTreeMap::from([(
+            "kenko.toml".to_string(),
+            format!(
+                "# kenko-agent configuration for {stack_name}, written by the controller.\n\
+                 municipality_code = \"{}\"\n\
+                 inbox = \"{}\"\n\
+                 intake_schedule = \"{}\"\n\
+                 office_hours = \"{}\"\n\
+                 suspended = {}\n",
+                s.municipality.code,
+                s.intake.inbox,
+                s.intake.schedule,
+                s.monitoring.office_hours,
+                s.suspend
+            ),
+        )])),
+        ..Default::default()
+    }));
+
+    // Storage, then the workloads.
+    out.push(Child::PersistentVolumeClaim(pvc(
+        stack,
+        &n.data_pvc,
+        "app",
+        &s.storage.size,
+    )));
+    if let Some(db) = managed {
+        let mut template = pvc(stack, "data", "database", &db.storage_size);
+        template.metadata.owner_references = None;
+        template.metadata.namespace = None;
+        out.push(Child::Service(Service {
+            metadata: meta(stack, &n.db, "database"),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                selector: Some(selector(stack, "database")),
+                ports: Some(vec![ServicePort {
+                    name: Some("postgres".into()),
+                    port: 5432,
+                    target_port: Some(IntOrString::Int(5432)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        }));
+        out.push(Child::StatefulSet(StatefulSet {
+            metadata: meta(stack, &n.db, "database"),
+            spec: Some(StatefulSetSpec {
+                replicas: Some(writes),
+                service_name: Some(n.db.clone()),
+                selector: LabelSelector {
+                    match_labels: Some(selector(stack, "database")),
+                    match_expressions: None,
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels(stack, "database")),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        automount_service_account_token: Some(false),
+                        security_context: Some(pod_security(999)),
+                        containers: vec![Container {
+                            name: "postgres".into(),
+                            image: Some(db.image.clone()),
+                            ports: Some(vec![port("postgres", 5432)]),
+                            env: Some(vec![EnvVar {
+                                name: "PGDATA".into(),
+                                value: Some("/var/lib/postgresql/data/pgdata".into()),
+                                value_from: None,
+                            }]),
+                            security_context: Some(SecurityContext {
+                                // PostgreSQL writes its socket and pid under /var/run.
+                                read_only_root_filesystem: Some(false),
+                                ..restricted()
+                            }),
+                            volume_mounts: Some(vec![VolumeMount {
+                                name: "data".into(),
+                                mount_path: "/var/lib/postgresql/data".into(),
+                                ..Default::default()
+                            }]),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                },
+                volume_claim_templates: Some(vec![template]),
+                ..Default::default()
+            }),
+            status: None,
+        }));
+    }
+    let mut app_env = vec![EnvVar {
+        name: "KENKO_MUNICIPALITY_CODE".into(),
+        value: Some(s.municipality.code.clone()),
+        value_from: None,
+    }];
+    match (&managed, &s.database.external) {
+        (Some(_), _) => app_env.push(EnvVar {
+            name: "DATABASE_HOST".into(),
+            value: Some(n.db.clone()),
+            value_from: None,
+        }),
+        (None, Some(ext)) => app_env.push(EnvVar {
+            name: "DATABASE_HOST".into(),
+            value: Some(ext.host.clone()),
+            value_from: None,
+        }),
+        _ => {}
+    }
+    let image = match &s.app.digest {
+        Some(d) => format!(
+            "{}@{d}",
+            s.app.image.split('@').next().unwrap_or(&s.app.image)
+        ),
+        None => s.app.image.clone(),
+    };
+    out.push(Child::Deployment(Deployment {
+        metadata: meta(stack, &n.app, "app"),
+        spec: Some(DeploymentSpec {
+            replicas: Some(if s.suspend { 0 } else { s.app.replicas }),
+            selector: LabelSelector {
+                match_labels: Some(selector(stack, "app")),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(stack, "app")),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(n.app.clone()),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security(65532)),
+                    containers: vec![Container {
+                        name: "app".into(),
+                        image: Some(image),
+                        ports: Some(vec![port("http", 8080)]),
+                        env: Some(app_env),
+                        resources: s.app.resources.clone(),
+                        security_context: Some(restricted()),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "data".into(),
+                            mount_path: "/var/lib/health".into(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![Volume {
+                        name: "data".into(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: n.data_pvc.clone(),
+                            read_only: Some(false),
+                        }),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }));
+    out.push(Child::Service(Service {
+        metadata: meta(stack, &n.app, "app"),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(stack, "app")),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 8080,
+                target_port: Some(IntOrString::Int(8080)),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }));
+    out.push(Child::PodDisruptionBudget(PodDisruptionBudget {
+        metadata: meta(stack, &n.app, "app"),
+        spec: Some(PodDisruptionBudgetSpec {
+            // One pod may go at a time; with a single replica (or suspended) nothing blocks a
+            // node drain.
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector(stack, "app")),
+                match_expressions: None,
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }));
+    out
+}
+
+/// Every place the stack's data lives: what its decommissioning ErasureRequest lists.
+pub fn data_locations(stack: &HealthStack) -> Vec<String> {
+    let s = &stack.spec;
+    let n = names(stack);
+    let mut out = vec![format!("pvc:{}", n.data_pvc)];
+    if s.database.managed.is_some() {
+        out.push(format!("pvc:{}", n.db_pvc));
+    }
+    if let Some(b) = &s.storage.records_bucket {
+        out.push(b.clone());
+    }
+    if s.intake.inbox.starts_with("s3://") {
+        out.push(s.intake.inbox.clone());
+    }
+    // Recovery points where they are taken and where they are copied: both regions.
+    out.push(format!(
+        "backup-vault:{}/{}",
+        s.storage.region, s.backup.vault
+    ));
+    out.push(format!(
+        "backup-vault:{}/{}",
+        s.backup.region, s.backup.vault
+    ));
+    if let Some(k) = &s.storage.kms_key_arn {
+        out.push(format!("kms:{k}"));
+    }
+    out.push("datakey:records".into());
+    out
+}
+
+/// A condition with the given fields, keeping the transition time when the status did not
+/// change.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: since,
+    }
+}
+
+/// What the reconciler saw after applying.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Available replicas of the app Deployment.
+    pub app_available: i32,
+    /// An apply that failed: (child, reason text).
+    pub apply_error: Option<String>,
+}
+
+/// The stack's conditions outside decommissioning.
+pub fn conditions(
+    stack: &HealthStack,
+    residency: &Residency,
+    observed: &Observed,
+    now: &Time,
+) -> Vec<Condition> {
+    let prev = stack
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let generation = stack.metadata.generation;
+    let c = |t: &str, ok: bool, r: &str, m: String| condition(&prev, t, ok, r, m, generation, now);
+    let s = &stack.spec;
+    let want = if s.suspend { 0 } else { s.app.replicas };
+    let (res_ok, res_reason, res_msg) = match residency {
+        Residency::Compliant => (
+            true,
+            reason::RESIDENCY_OK,
+            format!(
+                "storage in {}, backups in {}, StorageClass {} pinned to Japan",
+                s.storage.region, s.backup.region, s.storage.class
+            ),
+        ),
+        Residency::Violation { reason, message } => (false, *reason, message.clone()),
+    };
+    let ready =
+        res_ok && observed.apply_error.is_none() && !s.suspend && observed.app_available >= want;
+    let (ready_reason, ready_msg) = if !res_ok {
+        (res_reason, format!("nothing was deployed: {res_msg}"))
+    } else if let Some(e) = &observed.apply_error {
+        (reason::APPLY_FAILED, e.clone())
+    } else if s.suspend {
+        (
+            reason::SUSPENDED,
+            "suspended: the app and the database are scaled to zero; no writes".to_string(),
+        )
+    } else if ready {
+        (
+            reason::RECONCILED,
+            format!("{}/{} app replicas available", observed.app_available, want),
+        )
+    } else {
+        (
+            reason::APPLYING,
+            format!(
+                "waiting for the app: {}/{} replicas available",
+                observed.app_available, want
+            ),
+        )
+    };
+    let progressing = res_ok && observed.apply_error.is_none() && !ready && !s.suspend;
+    let backup_ok = res_ok
+        || !matches!(
+            residency,
+            Residency::Violation { reason, .. }
+                if *reason == reason::BACKUP_SAME_REGION || *reason == reason::RETENTION_TOO_SHORT
+                    || *reason == reason::REGION_NOT_ALLOWED
+        );
+    vec![
+        c(condition::READY, ready, ready_reason, ready_msg.clone()),
+        c(
+            condition::PROGRESSING,
+            progressing,
+            if progressing {
+                reason::APPLYING
+            } else {
+                ready_reason
+            },
+            if progressing {
+                ready_msg.clone()
+            } else {
+                String::new()
+            },
+        ),
+        c(
+            condition::DEGRADED,
+            observed.apply_error.is_some(),
+            if observed.apply_error.is_some() {
+                reason::APPLY_FAILED
+            } else {
+                reason::RECONCILED
+            },
+            observed.apply_error.clone().unwrap_or_default(),
+        ),
+        c(condition::RESIDENCY_COMPLIANT, res_ok, res_reason, res_msg),
+        c(
+            condition::BACKUP_CONFIGURED,
+            backup_ok,
+            if backup_ok {
+                reason::BACKUP_OK
+            } else {
+                res_reason
+            },
+            format!(
+                "vault {} in {}, kept {} years",
+                s.backup.vault, s.backup.region, s.backup.retention_years
+            ),
+        ),
+        c(
+            condition::DECOMMISSIONING,
+            false,
+            reason::NOT_DECOMMISSIONING,
+            String::new(),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests;

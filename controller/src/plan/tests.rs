@@ -1,0 +1,294 @@
+use super::*;
+use k8s_openapi::api::core::v1::{TopologySelectorLabelRequirement, TopologySelectorTerm};
+use kenko_api::samples::hachioji;
+
+fn stack() -> HealthStack {
+    let mut s = hachioji();
+    s.metadata.namespace = Some("city".into());
+    s.metadata.uid = Some("uid-1".into());
+    s.metadata.generation = Some(3);
+    s
+}
+
+fn class(name: &str, key: &str, values: &[&str]) -> StorageClass {
+    StorageClass {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        provisioner: "ebs.csi.aws.com".into(),
+        allowed_topologies: Some(vec![TopologySelectorTerm {
+            match_label_expressions: Some(vec![TopologySelectorLabelRequirement {
+                key: key.into(),
+                values: values.iter().map(|v| v.to_string()).collect(),
+            }]),
+        }]),
+        ..Default::default()
+    }
+}
+
+fn tokyo() -> StorageClass {
+    class(
+        "gp3-tokyo",
+        "topology.ebs.csi.aws.com/zone",
+        &["ap-northeast-1a", "ap-northeast-1c"],
+    )
+}
+
+fn reason_of(r: &Residency) -> &'static str {
+    match r {
+        Residency::Compliant => "Compliant",
+        Residency::Violation { reason, .. } => reason,
+    }
+}
+
+#[test]
+fn residency_verdicts() {
+    let p = ResidencyPolicySpec::default();
+    assert_eq!(
+        residency(&stack(), &p, Some(&tokyo())),
+        Residency::Compliant
+    );
+    let region = class(
+        "gp3-tokyo",
+        "topology.kubernetes.io/region",
+        &["ap-northeast-1"],
+    );
+    assert_eq!(residency(&stack(), &p, Some(&region)), Residency::Compliant);
+
+    let seoul = class(
+        "gp3-tokyo",
+        "topology.ebs.csi.aws.com/zone",
+        &["ap-northeast-2a"],
+    );
+    assert_eq!(
+        reason_of(&residency(&stack(), &p, Some(&seoul))),
+        reason::STORAGE_CLASS_OUTSIDE_JAPAN
+    );
+    let osaka = class(
+        "gp3-tokyo",
+        "topology.ebs.csi.aws.com/zone",
+        &["ap-northeast-3a"],
+    );
+    assert_eq!(
+        reason_of(&residency(&stack(), &p, Some(&osaka))),
+        reason::STORAGE_CLASS_OUTSIDE_JAPAN,
+        "Japan, but not the stack's region"
+    );
+    let mut anywhere = tokyo();
+    anywhere.allowed_topologies = None;
+    assert_eq!(
+        reason_of(&residency(&stack(), &p, Some(&anywhere))),
+        reason::STORAGE_CLASS_OUTSIDE_JAPAN
+    );
+    assert_eq!(
+        reason_of(&residency(&stack(), &p, None)),
+        reason::STORAGE_CLASS_MISSING
+    );
+
+    let mut s = stack();
+    s.spec.backup.region = "ap-northeast-1".into();
+    assert_eq!(
+        reason_of(&residency(&s, &p, Some(&tokyo()))),
+        reason::BACKUP_SAME_REGION
+    );
+
+    let strict = ResidencyPolicySpec {
+        min_retention_years: 30,
+        ..Default::default()
+    };
+    assert_eq!(
+        reason_of(&residency(&stack(), &strict, Some(&tokyo()))),
+        reason::RETENTION_TOO_SHORT
+    );
+    let tokyo_only = ResidencyPolicySpec {
+        allowed_regions: vec!["ap-northeast-1".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        reason_of(&residency(&stack(), &tokyo_only, Some(&tokyo()))),
+        reason::REGION_NOT_ALLOWED
+    );
+    let classes = ResidencyPolicySpec {
+        allowed_storage_classes: vec!["io2-tokyo".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        reason_of(&residency(&stack(), &classes, Some(&tokyo()))),
+        reason::STORAGE_CLASS_NOT_ALLOWED
+    );
+}
+
+#[test]
+fn a_compliant_stack_gets_exactly_its_children_and_a_violating_one_none() {
+    let ids: Vec<String> = children(&stack(), &Residency::Compliant)
+        .iter()
+        .map(Child::id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "ServiceAccount/hachioji-app",
+            "Role/hachioji-app",
+            "RoleBinding/hachioji-app",
+            "NetworkPolicy/hachioji-default-deny",
+            "NetworkPolicy/hachioji-app",
+            "NetworkPolicy/hachioji-db",
+            "ConfigMap/hachioji-agent",
+            "PersistentVolumeClaim/hachioji-data",
+            "Service/hachioji-db",
+            "StatefulSet/hachioji-db",
+            "Deployment/hachioji-app",
+            "Service/hachioji-app",
+            "PodDisruptionBudget/hachioji-app",
+        ]
+    );
+    let v = Residency::Violation {
+        reason: reason::STORAGE_CLASS_OUTSIDE_JAPAN,
+        message: String::new(),
+    };
+    assert!(children(&stack(), &v).is_empty(), "no PVC outside Japan");
+}
+
+#[test]
+fn every_pod_meets_the_restricted_profile_and_is_owned() {
+    for child in children(&stack(), &Residency::Compliant) {
+        let (meta, spec) = match &child {
+            Child::Deployment(d) => (&d.metadata, d.spec.as_ref().unwrap().template.spec.clone()),
+            Child::StatefulSet(s) => (&s.metadata, s.spec.as_ref().unwrap().template.spec.clone()),
+            _ => continue,
+        };
+        assert_eq!(
+            meta.owner_references.as_ref().unwrap()[0].kind,
+            "HealthStack"
+        );
+        let spec = spec.unwrap();
+        let psc = spec.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert!(spec.volumes.iter().flatten().all(|v| v.host_path.is_none()));
+        assert_ne!(spec.host_network, Some(true));
+        for c in spec.containers {
+            let sc = c.security_context.unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", child.id());
+            assert_eq!(
+                sc.capabilities.unwrap().drop.unwrap(),
+                vec!["ALL".to_string()]
+            );
+            assert_ne!(sc.privileged, Some(true));
+        }
+    }
+}
+
+#[test]
+fn network_policies_allow_nothing_to_the_internet() {
+    for child in children(&stack(), &Residency::Compliant) {
+        let Child::NetworkPolicy(np) = child else {
+            continue;
+        };
+        let spec = np.spec.unwrap();
+        for rule in spec.egress.iter().flatten() {
+            for peer in rule.to.iter().flatten() {
+                if let Some(b) = &peer.ip_block {
+                    assert_ne!(b.cidr, "0.0.0.0/0");
+                    assert_eq!(b.cidr, "10.20.0.0/24", "only the listed VPC endpoints");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn suspend_scales_every_writer_to_zero() {
+    let mut s = stack();
+    s.spec.suspend = true;
+    for child in children(&s, &Residency::Compliant) {
+        match child {
+            Child::Deployment(d) => assert_eq!(d.spec.unwrap().replicas, Some(0)),
+            Child::StatefulSet(st) => assert_eq!(st.spec.unwrap().replicas, Some(0)),
+            _ => {}
+        }
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let conds = conditions(&s, &Residency::Compliant, &Observed::default(), &now);
+    let ready = conds.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reason::SUSPENDED)
+    );
+}
+
+#[test]
+fn the_image_is_pinned_by_digest() {
+    let d = children(&stack(), &Residency::Compliant)
+        .into_iter()
+        .find_map(|c| match c {
+            Child::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    let image = d.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap();
+    assert_eq!(
+        image,
+        format!(
+            "registry.city.example/health/app:1.4.2@sha256:{}",
+            "a".repeat(64)
+        )
+    );
+}
+
+#[test]
+fn data_locations_cover_volumes_buckets_backups_in_both_regions_and_keys() {
+    assert_eq!(
+        data_locations(&stack()),
+        [
+            "pvc:hachioji-data",
+            "pvc:data-hachioji-db-0",
+            "s3://hachioji-records",
+            "backup-vault:ap-northeast-1/kenko-osaka",
+            "backup-vault:ap-northeast-3/kenko-osaka",
+            "kms:arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "datakey:records",
+        ]
+    );
+}
+
+#[test]
+fn conditions_keep_their_transition_time_and_report_readiness() {
+    let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
+    let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_600).unwrap());
+    let mut s = stack();
+    let waiting = conditions(&s, &Residency::Compliant, &Observed::default(), &t0);
+    let ready = waiting.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", reason::APPLYING)
+    );
+    s.status = Some(kenko_api::HealthStackStatus {
+        conditions: waiting,
+        ..Default::default()
+    });
+    let up = Observed {
+        app_available: 2,
+        apply_error: None,
+    };
+    let now_ready = conditions(&s, &Residency::Compliant, &up, &t1);
+    let ready = now_ready.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", reason::RECONCILED)
+    );
+    assert_eq!(ready.last_transition_time, t1);
+    let residency = now_ready
+        .iter()
+        .find(|c| c.type_ == "ResidencyCompliant")
+        .unwrap();
+    assert_eq!(
+        residency.last_transition_time, t0,
+        "unchanged status keeps its time"
+    );
+    assert_eq!(ready.observed_generation, Some(3));
+}
