@@ -3,3 +3,6 @@
 //! decommissions deleted stacks; `telemetry` holds metrics and probes.
 
 pub mod plan;
+pub mod reconcile;
+pub mod run;
+pub mod telemetry;

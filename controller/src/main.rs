@@ -1,6 +1,7 @@
-//! `kenko-controller`: the HealthStack controller, and `crdgen`, which writes the CRDs generated
-//! from `kenko-api` into `manifests/crds/`.
+//! `kenko-controller`: `run` (the HealthStack controller) and `crdgen` (writes the CRDs
+//! generated from `kenko-api` into `manifests/crds/`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,9 +10,19 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "kenko-controller", version, about)]
 enum Cli {
+    /// Run the controller (leader-elected; metrics and probes on --metrics-addr).
+    Run {
+        #[arg(long, env = "KENKO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+        metrics_addr: SocketAddr,
+        /// Namespace of the leader-election Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "kenko-system")]
+        lease_namespace: String,
+        /// This replica's identity in the Lease.
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+    },
     /// Write the CRDs generated from the API types (one file per CRD).
     Crdgen {
-        /// Folder to write to.
         #[arg(long, default_value = "manifests/crds")]
         out: PathBuf,
     },
@@ -27,6 +38,43 @@ fn main() -> anyhow::Result<ExitCode> {
                 println!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cli::Run {
+            metrics_addr,
+            lease_namespace,
+            identity,
+        } => {
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("KENKO_LOG")
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let identity = identity.unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "kenko-controller".into())
+            });
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let settings = kenko_controller::run::Settings {
+                metrics_addr,
+                lease_namespace,
+                identity,
+            };
+            match rt.block_on(kenko_controller::run::run(settings)) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    let reason = e
+                        .downcast_ref::<kenko_controller::run::StartError>()
+                        .map_or("Failed", |s| s.reason());
+                    eprintln!("kenko-controller: {e} [reason: {reason}]");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

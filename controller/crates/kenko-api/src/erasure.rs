@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Method","type":"string","jsonPath":".spec.method"}"#,
     printcolumn = r#"{"name":"Requested-By","type":"string","jsonPath":".spec.requestedBy"}"#,
     printcolumn = r#"{"name":"Approved-By","type":"string","jsonPath":".spec.approvedBy"}"#,
-    printcolumn = r#"{"name":"Certificate","type":"string","jsonPath":".status.certificate"}"#
+    printcolumn = r#"{"name":"Certificates","type":"string","jsonPath":".status.certificates"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.approvedBy) || self.approvedBy != self.requestedBy").message("an erasure must be approved by someone other than the person who requested it"))]
 #[x_kube(validation = Rule::new("self.targets == oldSelf.targets && self.method == oldSelf.method && self.verification == oldSelf.verification && self.requestedBy == oldSelf.requestedBy").message("targets, method, verification and requestedBy cannot change after the request is made"))]
@@ -32,6 +32,8 @@ pub struct ErasureRequestSpec {
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(validation = Rule::new("self.all(t, t.matches('^(pvc:|device:|dir:|file:|s3://|ebs-snapshot:|backup-rp:|backup-vault:|kms:|datakey:)'))").message("every target must be pvc:, device:, dir:, file:, s3://, ebs-snapshot:, backup-rp:, backup-vault:, kms: or datakey:"))]
     pub targets: Vec<String>,
+    /// clear or purge for the media targets; key targets (`kms:`, `datakey:`) are always
+    /// erased cryptographically. `crypto` for a request of key targets only.
     #[x_kube(validation = Rule::new("self in ['clear', 'purge', 'crypto']").message("method must be clear, purge or crypto"))]
     #[schemars(length(max = 8))]
     pub method: String,
@@ -91,9 +93,10 @@ pub struct ErasureRequestStatus {
     pub phase: ErasurePhase,
     #[serde(default)]
     pub targets: Vec<TargetResult>,
-    /// Name of the ErasureCertificate, once certified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
+    /// Names of the ErasureCertificates issued for it: one per erasure method (media cleared
+    /// or purged, keys crypto-erased), together covering every target.
+    #[serde(default)]
+    pub certificates: Vec<String>,
     /// Why the request failed or is blocked (a stable reason code and a message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
