@@ -15,6 +15,8 @@
 //! Provider convention in modules: `aws` is the primary region (Tokyo, ap-northeast-1) and
 //! `aws.osaka` the backup region (Osaka, ap-northeast-3); [`env_wiring`] checks that every
 //! environment passes providers in exactly those regions.
+//!
+//! The Kubernetes manifests (`manifests/`) have their own checks in [`manifests`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,6 +24,8 @@ use std::path::{Path, PathBuf};
 
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::{Block, Body, Expression, Value};
+
+pub mod manifests;
 
 /// Tokyo: production.
 pub const TOKYO: &str = "ap-northeast-1";
