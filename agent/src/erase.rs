@@ -251,6 +251,7 @@ struct Timings {
 }
 
 /// Where jobs keep checkpoints and where certificates are chained.
+#[derive(Clone)]
 pub struct Places {
     pub jobs: PathBuf,
     pub certificates: PathBuf,

@@ -2,6 +2,7 @@
 //! so the end-to-end tests and benchmarks drive the same code.
 
 pub mod certs;
+pub mod cluster;
 pub mod config;
 pub mod crashpoint;
 pub mod crypto;
@@ -61,6 +62,8 @@ pub const FAILURE_REASONS: &[&str] = &[
     "erase_checkpoint_mismatch",
     "erase_device_in_use",
     "erase_purge_unsupported",
+    "cluster_api_failed",
+    "cluster_task_failed",
     "aws_api_failed",
     "certificate_nothing_to_finalize",
     "certificate_finalize_pending",

@@ -53,7 +53,12 @@ enum Command {
     #[command(subcommand)]
     Intake(IntakeCommand),
     /// The long-running agent: watch the inbox and serve metrics.
-    Run,
+    Run {
+        /// Also run in the cluster: take this node's ErasureRequest targets (and, when elected,
+        /// the cloud ones) and publish ErasureCertificates. Needs NODE_NAME and POD_NAMESPACE.
+        #[arg(long)]
+        cluster: bool,
+    },
     /// Erase to NIST SP 800-88 (Clear, Purge or cryptographic erase), verify, and issue a
     /// signed certificate.
     /// Run again with the same --job-id to resume an interrupted job.
@@ -489,7 +494,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run => run_agent(config),
+        Command::Run { cluster } => run_agent(config, cluster),
         Command::Certificate(c) => certificate(c, config),
         Command::Erase(a) => erase(a, config),
     }
@@ -750,7 +755,48 @@ fn certificate(command: CertificateCommand, config: &Config) -> anyhow::Result<E
     }
 }
 
-fn run_agent(config: &Config) -> anyhow::Result<ExitCode> {
+/// Connects to the cluster (a clear error when none is reachable) and starts the ErasureRequest
+/// worker on `rt`; it stops with the agent.
+fn start_cluster_worker(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let node = std::env::var("NODE_NAME")
+        .map_err(|_| anyhow::anyhow!("--cluster needs NODE_NAME (from the downward API)"))?;
+    let lease_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kenko-node".into());
+    let client = rt.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| anyhow::anyhow!("no Kubernetes cluster is reachable: {e}"))?;
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.apiserver_version())
+            .await
+            .map_err(|_| anyhow::anyhow!("no Kubernetes cluster is reachable: no answer within 10 seconds"))?
+            .map_err(|e| anyhow::anyhow!("no Kubernetes cluster is reachable: {e}"))?;
+        anyhow::Ok(client)
+    })?;
+    let worker = kenko_agent::cluster::Worker {
+        client,
+        node,
+        cloud_leader: Arc::default(),
+        places: places(config, 7),
+        host_root: std::env::var("KENKO_HOST_ROOT").unwrap_or_default(),
+        organization: std::env::var("KENKO_ORGANIZATION").unwrap_or_default(),
+    };
+    rt.spawn(async move {
+        let until_stopped = async move {
+            while !stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        if let Err(e) = kenko_agent::cluster::run(worker, lease_namespace, until_stopped).await {
+            tracing::error!(reason = e.reason(), error = %e, "the cluster worker stopped");
+        }
+    });
+    Ok(())
+}
+
+fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -776,6 +822,9 @@ fn run_agent(config: &Config) -> anyhow::Result<ExitCode> {
         tracing::info!("stopping after the current file");
         stop_signal.store(true, Ordering::SeqCst);
     });
+    if cluster {
+        start_cluster_worker(&rt, config, stop.clone())?;
+    }
     let cfg = config.clone();
     let loop_stop = stop.clone();
     let intake = std::thread::Builder::new()

@@ -1,0 +1,210 @@
+//! The agent's handling of ErasureRequests in the cluster, against a scripted mock API server
+//! (each expected request checked in order, anything else fails): a real folder on "this
+//! node" is erased, its certificate published and the request's status written; a
+//! self-approved or unapproved request erases nothing.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kenko_agent::cluster::{self, plan::NODE_ANNOTATION, Worker};
+use kenko_api::{ErasureRequest, ErasureRequestSpec};
+use kube::client::Body;
+use serde_json::{json, Value};
+
+enum Reply {
+    Echo,
+    Json(Value),
+}
+
+async fn serve(
+    mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    script: Vec<(&'static str, String, Reply)>,
+) -> Vec<(String, String, Value)> {
+    let mut script: VecDeque<_> = script.into();
+    let mut seen = Vec::new();
+    while let Some((request, send)) = handle.next_request().await {
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let Some((m, p, reply)) = script.pop_front() else {
+            panic!("unexpected request: {method} {path}");
+        };
+        assert_eq!((method.as_str(), path.as_str()), (m, p.as_str()));
+        let reply = match reply {
+            Reply::Echo => body.clone(),
+            Reply::Json(v) => v,
+        };
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        seen.push((method, path, body));
+    }
+    assert!(script.is_empty(), "requests never made: {}", script.len());
+    seen
+}
+
+fn request(approved_by: Option<&str>, target: &str) -> ErasureRequest {
+    let mut r = ErasureRequest::new(
+        "decommission-hachioji",
+        ErasureRequestSpec {
+            targets: vec![target.to_string()],
+            method: "clear".into(),
+            verification: "full".into(),
+            requested_by: "operator-a".into(),
+            approved_by: approved_by.map(String::from),
+            stack: Some("hachioji".into()),
+        },
+    );
+    r.metadata.namespace = Some("city".into());
+    r.metadata.resource_version = Some("41".into());
+    r.metadata.annotations = Some([(NODE_ANNOTATION.to_string(), "node-a".to_string())].into());
+    r
+}
+
+const REQ: &str = "/apis/kenko.io/v1alpha1/namespaces/city/erasurerequests/decommission-hachioji";
+
+async fn handle(
+    r: ErasureRequest,
+    data: &std::path::Path,
+    script: Vec<(&'static str, String, Reply)>,
+) -> Vec<(String, String, Value)> {
+    let (service, mock) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(mock, script));
+    {
+        let worker = Arc::new(Worker {
+            client: kube::Client::new(service, "default"),
+            node: "node-a".into(),
+            cloud_leader: Arc::new(AtomicBool::new(false)),
+            places: kenko_agent::erase::Places {
+                jobs: data.join("erase"),
+                certificates: data.join("certificates"),
+                signing_key: data.join("keys/signing.key"),
+                data_key: data.join("keys/data.key"),
+                database_url: format!("sqlite://{}", data.join("kenko.db").display()),
+                aws: kenko_aws::Endpoint {
+                    region: "ap-northeast-1".into(),
+                    endpoint_url: None,
+                },
+                kms_pending_days: 7,
+            },
+            host_root: String::new(),
+            organization: "八王子市 健康部".into(),
+        });
+        cluster::handle(Arc::new(r), worker).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the mock server finishes")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_approved_request_erases_this_nodes_folder_and_publishes_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let folder = dir.path().join("records");
+    std::fs::create_dir_all(folder.join("2026-10")).unwrap();
+    std::fs::write(folder.join("2026-10/受付.csv"), vec![b'x'; 100_000]).unwrap();
+    let target = format!("dir:{}", folder.display());
+    let r = request(Some("auditor-b"), &target);
+    let rv = serde_json::to_value(&r).unwrap();
+    let seen = handle(
+        r,
+        &data,
+        vec![
+            ("GET", REQ.into(), Reply::Json(rv.clone())),
+            ("PATCH", format!("{REQ}/status"), Reply::Json(rv.clone())),
+            (
+                "POST",
+                "/apis/kenko.io/v1alpha1/erasurecertificates".into(),
+                Reply::Echo,
+            ),
+            ("GET", REQ.into(), Reply::Json(rv.clone())),
+            ("PATCH", format!("{REQ}/status"), Reply::Json(rv)),
+        ],
+    )
+    .await;
+    assert!(!folder.exists(), "the folder was erased and removed");
+    // Progress first, with the version read (a concurrent agent's write makes it retry).
+    let running = &seen[1].2;
+    assert_eq!(running["metadata"]["resourceVersion"], "41");
+    assert_eq!(running["status"]["targets"][0]["phase"], "Running");
+    assert_eq!(running["status"]["targets"][0]["node"], "node-a");
+    // The certificate: the signed file itself, verifiable offline, hash as published.
+    let cert = &seen[2].2;
+    let text = cert["spec"]["certificate"].as_str().unwrap();
+    let v = kenko_cert::verify(text.as_bytes(), None).unwrap();
+    assert_eq!(cert["spec"]["sha256"], v.sha256.as_str());
+    assert_eq!(cert["spec"]["signer"], v.signer.as_str());
+    assert_eq!(cert["spec"]["targets"], json!([target]));
+    assert_eq!(cert["spec"]["request"], "city/decommission-hachioji");
+    assert_eq!(cert["spec"]["stack"], "city/hachioji");
+    assert_eq!(cert["spec"]["blockedCount"], 0);
+    assert!(v.certificate.sanitization.notes.contains("auditor-b"));
+    let done = &seen[4].2;
+    assert_eq!(done["status"]["phase"], "Certified");
+    assert_eq!(done["status"]["targets"][0]["phase"], "Certified");
+    assert_eq!(done["status"]["targets"][0]["bytesErased"], 100_000);
+    assert_eq!(
+        done["status"]["certificates"],
+        json!([cert["metadata"]["name"].clone()])
+    );
+}
+
+#[tokio::test]
+async fn a_self_approved_request_is_refused_and_erases_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("records");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), b"data").unwrap();
+    let r = request(Some("operator-a"), &format!("dir:{}", folder.display()));
+    let rv = serde_json::to_value(&r).unwrap();
+    let seen = handle(
+        r,
+        &dir.path().join("data"),
+        vec![
+            ("GET", REQ.into(), Reply::Json(rv.clone())),
+            ("PATCH", format!("{REQ}/status"), Reply::Json(rv)),
+        ],
+    )
+    .await;
+    assert_eq!(std::fs::read(folder.join("a.csv")).unwrap(), b"data");
+    assert_eq!(seen[1].2["status"]["phase"], "Failed");
+    assert_eq!(seen[1].2["status"]["reason"], "SelfApprovalRefused");
+}
+
+#[tokio::test]
+async fn unapproved_requests_and_other_agents_targets_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("records");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), b"data").unwrap();
+    // Not approved: no call at all.
+    let seen = handle(
+        request(None, &format!("dir:{}", folder.display())),
+        &dir.path().join("data"),
+        vec![],
+    )
+    .await;
+    assert!(seen.is_empty());
+    // Approved, but a cloud target and this agent does not hold the cloud Lease.
+    let seen = handle(
+        request(Some("auditor-b"), "s3://hachioji-records"),
+        &dir.path().join("data"),
+        vec![],
+    )
+    .await;
+    assert!(seen.is_empty());
+    // Approved, but the folder is on another node.
+    let mut r = request(Some("auditor-b"), &format!("dir:{}", folder.display()));
+    r.metadata.annotations = Some([(NODE_ANNOTATION.to_string(), "node-b".to_string())].into());
+    assert!(handle(r, &dir.path().join("data"), vec![]).await.is_empty());
+    assert_eq!(std::fs::read(folder.join("a.csv")).unwrap(), b"data");
+}
