@@ -769,10 +769,15 @@ fn start_cluster_worker(
         let client = kube::Client::try_default()
             .await
             .map_err(|e| anyhow::anyhow!("no Kubernetes cluster is reachable: {e}"))?;
-        tokio::time::timeout(std::time::Duration::from_secs(10), client.apiserver_version())
-            .await
-            .map_err(|_| anyhow::anyhow!("no Kubernetes cluster is reachable: no answer within 10 seconds"))?
-            .map_err(|e| anyhow::anyhow!("no Kubernetes cluster is reachable: {e}"))?;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.apiserver_version(),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("no Kubernetes cluster is reachable: no answer within 10 seconds")
+        })?
+        .map_err(|e| anyhow::anyhow!("no Kubernetes cluster is reachable: {e}"))?;
         anyhow::Ok(client)
     })?;
     let worker = kenko_agent::cluster::Worker {

@@ -96,17 +96,14 @@ async fn resolve_pvc(
         .local
         .map(|l| l.path)
         .or(spec.host_path.map(|h| h.path));
-    let node = spec
-        .node_affinity
-        .and_then(|a| a.required)
-        .and_then(|r| {
-            r.node_selector_terms.into_iter().find_map(|t| {
-                t.match_expressions?
-                    .into_iter()
-                    .find(|e| e.key == "kubernetes.io/hostname")
-                    .and_then(|e| e.values?.into_iter().next())
-            })
-        });
+    let node = spec.node_affinity.and_then(|a| a.required).and_then(|r| {
+        r.node_selector_terms.into_iter().find_map(|t| {
+            t.match_expressions?
+                .into_iter()
+                .find(|e| e.key == "kubernetes.io/hostname")
+                .and_then(|e| e.values?.into_iter().next())
+        })
+    });
     Ok(node.zip(path))
 }
 
@@ -150,7 +147,11 @@ async fn update_status(
 }
 
 fn set_result(status: &mut kenko_api::ErasureRequestStatus, result: TargetResult) {
-    match status.targets.iter_mut().find(|r| r.target == result.target) {
+    match status
+        .targets
+        .iter_mut()
+        .find(|r| r.target == result.target)
+    {
         Some(r) => *r = result,
         None => status.targets.push(result),
     }
@@ -297,7 +298,10 @@ pub async fn handle(request: Arc<ErasureRequest>, w: Arc<Worker>) -> Result<Acti
                     // the existing one is the same certificate.
                     Err(kube::Error::Api(e)) if e.code == 409 => {}
                     Err(e) => {
-                        return Err(kube_err("create", format!("ErasureCertificate/{cert_name}"))(e))
+                        return Err(kube_err(
+                            "create",
+                            format!("ErasureCertificate/{cert_name}"),
+                        )(e))
                     }
                 }
                 let by_spec: BTreeMap<&str, &kenko_cert::Target> = o

@@ -151,10 +151,12 @@ pub fn overall(targets: &[String], results: &[TargetResult]) -> ErasurePhase {
         ErasurePhase::Blocked
     } else if phases.contains(&ErasurePhase::Verifying) {
         ErasurePhase::Verifying
-    } else if phases
-        .iter()
-        .any(|p| matches!(p, ErasurePhase::Running | ErasurePhase::Certified | ErasurePhase::Blocked))
-    {
+    } else if phases.iter().any(|p| {
+        matches!(
+            p,
+            ErasurePhase::Running | ErasurePhase::Certified | ErasurePhase::Blocked
+        )
+    }) {
         ErasurePhase::Running
     } else {
         ErasurePhase::Approved
@@ -205,11 +207,21 @@ mod tests {
     #[test]
     fn targets_go_to_their_node_or_the_cloud_agent_in_method_groups() {
         let mut r = request(Some("auditor-b"));
-        assert_eq!(owner(&r, "pvc:hachioji-data", Some("node-1")), Some(Owner::Node("node-1".into())));
+        assert_eq!(
+            owner(&r, "pvc:hachioji-data", Some("node-1")),
+            Some(Owner::Node("node-1".into()))
+        );
         assert_eq!(owner(&r, "pvc:hachioji-data", None), None);
-        assert_eq!(owner(&r, "dir:/var/lib/kenko/old", None), None, "no node named");
+        assert_eq!(
+            owner(&r, "dir:/var/lib/kenko/old", None),
+            None,
+            "no node named"
+        );
         r.metadata.annotations = Some([(NODE_ANNOTATION.to_string(), "node-2".to_string())].into());
-        assert_eq!(owner(&r, "dir:/var/lib/kenko/old", None), Some(Owner::Node("node-2".into())));
+        assert_eq!(
+            owner(&r, "dir:/var/lib/kenko/old", None),
+            Some(Owner::Node("node-2".into()))
+        );
         assert_eq!(owner(&r, "s3://hachioji-records", None), Some(Owner::Cloud));
         assert_eq!(group("kms:x"), Group::Keys);
         assert_eq!(group("datakey:records"), Group::Keys);
@@ -217,9 +229,18 @@ mod tests {
         assert_eq!(group("device:/dev/sdb"), Group::Media);
         assert_eq!(Group::Media.method("purge"), "purge");
         assert_eq!(Group::Keys.method("clear"), "crypto");
-        assert_eq!(job_id(&r, Group::Media, "node-2"), "city-decommission-hachioji-media-node-2");
-        assert_eq!(job_id(&r, Group::Keys, "node-2"), "city-decommission-hachioji-keys-cloud");
-        assert_eq!(certificate_resource_name("000007-City_Job.json"), "000007-city-job");
+        assert_eq!(
+            job_id(&r, Group::Media, "node-2"),
+            "city-decommission-hachioji-media-node-2"
+        );
+        assert_eq!(
+            job_id(&r, Group::Keys, "node-2"),
+            "city-decommission-hachioji-keys-cloud"
+        );
+        assert_eq!(
+            certificate_resource_name("000007-City_Job.json"),
+            "000007-city-job"
+        );
     }
 
     #[test]
@@ -231,22 +252,43 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(overall(&targets, &[]), ErasurePhase::Approved);
-        assert_eq!(overall(&targets, &[res("a", ErasurePhase::Running)]), ErasurePhase::Running);
+        assert_eq!(
+            overall(&targets, &[res("a", ErasurePhase::Running)]),
+            ErasurePhase::Running
+        );
         assert_eq!(
             overall(&targets, &[res("a", ErasurePhase::Certified)]),
             ErasurePhase::Running,
             "b has not started"
         );
         assert_eq!(
-            overall(&targets, &[res("a", ErasurePhase::Certified), res("b", ErasurePhase::Certified)]),
+            overall(
+                &targets,
+                &[
+                    res("a", ErasurePhase::Certified),
+                    res("b", ErasurePhase::Certified)
+                ]
+            ),
             ErasurePhase::Certified
         );
         assert_eq!(
-            overall(&targets, &[res("a", ErasurePhase::Certified), res("b", ErasurePhase::Blocked)]),
+            overall(
+                &targets,
+                &[
+                    res("a", ErasurePhase::Certified),
+                    res("b", ErasurePhase::Blocked)
+                ]
+            ),
             ErasurePhase::Blocked
         );
         assert_eq!(
-            overall(&targets, &[res("a", ErasurePhase::Failed), res("b", ErasurePhase::Certified)]),
+            overall(
+                &targets,
+                &[
+                    res("a", ErasurePhase::Failed),
+                    res("b", ErasurePhase::Certified)
+                ]
+            ),
             ErasurePhase::Failed
         );
     }
