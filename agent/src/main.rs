@@ -765,6 +765,7 @@ fn start_cluster_worker(
     let node = std::env::var("NODE_NAME")
         .map_err(|_| anyhow::anyhow!("--cluster needs NODE_NAME (from the downward API)"))?;
     let lease_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kenko-node".into());
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = rt.block_on(async {
         let client = kube::Client::try_default()
             .await

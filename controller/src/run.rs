@@ -57,6 +57,8 @@ impl StartError {
 /// A client for the configured cluster, checked by asking the API server its version (with a
 /// deadline), so an unreachable cluster is one clear error at start-up, not a retry loop.
 pub async fn connect() -> Result<Client, StartError> {
+    // With both aws-lc-rs (AWS SDK) and ring (kube) in the build, rustls needs to be told.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let no_cluster = |context: &str, message: String| StartError::NoCluster {
         context: context.to_string(),
         message,

@@ -324,6 +324,8 @@ pub async fn connect(
 }
 
 fn client_for(config: Config, target: ClusterTarget) -> Result<Connection, PluginError> {
+    // With both aws-lc-rs (AWS SDK) and ring (kube) in the build, rustls needs to be told.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_from(config).map_err(|e| {
         PluginError::Kubeconfig(format!(
             "context {:?} (cluster {:?}): cannot make a client: {}",
