@@ -208,3 +208,51 @@ async fn unapproved_requests_and_other_agents_targets_are_left_alone() {
     assert!(handle(r, &dir.path().join("data"), vec![]).await.is_empty());
     assert_eq!(std::fs::read(folder.join("a.csv")).unwrap(), b"data");
 }
+
+#[tokio::test]
+async fn the_account_audit_is_published_in_the_residency_policys_status() {
+    let (service, mock) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(serve(
+        mock,
+        vec![(
+            "PATCH",
+            "/apis/kenko.io/v1alpha1/residencypolicies/default/status".into(),
+            Reply::Json(json!({
+                "apiVersion": "kenko.io/v1alpha1",
+                "kind": "ResidencyPolicy",
+                "metadata": {"name": "default"},
+                "spec": {}
+            })),
+        )],
+    ));
+    let audit = kenko_api::AccountAudit {
+        completed_at: "2026-11-26T03:00:00Z".into(),
+        auditor: "node-a".into(),
+        regions: vec!["ap-northeast-1".into(), "ap-northeast-3".into()],
+        compliant: 12,
+        violations: 1,
+        unknown: 0,
+        findings: vec![kenko_api::AuditFinding {
+            rule: "network.internet_gateway".into(),
+            status: "Violation".into(),
+            resource: "igw-0abc".into(),
+            region: "ap-northeast-1".into(),
+        }],
+    };
+    {
+        let client = kube::Client::new(service, "default");
+        assert!(cluster::audit::publish(&client, &audit).await.unwrap());
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the mock server finishes")
+        .unwrap();
+    let body = &seen[0].2;
+    assert_eq!(body["status"]["audit"]["violations"], 1);
+    assert_eq!(
+        body["status"]["audit"]["findings"][0]["rule"],
+        "network.internet_gateway"
+    );
+    // Exactly the status: a merge patch never touches the spec.
+    assert!(body.get("spec").is_none(), "{body}");
+}

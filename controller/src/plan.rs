@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kenko_api::reasons::{condition, reason};
-use kenko_api::{HealthStack, ResidencyPolicySpec, JAPAN_REGIONS};
+use kenko_api::{AccountAudit, HealthStack, ResidencyPolicySpec, JAPAN_REGIONS};
 use kube::Resource;
 
 /// The field manager of every server-side apply.
@@ -755,6 +755,46 @@ pub struct Observed {
     pub app_available: i32,
     /// An apply that failed: (child, reason text).
     pub apply_error: Option<String>,
+    /// The last account audit, from the ResidencyPolicy's status (`None`: none reported yet).
+    pub audit: Option<AccountAudit>,
+}
+
+/// What the last account audit means for a stack: `None` when it found nothing wrong (or no
+/// audit has been reported: the spec checks alone decide then), else the reason and message
+/// of a ResidencyCompliant=False. The audit covers the whole account the stack lives in: a
+/// bucket abroad or an internet gateway concerns every stack's data, so every stack shows it.
+pub fn audit_verdict(audit: Option<&AccountAudit>) -> Option<(&'static str, String)> {
+    let a = audit?;
+    let (reason, what) = if a.violations > 0 {
+        (
+            reason::AUDIT_VIOLATION,
+            format!("{} violation(s)", a.violations),
+        )
+    } else if a.unknown > 0 {
+        (
+            reason::AUDIT_INCOMPLETE,
+            format!("{} check(s) it could not make", a.unknown),
+        )
+    } else {
+        return None;
+    };
+    let shown: Vec<String> = a
+        .findings
+        .iter()
+        .take(3)
+        .map(|f| format!("{} {} on {} in {}", f.status, f.rule, f.resource, f.region))
+        .collect();
+    let more = ((a.violations + a.unknown) as usize).saturating_sub(shown.len());
+    let mut message = format!(
+        "the account audit of {} found {what}: {}",
+        a.completed_at,
+        shown.join("; ")
+    );
+    if more > 0 {
+        message.push_str(&format!(" (and {more} more)"));
+    }
+    message.push_str("; see kubectl get residencypolicy default -o yaml and runbooks/residency-audit-incomplete.md or the rule's page");
+    Some((reason, message))
 }
 
 /// The stack's conditions outside decommissioning.
@@ -784,9 +824,18 @@ pub fn conditions(
         ),
         Residency::Violation { reason, message } => (false, *reason, message.clone()),
     };
+    // The spec's own verdict comes first (it also stops deployment); the audit's can only
+    // make a compliant spec non-compliant, never the reverse, and never stops the app: the
+    // stray copy is in the account, not in what this stack deploys.
+    let audit = audit_verdict(observed.audit.as_ref());
+    let (res_ok, res_reason, res_msg) = match (&audit, res_ok) {
+        (Some((r, m)), true) => (false, *r, m.clone()),
+        _ => (res_ok, res_reason, res_msg),
+    };
+    let spec_ok = *residency == Residency::Compliant;
     let ready =
-        res_ok && observed.apply_error.is_none() && !s.suspend && observed.app_available >= want;
-    let (ready_reason, ready_msg) = if !res_ok {
+        spec_ok && observed.apply_error.is_none() && !s.suspend && observed.app_available >= want;
+    let (ready_reason, ready_msg) = if !spec_ok {
         (res_reason, format!("nothing was deployed: {res_msg}"))
     } else if let Some(e) = &observed.apply_error {
         (reason::APPLY_FAILED, e.clone())
@@ -809,8 +858,8 @@ pub fn conditions(
             ),
         )
     };
-    let progressing = res_ok && observed.apply_error.is_none() && !ready && !s.suspend;
-    let backup_ok = res_ok
+    let progressing = spec_ok && observed.apply_error.is_none() && !ready && !s.suspend;
+    let backup_ok = spec_ok
         || !matches!(
             residency,
             Residency::Violation { reason, .. }
@@ -833,16 +882,16 @@ pub fn conditions(
                 String::new()
             },
         ),
-        c(
-            condition::DEGRADED,
-            observed.apply_error.is_some(),
-            if observed.apply_error.is_some() {
-                reason::APPLY_FAILED
-            } else {
-                reason::RECONCILED
-            },
-            observed.apply_error.clone().unwrap_or_default(),
-        ),
+        match (&observed.apply_error, &audit) {
+            (Some(e), _) => c(condition::DEGRADED, true, reason::APPLY_FAILED, e.clone()),
+            (None, Some((r, m))) => c(condition::DEGRADED, true, r, m.clone()),
+            (None, None) => c(
+                condition::DEGRADED,
+                false,
+                reason::RECONCILED,
+                String::new(),
+            ),
+        },
         c(condition::RESIDENCY_COMPLIANT, res_ok, res_reason, res_msg),
         c(
             condition::BACKUP_CONFIGURED,

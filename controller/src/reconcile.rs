@@ -16,8 +16,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kenko_api::reasons::{condition, reason};
 use kenko_api::{
-    ErasureCertificate, ErasurePhase, ErasureRequest, ErasureRequestSpec, HealthStack,
-    ResidencyPolicy, ResidencyPolicySpec,
+    AccountAudit, ErasureCertificate, ErasurePhase, ErasureRequest, ErasureRequestSpec,
+    HealthStack, ResidencyPolicy, ResidencyPolicySpec,
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -137,13 +137,17 @@ async fn apply_child(client: &kube::Client, ns: &str, child: &Child) -> Result<O
     }
 }
 
-async fn policy(client: &kube::Client) -> Result<ResidencyPolicySpec, Error> {
+/// The cluster's policy (the default one when none exists) and the last account audit the
+/// agent reported in its status.
+async fn policy(
+    client: &kube::Client,
+) -> Result<(ResidencyPolicySpec, Option<AccountAudit>), Error> {
     let api = Api::<ResidencyPolicy>::all(client.clone());
     Ok(api
         .get_opt(POLICY)
         .await
         .map_err(kube_err("read", format!("ResidencyPolicy/{POLICY}")))?
-        .map(|p| p.spec)
+        .map(|p| (p.spec, p.status.and_then(|s| s.audit)))
         .unwrap_or_default())
 }
 
@@ -230,7 +234,7 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
             .await
             .map_err(kube_err("finalizer", format!("HealthStack/{name}")))?;
     }
-    let policy = policy(&ctx.client).await?;
+    let (policy, audit) = policy(&ctx.client).await?;
     let class = Api::<StorageClass>::all(ctx.client.clone())
         .get_opt(&stack.spec.storage.class)
         .await
@@ -239,7 +243,10 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
             format!("StorageClass/{}", stack.spec.storage.class),
         ))?;
     let verdict = plan::residency(stack, &policy, class.as_ref());
-    let mut observed = plan::Observed::default();
+    let mut observed = plan::Observed {
+        audit,
+        ..Default::default()
+    };
     for child in plan::children(stack, &verdict) {
         match apply_child(&ctx.client, &ns, &child).await {
             Ok(Some(available)) => observed.app_available = available,
@@ -271,13 +278,17 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
         .unwrap_or_default();
     let changed = |t: &str| reason_of(&previous, t) != reason_of(&conditions, t);
     if changed(condition::RESIDENCY_COMPLIANT) {
-        if let Residency::Violation { reason, message } = &verdict {
+        let why = match &verdict {
+            Residency::Violation { reason, message } => Some((*reason, message.clone())),
+            Residency::Compliant => plan::audit_verdict(observed.audit.as_ref()),
+        };
+        if let Some((reason, message)) = why {
             event(
                 ctx,
                 stack,
                 EventType::Warning,
                 reason,
-                message.clone(),
+                message,
                 "CheckResidency",
             )
             .await;

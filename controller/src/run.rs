@@ -12,11 +12,11 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kenko_api::{ErasureRequest, HealthStack};
+use kenko_api::{ErasureRequest, HealthStack, ResidencyPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
 use crate::reconcile::{self, Context};
@@ -140,6 +140,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     let stacks = Api::<HealthStack>::all(client.clone());
     let cfg = watcher::Config::default();
+    // A new account audit (or policy) in the ResidencyPolicy concerns every stack: the
+    // agent's audit covers the whole account.
+    let (policy_tx, policy_rx) = futures::channel::mpsc::channel::<()>(1);
+    let policy_watch = tokio::spawn(
+        watcher(Api::<ResidencyPolicy>::all(client.clone()), cfg.clone())
+            .touched_objects()
+            .for_each(move |r| {
+                let mut tx = policy_tx.clone();
+                async move {
+                    if r.is_ok() {
+                        // A full channel already holds a pending "reconcile all".
+                        let _ = tx.try_send(());
+                    }
+                }
+            }),
+    );
     let controller = Controller::new(stacks, cfg.clone())
         .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
@@ -161,6 +177,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 Some(ObjectRef::<HealthStack>::new(&stack).within(&ns))
             },
         )
+        .reconcile_all_on(policy_rx)
         .graceful_shutdown_on(async move {
             tokio::select! {
                 _ = shutdown_signal() => {}
@@ -177,6 +194,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         });
     controller.await;
+    policy_watch.abort();
     health.ready.store(false, Ordering::Relaxed);
     lease_task.abort();
     let _ = stop_tx.send(true);

@@ -360,12 +360,77 @@ async fn a_storage_class_outside_japan_creates_nothing_and_says_why() {
     );
 }
 
+#[tokio::test]
+async fn a_violation_found_by_the_account_audit_shows_on_the_stack_without_stopping_it() {
+    // The agent's audit found replication to us-west-2 and wrote it into the policy's status.
+    let policy = json!({
+        "apiVersion": "kenko.io/v1alpha1",
+        "kind": "ResidencyPolicy",
+        "metadata": {"name": "default"},
+        "spec": {"allowedRegions": ["ap-northeast-1", "ap-northeast-3"], "backupsInDifferentRegion": true, "minRetentionYears": 20},
+        "status": {"audit": {
+            "completedAt": "2026-11-26T03:00:00Z",
+            "auditor": "kenko-agent-abcde",
+            "regions": ["ap-northeast-1", "ap-northeast-3", "us-west-2"],
+            "compliant": 41, "violations": 1, "unknown": 0,
+            "findings": [{"rule": "s3.replication", "status": "Violation", "resource": "arn:aws:s3:::kenko-prod-records", "region": "ap-northeast-1"}]
+        }}
+    });
+    let mut script = vec![
+        step(
+            "GET",
+            "/apis/kenko.io/v1alpha1/residencypolicies/default",
+            Reply::Json(policy),
+        ),
+        step(
+            "GET",
+            "/apis/storage.k8s.io/v1/storageclasses/gp3-tokyo",
+            Reply::Json(storage_class("ap-northeast-1a")),
+        ),
+    ];
+    script.extend(apply_steps(2));
+    script.push(step(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/city/events",
+        Reply::Echo(json!({})),
+    ));
+    script.push(step(
+        "PATCH",
+        format!("{STACKS}/hachioji/status"),
+        Reply::Json(serde_json::to_value(stack()).unwrap()),
+    ));
+    let (result, seen) = run(ready_stack(), script).await;
+    result.unwrap();
+    let event = &seen[seen.len() - 2].body;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "AuditFoundViolation");
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains("s3.replication") && note.contains("kenko-prod-records"),
+        "{note}"
+    );
+    let status = &seen.last().unwrap().body;
+    assert_eq!(
+        status_of(condition(status, "ResidencyCompliant")),
+        ("False".into(), "AuditFoundViolation".into())
+    );
+    assert_eq!(
+        status_of(condition(status, "Degraded")),
+        ("True".into(), "AuditFoundViolation".into())
+    );
+    // The spec is compliant, so the app stays deployed and ready.
+    assert_eq!(
+        status_of(condition(status, "Ready")),
+        ("True".into(), "Reconciled".into())
+    );
+}
+
 fn ready_stack() -> HealthStack {
     let mut s = with_finalizer(stack());
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let observed = plan::Observed {
         app_available: 2,
-        apply_error: None,
+        ..Default::default()
     };
     s.status = Some(kenko_api::HealthStackStatus {
         observed_generation: Some(1),

@@ -3,6 +3,7 @@
 //! objects and keys) with the erasure engine, writes per-target progress to the request's
 //! status, and publishes each signed certificate as an ErasureCertificate.
 
+pub mod audit;
 pub mod plan;
 
 use std::collections::BTreeMap;

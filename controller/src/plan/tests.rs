@@ -273,7 +273,7 @@ fn conditions_keep_their_transition_time_and_report_readiness() {
     });
     let up = Observed {
         app_available: 2,
-        apply_error: None,
+        ..Default::default()
     };
     let now_ready = conditions(&s, &Residency::Compliant, &up, &t1);
     let ready = now_ready.iter().find(|c| c.type_ == "Ready").unwrap();
@@ -291,4 +291,85 @@ fn conditions_keep_their_transition_time_and_report_readiness() {
         "unchanged status keeps its time"
     );
     assert_eq!(ready.observed_generation, Some(3));
+}
+
+fn audit(violations: u32, unknown: u32) -> kenko_api::AccountAudit {
+    let mut findings = Vec::new();
+    for i in 0..violations {
+        findings.push(kenko_api::AuditFinding {
+            rule: "s3.replication".into(),
+            status: "Violation".into(),
+            resource: format!("arn:aws:s3:::records-{i}"),
+            region: "ap-northeast-1".into(),
+        });
+    }
+    for _ in 0..unknown {
+        findings.push(kenko_api::AuditFinding {
+            rule: "audit.region_unreachable".into(),
+            status: "Unknown".into(),
+            resource: "region".into(),
+            region: "ap-southeast-1".into(),
+        });
+    }
+    kenko_api::AccountAudit {
+        completed_at: "2026-11-26T03:00:00Z".into(),
+        auditor: "kenko-agent-x".into(),
+        regions: vec!["ap-northeast-1".into(), "ap-northeast-3".into()],
+        compliant: 40,
+        violations,
+        unknown,
+        findings,
+    }
+}
+
+fn status_of<'a>(cs: &'a [Condition], t: &str) -> (&'a str, &'a str, &'a str) {
+    let c = cs.iter().find(|c| c.type_ == t).unwrap();
+    (c.status.as_str(), c.reason.as_str(), c.message.as_str())
+}
+
+#[test]
+fn the_account_audit_decides_residency_but_never_stops_the_app() {
+    let t = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
+    let s = stack();
+    let up = |audit| Observed {
+        app_available: 2,
+        apply_error: None,
+        audit,
+    };
+    // No audit reported yet, or a clean one: the spec checks alone decide.
+    for a in [None, Some(audit(0, 0))] {
+        let cs = conditions(&s, &Residency::Compliant, &up(a), &t);
+        assert_eq!(status_of(&cs, "ResidencyCompliant").1, reason::RESIDENCY_OK);
+        assert_eq!(status_of(&cs, "Degraded").0, "False");
+    }
+    let cs = conditions(&s, &Residency::Compliant, &up(Some(audit(5, 1))), &t);
+    let (st, r, m) = status_of(&cs, "ResidencyCompliant");
+    assert_eq!((st, r), ("False", reason::AUDIT_VIOLATION));
+    assert!(
+        m.contains("5 violation(s)") && m.contains("s3.replication"),
+        "{m}"
+    );
+    assert!(m.contains("(and 3 more)"), "three shown of six: {m}");
+    assert_eq!(status_of(&cs, "Degraded").1, reason::AUDIT_VIOLATION);
+    // The app keeps running and backups stay configured: the stray copy is in the account.
+    assert_eq!(status_of(&cs, "Ready").0, "True");
+    assert_eq!(status_of(&cs, "BackupConfigured").0, "True");
+
+    let cs = conditions(&s, &Residency::Compliant, &up(Some(audit(0, 2))), &t);
+    assert_eq!(
+        status_of(&cs, "ResidencyCompliant").1,
+        reason::AUDIT_INCOMPLETE
+    );
+
+    // A spec violation keeps its own reason (and still deploys nothing).
+    let bad = Residency::Violation {
+        reason: reason::BACKUP_SAME_REGION,
+        message: "same".into(),
+    };
+    let cs = conditions(&s, &bad, &up(Some(audit(1, 0))), &t);
+    assert_eq!(
+        status_of(&cs, "ResidencyCompliant").1,
+        reason::BACKUP_SAME_REGION
+    );
+    assert_eq!(status_of(&cs, "Ready").0, "False");
 }

@@ -597,6 +597,7 @@ const AGENT_CLUSTER_ROLE: &[&str] = &[
     "kenko.io erasurecertificates get",
     "kenko.io erasurecertificates list",
     "kenko.io erasurecertificates create",
+    "kenko.io residencypolicies/status patch",
     "core persistentvolumeclaims get",
     "core persistentvolumes get",
     "core nodes get",

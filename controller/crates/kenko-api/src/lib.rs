@@ -22,7 +22,10 @@ pub use health_stack::{
     HealthStackStatus, IntakeSpec, ManagedDatabase, MonitoringSpec, Municipality, NetworkSpec,
     StorageSpec,
 };
-pub use residency::{ResidencyPolicy, ResidencyPolicySpec};
+pub use residency::{
+    AccountAudit, AuditFinding, ResidencyPolicy, ResidencyPolicySpec, ResidencyPolicyStatus,
+    MAX_STATUS_FINDINGS,
+};
 
 /// The API group of every kenko resource.
 pub const GROUP: &str = "kenko.io";

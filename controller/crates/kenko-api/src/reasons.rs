@@ -23,6 +23,11 @@ pub mod reason {
     pub const STORAGE_CLASS_OUTSIDE_JAPAN: &str = "StorageClassOutsideJapan";
     pub const STORAGE_CLASS_NOT_ALLOWED: &str = "StorageClassNotAllowed";
     pub const STORAGE_CLASS_MISSING: &str = "StorageClassMissing";
+    /// The last account audit found a copy or a path outside the rules (a bucket abroad, a
+    /// replication or backup copy leaving Japan, an internet gateway...).
+    pub const AUDIT_VIOLATION: &str = "AuditFoundViolation";
+    /// The last account audit could not check everything (a region or API did not answer).
+    pub const AUDIT_INCOMPLETE: &str = "AuditIncomplete";
     pub const BACKUP_OK: &str = "BackupPlanned";
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const AWAITING_APPROVAL: &str = "AwaitingApproval";

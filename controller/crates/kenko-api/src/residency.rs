@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
     kind = "ResidencyPolicy",
     plural = "residencypolicies",
     shortname = "rp",
+    status = "ResidencyPolicyStatus",
     cel,
     printcolumn = r#"{"name":"Regions","type":"string","jsonPath":".spec.allowedRegions"}"#,
-    printcolumn = r#"{"name":"MinRetention","type":"integer","jsonPath":".spec.minRetentionYears"}"#
+    printcolumn = r#"{"name":"MinRetention","type":"integer","jsonPath":".spec.minRetentionYears"}"#,
+    printcolumn = r#"{"name":"Audited","type":"date","jsonPath":".status.audit.completedAt"}"#,
+    printcolumn = r#"{"name":"Violations","type":"integer","jsonPath":".status.audit.violations"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ResidencyPolicySpec {
@@ -58,3 +61,52 @@ impl Default for ResidencyPolicySpec {
         }
     }
 }
+
+/// What the last account audit found. The agent holding the cloud lease writes it after every
+/// complete `residency audit` sweep; the controller turns it into each HealthStack's
+/// ResidencyCompliant condition, so an operator sees a copy outside Japan on the stack itself.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ResidencyPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AccountAudit>,
+}
+
+/// The summary of one audit of the AWS account (no personal data: resources are AWS ids).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountAudit {
+    /// When the audit finished (RFC 3339).
+    pub completed_at: String,
+    /// Who ran it (the agent's pod).
+    #[serde(default)]
+    pub auditor: String,
+    /// Regions swept.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub regions: Vec<String>,
+    pub compliant: u32,
+    pub violations: u32,
+    /// Checks that could not be made (a region or API that did not answer); never compliant.
+    pub unknown: u32,
+    /// The findings that are not compliant, violations first (at most 50; the counts above
+    /// are complete).
+    #[serde(default)]
+    #[schemars(length(max = 50))]
+    pub findings: Vec<AuditFinding>,
+}
+
+/// One finding that is not compliant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditFinding {
+    /// The stable rule id (`s3.replication`, `network.internet_gateway`...).
+    pub rule: String,
+    /// `Violation` or `Unknown`.
+    pub status: String,
+    pub resource: String,
+    pub region: String,
+}
+
+/// At most this many findings are kept in the status.
+pub const MAX_STATUS_FINDINGS: usize = 50;
