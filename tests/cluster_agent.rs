@@ -3,52 +3,13 @@
 //! node" is erased, its certificate published and the request's status written; a
 //! self-approved or unapproved request erases nothing.
 
-use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
 use kenko_agent::cluster::{self, plan::NODE_ANNOTATION, Worker};
 use kenko_api::{ErasureRequest, ErasureRequestSpec};
-use kube::client::Body;
-use serde_json::{json, Value};
-
-enum Reply {
-    Echo,
-    Json(Value),
-}
-
-async fn serve(
-    mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-    script: Vec<(&'static str, String, Reply)>,
-) -> Vec<(String, String, Value)> {
-    let mut script: VecDeque<_> = script.into();
-    let mut seen = Vec::new();
-    while let Some((request, send)) = handle.next_request().await {
-        let method = request.method().to_string();
-        let path = request.uri().path().to_string();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let Some((m, p, reply)) = script.pop_front() else {
-            panic!("unexpected request: {method} {path}");
-        };
-        assert_eq!((method.as_str(), path.as_str()), (m, p.as_str()));
-        let reply = match reply {
-            Reply::Echo => body.clone(),
-            Reply::Json(v) => v,
-        };
-        send.send_response(
-            Response::builder()
-                .status(StatusCode::OK)
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap(),
-        );
-        seen.push((method, path, body));
-    }
-    assert!(script.is_empty(), "requests never made: {}", script.len());
-    seen
-}
+use kenko_test_support::{serve, step, Reply, Seen, Step};
+use serde_json::json;
 
 fn request(approved_by: Option<&str>, target: &str) -> ErasureRequest {
     let mut r = ErasureRequest::new(
@@ -70,16 +31,12 @@ fn request(approved_by: Option<&str>, target: &str) -> ErasureRequest {
 
 const REQ: &str = "/apis/kenko.io/v1alpha1/namespaces/city/erasurerequests/decommission-hachioji";
 
-async fn handle(
-    r: ErasureRequest,
-    data: &std::path::Path,
-    script: Vec<(&'static str, String, Reply)>,
-) -> Vec<(String, String, Value)> {
-    let (service, mock) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+async fn handle(r: ErasureRequest, data: &std::path::Path, script: Vec<Step>) -> Vec<Seen> {
+    let (client, mock) = kenko_test_support::mock();
     let server = tokio::spawn(serve(mock, script));
     {
         let worker = Arc::new(Worker {
-            client: kube::Client::new(service, "default"),
+            client,
             node: "node-a".into(),
             cloud_leader: Arc::new(AtomicBool::new(false)),
             places: kenko_agent::erase::Places {
@@ -99,10 +56,10 @@ async fn handle(
         });
         cluster::handle(Arc::new(r), worker).await.unwrap();
     }
-    tokio::time::timeout(Duration::from_secs(30), server)
-        .await
-        .expect("the mock server finishes")
-        .unwrap()
+    match server.await {
+        Ok(seen) => seen,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
 }
 
 #[tokio::test]
@@ -119,26 +76,26 @@ async fn an_approved_request_erases_this_nodes_folder_and_publishes_its_certific
         r,
         &data,
         vec![
-            ("GET", REQ.into(), Reply::Json(rv.clone())),
-            ("PATCH", format!("{REQ}/status"), Reply::Json(rv.clone())),
-            (
+            step("GET", REQ, Reply::Json(rv.clone())),
+            step("PATCH", format!("{REQ}/status"), Reply::Json(rv.clone())),
+            step(
                 "POST",
-                "/apis/kenko.io/v1alpha1/erasurecertificates".into(),
-                Reply::Echo,
+                "/apis/kenko.io/v1alpha1/erasurecertificates",
+                Reply::echo(),
             ),
-            ("GET", REQ.into(), Reply::Json(rv.clone())),
-            ("PATCH", format!("{REQ}/status"), Reply::Json(rv)),
+            step("GET", REQ, Reply::Json(rv.clone())),
+            step("PATCH", format!("{REQ}/status"), Reply::Json(rv)),
         ],
     )
     .await;
     assert!(!folder.exists(), "the folder was erased and removed");
     // Progress first, with the version read (a concurrent agent's write makes it retry).
-    let running = &seen[1].2;
+    let running = &seen[1].body;
     assert_eq!(running["metadata"]["resourceVersion"], "41");
     assert_eq!(running["status"]["targets"][0]["phase"], "Running");
     assert_eq!(running["status"]["targets"][0]["node"], "node-a");
     // The certificate: the signed file itself, verifiable offline, hash as published.
-    let cert = &seen[2].2;
+    let cert = &seen[2].body;
     let text = cert["spec"]["certificate"].as_str().unwrap();
     let v = kenko_cert::verify(text.as_bytes(), None).unwrap();
     assert_eq!(cert["spec"]["sha256"], v.sha256.as_str());
@@ -148,7 +105,7 @@ async fn an_approved_request_erases_this_nodes_folder_and_publishes_its_certific
     assert_eq!(cert["spec"]["stack"], "city/hachioji");
     assert_eq!(cert["spec"]["blockedCount"], 0);
     assert!(v.certificate.sanitization.notes.contains("auditor-b"));
-    let done = &seen[4].2;
+    let done = &seen[4].body;
     assert_eq!(done["status"]["phase"], "Certified");
     assert_eq!(done["status"]["targets"][0]["phase"], "Certified");
     assert_eq!(done["status"]["targets"][0]["bytesErased"], 100_000);
@@ -170,14 +127,14 @@ async fn a_self_approved_request_is_refused_and_erases_nothing() {
         r,
         &dir.path().join("data"),
         vec![
-            ("GET", REQ.into(), Reply::Json(rv.clone())),
-            ("PATCH", format!("{REQ}/status"), Reply::Json(rv)),
+            step("GET", REQ, Reply::Json(rv.clone())),
+            step("PATCH", format!("{REQ}/status"), Reply::Json(rv)),
         ],
     )
     .await;
     assert_eq!(std::fs::read(folder.join("a.csv")).unwrap(), b"data");
-    assert_eq!(seen[1].2["status"]["phase"], "Failed");
-    assert_eq!(seen[1].2["status"]["reason"], "SelfApprovalRefused");
+    assert_eq!(seen[1].body["status"]["phase"], "Failed");
+    assert_eq!(seen[1].body["status"]["reason"], "SelfApprovalRefused");
 }
 
 #[tokio::test]
@@ -211,12 +168,12 @@ async fn unapproved_requests_and_other_agents_targets_are_left_alone() {
 
 #[tokio::test]
 async fn the_account_audit_is_published_in_the_residency_policys_status() {
-    let (service, mock) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (client, mock) = kenko_test_support::mock();
     let server = tokio::spawn(serve(
         mock,
-        vec![(
+        vec![step(
             "PATCH",
-            "/apis/kenko.io/v1alpha1/residencypolicies/default/status".into(),
+            "/apis/kenko.io/v1alpha1/residencypolicies/default/status",
             Reply::Json(json!({
                 "apiVersion": "kenko.io/v1alpha1",
                 "kind": "ResidencyPolicy",
@@ -239,15 +196,13 @@ async fn the_account_audit_is_published_in_the_residency_policys_status() {
             region: "ap-northeast-1".into(),
         }],
     };
-    {
-        let client = kube::Client::new(service, "default");
-        assert!(cluster::audit::publish(&client, &audit).await.unwrap());
-    }
-    let seen = tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the mock server finishes")
-        .unwrap();
-    let body = &seen[0].2;
+    assert!(cluster::audit::publish(&client, &audit).await.unwrap());
+    drop(client);
+    let seen = match server.await {
+        Ok(seen) => seen,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let body = &seen[0].body;
     assert_eq!(body["status"]["audit"]["violations"], 1);
     assert_eq!(
         body["status"]["audit"]["findings"][0]["rule"],

@@ -2,11 +2,9 @@
 //! request the controller makes is checked against the script in order and answered; a request
 //! the script does not expect fails the test.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::{TopologySelectorLabelRequirement, TopologySelectorTerm};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -17,120 +15,10 @@ use kenko_api::{
 use kenko_controller::plan;
 use kenko_controller::reconcile::{reconcile, Context};
 use kenko_controller::telemetry::Metrics;
-use kube::client::Body;
+use kenko_test_support::{serve, step, Reply, Seen, Step};
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{json, Value};
 
-/// How the mock answers one expected request.
-enum Reply {
-    /// The request's own body back (what the API server returns for an apply), with extra
-    /// fields merged in (e.g. a status).
-    Echo(Value),
-    Json(Value),
-    NotFound,
-}
-
-struct Step {
-    method: &'static str,
-    path: String,
-    reply: Reply,
-}
-
-fn step(method: &'static str, path: impl Into<String>, reply: Reply) -> Step {
-    Step {
-        method,
-        path: path.into(),
-        reply,
-    }
-}
-
-/// One request as the controller sent it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-fn merge(into: &mut Value, extra: &Value) {
-    if let (Some(a), Some(b)) = (into.as_object_mut(), extra.as_object()) {
-        for (k, v) in b {
-            a.insert(k.clone(), v.clone());
-        }
-    }
-}
-
-/// Serves the script; returns what was seen. Panics on an unexpected request.
-async fn serve(
-    mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
-    script: Vec<Step>,
-) -> Vec<Seen> {
-    let mut script: VecDeque<Step> = script.into();
-    let mut seen = Vec::new();
-    while let Some((request, send)) = handle.next_request().await {
-        let method = request.method().to_string();
-        let path = request.uri().path().to_string();
-        let query = request.uri().query().unwrap_or_default().to_string();
-        let content_type = request
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        let Some(expected) = script.pop_front() else {
-            panic!("unexpected request: {method} {path}?{query}");
-        };
-        assert_eq!(
-            (method.as_str(), path.as_str()),
-            (expected.method, expected.path.as_str()),
-            "request #{} out of script",
-            seen.len() + 1
-        );
-        let (status, reply) = match expected.reply {
-            Reply::Echo(extra) => {
-                let mut b = body.clone();
-                merge(&mut b, &extra);
-                (StatusCode::OK, b)
-            }
-            Reply::Json(v) => (StatusCode::OK, v),
-            Reply::NotFound => (
-                StatusCode::NOT_FOUND,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
-            ),
-        };
-        send.send_response(
-            Response::builder()
-                .status(status)
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap(),
-        );
-        seen.push(Seen {
-            method,
-            path,
-            query,
-            content_type,
-            body,
-        });
-    }
-    assert!(
-        script.is_empty(),
-        "the controller stopped before these requests: {:?}",
-        script
-            .iter()
-            .map(|s| format!("{} {}", s.method, s.path))
-            .collect::<Vec<_>>()
-    );
-    seen
-}
-
-/// Runs one reconcile of `stack` against `script`; returns the result and the requests.
 async fn run(
     stack: HealthStack,
     script: Vec<Step>,
@@ -138,10 +26,9 @@ async fn run(
     Result<kube::runtime::controller::Action, kenko_controller::reconcile::Error>,
     Vec<Seen>,
 ) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let (client, handle) = kenko_test_support::mock();
     let server = tokio::spawn(serve(handle, script));
     let result = {
-        let client = kube::Client::new(service, "default");
         let ctx = Arc::new(Context {
             client: client.clone(),
             metrics: Metrics::default(),
@@ -157,10 +44,10 @@ async fn run(
         reconcile(Arc::new(stack), ctx).await
     };
     // Every client is dropped now, so the server's loop ends.
-    let seen = tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("the mock server finishes")
-        .unwrap();
+    let seen = match server.await {
+        Ok(seen) => seen,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
     (result, seen)
 }
 

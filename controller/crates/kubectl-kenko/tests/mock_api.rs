@@ -4,116 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use http::{Method, Request, Response};
-use kube::client::Body;
+use http::Method;
+use kenko_test_support::{scenario, step, Step};
 use kubectl_kenko::{certificates, erasure, status, Scope};
 use serde_json::{json, Value};
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-fn mock() -> (kube::Client, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), handle)
-}
-
-/// One expected request and the reply to it.
-struct Step {
-    method: Method,
-    path: String,
-    /// Query parameters that must be present (`key=value`).
-    query: Vec<&'static str>,
-    /// The JSON body the request must carry, when it matters.
-    body: Option<Value>,
-    status: u16,
-    reply: Value,
-}
-
-fn step(method: Method, path: &str, reply: Value) -> Step {
-    Step {
-        method,
-        path: path.into(),
-        query: vec![],
-        body: None,
-        status: 200,
-        reply,
-    }
-}
-
-/// A request as it was received.
-#[derive(Debug)]
-struct Seen {
-    method: Method,
-    uri: String,
-    content_type: Option<String>,
-}
-
-/// Serves the script; after it, waits for the client to go away and fails on any further
-/// request.
-async fn serve(mut handle: Handle, steps: Vec<Step>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    for (i, s) in steps.into_iter().enumerate() {
-        let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
-            .await
-            .unwrap_or_else(|_| panic!("step {i}: expected {} {}, got nothing", s.method, s.path))
-            .unwrap_or_else(|| panic!("step {i}: expected {} {}, client gone", s.method, s.path));
-        let uri = req.uri().to_string();
-        assert_eq!(
-            (req.method(), req.uri().path()),
-            (&s.method, s.path.as_str()),
-            "step {i}: unexpected request {uri}"
-        );
-        let query = req.uri().query().unwrap_or("").to_string();
-        for q in &s.query {
-            assert!(
-                query.split('&').any(|p| p == *q),
-                "step {i}: {uri} lacks {q}"
-            );
-        }
-        let content_type = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string());
-        let method = req.method().clone();
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        if let Some(want) = &s.body {
-            let got: Value = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!(&got, want, "step {i}: body of {uri}");
-        }
-        seen.push(Seen {
-            method,
-            uri,
-            content_type,
-        });
-        send.send_response(
-            Response::builder()
-                .status(s.status)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&s.reply).unwrap()))
-                .unwrap(),
-        );
-    }
-    match tokio::time::timeout(Duration::from_secs(10), handle.next_request()).await {
-        Ok(None) => {}
-        Ok(Some((req, _))) => panic!("unexpected request {} {}", req.method(), req.uri()),
-        Err(_) => panic!("the client was not dropped after the script"),
-    }
-    seen
-}
-
-/// Runs `f` with a client against the script; returns its result and the requests seen.
-async fn scenario<T, F, Fut>(steps: Vec<Step>, f: F) -> (T, Vec<Seen>)
-where
-    F: FnOnce(kube::Client) -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let (client, handle) = mock();
-    let server = tokio::spawn(serve(handle, steps));
-    let result = f(client).await;
-    let seen = server.await.expect("the scripted API server");
-    (result, seen)
-}
 
 fn condition(t: &str, s: &str, reason: &str, message: &str) -> Value {
     json!({"type": t, "status": s, "reason": reason, "message": message,
@@ -322,24 +216,23 @@ async fn approve_by_a_second_person_patches_approved_by_with_the_authenticated_u
     assert_eq!(approval.approved_by, "auditor-b");
     assert_eq!(approval.request, "city-b/old-erasure");
     assert!(!approval.already);
-    let requests: Vec<(Method, &str)> = seen
+    let requests: Vec<(&str, &str)> = seen
         .iter()
-        .map(|s| (s.method.clone(), s.uri.as_str()))
+        .map(|s| (s.method.as_str(), s.uri.as_str()))
         .collect();
     assert_eq!(
         requests,
         [
-            (Method::POST, "/apis/authentication.k8s.io/v1/selfsubjectreviews?"),
-            (Method::GET, ER_PATH),
+            ("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews?"),
+            ("GET", ER_PATH),
             (
-                Method::PATCH,
+                "PATCH",
                 "/apis/kenko.io/v1alpha1/namespaces/city-b/erasurerequests/old-erasure?&fieldManager=kubectl-kenko"
             ),
         ]
     );
     assert_eq!(
-        seen[2].content_type.as_deref(),
-        Some("application/merge-patch+json"),
+        seen[2].content_type, "application/merge-patch+json",
         "{:?}",
         seen[2]
     );
@@ -367,7 +260,7 @@ async fn approve_is_refused_locally_when_the_reviewer_is_the_requester() {
             .contains("must be approved by someone other than the person who requested it"),
         "{e}"
     );
-    assert!(seen.iter().all(|s| s.method != Method::PATCH));
+    assert!(seen.iter().all(|s| s.method != "PATCH"));
 }
 
 #[tokio::test]
