@@ -286,7 +286,8 @@ fn certificate_buckets_need_object_lock() {
 
 #[test]
 fn backup_plans_copy_to_the_other_japanese_region_and_keep_twenty_years() {
-    let cases: Vec<(Vec<(String, Option<i64>)>, Option<i64>, Rule, &str)> = vec![
+    type Case = (Vec<(String, Option<i64>)>, Option<i64>, Rule, &'static str);
+    let cases: Vec<Case> = vec![
         (vec![], Some(7305), Rule::BackupPlanCopy, "no copy action"),
         (
             vec![(vault_arn(TOKYO, "v"), Some(7305))],
