@@ -141,9 +141,19 @@ impl Clients {
     }
 }
 
-/// An SDK error as one line: the service's code and message (`DisplayErrorContext`).
+/// An SDK error as one line: the operation, then each cause's message (the service's code and
+/// message, or the connection error), without the SDK's debug dump.
 pub(crate) fn err_text<E: std::error::Error>(operation: &str, e: E) -> String {
-    format!("{operation}: {}", aws_sdk_s3::error::DisplayErrorContext(e))
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    format!("{operation}: {}", parts.join(": "))
 }
 
 #[cfg(test)]
