@@ -198,7 +198,12 @@ async fn populate(c: &Clients, buckets: usize, snapshots: usize, plans: usize) {
         .tag_specifications(
             ec2::types::TagSpecification::builder()
                 .resource_type(ec2::types::ResourceType::Vpc)
-                .tags(ec2::types::Tag::builder().key("kenko:stack").value("bench").build())
+                .tags(
+                    ec2::types::Tag::builder()
+                        .key("kenko:stack")
+                        .value("bench")
+                        .build(),
+                )
                 .build(),
         )
         .send()

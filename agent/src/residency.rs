@@ -322,6 +322,9 @@ pub fn publish(report: &Report, secs: f64) {
 /// The scheduled audit of `kenko-agent run`: every `interval_secs` until `stop`. It never
 /// remediates (that is a person's decision, made with `residency audit --remediate`).
 pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>) {
+    // Registered first, so the metrics exist (and the staleness alert can fire) before the
+    // first audit finishes, and also when the section is invalid and no audit ever runs.
+    LazyLock::force(&RESIDENCY_METRICS);
     let opts = match options(
         &cfg.regions,
         cfg.concurrency,
@@ -342,9 +345,6 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>) {
             return;
         }
     };
-    // Registered now, so the metrics exist (and the staleness alert can fire) before the
-    // first audit finishes.
-    LazyLock::force(&RESIDENCY_METRICS);
     let clients = Clients::new(&endpoint(), overrides).await;
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
     while !stop.load(Ordering::SeqCst) {
