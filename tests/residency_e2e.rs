@@ -963,6 +963,15 @@ fn remediation_removes_the_offending_replication_rule_and_nothing_else() {
             ],
         )
         .await;
+        // The intake bucket's only rule points outside Japan: its whole configuration goes.
+        put_replication(
+            &a.clients,
+            TOKYO,
+            &format!("kenko-prod-intake-{}-{TOKYO}", a.account),
+            &a.account,
+            vec![replication_rule("intake-to-oregon", 1, oregon, None)],
+        )
+        .await;
         // A copy action outside Japan too: moto has no UpdateBackupPlan, so that action must be
         // reported failed with the service's reason, and the plan left as it was.
         let sg_key = kms_key(&a.clients, "ap-southeast-1").await;
@@ -1025,13 +1034,23 @@ fn remediation_removes_the_offending_replication_rule_and_nothing_else() {
     let (report, code, out) = audit(&moto, &["--regions", REGIONS, "--remediate"], &[]);
     assert_eq!(code, 1, "findings are as found before remediating");
     let actions = report["actions"].as_array().unwrap();
-    assert_eq!(actions.len(), 2, "{actions:#?}");
+    assert_eq!(actions.len(), 3, "{actions:#?}");
     let s3a = actions
         .iter()
-        .find(|a| a["kind"] == "remove_replication_rules")
+        .find(|a| {
+            a["kind"] == "remove_replication_rules"
+                && a["resource"] == format!("arn:aws:s3:::{records}")
+        })
         .unwrap();
     assert_eq!(s3a["outcome"], "done", "{s3a}");
     assert_eq!(s3a["removes"], serde_json::json!(["records-to-oregon"]));
+    let intake = format!("kenko-prod-intake-123456789012-{TOKYO}");
+    let s3b = actions
+        .iter()
+        .find(|a| a["resource"] == format!("arn:aws:s3:::{intake}"))
+        .unwrap();
+    assert_eq!(s3b["outcome"], "done", "{s3b}");
+    assert_eq!(s3b["removes"], serde_json::json!(["intake-to-oregon"]));
     let ba = actions
         .iter()
         .find(|a| a["kind"] == "remove_copy_actions")
@@ -1050,7 +1069,7 @@ fn remediation_removes_the_offending_replication_rule_and_nothing_else() {
 
     let after = rt.block_on(state(&c, &refs));
     for (k, v) in &before {
-        if k == &format!("{records} replication") {
+        if k == &format!("{records} replication") || k == &format!("{intake} replication") {
             continue;
         }
         assert_eq!(after.get(k), Some(v), "{k} changed");
@@ -1064,6 +1083,11 @@ fn remediation_removes_the_offending_replication_rule_and_nothing_else() {
     let ids: Vec<&str> = conf.rules().iter().map(|r| r.id().unwrap()).collect();
     assert_eq!(ids, vec!["records-to-osaka"]);
     assert!(before[&format!("{records} replication")].contains(&format!("{:?}", conf.rules()[0])));
+    // The intake bucket had no other rule: DeleteBucketReplication, not an empty configuration.
+    assert_eq!(
+        after[&format!("{intake} replication")],
+        "error Some(\"ReplicationConfigurationNotFoundError\")"
+    );
 
     // The next audit no longer finds the replication violation (the Oregon bucket itself is
     // still there, for a person to erase).
