@@ -143,9 +143,18 @@ impl Clients {
 
 /// An SDK error as one line: the operation, then each cause's message (the service's code and
 /// message, or the connection error), without the SDK's debug dump.
-pub(crate) fn err_text<E: std::error::Error>(operation: &str, e: E) -> String {
+/// The HTTP status comes first when there is one: an endpoint without the API (an emulator)
+/// answers 404 with a page the SDK cannot parse, and the status says more than the parse error.
+pub(crate) fn err_text<E: std::error::Error + 'static>(
+    operation: &str,
+    e: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String {
+    let status = e
+        .raw_response()
+        .map(|r| format!("HTTP {}: ", r.status().as_u16()))
+        .unwrap_or_default();
     let mut parts: Vec<String> = vec![e.to_string()];
-    let mut source = e.source();
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         let text = s.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {
@@ -153,7 +162,7 @@ pub(crate) fn err_text<E: std::error::Error>(operation: &str, e: E) -> String {
         }
         source = s.source();
     }
-    format!("{operation}: {}", parts.join(": "))
+    format!("{operation}: {status}{}", parts.join(": "))
 }
 
 #[cfg(test)]
