@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod intake;
 pub mod metrics;
 pub mod register;
+pub mod residency;
 pub mod sample;
 pub mod watch;
 

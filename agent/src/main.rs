@@ -66,6 +66,17 @@ enum Command {
     /// Erasure certificates: verify one or a chain, countersign, export the public key.
     #[command(subcommand)]
     Certificate(CertificateCommand),
+    /// Residency and backups of the AWS account.
+    #[command(subcommand)]
+    Residency(ResidencyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ResidencyCommand {
+    /// Sweep the regions and report where every bucket, replica, vault, recovery point,
+    /// snapshot, volume and key lives, and whether the stack's VPCs are closed. Exit code 0 all
+    /// compliant, 1 a violation, 2 unknown (a region or API did not answer), 3 bad options.
+    Audit(kenko_agent::residency::AuditArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -497,6 +508,15 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         Command::Run { cluster } => run_agent(config, cluster),
         Command::Certificate(c) => certificate(c, config),
         Command::Erase(a) => erase(a, config),
+        Command::Residency(ResidencyCommand::Audit(a)) => {
+            match kenko_agent::residency::audit_command(&a) {
+                Ok(code) => Ok(ExitCode::from(code)),
+                Err(e) => {
+                    eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
     }
 }
 
@@ -830,6 +850,12 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
     });
     if cluster {
         start_cluster_worker(&rt, config, stop.clone())?;
+    }
+    if config.residency.enabled {
+        rt.spawn(kenko_agent::residency::run_scheduled(
+            config.residency.clone(),
+            stop.clone(),
+        ));
     }
     let cfg = config.clone();
     let loop_stop = stop.clone();

@@ -2,6 +2,8 @@
 //! local emulator through `endpoint_url`. Kept in its own crate because the SDK is the
 //! slowest part of the build: nothing else rebuilds it.
 //!
+//! The residency and backup audit lives in [`audit`].
+//!
 //! Today: erasing an S3 bucket or prefix, every object version and delete marker, with versions
 //! held by Object Lock (retention or legal hold) reported as blocked, never as erased.
 
@@ -11,6 +13,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier, ObjectLockEnabled, ObjectLockLegalHoldStatus};
 use aws_sdk_s3::Client;
 
+pub mod audit;
 pub mod backup;
 
 /// Why an AWS operation failed. `reason()` is stable.

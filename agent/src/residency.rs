@@ -1,0 +1,394 @@
+//! The agent's side of the residency audit (`kenko_aws::audit`): the `residency audit`
+//! command, the `[residency]` configuration section, the scheduled audit inside
+//! `kenko-agent run`, and its metrics.
+//!
+//! Exit codes of `residency audit`: 0 every finding Compliant, 1 any Violation, 2 some Unknown
+//! (a region or API did not answer) and no Violation; 3 the command could not start (bad
+//! flags or configuration).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use kenko_aws::audit::{self, AuditOptions, Clients, Policy, Report, Rule, Status};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts};
+use serde::Deserialize;
+
+use crate::metrics::METRICS;
+
+/// `kenko-agent residency audit`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuditArgs {
+    /// Comma-separated regions to sweep [default: every public AWS region].
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
+    /// Print the JSON report (docs/residency-report.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Remove replication rules and backup copy actions that point outside Japan. Without it
+    /// the planned actions are only printed.
+    #[arg(long)]
+    pub remediate: bool,
+    /// The bucket holding erasure certificates (must have Object Lock). Buckets tagged
+    /// kenko:data=certificates by Terraform are checked too.
+    #[arg(long)]
+    pub certificate_bucket: Option<String>,
+    /// Buckets or region services read at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Backups must be kept at least this many years (x 365 days).
+    #[arg(long, default_value_t = 20)]
+    pub retention_years: u32,
+    /// The tag marking the stack's VPCs: KEY or KEY=VALUE [default: kenko:stack].
+    #[arg(long)]
+    pub vpc_tag: Option<String>,
+    /// Per-region endpoint overrides REGION=URL,... (for tests and emulators).
+    #[arg(long, env = "KENKO_AWS_REGION_ENDPOINTS", hide = true)]
+    pub region_endpoints: Option<String>,
+}
+
+/// The `[residency]` section of the agent's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResidencyConfig {
+    /// Off by default: the embedded default run needs no cloud.
+    pub enabled: bool,
+    pub interval_secs: u64,
+    /// Empty: every public AWS region.
+    pub regions: Vec<String>,
+    pub certificate_bucket: Option<String>,
+    pub concurrency: usize,
+    pub retention_years: u32,
+    pub vpc_tag: Option<String>,
+}
+
+impl Default for ResidencyConfig {
+    fn default() -> Self {
+        ResidencyConfig {
+            enabled: false,
+            interval_secs: 3600,
+            regions: Vec::new(),
+            certificate_bucket: None,
+            concurrency: 8,
+            retention_years: 20,
+            vpc_tag: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResidencyError {
+    #[error("residency audit: {0}")]
+    Config(String),
+    #[error("residency audit: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+impl ResidencyError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ResidencyError::Config(_) => "config_invalid",
+            ResidencyError::Runtime(_) => "io_failed",
+        }
+    }
+}
+
+fn parse_vpc_tag(text: Option<&str>) -> Result<(String, Option<String>), ResidencyError> {
+    match text.map(str::trim) {
+        None => Ok((audit::STACK_TAG.into(), None)),
+        Some(t) => {
+            let (k, v) = match t.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (t, None),
+            };
+            if k.is_empty() {
+                return Err(ResidencyError::Config(format!(
+                    "--vpc-tag {t:?}: expected KEY or KEY=VALUE"
+                )));
+            }
+            Ok((k.to_string(), v))
+        }
+    }
+}
+
+fn options(
+    regions: &[String],
+    concurrency: usize,
+    retention_years: u32,
+    certificate_bucket: Option<String>,
+    vpc_tag: Option<&str>,
+) -> Result<AuditOptions, ResidencyError> {
+    let regions: Vec<String> = if regions.is_empty() {
+        audit::ALL_REGIONS.iter().map(|r| r.to_string()).collect()
+    } else {
+        regions.iter().map(|r| r.trim().to_string()).collect()
+    };
+    if let Some(bad) = regions.iter().find(|r| {
+        r.is_empty()
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    }) {
+        return Err(ResidencyError::Config(format!(
+            "region {bad:?}: expected a region name like ap-northeast-1"
+        )));
+    }
+    if concurrency == 0 {
+        return Err(ResidencyError::Config(
+            "concurrency must be at least 1".into(),
+        ));
+    }
+    Ok(AuditOptions {
+        regions,
+        concurrency,
+        policy: Policy {
+            retention_years,
+            certificate_bucket,
+            vpc_tag: parse_vpc_tag(vpc_tag)?,
+            ..Policy::default()
+        },
+    })
+}
+
+/// The endpoint: `AWS_REGION` (default Tokyo) and the emulator's `KENKO_AWS_ENDPOINT_URL`, as
+/// the erase command uses.
+fn endpoint() -> kenko_aws::Endpoint {
+    kenko_aws::Endpoint {
+        region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
+        endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
+    }
+}
+
+fn overrides(text: Option<&str>) -> Result<BTreeMap<String, String>, ResidencyError> {
+    audit::parse_endpoint_overrides(text.unwrap_or_default())
+        .map_err(|e| ResidencyError::Config(format!("KENKO_AWS_REGION_ENDPOINTS: {e}")))
+}
+
+/// Runs `residency audit`, prints the report and returns the exit code (0, 1 or 2).
+pub fn audit_command(args: &AuditArgs) -> Result<u8, ResidencyError> {
+    let opts = options(
+        &args.regions,
+        args.concurrency,
+        args.retention_years,
+        args.certificate_bucket.clone(),
+        args.vpc_tag.as_deref(),
+    )?;
+    let overrides = overrides(args.region_endpoints.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        let clients = Clients::new(&endpoint(), overrides).await;
+        audit::run(&clients, &opts, args.remediate).await.0
+    });
+    log_report(&report);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("the report serialises")
+        );
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.exit_code())
+}
+
+fn log_report(report: &Report) {
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.status != Status::Compliant)
+    {
+        tracing::warn!(
+            rule = f.rule.as_str(),
+            status = f.status.as_str(),
+            region = %f.region,
+            resource = %f.resource,
+            detail = %f.detail,
+            "residency finding"
+        );
+    }
+    tracing::info!(
+        compliant = report.summary.compliant,
+        violation = report.summary.violation,
+        unknown = report.summary.unknown,
+        api_calls = report.api_calls,
+        "residency audit finished"
+    );
+}
+
+/// The audit's metrics, registered in the agent's registry on first use.
+pub struct ResidencyMetrics {
+    pub findings: IntGaugeVec,
+    pub last_complete: Gauge,
+    pub last_run: Gauge,
+    pub api_calls: IntCounter,
+    pub audits: IntCounterVec,
+    pub duration: Gauge,
+}
+
+pub static RESIDENCY_METRICS: LazyLock<ResidencyMetrics> = LazyLock::new(|| {
+    let findings = IntGaugeVec::new(
+        Opts::new(
+            "kenko_residency_findings",
+            "Findings of the last residency audit, by rule id and status (compliant, violation, unknown).",
+        ),
+        &["rule", "status"],
+    )
+    .expect("metric");
+    let last_complete = Gauge::new(
+        "kenko_residency_last_complete_audit_timestamp_seconds",
+        "Unix time of the last residency audit in which every region and API answered.",
+    )
+    .expect("metric");
+    let last_run = Gauge::new(
+        "kenko_residency_last_audit_timestamp_seconds",
+        "Unix time of the last residency audit that finished, complete or not.",
+    )
+    .expect("metric");
+    let api_calls = IntCounter::new(
+        "kenko_residency_api_calls_total",
+        "AWS API attempts made by residency audits.",
+    )
+    .expect("metric");
+    let audits = IntCounterVec::new(
+        Opts::new(
+            "kenko_residency_audits_total",
+            "Residency audits, by result: compliant, violation, incomplete.",
+        ),
+        &["result"],
+    )
+    .expect("metric");
+    let duration = Gauge::new(
+        "kenko_residency_audit_duration_seconds",
+        "Wall time of the last residency audit.",
+    )
+    .expect("metric");
+    let r = &METRICS.registry;
+    r.register(Box::new(findings.clone())).expect("register");
+    r.register(Box::new(last_complete.clone()))
+        .expect("register");
+    r.register(Box::new(last_run.clone())).expect("register");
+    r.register(Box::new(api_calls.clone())).expect("register");
+    r.register(Box::new(audits.clone())).expect("register");
+    r.register(Box::new(duration.clone())).expect("register");
+    ResidencyMetrics {
+        findings,
+        last_complete,
+        last_run,
+        api_calls,
+        audits,
+        duration,
+    }
+});
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Publishes one report: every rule and status is set (zeros included), so a violation that
+/// went away drops to 0 instead of lingering.
+pub fn publish(report: &Report, secs: f64) {
+    let m = &*RESIDENCY_METRICS;
+    for rule in Rule::ALL {
+        let counts = report.rules.get(&rule).copied().unwrap_or_default();
+        for status in Status::ALL {
+            m.findings
+                .with_label_values(&[rule.as_str(), status.as_str()])
+                .set(counts.get(status) as i64);
+        }
+    }
+    let now = unix_now();
+    m.last_run.set(now);
+    if report.complete {
+        m.last_complete.set(now);
+    }
+    m.api_calls.inc_by(report.api_calls);
+    m.duration.set(secs);
+    m.audits
+        .with_label_values(&[match report.exit_code() {
+            0 => "compliant",
+            1 => "violation",
+            _ => "incomplete",
+        }])
+        .inc();
+}
+
+/// The scheduled audit of `kenko-agent run`: every `interval_secs` until `stop`. It never
+/// remediates (that is a person's decision, made with `residency audit --remediate`).
+pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>) {
+    // Registered first, so the metrics exist (and the staleness alert can fire) before the
+    // first audit finishes, and also when the section is invalid and no audit ever runs.
+    LazyLock::force(&RESIDENCY_METRICS);
+    let opts = match options(
+        &cfg.regions,
+        cfg.concurrency,
+        cfg.retention_years,
+        cfg.certificate_bucket.clone(),
+        cfg.vpc_tag.as_deref(),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(reason = e.reason(), error = %e, "the residency audit cannot run");
+            return;
+        }
+    };
+    let overrides = match overrides(std::env::var("KENKO_AWS_REGION_ENDPOINTS").ok().as_deref()) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(reason = e.reason(), error = %e, "the residency audit cannot run");
+            return;
+        }
+    };
+    let clients = Clients::new(&endpoint(), overrides).await;
+    let interval = Duration::from_secs(cfg.interval_secs.max(1));
+    while !stop.load(Ordering::SeqCst) {
+        let started = std::time::Instant::now();
+        let (report, _) = audit::run(&clients, &opts, false).await;
+        publish(&report, started.elapsed().as_secs_f64());
+        log_report(&report);
+        let next = tokio::time::Instant::now() + interval;
+        while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < next {
+            tokio::time::sleep(Duration::from_millis(200).min(interval)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_default_to_every_region_and_the_terraform_tag() {
+        let o = options(&[], 8, 20, None, None).unwrap();
+        assert_eq!(o.regions.len(), audit::ALL_REGIONS.len());
+        assert_eq!(o.policy.vpc_tag, ("kenko:stack".to_string(), None));
+        let o = options(&["ap-northeast-1".into()], 1, 25, None, Some("env=prod")).unwrap();
+        assert_eq!(o.regions, vec!["ap-northeast-1".to_string()]);
+        assert_eq!(
+            o.policy.vpc_tag,
+            ("env".to_string(), Some("prod".to_string()))
+        );
+        assert_eq!(o.policy.min_retention_days(), 25 * 365);
+        assert!(options(&["Tokyo".into()], 8, 20, None, None).is_err());
+        assert!(options(&[], 0, 20, None, None).is_err());
+        assert!(options(&[], 8, 20, None, Some("=x")).is_err());
+    }
+
+    #[test]
+    fn the_config_section_is_off_by_default() {
+        let c: ResidencyConfig = toml::from_str("").unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.interval_secs, 3600);
+        let c: ResidencyConfig =
+            toml::from_str("enabled = true\nregions = [\"ap-northeast-1\"]\ninterval_secs = 60\n")
+                .unwrap();
+        assert!(c.enabled && c.regions.len() == 1 && c.interval_secs == 60);
+        assert!(toml::from_str::<ResidencyConfig>("enable = true\n").is_err());
+    }
+}
