@@ -777,11 +777,19 @@ fn certificate(command: CertificateCommand, config: &Config) -> anyhow::Result<E
 
 /// Connects to the cluster (a clear error when none is reachable) and starts the ErasureRequest
 /// worker on `rt`; it stops with the agent.
+/// What the rest of `run` needs from the cluster worker.
+struct ClusterHandles {
+    client: kube::Client,
+    node: String,
+    /// Set while this agent holds the `kenko-agent-cloud` Lease.
+    cloud_leader: Arc<AtomicBool>,
+}
+
 fn start_cluster_worker(
     rt: &tokio::runtime::Runtime,
     config: &Config,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ClusterHandles> {
     let node = std::env::var("NODE_NAME")
         .map_err(|_| anyhow::anyhow!("--cluster needs NODE_NAME (from the downward API)"))?;
     let lease_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kenko-node".into());
@@ -801,10 +809,15 @@ fn start_cluster_worker(
         .map_err(|e| anyhow::anyhow!("no Kubernetes cluster is reachable: {e}"))?;
         anyhow::Ok(client)
     })?;
+    let handles = ClusterHandles {
+        client: client.clone(),
+        node: node.clone(),
+        cloud_leader: Arc::default(),
+    };
     let worker = kenko_agent::cluster::Worker {
         client,
         node,
-        cloud_leader: Arc::default(),
+        cloud_leader: handles.cloud_leader.clone(),
         places: places(config, 7),
         host_root: std::env::var("KENKO_HOST_ROOT").unwrap_or_default(),
         organization: std::env::var("KENKO_ORGANIZATION").unwrap_or_default(),
@@ -819,7 +832,7 @@ fn start_cluster_worker(
             tracing::error!(reason = e.reason(), error = %e, "the cluster worker stopped");
         }
     });
-    Ok(())
+    Ok(handles)
 }
 
 fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
@@ -848,13 +861,30 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
         tracing::info!("stopping after the current file");
         stop_signal.store(true, Ordering::SeqCst);
     });
-    if cluster {
-        start_cluster_worker(&rt, config, stop.clone())?;
-    }
+    let cluster = if cluster {
+        Some(start_cluster_worker(&rt, config, stop.clone())?)
+    } else {
+        None
+    };
     if config.residency.enabled {
+        // In the cluster only the cloud Lease holder audits, and it publishes each report
+        // in ResidencyPolicy/default for the controller.
+        let sink = cluster.as_ref().map(|c| {
+            let (tx, rx) = tokio::sync::watch::channel(None);
+            rt.spawn(kenko_agent::cluster::audit::publish_reports(
+                c.client.clone(),
+                c.node.clone(),
+                rx,
+            ));
+            kenko_agent::residency::ReportSink {
+                gate: c.cloud_leader.clone(),
+                reports: tx,
+            }
+        });
         rt.spawn(kenko_agent::residency::run_scheduled(
             config.residency.clone(),
             stop.clone(),
+            sink,
         ));
     }
     let cfg = config.clone();

@@ -319,9 +319,18 @@ pub fn publish(report: &Report, secs: f64) {
         .inc();
 }
 
+/// Where the scheduled audit's reports go besides metrics and logs: in the cluster, to the
+/// agent holding the cloud Lease, which publishes them for the controller.
+#[derive(Debug, Clone)]
+pub struct ReportSink {
+    /// Audit only while this is set (the cloud Lease): one audit per cluster, not one per node.
+    pub gate: Arc<AtomicBool>,
+    pub reports: tokio::sync::watch::Sender<Option<Arc<Report>>>,
+}
+
 /// The scheduled audit of `kenko-agent run`: every `interval_secs` until `stop`. It never
 /// remediates (that is a person's decision, made with `residency audit --remediate`).
-pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>) {
+pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>, sink: Option<ReportSink>) {
     // Registered first, so the metrics exist (and the staleness alert can fire) before the
     // first audit finishes, and also when the section is invalid and no audit ever runs.
     LazyLock::force(&RESIDENCY_METRICS);
@@ -348,10 +357,19 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>) {
     let clients = Clients::new(&endpoint(), overrides).await;
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
     while !stop.load(Ordering::SeqCst) {
+        let leading = sink.as_ref().is_none_or(|s| s.gate.load(Ordering::SeqCst));
+        if !leading {
+            // Another node's agent holds the cloud Lease and audits; check again shortly.
+            tokio::time::sleep(Duration::from_secs(5).min(interval)).await;
+            continue;
+        }
         let started = std::time::Instant::now();
         let (report, _) = audit::run(&clients, &opts, false).await;
         publish(&report, started.elapsed().as_secs_f64());
         log_report(&report);
+        if let Some(s) = &sink {
+            let _ = s.reports.send(Some(Arc::new(report)));
+        }
         let next = tokio::time::Instant::now() + interval;
         while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < next {
             tokio::time::sleep(Duration::from_millis(200).min(interval)).await;
