@@ -1,72 +1,15 @@
 //! AWS targets against the local AWS emulator (moto_server on 127.0.0.1, from the venv the
 //! test command creates): the same aws-sdk-rust code the product runs, with `endpoint_url`.
 
-use std::net::TcpStream;
+mod common;
+
+use common::moto::{credentials, start_moto, Moto};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use kenko_aws::aws_sdk_s3 as s3;
 use kenko_aws::Endpoint;
-
-/// A moto_server on a free loopback port, stopped on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_bin() -> PathBuf {
-    std::env::var_os("KENKO_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/kenko-venv/bin/moto_server"))
-}
-
-fn start_moto() -> Moto {
-    let bin = moto_bin();
-    assert!(
-        bin.exists(),
-        "{} is missing: run the test command (bash tests/run-all.sh), which installs moto[server] into the venv",
-        bin.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-fn credentials() {
-    // The emulator accepts any credentials; the SDK's default chain reads these.
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::remove_var("AWS_PROFILE");
-    });
-}
 
 /// The one certificate a test's job wrote.
 fn only_certificate(data: &Path) -> PathBuf {

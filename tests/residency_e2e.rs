@@ -5,10 +5,13 @@
 //! offending replication rule, and `kenko-agent run` exports the audit's metrics.
 //! Everything goes through the real binary.
 
+mod common;
+
+use common::moto::{credentials, free_port, start_moto, Moto};
+
 use std::collections::BTreeMap;
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kenko_aws::audit::Clients;
@@ -22,64 +25,6 @@ const TOKYO: &str = "ap-northeast-1";
 const OSAKA: &str = "ap-northeast-3";
 /// The sweep of most tests: Japan, and the regions the violations use.
 const REGIONS: &str = "ap-northeast-1,ap-northeast-3,us-east-1,us-west-2,ap-southeast-1";
-
-/// A moto_server on a free loopback port, stopped on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_moto() -> Moto {
-    let bin = std::env::var_os("KENKO_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/kenko-venv/bin/moto_server"));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the test command (bash tests/run-all.sh), which installs moto[server] into the venv",
-        bin.display()
-    );
-    let port = free_port();
-    let child = Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-fn credentials() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::remove_var("AWS_PROFILE");
-    });
-}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

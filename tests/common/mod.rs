@@ -3,6 +3,8 @@
 //! snapshots of everything an intake leaves behind (store, ledger, files) for comparison.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
