@@ -59,6 +59,8 @@ struct FileConfig {
     signing_key_file: Option<PathBuf>,
     #[serde(default)]
     intake: IntakeSection,
+    #[serde(default)]
+    access: crate::access::settings::AccessSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +106,8 @@ pub struct Config {
     pub signing_key_file: PathBuf,
     pub json_logs: bool,
     pub today: Option<NaiveDate>,
+    /// The `[access]` section (resolved by `access::cli::settings`).
+    pub access: crate::access::settings::AccessSection,
 }
 
 impl Config {
@@ -163,6 +167,7 @@ impl Config {
                 .unwrap_or_else(|| data_dir.join("keys").join("signing.key")),
             json_logs,
             today: flags.today,
+            access: file.access,
             data_dir,
         })
     }
