@@ -85,6 +85,7 @@ fn normal_lines(n: u32, from: u32) -> String {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn k8s(
     time: &str,
     user: &str,
@@ -190,12 +191,17 @@ impl Ws {
 
     fn write_config(&self) {
         let cfg = format!(
-            "[access]\nhealth_log = \"{}\"\nk8s_audit_log = \"{}\"\ncloudtrail_dir = \"{}\"\nroster = \"{}\"\ncheckpoint_secs = 0\npoll_ms = 100\n{}\n",
+            "[access]\nhealth_log = \"{}\"\nk8s_audit_log = \"{}\"\ncloudtrail_dir = \"{}\"\nroster = \"{}\"\npoll_ms = 100\n{}{}\n",
             self.health_log().display(),
             self.p("logs/audit.jsonl").display(),
             self.p("cloudtrail").display(),
             self.p("roster.csv").display(),
-            self.extra
+            self.extra,
+            if self.extra.contains("checkpoint_secs") {
+                ""
+            } else {
+                "checkpoint_secs = 0\n"
+            }
         );
         std::fs::write(self.p("agent.toml"), cfg).unwrap();
     }
@@ -530,7 +536,7 @@ fn run_follows_the_three_inputs() {
 /// the same alerts a one-shot `access check` finds.
 #[test]
 fn kill_9_mid_stream_counts_every_event_once() {
-    let ws = Ws::new("");
+    let ws = Ws::new("checkpoint_secs = 1\n");
     // 60,000 lines over many days, with off-hours and retired-account events sprinkled in.
     let mut text = String::new();
     let mut n = 0u64;
@@ -554,34 +560,30 @@ fn kill_9_mid_stream_counts_every_event_once() {
     let total = n;
     let bytes = text.into_bytes();
     let mut agent = ws.start();
-    // Written in pieces while the agent reads.
-    let piece = bytes.len() / 8;
-    let mut written = 0;
-    let mut cut = piece;
-    while cut < bytes.len() {
-        while bytes[cut - 1] != b'\n' {
-            cut += 1;
+    // A writer appends small pieces all along while the agent reads and checkpoints every
+    // second, so the kill lands with work done after the last checkpoint.
+    let log = ws.health_log();
+    let writer = std::thread::spawn(move || {
+        let mut written = 0;
+        while written < bytes.len() {
+            let mut cut = (written + 16 * 1024).min(bytes.len());
+            while bytes[cut - 1] != b'\n' {
+                cut += 1;
+            }
+            append(&log, std::str::from_utf8(&bytes[written..cut]).unwrap());
+            written = cut;
+            std::thread::sleep(Duration::from_millis(5));
         }
-        append(
-            &ws.health_log(),
-            std::str::from_utf8(&bytes[written..cut]).unwrap(),
-        );
-        written = cut;
-        cut += piece;
-        if written > bytes.len() / 2 {
-            break;
-        }
-    }
-    wait_for(60, "a checkpoint mid-stream", || {
-        ws.checkpoint_events("health") > 0
+    });
+    wait_for(60, "a checkpoint a third of the way", || {
+        ws.checkpoint_events("health") > total / 3
     });
     kill9(&mut agent);
     let at_kill = ws.checkpoint_events("health");
-    append(
-        &ws.health_log(),
-        std::str::from_utf8(&bytes[written..]).unwrap(),
-    );
+    let alerts_at_kill = ws.alerts().len();
+    writer.join().unwrap();
     assert!(at_kill < total, "killed mid-stream ({at_kill} of {total})");
+    eprintln!("killed at {at_kill} of {total} events, {alerts_at_kill} alert lines");
     let mut agent = ws.start();
     wait_for(120, "every line", || {
         ws.checkpoint_events("health") == total

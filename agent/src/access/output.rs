@@ -260,7 +260,7 @@ impl AlertFile {
 /// What the ingestion side sends the Alertmanager thread.
 #[derive(Debug)]
 enum AmMsg {
-    Update(AlertRecord),
+    Update(Box<AlertRecord>),
     Stop,
 }
 
@@ -290,7 +290,7 @@ impl Alertmanager {
     /// Queues an alert's current state; never blocks (a full queue drops the update, counted:
     /// the next refresh of open alerts carries the state again).
     pub fn send(&self, r: AlertRecord) {
-        if self.tx.try_send(AmMsg::Update(r)).is_err() {
+        if self.tx.try_send(AmMsg::Update(Box::new(r))).is_err() {
             ACCESS_METRICS
                 .alertmanager
                 .with_label_values(&["dropped"])
@@ -324,6 +324,7 @@ fn sender(base: &str, rx: mpsc::Receiver<AmMsg>) {
         };
         match rx.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(AmMsg::Update(r)) => {
+                let r = *r;
                 if r.resolved() {
                     open.remove(&r.id);
                 } else {
@@ -334,6 +335,7 @@ fn sender(base: &str, rx: mpsc::Receiver<AmMsg>) {
                 while let Ok(m) = rx.try_recv() {
                     match m {
                         AmMsg::Update(r) => {
+                            let r = *r;
                             if r.resolved() {
                                 open.remove(&r.id);
                             } else {

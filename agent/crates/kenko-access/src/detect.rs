@@ -1822,7 +1822,7 @@ OP9,operator,retired,,,*
         // through JSON, the alerts are the same as in one run.
         let mut evs = Vec::new();
         {
-            let mut d = detector();
+            let d = detector();
             let mut day = mon();
             for i in 0..23 {
                 if d.cal.is_business_day(day.days()) {
