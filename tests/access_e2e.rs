@@ -853,3 +853,44 @@ fn audit_log_verify_finds_changed_removed_and_reordered_segments() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `kenko-agent run` runs the monitor beside the intake when `[access] enabled = true`, and
+/// stops it with a last checkpoint on SIGTERM; without it the access metrics do not exist.
+#[test]
+fn agent_run_includes_the_monitor_when_enabled() {
+    let ws = Ws::new("");
+    let start_run = || {
+        ws.cmd()
+            .env("KENKO_SETTLE_SECS", "0")
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(ws.p("run.log")).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut agent = start_run();
+    wait_for(30, "the metrics endpoint", || {
+        ws.metric("kenko_intake_inbox_files").is_some()
+    });
+    assert_eq!(ws.metric("kenko_access_monitor_running"), None);
+    sigterm(&mut agent);
+
+    std::fs::write(
+        ws.p("agent.toml"),
+        std::fs::read_to_string(ws.p("agent.toml"))
+            .unwrap()
+            .replace("[access]\n", "[access]\nenabled = true\n"),
+    )
+    .unwrap();
+    append(
+        &ws.health_log(),
+        &health("10:00:00", "OLD", "T4", "view", 2, "D01"),
+    );
+    let mut agent = start_run();
+    wait_for(30, "the alert", || {
+        ws.alert_rules().contains("access.retired_account")
+    });
+    assert_eq!(ws.metric("kenko_access_monitor_running"), Some(1.0));
+    sigterm(&mut agent);
+    assert_eq!(ws.checkpoint_events("health"), 1);
+}
