@@ -314,3 +314,51 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, AccessError> {
         findings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_digested_once_committed_and_uncommitted_records_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let day1 = kenko_access::Date::new(2026, 11, 2)
+            .unwrap()
+            .jst_midnight_epoch()
+            + 3600;
+        let day2 = day1 + 86_400;
+        let seg = |i: u64| format!("{{\"n\":{i}}}\n").into_bytes();
+        let mut c = ChainLog::open(dir.path(), None).unwrap();
+        c.append("f", 0, &seg(1), day1).unwrap();
+        c.append("f", 8, &seg(2), day1 + 60).unwrap();
+        // Day 1 is over, but its records are not committed yet: no digest.
+        let len = c.sync(day2).unwrap();
+        assert!(!dir.path().join(DIGESTS).exists());
+        c.committed(len);
+        c.append("f", 16, &seg(3), day2).unwrap();
+        let len = c.sync(day2 + 1).unwrap();
+        c.committed(len);
+        let (records, digests) = read_dir(dir.path()).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(digests.len(), 1);
+        assert_eq!((digests[0].first_seq, digests[0].last_seq), (1, 2));
+        assert_eq!(digests, chain::daily_digests(&records)[..1]);
+        // A record after the checkpoint is dropped on reopening, and the chain continues.
+        c.append("f", 24, &seg(4), day2 + 2).unwrap();
+        c.sync(day2 + 2).unwrap();
+        drop(c);
+        let mut c = ChainLog::open(dir.path(), Some(len)).unwrap();
+        assert_eq!(read_dir(dir.path()).unwrap().0.len(), 3);
+        c.append("f", 24, &seg(4), day2 + 3).unwrap();
+        c.sync(day2 + 3).unwrap();
+        let (records, digests) = read_dir(dir.path()).unwrap();
+        let bytes: Vec<Vec<u8>> = (1..=4).map(seg).collect();
+        let found = chain::verify(&records, &digests, |r| {
+            Some(Cow::Owned(bytes[(r.seq - 1) as usize].clone()))
+        });
+        assert!(found.is_empty(), "{found:?}");
+        // A chain shorter than its checkpoint is refused.
+        let e = ChainLog::open(dir.path(), Some(10_000_000)).unwrap_err();
+        assert_eq!(e.reason(), "access_chain_failed");
+    }
+}
