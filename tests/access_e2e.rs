@@ -627,8 +627,8 @@ fn kill_9_mid_stream_counts_every_event_once() {
     assert!(once.len() >= 26, "{once:?}");
 }
 
-/// Rotation while running (rename, late lines in the old file, a new file) and while stopped:
-/// nothing is lost.
+/// Rotation while running (rename, late lines in the old file, a new file) and while stopped,
+/// and truncation in place (copytruncate, with fewer new bytes than were read): nothing is lost.
 #[test]
 fn rotation_loses_nothing() {
     let ws = Ws::new("");
@@ -660,15 +660,36 @@ fn rotation_loses_nothing() {
     wait_for(30, "what was written while stopped", || {
         ws.metric("kenko_access_events_total{source=\"health\"}") == Some(531.0)
     });
-    sigterm(&mut agent);
-    assert_eq!(ws.checkpoint_events("health"), 531);
-    // And the chain still verifies over the rotated files.
-    let out = ws.run(&["audit-log", "verify", ws.state().to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    // copytruncate: the file is emptied in place and written again from the top.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, &normal_lines(5, 900));
+    wait_for(30, "the lines after the truncation", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(536.0)
+    });
+    assert_eq!(
+        ws.metric("kenko_access_file_changes_total{kind=\"truncated\",source=\"health\"}"),
+        Some(1.0)
     );
+    sigterm(&mut agent);
+    assert_eq!(ws.checkpoint_events("health"), 536);
+    // The chain verifies over the rotated files; what copytruncate threw away is reported as
+    // removed (rename rotation keeps the evidence, copytruncate does not).
+    let out = ws.run(&["audit-log", "verify", ws.state().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let findings: Vec<&str> = stdout.lines().collect();
+    assert!(!findings.is_empty());
+    for f in findings {
+        assert!(
+            f.contains("logs/access.jsonl:") && f.ends_with("[reason: segment_removed]"),
+            "only the truncated file's earlier segments are gone: {stdout}"
+        );
+    }
 }
 
 /// Alerts reach a real Alertmanager (Debian's prometheus-alertmanager on loopback) with

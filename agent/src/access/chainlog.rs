@@ -254,13 +254,30 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, AccessError> {
     let (records, digests) = read_dir(&dir)?;
     // The logs, each read once, found by identity (a rotated file is found next to its path).
     let mut files: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    // How findings name a file: where it is now (a rotated file under its new name), or the
+    // recorded path and identity when it is gone.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
     for r in &records {
         if !files.contains_key(&r.file) {
-            let path = match parse_chain_name(&r.file) {
-                Some((p, id)) => find_by_id(&p, id),
-                None => Some(PathBuf::from(&r.file)),
+            let (path, gone) = match parse_chain_name(&r.file) {
+                Some((p, id)) => (
+                    find_by_id(&p, id),
+                    format!(
+                        "{} (device {} inode {}, not found)",
+                        p.display(),
+                        id.dev,
+                        id.ino
+                    ),
+                ),
+                None => (Some(PathBuf::from(&r.file)), r.file.clone()),
             };
-            files.insert(r.file.clone(), path.and_then(|p| std::fs::read(p).ok()));
+            let content = path.as_ref().and_then(|p| std::fs::read(p).ok());
+            let name = match (&path, &content) {
+                (Some(p), Some(_)) => p.display().to_string(),
+                _ => gone,
+            };
+            names.insert(r.file.clone(), name);
+            files.insert(r.file.clone(), content);
         }
     }
     let mut findings: Vec<(Finding, Option<String>)> = chain::verify(&records, &digests, |r| {
@@ -288,8 +305,7 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, AccessError> {
             .filter(|r| &r.file == name)
             .cloned()
             .collect();
-        let display =
-            parse_chain_name(name).map_or_else(|| name.clone(), |(p, _)| p.display().to_string());
+        let display = names[name].clone();
         match content {
             Some(b) => {
                 bytes += b.len() as u64;
