@@ -915,3 +915,35 @@ fn agent_run_includes_the_monitor_when_enabled() {
     sigterm(&mut agent);
     assert_eq!(ws.checkpoint_events("health"), 1);
 }
+
+/// An Alertmanager that does not answer holds nothing up: events are taken in, alerts written
+/// to the file, and the failed posts counted (retried with backoff).
+#[test]
+fn an_unreachable_alertmanager_does_not_block_ingestion() {
+    let closed = free_port();
+    let ws = Ws::new(&format!(
+        "alertmanager_url = \"http://127.0.0.1:{closed}\"\n"
+    ));
+    let mut agent = ws.start();
+    append(
+        &ws.health_log(),
+        &health("10:00:00", "OLD", "T4", "view", 2, "D01"),
+    );
+    append(&ws.health_log(), &normal_lines(50, 0));
+    wait_for(30, "events and the alert despite Alertmanager", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(51.0)
+            && ws.alert_rules().contains("access.retired_account")
+    });
+    wait_for(30, "the failed post counted", || {
+        ws.metric("kenko_access_alertmanager_posts_total{outcome=\"failed\"}")
+            .is_some_and(|n| n >= 1.0)
+            && ws
+                .metric("kenko_access_failures_total{reason=\"access_alertmanager_failed\"}")
+                .is_some_and(|n| n >= 1.0)
+    });
+    append(&ws.health_log(), &normal_lines(10, 50));
+    wait_for(30, "later events", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(61.0)
+    });
+    sigterm(&mut agent);
+}
