@@ -61,6 +61,8 @@ struct FileConfig {
     intake: IntakeSection,
     #[serde(default)]
     residency: crate::residency::ResidencyConfig,
+    #[serde(default)]
+    access: crate::access::settings::AccessSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +110,8 @@ pub struct Config {
     pub today: Option<NaiveDate>,
     /// `[residency]`: the scheduled AWS residency audit of `run` (off by default).
     pub residency: crate::residency::ResidencyConfig,
+    /// The `[access]` section (resolved by `access::cli::settings`).
+    pub access: crate::access::settings::AccessSection,
 }
 
 impl Config {
@@ -168,6 +172,7 @@ impl Config {
             json_logs,
             today: flags.today,
             residency: file.residency,
+            access: file.access,
             data_dir,
         })
     }

@@ -1,6 +1,7 @@
 //! kenko's node agent as a library: the binary (`main.rs`) only parses flags and calls in here,
 //! so the end-to-end tests and benchmarks drive the same code.
 
+pub mod access;
 pub mod certs;
 pub mod cluster;
 pub mod config;
@@ -69,4 +70,14 @@ pub const FAILURE_REASONS: &[&str] = &[
     "certificate_nothing_to_finalize",
     "certificate_finalize_pending",
     "erase_deletion_cancelled",
+    "access_not_configured",
+    "access_input_failed",
+    "access_checkpoint_invalid",
+    "access_checkpoint_failed",
+    "access_chain_failed",
+    "access_alert_output_failed",
+    "access_alertmanager_failed",
+    "roster_invalid",
+    "cloudtrail_file_unreadable",
+    "audit_log_tampered",
 ];

@@ -69,6 +69,12 @@ enum Command {
     /// Residency and backups of the AWS account.
     #[command(subcommand)]
     Residency(ResidencyCommand),
+    /// Access-pattern monitoring: follow the logs (run) or read files once (check).
+    #[command(subcommand)]
+    Access(kenko_agent::access::cli::AccessCommand),
+    /// The access monitor's tamper-evidence chain.
+    #[command(subcommand)]
+    AuditLog(kenko_agent::access::cli::AuditLogCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -517,7 +523,18 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Access(c) => access_result(kenko_agent::access::cli::access(c, config)),
+        Command::AuditLog(c) => access_result(kenko_agent::access::cli::audit_log(c)),
     }
+}
+
+fn access_result(
+    r: Result<ExitCode, kenko_agent::access::AccessError>,
+) -> anyhow::Result<ExitCode> {
+    r.or_else(|e| {
+        eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+        Ok(ExitCode::FAILURE)
+    })
 }
 
 /// The `--details` file of `erase`.
@@ -887,6 +904,7 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             sink,
         ));
     }
+    let access = kenko_agent::access::cli::spawn_if_enabled(config, stop.clone())?;
     let cfg = config.clone();
     let loop_stop = stop.clone();
     let intake = std::thread::Builder::new()
@@ -907,6 +925,11 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
+    // The access monitor writes its last checkpoint before the agent exits.
+    stop.store(true, Ordering::SeqCst);
+    if let Some(a) = access {
+        let _ = a.join();
+    }
     let _ = shutdown_tx.send(true);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     result.map(|_| ExitCode::SUCCESS)

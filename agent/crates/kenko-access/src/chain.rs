@@ -253,6 +253,25 @@ pub fn daily_digests(records: &[SegmentRecord]) -> Vec<DailyDigest> {
     out
 }
 
+/// The digest of one JST day's records (in sequence order, all ingested that day) following
+/// the previous day's digest (`prev`, hex; None for the first day): what [`daily_digests`]
+/// yields for that day, without the earlier days' records.
+pub fn digest_day(prev: Option<&str>, records: &[SegmentRecord]) -> Option<DailyDigest> {
+    let (first, last) = (records.first()?, records.last()?);
+    let mut d = DailyDigest {
+        day: Date::from_days(jst_day(first.ingested_at)).to_string(),
+        first_seq: first.seq,
+        last_seq: last.seq,
+        segments: records.len() as u64,
+        bytes: records.iter().map(SegmentRecord::len).sum(),
+        head: hex::encode(last.link),
+        prev_digest: prev.map_or_else(|| hex::encode([0u8; 32]), str::to_string),
+        digest: String::new(),
+    };
+    d.digest = d.compute();
+    Some(d)
+}
+
 /// Something `verify` found. Names sequence numbers, days and offsets only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finding {
@@ -665,6 +684,21 @@ mod tests {
         // A line appended but not yet taken in is not judged.
         file2.extend_from_slice(b"pending\n");
         assert!(verify_file(&all, &file2).is_empty());
+    }
+
+    #[test]
+    fn digest_day_matches_daily_digests() {
+        let (_, recs) = setup();
+        let all = daily_digests(&recs);
+        let mut prev: Option<String> = None;
+        let mut i = 0;
+        for d in &all {
+            let n = d.segments as usize;
+            let one = digest_day(prev.as_deref(), &recs[i..i + n]).unwrap();
+            assert_eq!(&one, d);
+            prev = Some(one.digest);
+            i += n;
+        }
     }
 
     #[test]

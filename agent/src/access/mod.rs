@@ -1,0 +1,720 @@
+//! Access-pattern monitoring in the agent: the I/O around `kenko_access` (the pure rules).
+//!
+//! - [`settings`]: the `[access]` configuration section;
+//! - [`input`]: following the health access log and the Kubernetes audit log through growth,
+//!   rotation and truncation, and a folder of gzipped CloudTrail files;
+//! - [`checkpoint`]: where each input stopped and what the detector learned, synced atomically;
+//! - [`chainlog`]: the SHA-256 chain over every ingested segment, daily digests, and
+//!   `audit-log verify`;
+//! - [`output`]: the alert file, Alertmanager, metrics;
+//! - [`cli`]: `kenko-agent access run|check` and `kenko-agent audit-log verify`.
+//!
+//! One [`Monitor`] reads what is new in every input (a *step*), chains the segments, parses and
+//! feeds the events to one detector in time order (merged across inputs within the step), and
+//! writes alerts; every few seconds and at shutdown it checkpoints. Any failure inside a step
+//! reopens the monitor from its last checkpoint, the same path a crash takes, so a failure can
+//! neither lose nor double-count an event.
+
+pub mod chainlog;
+pub mod checkpoint;
+pub mod cli;
+pub mod input;
+pub mod output;
+pub mod settings;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use kenko_access::event::{
+    parse_cloudtrail_file, parse_cloudtrail_line, parse_health_line, parse_k8s_line,
+};
+use kenko_access::{Alert, Detector, Event, ParseError, Principals, Roster, RosterError, Source};
+
+use self::chainlog::ChainLog;
+use self::checkpoint::{Checkpoint, FORMAT};
+use self::input::{Change, CloudTrailDir, LineInput};
+use self::output::{AlertFile, AlertRecord, Alertmanager, ACCESS_METRICS};
+use self::settings::{AccessSettings, SettingsError};
+
+/// Why the access monitor or one of its commands failed. Never carries a log line's content.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("access monitoring is not configured: {0}")]
+    NotConfigured(String),
+    #[error("access log input {path}: {message}")]
+    Input { path: String, message: String },
+    #[error("access checkpoint {path}: {message}")]
+    Checkpoint { path: String, message: String },
+    #[error("writing the access checkpoint {path}: {message}")]
+    CheckpointWrite { path: String, message: String },
+    #[error("tamper-evidence chain {path}: {message}")]
+    Chain { path: String, message: String },
+    #[error("alert file {path}: {message}")]
+    AlertOutput { path: String, message: String },
+    #[error("staff roster {path}: {source}")]
+    Roster {
+        path: String,
+        #[source]
+        source: RosterError,
+    },
+    #[error("staff roster {path}: {message}")]
+    RosterUnreadable { path: String, message: String },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("{0}")]
+    Parse(ParseError),
+}
+
+impl AccessError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AccessError::NotConfigured(_) => "access_not_configured",
+            AccessError::Input { .. } => "access_input_failed",
+            AccessError::Checkpoint { .. } => "access_checkpoint_invalid",
+            AccessError::CheckpointWrite { .. } => "access_checkpoint_failed",
+            AccessError::Chain { .. } => "access_chain_failed",
+            AccessError::AlertOutput { .. } => "access_alert_output_failed",
+            AccessError::Roster { source, .. } => source.reason(),
+            AccessError::RosterUnreadable { .. } => "roster_invalid",
+            AccessError::Settings(e) => e.reason(),
+            AccessError::Parse(e) => e.reason(),
+        }
+    }
+}
+
+/// The metrics label of a source.
+pub fn source_label(s: Source) -> &'static str {
+    match s {
+        Source::Health => "health",
+        Source::K8sAudit => "k8s_audit",
+        Source::CloudTrail => "cloudtrail",
+    }
+}
+
+/// Reads the roster (CSV or TOML).
+pub fn load_roster(path: &Path) -> Result<Roster, AccessError> {
+    let text = std::fs::read_to_string(path).map_err(|e| AccessError::RosterUnreadable {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Roster::parse(&text).map_err(|source| AccessError::Roster {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A line input of a step: its source, bytes and the line number before them.
+pub struct LineBatch<'a> {
+    pub source: Source,
+    pub bytes: &'a [u8],
+    pub first_line: u64,
+}
+
+/// Events taken in, and unreadable lines, by source (indexed by `Source as usize`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FeedCounts {
+    pub events: [u64; 3],
+    pub errors: [u64; 3],
+}
+
+fn src_index(s: Source) -> usize {
+    match s {
+        Source::Health => 0,
+        Source::K8sAudit => 1,
+        Source::CloudTrail => 2,
+    }
+}
+
+const SOURCES: [Source; 3] = [Source::Health, Source::K8sAudit, Source::CloudTrail];
+
+/// Parses the line batches and the (already parsed) CloudTrail events and feeds them to the
+/// detector in time order (a k-way merge; each input is in time order itself). A line that
+/// cannot be read is passed to `on_error` and skipped.
+pub fn feed<'a>(
+    det: &mut Detector,
+    principals: &Principals,
+    batches: &[LineBatch<'a>],
+    mut cloudtrail: Vec<Event<'a>>,
+    mut on_error: impl FnMut(&ParseError),
+) -> FeedCounts {
+    struct Stream<'a> {
+        source: Source,
+        rest: &'a [u8],
+        line_no: u64,
+        head: Option<Event<'a>>,
+    }
+    fn advance<'a>(
+        s: &mut Stream<'a>,
+        p: &Principals,
+        counts: &mut FeedCounts,
+        on_error: &mut impl FnMut(&ParseError),
+    ) {
+        s.head = None;
+        while !s.rest.is_empty() {
+            let end = memchr_nl(s.rest).map_or(s.rest.len(), |i| i + 1);
+            let (line, rest) = s.rest.split_at(end);
+            s.rest = rest;
+            s.line_no += 1;
+            let parsed = match s.source {
+                Source::Health => parse_health_line(line, s.line_no),
+                Source::K8sAudit => parse_k8s_line(line, s.line_no, p),
+                Source::CloudTrail => parse_cloudtrail_line(line, s.line_no, p),
+            };
+            match parsed {
+                Ok(Some(ev)) => {
+                    s.head = Some(ev);
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    counts.errors[src_index(s.source)] += 1;
+                    on_error(&e);
+                }
+            }
+        }
+    }
+    let mut counts = FeedCounts::default();
+    let mut streams: Vec<Stream<'a>> = batches
+        .iter()
+        .map(|b| Stream {
+            source: b.source,
+            rest: b.bytes,
+            line_no: b.first_line,
+            head: None,
+        })
+        .collect();
+    for s in &mut streams {
+        advance(s, principals, &mut counts, &mut on_error);
+    }
+    cloudtrail.sort_by_key(|e| e.time);
+    let mut ct = cloudtrail.into_iter().peekable();
+    if streams.len() == 1 && ct.peek().is_none() {
+        // One input (the common case while following): no merge.
+        let s = &mut streams[0];
+        let i = src_index(s.source);
+        while let Some(ev) = s.head.take() {
+            det.observe(&ev);
+            counts.events[i] += 1;
+            advance(s, principals, &mut counts, &mut on_error);
+        }
+        return counts;
+    }
+    loop {
+        let next = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.head.as_ref().map(|e| (e.time, i)))
+            .min();
+        let ct_time = ct.peek().map(|e| e.time);
+        match (next, ct_time) {
+            (Some((t, _)), Some(c)) if c < t => {
+                det.observe(&ct.next().expect("peeked"));
+                counts.events[2] += 1;
+            }
+            (None, Some(_)) => {
+                det.observe(&ct.next().expect("peeked"));
+                counts.events[2] += 1;
+            }
+            (Some((_, i)), _) => {
+                let s = &mut streams[i];
+                det.observe(s.head.as_ref().expect("has a head"));
+                counts.events[src_index(s.source)] += 1;
+                advance(s, principals, &mut counts, &mut on_error);
+            }
+            (None, None) => break,
+        }
+    }
+    counts
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// How many parse errors of one step are logged one by one (the rest only counted).
+const LOGGED_ERRORS: usize = 20;
+
+/// Most bytes read from one line input in one step (so a long catch-up still checkpoints).
+pub const STEP_BYTES: usize = 8 << 20;
+/// Most CloudTrail files taken in one step.
+const STEP_FILES: usize = 64;
+
+/// The running access monitor.
+pub struct Monitor {
+    s: AccessSettings,
+    det: Detector,
+    lines: Vec<LineInput>,
+    ct: Option<CloudTrailDir>,
+    chain: ChainLog,
+    alerts: AlertFile,
+    am: Option<Alertmanager>,
+    events: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    roster_stamp: Option<(SystemTime, u64)>,
+    behind_since: [Option<Instant>; 3],
+    last_checkpoint: Instant,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("detector", &self.det)
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Monitor {
+    /// Opens the monitor from its checkpoint (or from the start of every input).
+    pub fn open(s: AccessSettings) -> Result<Monitor, AccessError> {
+        LazyMetrics::touch();
+        if s.health_log.is_none() && s.k8s_audit_log.is_none() && s.cloudtrail_dir.is_none() {
+            return Err(AccessError::NotConfigured(
+                "no input: set health_log, k8s_audit_log or cloudtrail_dir in [access]".into(),
+            ));
+        }
+        let roster_path = s.roster.clone().ok_or_else(|| {
+            AccessError::NotConfigured(
+                "no staff roster: set roster in [access] (without it every account is unknown)"
+                    .into(),
+            )
+        })?;
+        std::fs::create_dir_all(&s.state_dir).map_err(|e| AccessError::CheckpointWrite {
+            path: s.state_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let cp = Checkpoint::load(&s.checkpoint_path())?;
+        let roster = load_roster(&roster_path)?;
+        let roster_stamp = stamp(&roster_path);
+        let det = match cp.as_ref().and_then(|c| c.detector.as_ref()) {
+            Some(state) => Detector::restore(s.detect.clone(), roster, s.calendar(), state)
+                .map_err(|e| AccessError::Checkpoint {
+                    path: s.checkpoint_path().display().to_string(),
+                    message: e.to_string(),
+                })?,
+            None => Detector::new(s.detect.clone(), roster, s.calendar()),
+        };
+        let mut lines = Vec::new();
+        for (source, path) in [
+            (Source::Health, &s.health_log),
+            (Source::K8sAudit, &s.k8s_audit_log),
+        ] {
+            if let Some(path) = path {
+                let label = source_label(source);
+                let pos = cp
+                    .as_ref()
+                    .filter(|c| c.paths.get(label).map(String::as_str) == path.to_str())
+                    .and_then(|c| c.lines.get(label).cloned())
+                    .unwrap_or_default();
+                lines.push(LineInput::new(source, path.clone(), pos));
+            }
+        }
+        let ct = s.cloudtrail_dir.as_ref().map(|d| {
+            CloudTrailDir::new(
+                d.clone(),
+                cp.as_ref()
+                    .map(|c| c.cloudtrail_done.clone())
+                    .unwrap_or_default(),
+            )
+        });
+        let chain = ChainLog::open(&s.chain_dir(), cp.as_ref().map(|c| c.chain_len))?;
+        let alerts = AlertFile::open(&s.alert_file, cp.as_ref().map_or(0, |c| c.alert_file_len))?;
+        let events = cp.as_ref().map(|c| c.events.clone()).unwrap_or_default();
+        let errors = cp.as_ref().map(|c| c.errors.clone()).unwrap_or_default();
+        for src in SOURCES {
+            let label = source_label(src);
+            let c = ACCESS_METRICS.events.with_label_values(&[label]);
+            // The counter continues from the checkpoint, so it counts each event once across
+            // restarts of this process.
+            let want = events.get(label).copied().unwrap_or(0);
+            if c.get() < want {
+                c.inc_by(want - c.get());
+            }
+        }
+        let am = s.alertmanager_url.clone().map(Alertmanager::start);
+        let m = Monitor {
+            det,
+            lines,
+            ct,
+            chain,
+            alerts,
+            am,
+            events,
+            errors,
+            roster_stamp,
+            behind_since: [None; 3],
+            last_checkpoint: Instant::now(),
+            s,
+        };
+        // Alertmanager forgets alerts nobody refreshes: tell it about the open ones at once.
+        m.refresh_alertmanager();
+        tracing::info!(
+            checkpoint = cp.is_some(),
+            events = m.events.values().sum::<u64>(),
+            "access monitor started"
+        );
+        Ok(m)
+    }
+
+    pub fn settings(&self) -> &AccessSettings {
+        &self.s
+    }
+
+    fn refresh_alertmanager(&self) {
+        if let Some(am) = &self.am {
+            let mut open: Vec<&Alert> = self.det.open_alerts().collect();
+            open.sort_by(|a, b| (a.window_start, &a.actor).cmp(&(b.window_start, &b.actor)));
+            for a in open {
+                am.send(AlertRecord::new(a, false, self.s.runbook_url(a.runbook)));
+            }
+        }
+    }
+
+    fn reload_roster(&mut self) {
+        let Some(path) = self.s.roster.clone() else {
+            return;
+        };
+        let now = stamp(&path);
+        if now.is_none() || now == self.roster_stamp {
+            return;
+        }
+        self.roster_stamp = now;
+        match load_roster(&path) {
+            Ok(r) => {
+                tracing::info!(people = r.len(), "access monitor: staff roster reloaded");
+                self.det.set_roster(r);
+            }
+            Err(e) => {
+                ACCESS_METRICS
+                    .failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                tracing::error!(error = %e, reason = e.reason(), "access monitor: the changed roster cannot be read; keeping the previous one");
+            }
+        }
+    }
+
+    /// Takes in what is new in every input. Returns whether anything was read.
+    pub fn step(&mut self) -> Result<bool, AccessError> {
+        self.reload_roster();
+        let now = chrono::Utc::now().timestamp();
+        let mut segs = Vec::new();
+        for li in &mut self.lines {
+            let seg = li.poll(STEP_BYTES)?;
+            for c in li.take_changes() {
+                let kind = match c {
+                    Change::Rotated => "rotated",
+                    Change::Truncated => "truncated",
+                    Change::Lost => "lost",
+                };
+                ACCESS_METRICS
+                    .file_changes
+                    .with_label_values(&[source_label(li.source), kind])
+                    .inc();
+                if c == Change::Lost {
+                    tracing::error!(path = %li.path.display(), "access monitor: the file being read when the agent stopped is gone (rotated and deleted?); its unread end is lost");
+                } else {
+                    tracing::info!(path = %li.path.display(), change = kind, "access monitor: followed file changed");
+                }
+            }
+            if let Some(seg) = seg {
+                segs.push(seg);
+            }
+        }
+        let ct_files = match &mut self.ct {
+            Some(ct) => ct.poll(STEP_FILES)?,
+            None => Vec::new(),
+        };
+        if segs.is_empty() && ct_files.is_empty() {
+            self.emit();
+            return Ok(false);
+        }
+        for seg in &segs {
+            self.chain.append(&seg.name, seg.start, &seg.bytes, now)?;
+        }
+        for f in &ct_files {
+            self.chain.append(&f.name, 0, &f.gz, now)?;
+        }
+        // CloudTrail files: each parsed whole.
+        let mut ct_events = Vec::new();
+        let mut ct_errors = 0u64;
+        for f in &ct_files {
+            match &f.json {
+                Ok(json) => match parse_cloudtrail_file(json, &self.s.principals) {
+                    Ok(evs) => ct_events.extend(evs),
+                    Err(e) => {
+                        ct_errors += 1;
+                        ACCESS_METRICS
+                            .parse_errors
+                            .with_label_values(&["cloudtrail", e.reason()])
+                            .inc();
+                        tracing::warn!(file = %f.rel, error = %e, reason = e.reason(), "access monitor: CloudTrail file skipped");
+                    }
+                },
+                Err(why) => {
+                    ct_errors += 1;
+                    ACCESS_METRICS
+                        .parse_errors
+                        .with_label_values(&["cloudtrail", "cloudtrail_file_unreadable"])
+                        .inc();
+                    tracing::warn!(file = %f.rel, error = %why, reason = "cloudtrail_file_unreadable", "access monitor: CloudTrail file skipped");
+                }
+            }
+        }
+        let batches: Vec<LineBatch<'_>> = segs
+            .iter()
+            .map(|s| LineBatch {
+                source: s.source,
+                bytes: &s.bytes,
+                first_line: s.first_line,
+            })
+            .collect();
+        let mut logged = 0;
+        let counts = feed(
+            &mut self.det,
+            &self.s.principals,
+            &batches,
+            ct_events,
+            |e| {
+                ACCESS_METRICS
+                    .parse_errors
+                    .with_label_values(&[source_label(e.source), e.reason()])
+                    .inc();
+                if logged < LOGGED_ERRORS {
+                    logged += 1;
+                    tracing::warn!(error = %e, reason = e.reason(), "access monitor: line skipped");
+                }
+            },
+        );
+        drop(batches);
+        if let Some(ct) = &mut self.ct {
+            for f in &ct_files {
+                ct.done.insert(f.rel.clone());
+            }
+        }
+        let mut counts = counts;
+        counts.errors[2] += ct_errors;
+        for src in SOURCES {
+            let i = src_index(src);
+            let label = source_label(src);
+            if counts.events[i] > 0 {
+                *self.events.entry(label.into()).or_default() += counts.events[i];
+                ACCESS_METRICS
+                    .events
+                    .with_label_values(&[label])
+                    .inc_by(counts.events[i]);
+            }
+            if counts.errors[i] > 0 {
+                *self.errors.entry(label.into()).or_default() += counts.errors[i];
+            }
+        }
+        self.emit();
+        Ok(true)
+    }
+
+    /// Writes the alerts the detector opened and closed.
+    fn emit(&mut self) {
+        let new = self.det.take_new();
+        let closed = self.det.take_closed();
+        for (a, resolved) in new
+            .iter()
+            .map(|a| (a, false))
+            .chain(closed.iter().map(|a| (a, true)))
+        {
+            let r = AlertRecord::new(a, resolved, self.s.runbook_url(a.runbook));
+            if !resolved {
+                ACCESS_METRICS
+                    .alerts
+                    .with_label_values(&[a.rule_id, a.severity.as_str()])
+                    .inc();
+            }
+            match self.alerts.write(&r) {
+                Ok(true) => tracing::info!(
+                    id = %r.id, rule = %r.rule, severity = %r.severity, actor = %r.actor,
+                    status = %r.status, count = r.count, "access alert"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    // Counted and logged; the alert still reaches Alertmanager.
+                    ACCESS_METRICS
+                        .failures
+                        .with_label_values(&[e.reason()])
+                        .inc();
+                    tracing::error!(error = %e, reason = e.reason(), "access monitor: alert not written");
+                }
+            }
+            if let Some(am) = &self.am {
+                am.send(r);
+            }
+        }
+    }
+
+    /// Syncs the chain and the alert file and stores the checkpoint.
+    pub fn checkpoint(&mut self) -> Result<(), AccessError> {
+        let now = chrono::Utc::now().timestamp();
+        let chain_len = self.chain.sync(now)?;
+        let alert_file_len = self.alerts.sync()?;
+        let mut cp = Checkpoint {
+            format: FORMAT,
+            written_at: now,
+            events: self.events.clone(),
+            errors: self.errors.clone(),
+            chain_len,
+            alert_file_len,
+            detector: Some(self.det.save_state()),
+            ..Default::default()
+        };
+        for li in &self.lines {
+            let label = source_label(li.source).to_string();
+            cp.lines.insert(label.clone(), li.pos.clone());
+            cp.paths
+                .insert(label, li.path.to_string_lossy().into_owned());
+        }
+        if let Some(ct) = &self.ct {
+            cp.cloudtrail_done = ct.done.clone();
+        }
+        let path = self.s.checkpoint_path();
+        cp.store(&path).map_err(|e| match e {
+            AccessError::Checkpoint { path, message } => {
+                AccessError::CheckpointWrite { path, message }
+            }
+            e => e,
+        })?;
+        self.chain.committed(chain_len);
+        self.alerts.committed();
+        self.last_checkpoint = Instant::now();
+        ACCESS_METRICS.last_checkpoint.set(now);
+        ACCESS_METRICS
+            .chain_undigested
+            .set(self.chain.undigested() as i64);
+        self.refresh_alertmanager();
+        Ok(())
+    }
+
+    fn update_lag(&mut self) {
+        let mut behind = [false; 3];
+        for li in &self.lines {
+            behind[src_index(li.source)] |= !li.at_end;
+        }
+        if let Some(ct) = &self.ct {
+            behind[2] |= ct.pending > 0;
+        }
+        for src in SOURCES {
+            let i = src_index(src);
+            let lag = if behind[i] {
+                self.behind_since[i]
+                    .get_or_insert_with(Instant::now)
+                    .elapsed()
+            } else {
+                self.behind_since[i] = None;
+                Duration::ZERO
+            };
+            ACCESS_METRICS
+                .lag
+                .with_label_values(&[source_label(src)])
+                .set(lag.as_secs() as i64);
+        }
+    }
+
+    /// Follows the inputs until `stop` is set, checkpointing at intervals and at the end.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), AccessError> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |_ev: notify::Result<notify::Event>| {
+            let _ = tx.send(());
+        })
+        .ok();
+        if let Some(w) = watcher.as_mut() {
+            use notify::{RecursiveMode, Watcher};
+            let mut dirs: Vec<(PathBuf, RecursiveMode)> = self
+                .lines
+                .iter()
+                .filter_map(|l| l.path.parent().map(Path::to_path_buf))
+                .map(|d| (d, RecursiveMode::NonRecursive))
+                .collect();
+            if let Some(ct) = &self.ct {
+                dirs.push((ct.root.clone(), RecursiveMode::Recursive));
+            }
+            for (d, mode) in dirs {
+                if let Err(e) = w.watch(&d, mode) {
+                    // Polling still finds everything, only later.
+                    tracing::warn!(dir = %d.display(), error = %e, "access monitor: cannot watch; polling only");
+                }
+            }
+        }
+        ACCESS_METRICS.running.set(1);
+        let result = (|| {
+            while !stop.load(Ordering::SeqCst) {
+                let busy = self.step()?;
+                self.update_lag();
+                if self.last_checkpoint.elapsed() >= self.s.checkpoint_interval {
+                    self.checkpoint()?;
+                }
+                if !busy {
+                    match rx.recv_timeout(self.s.poll_interval) {
+                        Ok(()) => while rx.try_recv().is_ok() {},
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            std::thread::sleep(self.s.poll_interval)
+                        }
+                    }
+                }
+            }
+            self.checkpoint()
+        })();
+        ACCESS_METRICS.running.set(0);
+        if let Some(am) = self.am.take() {
+            am.stop();
+        }
+        result
+    }
+}
+
+/// Forces the registration of the access metrics (so they show before the first event).
+struct LazyMetrics;
+
+impl LazyMetrics {
+    fn touch() {
+        let m = &*ACCESS_METRICS;
+        for src in SOURCES {
+            m.events.with_label_values(&[source_label(src)]);
+            m.lag.with_label_values(&[source_label(src)]);
+        }
+    }
+}
+
+/// Runs the monitor until `stop`, reopening it from its checkpoint after any failure (after a
+/// pause that doubles up to a minute): a failure never loses or double-counts an event.
+pub fn run_supervised(s: AccessSettings, stop: &AtomicBool) -> Result<(), AccessError> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let outcome = Monitor::open(s.clone()).and_then(|mut m| m.run(stop));
+        match outcome {
+            Ok(()) => return Ok(()),
+            // Configuration problems do not heal by waiting.
+            Err(e @ (AccessError::NotConfigured(_) | AccessError::Settings(_))) => return Err(e),
+            Err(e) => {
+                ACCESS_METRICS
+                    .failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                tracing::error!(error = %e, reason = e.reason(), retry_in_secs = pause.as_secs(), "access monitor failed; reopening from the last checkpoint");
+                let until = Instant::now() + pause;
+                while Instant::now() < until {
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The `[access]` section of the agent's configuration: where the three logs, the roster and
+//! the outputs are, and the detection thresholds. Disabled by default, so the embedded default
+//! `run` is unchanged; `kenko-agent access run` and `access check` use it whether enabled or not.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kenko_access::{Calendar, Config as DetectConfig, OfficeHours, Principals};
+use serde::Deserialize;
+
+/// The section as written in the TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// Also run the access monitor inside `kenko-agent run`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The health system's access log (JSON lines), followed as it grows and rotates.
+    pub health_log: Option<PathBuf>,
+    /// The Kubernetes audit log (JSON lines).
+    pub k8s_audit_log: Option<PathBuf>,
+    /// A folder of CloudTrail log files (`*.json.gz`, searched recursively).
+    pub cloudtrail_dir: Option<PathBuf>,
+    /// The staff roster (CSV or TOML).
+    pub roster: Option<PathBuf>,
+    /// Office hours in Asia/Tokyo, `HH:MM-HH:MM` [default: 08:30-17:15].
+    pub office_hours: Option<String>,
+    /// State: checkpoint and tamper-evidence chain [default: DATA_DIR/access].
+    pub state_dir: Option<PathBuf>,
+    /// The JSON-lines alert file [default: STATE_DIR/alerts.jsonl].
+    pub alert_file: Option<PathBuf>,
+    /// Alertmanager base URL (`http://host:9093`); no Alertmanager output when absent.
+    pub alertmanager_url: Option<String>,
+    /// Base of the `runbook_url` annotation (e.g. a Git web URL of the repository) [default:
+    /// none: the repository-relative path `runbooks/…`].
+    pub runbook_base_url: Option<String>,
+    /// Seconds between checkpoints [default: 5].
+    pub checkpoint_secs: Option<u64>,
+    /// Milliseconds between looks at the inputs when `notify` says nothing [default: 1000].
+    pub poll_ms: Option<u64>,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+/// Detection thresholds (each defaults to the value documented in `kenko_access::detect`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub bulk_window_minutes: Option<u32>,
+    pub bulk_threshold: Option<u32>,
+    pub export_records_per_day: Option<u64>,
+    pub off_hours_grace_before_min: Option<u32>,
+    pub off_hours_grace_after_min: Option<u32>,
+    pub failed_login_count: Option<u32>,
+    pub failed_login_window_secs: Option<i64>,
+    pub volume_warmup_days: Option<u32>,
+    pub group_interval_secs: Option<i64>,
+    pub records_buckets: Option<Vec<String>>,
+    pub records_kms_keys: Option<Vec<String>>,
+    pub db_pods: Option<Vec<String>>,
+    /// AWS accounts of the municipality: principals of any other account are the provider's.
+    pub home_accounts: Option<Vec<String>>,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    pub enabled: bool,
+    pub health_log: Option<PathBuf>,
+    pub k8s_audit_log: Option<PathBuf>,
+    pub cloudtrail_dir: Option<PathBuf>,
+    pub roster: Option<PathBuf>,
+    pub office_hours: OfficeHours,
+    pub state_dir: PathBuf,
+    pub alert_file: PathBuf,
+    pub alertmanager_url: Option<String>,
+    pub runbook_base_url: Option<String>,
+    pub checkpoint_interval: Duration,
+    pub poll_interval: Duration,
+    pub detect: DetectConfig,
+    pub principals: Principals,
+}
+
+/// A setting that cannot be used (`config_invalid`).
+#[derive(Debug, thiserror::Error)]
+#[error("[access] {field}: {message}")]
+pub struct SettingsError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl SettingsError {
+    pub fn reason(&self) -> &'static str {
+        "config_invalid"
+    }
+}
+
+impl AccessSection {
+    /// Resolves defaults against the data directory.
+    pub fn resolve(&self, data_dir: &Path) -> Result<AccessSettings, SettingsError> {
+        let office_hours = match &self.office_hours {
+            None => OfficeHours::default(),
+            Some(s) => OfficeHours::parse(s).ok_or_else(|| SettingsError {
+                field: "office_hours",
+                message: "expected HH:MM-HH:MM (Asia/Tokyo), e.g. 08:30-17:15".into(),
+            })?,
+        };
+        if let Some(url) = &self.alertmanager_url {
+            if !url.starts_with("http://") {
+                return Err(SettingsError {
+                    field: "alertmanager_url",
+                    message: "expected http://HOST:PORT (in-cluster, plain HTTP)".into(),
+                });
+            }
+        }
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("access"));
+        let t = &self.thresholds;
+        let mut detect = DetectConfig::default();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = t.$f.clone() { detect.$f = v; } )* };
+        }
+        set!(
+            bulk_window_minutes,
+            bulk_threshold,
+            export_records_per_day,
+            off_hours_grace_before_min,
+            off_hours_grace_after_min,
+            failed_login_count,
+            failed_login_window_secs,
+            volume_warmup_days,
+            group_interval_secs,
+            records_buckets,
+            records_kms_keys,
+            db_pods
+        );
+        let mut principals = Principals::default();
+        if let Some(h) = &t.home_accounts {
+            principals.home_accounts = h.clone();
+        }
+        Ok(AccessSettings {
+            enabled: self.enabled,
+            health_log: self.health_log.clone(),
+            k8s_audit_log: self.k8s_audit_log.clone(),
+            cloudtrail_dir: self.cloudtrail_dir.clone(),
+            roster: self.roster.clone(),
+            office_hours,
+            alert_file: self
+                .alert_file
+                .clone()
+                .unwrap_or_else(|| state_dir.join("alerts.jsonl")),
+            state_dir,
+            alertmanager_url: self
+                .alertmanager_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
+            runbook_base_url: self.runbook_base_url.clone(),
+            checkpoint_interval: Duration::from_secs(self.checkpoint_secs.unwrap_or(5)),
+            poll_interval: Duration::from_millis(self.poll_ms.unwrap_or(1000).max(10)),
+            detect,
+            principals,
+        })
+    }
+}
+
+impl AccessSettings {
+    pub fn calendar(&self) -> Calendar {
+        Calendar::new(self.office_hours)
+    }
+
+    /// The checkpoint file.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.state_dir.join("checkpoint.json")
+    }
+
+    /// The tamper-evidence chain's directory (what `audit-log verify` takes).
+    pub fn chain_dir(&self) -> PathBuf {
+        self.state_dir.join("chain")
+    }
+
+    /// The `runbook_url` of a runbook path (`runbooks/…`).
+    pub fn runbook_url(&self, runbook: &str) -> String {
+        match &self.runbook_base_url {
+            Some(base) => format!("{}/{runbook}", base.trim_end_matches('/')),
+            None => runbook.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_thresholds() {
+        let s: AccessSection = toml::from_str(
+            "health_log = \"/var/log/h.jsonl\"\nroster = \"/etc/kenko/roster.csv\"\n[thresholds]\nbulk_threshold = 50\n",
+        )
+        .unwrap();
+        let r = s.resolve(Path::new("/srv/kenko")).unwrap();
+        assert!(!r.enabled);
+        assert_eq!(r.state_dir, PathBuf::from("/srv/kenko/access"));
+        assert_eq!(
+            r.alert_file,
+            PathBuf::from("/srv/kenko/access/alerts.jsonl")
+        );
+        assert_eq!(r.detect.bulk_threshold, 50);
+        assert_eq!(r.detect.export_records_per_day, 1000);
+        let bad: AccessSection = toml::from_str("office_hours = \"9-5\"\n").unwrap();
+        let e = bad.resolve(Path::new("/x")).unwrap_err().to_string();
+        assert!(e.contains("office_hours"), "{e}");
+        assert!(toml::from_str::<AccessSection>("health_lgo = \"x\"\n").is_err());
+    }
+}
