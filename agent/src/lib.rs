@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod register;
 pub mod residency;
 pub mod sample;
+pub mod shutdown;
 pub mod watch;
 
 /// Every `reason()` an operator can meet from the agent's errors (the label of

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,6 +14,7 @@ use kenko_agent::intake::{self, Env};
 use kenko_agent::metrics::METRICS;
 use kenko_agent::register::{self, RegisterIndex};
 use kenko_agent::sample::{self, IntakeSpec, SampleEncoding};
+use kenko_agent::shutdown::Shutdown;
 use kenko_intake::YearMonth;
 
 #[derive(Debug, Parser)]
@@ -805,7 +806,7 @@ struct ClusterHandles {
 fn start_cluster_worker(
     rt: &tokio::runtime::Runtime,
     config: &Config,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
 ) -> anyhow::Result<ClusterHandles> {
     let node = std::env::var("NODE_NAME")
         .map_err(|_| anyhow::anyhow!("--cluster needs NODE_NAME (from the downward API)"))?;
@@ -840,11 +841,7 @@ fn start_cluster_worker(
         organization: std::env::var("KENKO_ORGANIZATION").unwrap_or_default(),
     };
     rt.spawn(async move {
-        let until_stopped = async move {
-            while !stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        };
+        let until_stopped = async move { stop.wait().await };
         if let Err(e) = kenko_agent::cluster::run(worker, lease_namespace, until_stopped).await {
             tracing::error!(reason = e.reason(), error = %e, "the cluster worker stopped");
         }
@@ -853,7 +850,7 @@ fn start_cluster_worker(
 }
 
 fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Shutdown::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -876,7 +873,7 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
         }
         tracing::info!("stopping after the current file");
-        stop_signal.store(true, Ordering::SeqCst);
+        stop_signal.trigger();
     });
     let cluster = if cluster {
         Some(start_cluster_worker(&rt, config, stop.clone())?)
@@ -904,9 +901,9 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             sink,
         ));
     }
-    let access = kenko_agent::access::cli::spawn_if_enabled(config, stop.clone())?;
+    let access = kenko_agent::access::cli::spawn_if_enabled(config, stop.flag())?;
     let cfg = config.clone();
-    let loop_stop = stop.clone();
+    let loop_stop = stop.flag();
     let intake = std::thread::Builder::new()
         .name("intake".into())
         .spawn(move || kenko_agent::watch::run(&cfg, loop_stop))?;
@@ -917,7 +914,7 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             break intake.join().expect("intake thread does not panic");
         }
         if server.is_finished() {
-            stop.store(true, Ordering::SeqCst);
+            stop.trigger();
             let r = rt.block_on(server)?;
             let _ = intake.join();
             r.with_context(|| format!("serving metrics on {addr}"))?;
@@ -926,7 +923,7 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     // The access monitor writes its last checkpoint before the agent exits.
-    stop.store(true, Ordering::SeqCst);
+    stop.trigger();
     if let Some(a) = access {
         let _ = a.join();
     }

@@ -16,6 +16,7 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use serde::Deserialize;
 
 use crate::metrics::METRICS;
+use crate::shutdown::Shutdown;
 
 /// `kenko-agent residency audit`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -330,7 +331,7 @@ pub struct ReportSink {
 
 /// The scheduled audit of `kenko-agent run`: every `interval_secs` until `stop`. It never
 /// remediates (that is a person's decision, made with `residency audit --remediate`).
-pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>, sink: Option<ReportSink>) {
+pub async fn run_scheduled(cfg: ResidencyConfig, stop: Shutdown, sink: Option<ReportSink>) {
     // Registered first, so the metrics exist (and the staleness alert can fire) before the
     // first audit finishes, and also when the section is invalid and no audit ever runs.
     LazyLock::force(&RESIDENCY_METRICS);
@@ -356,11 +357,14 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>, sink: Op
     };
     let clients = Clients::new(&endpoint(), overrides).await;
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_set() {
         let leading = sink.as_ref().is_none_or(|s| s.gate.load(Ordering::SeqCst));
         if !leading {
             // Another node's agent holds the cloud Lease and audits; check again shortly.
-            tokio::time::sleep(Duration::from_secs(5).min(interval)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5).min(interval)) => {}
+                _ = stop.wait() => {}
+            }
             continue;
         }
         let started = std::time::Instant::now();
@@ -370,9 +374,9 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Arc<AtomicBool>, sink: Op
         if let Some(s) = &sink {
             let _ = s.reports.send(Some(Arc::new(report)));
         }
-        let next = tokio::time::Instant::now() + interval;
-        while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < next {
-            tokio::time::sleep(Duration::from_millis(200).min(interval)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait() => {}
         }
     }
 }
