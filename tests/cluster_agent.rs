@@ -211,3 +211,66 @@ async fn the_account_audit_is_published_in_the_residency_policys_status() {
     // Exactly the status: a merge patch never touches the spec.
     assert!(body.get("spec").is_none(), "{body}");
 }
+
+#[tokio::test]
+async fn an_access_alert_becomes_a_warning_event_about_the_agents_pod() {
+    use kenko_agent::access::events::{EventSink, Regarding};
+    use kenko_agent::access::output::AlertRecord;
+    let (client, mock) = kenko_test_support::mock();
+    let server = tokio::spawn(serve(
+        mock,
+        vec![step(
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/kenko-node/events",
+            Reply::echo(),
+        )],
+    ));
+    let sink = EventSink::start(
+        &tokio::runtime::Handle::current(),
+        client,
+        Regarding {
+            namespace: "kenko-node".into(),
+            pod: "kenko-agent-x7k2p".into(),
+        },
+    );
+    let firing = AlertRecord {
+        id: "3f2a9c0d1e4b5a6f".into(),
+        status: "firing".into(),
+        rule: "access.bulk_read".into(),
+        severity: "warning".into(),
+        actor: "S0123".into(),
+        detail: "distinct residents".into(),
+        window_start: "2026-11-02T00:00:00Z".into(),
+        window_end: "2026-11-02T01:00:00Z".into(),
+        count: 312,
+        threshold: 200,
+        firings: 1,
+        runbook_url: "https://runbooks.example/access-bulk-read.md".into(),
+    };
+    sink.send(&firing);
+    // A resolved alert is not an Event (the Event stream says when something happened).
+    sink.send(&AlertRecord {
+        status: "resolved".into(),
+        ..firing.clone()
+    });
+    drop(sink);
+    let seen = match server.await {
+        Ok(seen) => seen,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    let ev = &seen[0].body;
+    assert_eq!(ev["type"], "Warning");
+    assert_eq!(ev["reason"], "KenkoAccessBulkRead");
+    assert_eq!(ev["regarding"]["kind"], "Pod");
+    assert_eq!(ev["regarding"]["name"], "kenko-agent-x7k2p");
+    let note = ev["note"].as_str().unwrap();
+    for want in [
+        "access.bulk_read",
+        "S0123",
+        "312",
+        "threshold 200",
+        "access-bulk-read.md",
+    ] {
+        assert!(note.contains(want), "{want} not in {note}");
+    }
+}

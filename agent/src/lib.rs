@@ -78,6 +78,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "access_chain_failed",
     "access_alert_output_failed",
     "access_alertmanager_failed",
+    "access_events_failed",
     "roster_invalid",
     "cloudtrail_file_unreadable",
     "audit_log_tampered",

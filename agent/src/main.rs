@@ -799,6 +799,8 @@ fn certificate(command: CertificateCommand, config: &Config) -> anyhow::Result<E
 struct ClusterHandles {
     client: kube::Client,
     node: String,
+    /// The agent's namespace (POD_NAMESPACE).
+    namespace: String,
     /// Set while this agent holds the `kenko-agent-cloud` Lease.
     cloud_leader: Arc<AtomicBool>,
 }
@@ -830,6 +832,7 @@ fn start_cluster_worker(
     let handles = ClusterHandles {
         client: client.clone(),
         node: node.clone(),
+        namespace: lease_namespace.clone(),
         cloud_leader: Arc::default(),
     };
     let worker = kenko_agent::cluster::Worker {
@@ -901,7 +904,18 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             sink,
         ));
     }
-    let access = kenko_agent::access::cli::spawn_if_enabled(config, stop.flag())?;
+    // In the cluster, access alerts are Kubernetes Events about this agent's Pod as well.
+    let kube_events = cluster.as_ref().map(|c| {
+        kenko_agent::access::events::EventSink::start(
+            rt.handle(),
+            c.client.clone(),
+            kenko_agent::access::events::Regarding {
+                namespace: c.namespace.clone(),
+                pod: std::env::var("POD_NAME").unwrap_or_else(|_| c.node.clone()),
+            },
+        )
+    });
+    let access = kenko_agent::access::cli::spawn_if_enabled(config, stop.flag(), kube_events)?;
     let cfg = config.clone();
     let loop_stop = stop.flag();
     let intake = std::thread::Builder::new()

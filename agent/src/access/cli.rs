@@ -90,7 +90,7 @@ fn run(config: &Config) -> Result<ExitCode, AccessError> {
         tracing::info!("stopping the access monitor after a last checkpoint");
         stop_signal.store(true, Ordering::SeqCst);
     });
-    let result = super::run_supervised(s, &stop);
+    let result = super::run_supervised(s, &stop, None);
     let _ = tx.send(true);
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result.map(|_| ExitCode::SUCCESS)
@@ -249,6 +249,7 @@ pub fn audit_log(cmd: AuditLogCommand) -> Result<ExitCode, AccessError> {
 pub fn spawn_if_enabled(
     config: &Config,
     stop: Arc<AtomicBool>,
+    kube_events: Option<super::events::EventSink>,
 ) -> Result<Option<std::thread::JoinHandle<()>>, AccessError> {
     let s = settings(config)?;
     if !s.enabled {
@@ -257,7 +258,7 @@ pub fn spawn_if_enabled(
     let handle = std::thread::Builder::new()
         .name("access".into())
         .spawn(move || {
-            if let Err(e) = super::run_supervised(s, &stop) {
+            if let Err(e) = super::run_supervised(s, &stop, kube_events) {
                 super::output::ACCESS_METRICS
                     .failures
                     .with_label_values(&[e.reason()])

@@ -18,6 +18,7 @@
 pub mod chainlog;
 pub mod checkpoint;
 pub mod cli;
+pub mod events;
 pub mod input;
 pub mod output;
 pub mod settings;
@@ -251,6 +252,8 @@ pub struct Monitor {
     chain: ChainLog,
     alerts: AlertFile,
     am: Option<Alertmanager>,
+    /// Kubernetes Events, in the cluster.
+    kube_events: Option<events::EventSink>,
     events: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     roster_stamp: Option<(SystemTime, u64)>,
@@ -347,6 +350,7 @@ impl Monitor {
             chain,
             alerts,
             am,
+            kube_events: None,
             events,
             errors,
             roster_stamp,
@@ -537,10 +541,16 @@ impl Monitor {
                     .inc();
             }
             match self.alerts.write(&r) {
-                Ok(true) => tracing::info!(
-                    id = %r.id, rule = %r.rule, severity = %r.severity, actor = %r.actor,
-                    status = %r.status, count = r.count, "access alert"
-                ),
+                Ok(true) => {
+                    tracing::info!(
+                        id = %r.id, rule = %r.rule, severity = %r.severity, actor = %r.actor,
+                        status = %r.status, count = r.count, "access alert"
+                    );
+                    // Only what is new to the alert file: a restart never posts an Event twice.
+                    if let Some(k) = &self.kube_events {
+                        k.send(&r);
+                    }
+                }
                 Ok(false) => {}
                 Err(e) => {
                     // Counted and logged; the alert still reaches Alertmanager.
@@ -692,10 +702,17 @@ impl LazyMetrics {
 
 /// Runs the monitor until `stop`, reopening it from its checkpoint after any failure (after a
 /// pause that doubles up to a minute): a failure never loses or double-counts an event.
-pub fn run_supervised(s: AccessSettings, stop: &AtomicBool) -> Result<(), AccessError> {
+pub fn run_supervised(
+    s: AccessSettings,
+    stop: &AtomicBool,
+    kube_events: Option<events::EventSink>,
+) -> Result<(), AccessError> {
     let mut pause = Duration::from_secs(1);
     loop {
-        let outcome = Monitor::open(s.clone()).and_then(|mut m| m.run(stop));
+        let outcome = Monitor::open(s.clone()).and_then(|mut m| {
+            m.kube_events = kube_events.clone();
+            m.run(stop)
+        });
         match outcome {
             Ok(()) => return Ok(()),
             // Configuration problems do not heal by waiting.
