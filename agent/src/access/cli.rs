@@ -164,7 +164,13 @@ fn check(
     for (f, source, whole, bytes) in &contents {
         if *whole {
             match parse_cloudtrail_file(bytes, &s.principals) {
-                Ok(evs) => ct_events.extend(evs),
+                Ok(recs) => {
+                    for e in &recs.errors {
+                        unreadable += 1;
+                        eprintln!("{}: {e} [reason: {}]", f.display(), e.reason());
+                    }
+                    ct_events.extend(recs.events);
+                }
                 Err(e) => {
                     unreadable += 1;
                     eprintln!("{}: {e} [reason: {}]", f.display(), e.reason());

@@ -453,7 +453,17 @@ impl Monitor {
         for f in &ct_files {
             match &f.json {
                 Ok(json) => match parse_cloudtrail_file(json, &self.s.principals) {
-                    Ok(evs) => ct_events.extend(evs),
+                    Ok(recs) => {
+                        for e in &recs.errors {
+                            ct_errors += 1;
+                            ACCESS_METRICS
+                                .parse_errors
+                                .with_label_values(&["cloudtrail", e.reason()])
+                                .inc();
+                            tracing::warn!(file = %f.rel, error = %e, reason = e.reason(), "access monitor: CloudTrail record skipped");
+                        }
+                        ct_events.extend(recs.events);
+                    }
                     Err(e) => {
                         ct_errors += 1;
                         ACCESS_METRICS

@@ -1187,12 +1187,22 @@ pub fn parse_cloudtrail_line<'a>(
     cloudtrail_event(raw, &cx, principals).map(Some)
 }
 
-/// Parses a whole CloudTrail log file (`{"Records":[...]}`, already un-gzipped). Errors name
-/// the record (1-based) inside the file.
+/// The records of one CloudTrail log file: a bad record is reported and skipped, so the
+/// file's other records are still judged (one malformed entry must not hide the rest).
+#[derive(Debug, Default)]
+pub struct CloudTrailRecords<'a> {
+    pub events: Vec<Event<'a>>,
+    /// One error per record that could not be read, naming the record (1-based).
+    pub errors: Vec<ParseError>,
+}
+
+/// Parses a whole CloudTrail log file (`{"Records":[...]}`, already un-gzipped). A file that is
+/// not JSON or has no `Records` array is an error; a bad record inside one is listed in
+/// [`CloudTrailRecords::errors`] and the others are kept.
 pub fn parse_cloudtrail_file<'a>(
     text: &'a [u8],
     principals: &Principals,
-) -> Result<Vec<Event<'a>>, ParseError> {
+) -> Result<CloudTrailRecords<'a>, ParseError> {
     let src = Source::CloudTrail;
     let file: Obj<RawCtFile<'a>> =
         serde_json::from_slice(text).map_err(|e| json_error(src, e.line() as u64, None, &e))?;
@@ -1209,7 +1219,10 @@ pub fn parse_cloudtrail_file<'a>(
     let Some(Arr::Is(records)) = file.records else {
         return Err(not_obj);
     };
-    let mut out = Vec::with_capacity(records.len());
+    let mut out = CloudTrailRecords {
+        events: Vec::with_capacity(records.len()),
+        errors: Vec::new(),
+    };
     for (i, r) in records.into_iter().enumerate() {
         let cx = Ctx {
             source: src,
@@ -1217,15 +1230,19 @@ pub fn parse_cloudtrail_file<'a>(
             record: Some(i as u64 + 1),
         };
         let Obj::Is(r) = r else {
-            return Err(ParseError {
+            out.errors.push(ParseError {
                 source: src,
                 line: 1,
                 record: cx.record,
                 field: None,
                 problem: Problem::NotAnObject,
             });
+            continue;
         };
-        out.push(cloudtrail_event(r, &cx, principals)?);
+        match cloudtrail_event(r, &cx, principals) {
+            Ok(ev) => out.events.push(ev),
+            Err(e) => out.errors.push(e),
+        }
     }
     Ok(out)
 }
@@ -1726,12 +1743,15 @@ mod tests {
 
         let file = format!("{{\"Records\":[{CT},{iam}]}}");
         let evs = parse_cloudtrail_file(file.as_bytes(), &p).unwrap();
-        assert_eq!(evs.len(), 2);
+        assert_eq!((evs.events.len(), evs.errors.len()), (2, 0));
+        // A bad record is reported by number; the records after it are still read.
         let bad = format!(
-            "{{\"Records\":[{CT},{}]}}",
+            "{{\"Records\":[{CT},{},{iam}]}}",
             iam.replace("2026-11-02T01:00:00Z", "yesterday")
         );
-        let e = parse_cloudtrail_file(bad.as_bytes(), &p).unwrap_err();
+        let got = parse_cloudtrail_file(bad.as_bytes(), &p).unwrap();
+        assert_eq!((got.events.len(), got.errors.len()), (2, 1));
+        let e = &got.errors[0];
         assert_eq!((e.record, e.field), (Some(2), Some("eventTime")));
         assert!(e
             .to_string()
