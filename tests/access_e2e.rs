@@ -3,6 +3,8 @@
 //! loopback, and `audit-log verify` against logs changed on disk. Every wait polls a condition
 //! (a file's content, the metrics endpoint) with a deadline.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::TcpListener;
@@ -946,4 +948,114 @@ fn an_unreachable_alertmanager_does_not_block_ingestion() {
         ws.metric("kenko_access_events_total{source=\"health\"}") == Some(61.0)
     });
     sigterm(&mut agent);
+}
+
+/// CloudTrail from its S3 prefix (moto_server on loopback): log files already there and files
+/// that arrive while the agent runs are downloaded whole into the spool and judged; digest
+/// files are left alone.
+#[test]
+fn cloudtrail_is_read_from_its_s3_prefix() {
+    use kenko_aws::aws_sdk_s3 as s3;
+    common::moto::credentials();
+    let moto = common::moto::start_moto();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(kenko_aws::s3_client(
+        &kenko_aws::Endpoint {
+            region: "ap-northeast-1".into(),
+            endpoint_url: Some(moto.url.clone()),
+        },
+        "ap-northeast-1",
+    ));
+    rt.block_on(
+        client
+            .create_bucket()
+            .bucket("kenko-trail")
+            .create_bucket_configuration(
+                s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(s3::types::BucketLocationConstraint::ApNortheast1)
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let put = |key: &str, bytes: Vec<u8>| {
+        rt.block_on(
+            client
+                .put_object()
+                .bucket("kenko-trail")
+                .key(key)
+                .body(bytes.into())
+                .send(),
+        )
+        .unwrap();
+    };
+    let day = "AWSLogs/111122223333/CloudTrail/ap-northeast-1/2026/11/02";
+    put(
+        &format!("{day}/111122223333_CloudTrail_ap-northeast-1_20261102T0200Z_a.json.gz"),
+        cloudtrail_gz(&[ct_record(
+            "2026-11-02T02:00:00Z",
+            &sso("OP1"),
+            "s3.amazonaws.com",
+            "GetObject",
+            "{\"bucketName\":\"kenko-records\",\"key\":\"x\"}",
+            "[]",
+        )]),
+    );
+    // Not a log: CloudTrail's digest files share the suffix.
+    put(
+        "AWSLogs/111122223333/CloudTrail-Digest/ap-northeast-1/2026/11/02/d.json.gz",
+        cloudtrail_gz(&[]),
+    );
+
+    let ws =
+        Ws::new("cloudtrail_s3 = \"s3://kenko-trail/AWSLogs/\"\ncloudtrail_s3_poll_secs = 1\n");
+    let mut agent = ws
+        .cmd()
+        .args(["access", "run"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "ap-northeast-1")
+        .env("KENKO_AWS_ENDPOINT_URL", &moto.url)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(ws.p("agent.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(60, "the log file already under the prefix", || {
+        ws.alert_rules().contains("access.provider_data_read")
+    });
+    // A file delivered while the agent runs.
+    put(
+        &format!("{day}/111122223333_CloudTrail_ap-northeast-1_20261102T0205Z_b.json.gz"),
+        cloudtrail_gz(&[ct_record(
+            "2026-11-02T02:05:00Z",
+            &sso("OP2"),
+            "s3.amazonaws.com",
+            "GetObject",
+            "{\"bucketName\":\"kenko-records\",\"key\":\"y\"}",
+            "[]",
+        )]),
+    );
+    wait_for(60, "the new file downloaded and judged", || {
+        ws.metric("kenko_access_events_total{source=\"cloudtrail\"}") == Some(2.0)
+            && ws.alerts().iter().any(|a| a.actor.contains("OP2"))
+    });
+    assert_eq!(
+        ws.metric("kenko_access_cloudtrail_s3_downloads_total"),
+        Some(2.0)
+    );
+    sigterm(&mut agent);
+    let spool = ws.p("cloudtrail").join(day);
+    let mut files: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}: whole files only, no .part left");
+    assert!(!ws
+        .p("cloudtrail/AWSLogs/111122223333/CloudTrail-Digest")
+        .exists());
+    assert_eq!(ws.checkpoint_events("cloudtrail"), 2);
 }

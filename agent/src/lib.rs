@@ -79,6 +79,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "access_alert_output_failed",
     "access_alertmanager_failed",
     "access_events_failed",
+    "access_cloudtrail_s3_failed",
     "roster_invalid",
     "cloudtrail_file_unreadable",
     "audit_log_tampered",

@@ -21,12 +21,14 @@ pub mod cli;
 pub mod events;
 pub mod input;
 pub mod output;
+pub mod s3input;
 pub mod settings;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use kenko_access::event::{
@@ -714,6 +716,21 @@ impl LazyMetrics {
 /// pause that doubles up to a minute): a failure never loses or double-counts an event.
 pub fn run_supervised(
     s: AccessSettings,
+    stop: &AtomicBool,
+    kube_events: Option<events::EventSink>,
+) -> Result<(), AccessError> {
+    let downloader_stop = Arc::new(AtomicBool::new(false));
+    let downloader = s3input::spawn(&s, downloader_stop.clone());
+    let result = supervise(&s, stop, kube_events);
+    downloader_stop.store(true, Ordering::SeqCst);
+    if let Some(d) = downloader {
+        let _ = d.join();
+    }
+    result
+}
+
+fn supervise(
+    s: &AccessSettings,
     stop: &AtomicBool,
     kube_events: Option<events::EventSink>,
 ) -> Result<(), AccessError> {

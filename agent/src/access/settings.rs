@@ -21,6 +21,13 @@ pub struct AccessSection {
     pub k8s_audit_log: Option<PathBuf>,
     /// A folder of CloudTrail log files (`*.json.gz`, searched recursively).
     pub cloudtrail_dir: Option<PathBuf>,
+    /// CloudTrail's S3 prefix (`s3://BUCKET/AWSLogs/ACCOUNT/CloudTrail/`): new log files are
+    /// downloaded into `cloudtrail_dir` [default for it then: STATE_DIR/cloudtrail-s3], which
+    /// the monitor reads. Credentials the usual AWS way; `KENKO_AWS_ENDPOINT_URL` for an
+    /// emulator.
+    pub cloudtrail_s3: Option<String>,
+    /// Seconds between listings of `cloudtrail_s3` [default: 60].
+    pub cloudtrail_s3_poll_secs: Option<u64>,
     /// The staff roster (CSV or TOML).
     pub roster: Option<PathBuf>,
     /// Office hours in Asia/Tokyo, `HH:MM-HH:MM` [default: 08:30-17:15].
@@ -69,6 +76,9 @@ pub struct AccessSettings {
     pub health_log: Option<PathBuf>,
     pub k8s_audit_log: Option<PathBuf>,
     pub cloudtrail_dir: Option<PathBuf>,
+    /// (bucket, prefix) of CloudTrail's S3 prefix, downloaded into `cloudtrail_dir`.
+    pub cloudtrail_s3: Option<(String, String)>,
+    pub cloudtrail_s3_poll: Duration,
     pub roster: Option<PathBuf>,
     pub office_hours: OfficeHours,
     pub state_dir: PathBuf,
@@ -117,6 +127,18 @@ impl AccessSection {
             .state_dir
             .clone()
             .unwrap_or_else(|| data_dir.join("access"));
+        let cloudtrail_s3 = match &self.cloudtrail_s3 {
+            None => None,
+            Some(url) => Some(kenko_aws::parse_s3(url).map_err(|_| SettingsError {
+                field: "cloudtrail_s3",
+                message: "expected s3://BUCKET/PREFIX (CloudTrail's log prefix)".into(),
+            })?),
+        };
+        let cloudtrail_dir = match (&self.cloudtrail_dir, &cloudtrail_s3) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(_)) => Some(state_dir.join("cloudtrail-s3")),
+            (None, None) => None,
+        };
         let t = &self.thresholds;
         let mut detect = DetectConfig::default();
         macro_rules! set {
@@ -144,7 +166,11 @@ impl AccessSection {
             enabled: self.enabled,
             health_log: self.health_log.clone(),
             k8s_audit_log: self.k8s_audit_log.clone(),
-            cloudtrail_dir: self.cloudtrail_dir.clone(),
+            cloudtrail_dir,
+            cloudtrail_s3,
+            cloudtrail_s3_poll: Duration::from_secs(
+                self.cloudtrail_s3_poll_secs.unwrap_or(60).max(1),
+            ),
             roster: self.roster.clone(),
             office_hours,
             alert_file: self
@@ -212,5 +238,19 @@ mod tests {
         let e = bad.resolve(Path::new("/x")).unwrap_err().to_string();
         assert!(e.contains("office_hours"), "{e}");
         assert!(toml::from_str::<AccessSection>("health_lgo = \"x\"\n").is_err());
+        let s3: AccessSection =
+            toml::from_str("cloudtrail_s3 = \"s3://trail/AWSLogs/111122223333/\"\n").unwrap();
+        let r = s3.resolve(Path::new("/srv/kenko")).unwrap();
+        assert_eq!(
+            r.cloudtrail_s3,
+            Some(("trail".into(), "AWSLogs/111122223333/".into()))
+        );
+        assert_eq!(
+            r.cloudtrail_dir,
+            Some(PathBuf::from("/srv/kenko/access/cloudtrail-s3"))
+        );
+        let bad: AccessSection = toml::from_str("cloudtrail_s3 = \"trail/x\"\n").unwrap();
+        let e = bad.resolve(Path::new("/x")).unwrap_err().to_string();
+        assert!(e.contains("cloudtrail_s3"), "{e}");
     }
 }
