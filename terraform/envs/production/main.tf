@@ -58,6 +58,17 @@ module "audit_logging" {
   log_retention_years = var.audit_log_retention_years
 }
 
+module "agent_identity" {
+  source = "../../modules/agent-identity"
+
+  name              = var.name
+  cluster_name      = module.cluster.cluster_name
+  trail_bucket_arn  = module.audit_logging.bucket_arn
+  trail_kms_key_arn = module.audit_logging.kms_key_arn
+  data_bucket_arns  = module.storage.bucket_arns
+  data_kms_key_arns = values(module.storage.data_kms_key_arns)
+}
+
 module "guardrails" {
   source = "../../modules/guardrails"
   providers = {

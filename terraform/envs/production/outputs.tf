@@ -39,3 +39,8 @@ output "trail_arn" {
   description = "The CloudTrail trail."
   value       = module.audit_logging.trail_arn
 }
+
+output "agent_role_arn" {
+  description = "The kenko agent's IAM role (EKS Pod Identity for kenko-node/kenko-agent)."
+  value       = module.agent_identity.role_arn
+}

@@ -12,3 +12,8 @@ output "kms_key_arn" {
   description = "KMS key encrypting the log files."
   value       = aws_kms_key.trail.arn
 }
+
+output "bucket_arn" {
+  description = "ARN of the locked CloudTrail bucket (the agent reads its log files)."
+  value       = aws_s3_bucket.trail.arn
+}

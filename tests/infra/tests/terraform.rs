@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use kenko_infra_tests::{
     backups, buckets_protected, check_module, check_tree, cloudtrail, eks_private,
-    endpoint_services, env_wiring, load_tree, no_internet_path, object_lock, provider_regions,
-    regions_in, regions_in_japan, replication_to_osaka, required_presence, scp_guardrails,
-    vpc_endpoints, wired_modules, Module, Violation, REQUIRED_INTERFACE_ENDPOINTS,
+    endpoint_services, env_wiring, load_tree, module_calls, no_internet_path, object_lock,
+    policy_statements, provider_regions, regions_in, regions_in_japan, replication_to_osaka,
+    required_presence, scp_guardrails, vpc_endpoints, wired_modules, Module, Violation,
+    REQUIRED_INTERFACE_ENDPOINTS,
 };
 
 fn terraform_dir() -> PathBuf {
@@ -86,6 +87,7 @@ fn the_tree_has_every_module_and_the_production_environment() {
         "modules/backup",
         "modules/guardrails",
         "modules/audit-logging",
+        "modules/agent-identity",
         "envs/production",
     ] {
         assert!(
@@ -1223,4 +1225,51 @@ fn an_empty_tree_is_reported_as_missing_everything() {
     let violations = required_presence(&[]);
     assert_eq!(violations.len(), 10, "{}", listing(&violations));
     assert!(violations.iter().all(|v| v.rule == "present"));
+}
+
+#[test]
+fn the_agent_role_reads_widely_but_writes_only_what_an_approved_erasure_needs() {
+    let modules = tree();
+    let m = module(&modules, "modules/agent-identity");
+    let mut actions = std::collections::BTreeSet::new();
+    for doc in ["audit", "trail", "erase"] {
+        for s in policy_statements(m, doc).unwrap_or_else(|| panic!("policy document {doc}")) {
+            assert_eq!(s.effect, "Allow", "{doc}: {s:?}");
+            assert!(s.not_actions.is_empty(), "{doc}: {s:?}");
+            actions.extend(s.actions);
+        }
+    }
+    assert!(
+        actions.iter().all(|a| !a.contains('*')),
+        "no wildcard actions: {actions:?}"
+    );
+    let not_read = |a: &&String| {
+        let verb = a.split(':').nth(1).unwrap_or_default();
+        !["List", "Get", "Describe"]
+            .iter()
+            .any(|p| verb.starts_with(p))
+    };
+    let writes: Vec<&str> = actions
+        .iter()
+        .filter(not_read)
+        .map(String::as_str)
+        .collect();
+    // Deleting versions and scheduling key deletion (an approved erasure, with a certificate),
+    // and decrypting CloudTrail's log files. Never remediation, which is a person's decision.
+    assert_eq!(
+        writes,
+        [
+            "kms:Decrypt",
+            "kms:ScheduleKeyDeletion",
+            "s3:DeleteObject",
+            "s3:DeleteObjectVersion"
+        ]
+    );
+    let env = module(&modules, "envs/production");
+    assert!(
+        module_calls(env)
+            .iter()
+            .any(|c| c.target.as_deref() == Some("modules/agent-identity")),
+        "production gives the agent its role"
+    );
 }

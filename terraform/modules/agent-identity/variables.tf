@@ -1,0 +1,47 @@
+variable "name" {
+  description = "Name prefix of the role (for example \"kenko-prod\")."
+  type        = string
+}
+
+variable "cluster_name" {
+  description = "The EKS cluster whose kenko agents get the role (from the cluster module)."
+  type        = string
+}
+
+variable "namespace" {
+  description = "Namespace of the agent's ServiceAccount (manifests/agent)."
+  type        = string
+  default     = "kenko-node"
+}
+
+variable "service_account" {
+  description = "The agent's ServiceAccount (manifests/agent)."
+  type        = string
+  default     = "kenko-agent"
+}
+
+variable "trail_bucket_arn" {
+  description = "ARN of the CloudTrail bucket (audit-logging module): the access monitor reads its log files ([access] cloudtrail_s3)."
+  type        = string
+}
+
+variable "trail_kms_key_arn" {
+  description = "KMS key of the CloudTrail log files (audit-logging module)."
+  type        = string
+}
+
+variable "data_bucket_arns" {
+  description = "Buckets whose object versions the agent may erase, with a certificate, once an ErasureRequest is approved (storage module)."
+  type        = list(string)
+}
+
+variable "data_kms_key_arns" {
+  description = "KMS keys the agent may schedule for deletion (crypto-erase) once an ErasureRequest is approved (storage module)."
+  type        = list(string)
+}
+
+variable "tags" {
+  description = "Tags for every resource."
+  type        = map(string)
+  default     = {}
+}
