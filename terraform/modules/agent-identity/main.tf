@@ -4,8 +4,9 @@
 #   - audit: the read-only calls of `kenko-agent residency audit` across every region (the
 #     audit must see a bucket or snapshot wherever it is, so these are not limited to Japan);
 #   - trail: reading CloudTrail's log files for access monitoring;
-#   - erase: deleting object versions of the stack's buckets and scheduling deletion of its
-#     KMS keys, which the agent does only for an approved ErasureRequest, with a certificate.
+#   - erase: deleting object versions of the stack's buckets, its tagged snapshots and recovery
+#     points, and scheduling deletion of its KMS keys, which the agent does only for an
+#     approved ErasureRequest, with a certificate.
 # Remediation (`--remediate`) is deliberately not granted: a person runs it with their own role.
 
 data "aws_partition" "current" {}
@@ -127,6 +128,20 @@ data "aws_iam_policy_document" "erase" {
       "s3:GetObjectLegalHold",
     ]
     resources = [for arn in var.data_bucket_arns : "${arn}/*"]
+  }
+
+  statement {
+    sid       = "DeleteStackCopies"
+    actions   = ["ec2:DeleteSnapshot", "backup:DeleteRecoveryPoint", "backup:DescribeRecoveryPoint"]
+    resources = ["arn:${data.aws_partition.current.partition}:ec2:*::snapshot/*", "arn:${data.aws_partition.current.partition}:backup:*:*:recovery-point:*"]
+
+    # Only the stack's own snapshots and recovery points (tagged by Terraform's default tags
+    # and copied onto backups by the plan).
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/kenko:stack"
+      values   = [var.name]
+    }
   }
 
   statement {

@@ -1259,6 +1259,8 @@ fn the_agent_role_reads_widely_but_writes_only_what_an_approved_erasure_needs() 
     assert_eq!(
         writes,
         [
+            "backup:DeleteRecoveryPoint",
+            "ec2:DeleteSnapshot",
             "kms:Decrypt",
             "kms:ScheduleKeyDeletion",
             "s3:DeleteObject",
