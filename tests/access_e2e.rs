@@ -1053,7 +1053,11 @@ fn cloudtrail_is_read_from_its_s3_prefix() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 2, "{files:?}: whole files only, no .part left");
+    assert_eq!(
+        files.len(),
+        2,
+        "{files:?}: whole files only, no temporary file left"
+    );
     assert!(!ws
         .p("cloudtrail/AWSLogs/111122223333/CloudTrail-Digest")
         .exists());

@@ -660,10 +660,7 @@ fn places(config: &Config, kms_pending_days: i32) -> kenko_agent::erase::Places 
         signing_key: config.signing_key_file.clone(),
         data_key: config.data_key_file.clone(),
         database_url: config.database_url.clone(),
-        aws: kenko_aws::Endpoint {
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
-            endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
-        },
+        aws: kenko_aws::Endpoint::from_env(),
         kms_pending_days,
     }
 }
@@ -867,17 +864,7 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
         })
         .await
     });
-    let stop_signal = stop.clone();
-    rt.spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
-        tracing::info!("stopping after the current file");
-        stop_signal.trigger();
-    });
+    stop.trigger_on_signals(rt.handle(), "stopping after the current file");
     let cluster = if cluster {
         Some(start_cluster_worker(&rt, config, stop.clone())?)
     } else {

@@ -152,15 +152,6 @@ fn options(
     })
 }
 
-/// The endpoint: `AWS_REGION` (default Tokyo) and the emulator's `KENKO_AWS_ENDPOINT_URL`, as
-/// the erase command uses.
-fn endpoint() -> kenko_aws::Endpoint {
-    kenko_aws::Endpoint {
-        region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
-        endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
-    }
-}
-
 fn overrides(text: Option<&str>) -> Result<BTreeMap<String, String>, ResidencyError> {
     audit::parse_endpoint_overrides(text.unwrap_or_default())
         .map_err(|e| ResidencyError::Config(format!("KENKO_AWS_REGION_ENDPOINTS: {e}")))
@@ -181,7 +172,7 @@ pub fn audit_command(args: &AuditArgs) -> Result<u8, ResidencyError> {
         .enable_all()
         .build()?;
     let report = rt.block_on(async {
-        let clients = Clients::new(&endpoint(), overrides).await;
+        let clients = Clients::new(&kenko_aws::Endpoint::from_env(), overrides).await;
         audit::run(&clients, &opts, args.remediate).await.0
     });
     log_report(&report);
@@ -355,7 +346,7 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Shutdown, sink: Option<Re
             return;
         }
     };
-    let clients = Clients::new(&endpoint(), overrides).await;
+    let clients = Clients::new(&kenko_aws::Endpoint::from_env(), overrides).await;
     let interval = Duration::from_secs(cfg.interval_secs.max(1));
     while !stop.is_set() {
         let leading = sink.as_ref().is_none_or(|s| s.gate.load(Ordering::SeqCst));

@@ -41,6 +41,21 @@ impl Shutdown {
         self.flag.clone()
     }
 
+    /// Triggers on SIGTERM or Ctrl-C, logging `what` happens next.
+    pub fn trigger_on_signals(&self, rt: &tokio::runtime::Handle, what: &'static str) {
+        let this = self.clone();
+        rt.spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            tracing::info!("{what}");
+            this.trigger();
+        });
+    }
+
     /// Resolves once [`Shutdown::trigger`] has been called (at once if it already was).
     pub async fn wait(&self) {
         let mut rx = self.tx.subscribe();

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use kenko_access::event::parse_cloudtrail_file;
@@ -59,7 +59,7 @@ pub fn access(cmd: AccessCommand, config: &Config) -> Result<ExitCode, AccessErr
 
 fn run(config: &Config) -> Result<ExitCode, AccessError> {
     let s = settings(config)?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = crate::shutdown::Shutdown::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -76,21 +76,14 @@ fn run(config: &Config) -> Result<ExitCode, AccessError> {
         .await
         {
             tracing::error!(%addr, error = %e, "cannot serve metrics; stopping");
-            stop_server.store(true, Ordering::SeqCst);
+            stop_server.trigger();
         }
     });
-    let stop_signal = stop.clone();
-    rt.spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
-        tracing::info!("stopping the access monitor after a last checkpoint");
-        stop_signal.store(true, Ordering::SeqCst);
-    });
-    let result = super::run_supervised(s, &stop, None);
+    stop.trigger_on_signals(
+        rt.handle(),
+        "stopping the access monitor after a last checkpoint",
+    );
+    let result = super::run_supervised(s, &stop.flag(), None);
     let _ = tx.send(true);
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result.map(|_| ExitCode::SUCCESS)

@@ -45,15 +45,15 @@ pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::J
                     return;
                 }
             };
-            let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into());
-            let ep = kenko_aws::Endpoint {
-                region: region.clone(),
-                endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
-            };
-            let client = rt.block_on(kenko_aws::s3_client(&ep, &region));
+            let ep = kenko_aws::Endpoint::from_env();
+            let client = rt.block_on(kenko_aws::s3_client(&ep, &ep.region));
             while !stop.load(Ordering::SeqCst) {
                 match rt.block_on(kenko_aws::cloudtrail::fetch_new(
-                    &client, &bucket, &prefix, &spool,
+                    &client,
+                    &bucket,
+                    &prefix,
+                    &spool,
+                    crate::fsutil::atomic_write,
                 )) {
                     Ok(f) => {
                         DOWNLOADS.inc_by(f.downloaded);

@@ -1,10 +1,9 @@
 //! CloudTrail log files from an S3 prefix, for the access monitor: the objects under the
-//! prefix that are not yet in a local spool folder are downloaded into it, each whole (a
-//! temporary name, synced, then renamed), keeping the key's path. The monitor reads the spool
+//! prefix that are not yet in a local spool folder are downloaded into it, each whole (the
+//! caller's crash-safe write), keeping the key's path. The monitor reads the spool
 //! like any CloudTrail folder, so its checkpoint, chain and restart rules hold unchanged, and
 //! the spool is the local copy an auditor can verify against.
 
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use aws_sdk_s3::Client;
@@ -41,25 +40,15 @@ pub fn spool_path(spool: &Path, key: &str) -> Option<PathBuf> {
     Some(spool.join(rel))
 }
 
-fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("a spool path has a parent");
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().expect("a file name").to_string_lossy();
-    // Not `*.json.gz`, so the monitor never takes a half-written file.
-    let tmp = dir.join(format!(".{name}.part"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Downloads every `*.json.gz` object under `bucket/prefix` that the spool does not have.
+/// Downloads every `*.json.gz` object under `bucket/prefix` that the spool does not have,
+/// handing each to `save` (the agent's crash-safe write: a hidden temporary name, synced, then
+/// renamed, so the monitor never takes a half-written file).
 pub async fn fetch_new(
     client: &Client,
     bucket: &str,
     prefix: &str,
     spool: &Path,
+    mut save: impl FnMut(&Path, &[u8]) -> std::io::Result<()>,
 ) -> Result<Fetched, AwsError> {
     let resource = format!("s3://{bucket}/{prefix}");
     let mut out = Fetched::default();
@@ -99,7 +88,7 @@ pub async fn fetch_new(
                     message: e.to_string(),
                 })?
                 .into_bytes();
-            write_whole(&path, &bytes).map_err(|e| AwsError::Api {
+            save(&path, &bytes).map_err(|e| AwsError::Api {
                 operation: "write spool",
                 resource: path.display().to_string(),
                 message: e.to_string(),

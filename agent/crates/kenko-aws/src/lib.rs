@@ -60,6 +60,17 @@ pub struct Endpoint {
     pub endpoint_url: Option<String>,
 }
 
+impl Endpoint {
+    /// What every kenko command uses: `AWS_REGION` (default Tokyo) and the emulator's
+    /// `KENKO_AWS_ENDPOINT_URL`, if set.
+    pub fn from_env() -> Endpoint {
+        Endpoint {
+            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
+            endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
+        }
+    }
+}
+
 /// An S3 client for `region` (path-style addressing when an endpoint override is set, as
 /// emulators need).
 pub async fn s3_client(ep: &Endpoint, region: &str) -> Client {
