@@ -1063,3 +1063,31 @@ fn cloudtrail_is_read_from_its_s3_prefix() {
         .exists());
     assert_eq!(ws.checkpoint_events("cloudtrail"), 2);
 }
+
+/// S3 that does not answer: counted as `access_cloudtrail_s3_failed`, and the other logs are
+/// still read.
+#[test]
+fn an_unreachable_cloudtrail_bucket_is_counted_and_stalls_nothing() {
+    let ws =
+        Ws::new("cloudtrail_s3 = \"s3://kenko-trail/AWSLogs/\"\ncloudtrail_s3_poll_secs = 1\n");
+    let mut agent = ws
+        .cmd()
+        .args(["access", "run"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "ap-northeast-1")
+        .env("KENKO_AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(ws.p("agent.log")).unwrap())
+        .spawn()
+        .unwrap();
+    append(&ws.health_log(), &normal_lines(20, 0));
+    wait_for(60, "the failure counted and the health log read", || {
+        ws.metric("kenko_access_failures_total{reason=\"access_cloudtrail_s3_failed\"}")
+            .is_some_and(|v| v >= 1.0)
+            && ws.metric("kenko_access_events_total{source=\"health\"}") == Some(20.0)
+    });
+    sigterm(&mut agent);
+    let log = std::fs::read_to_string(ws.p("agent.log")).unwrap();
+    assert!(log.contains("access_cloudtrail_s3_failed"), "{log}");
+}
