@@ -21,8 +21,11 @@ use ed25519_dalek::{Signature as EdSignature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The format identifier every certificate carries.
-pub const FORMAT: &str = "kenko-erasure-certificate/1";
+/// The format identifier of the certificates kenko issues: version 2 may carry the
+/// [`Authority`] an erasure ran under and each target's request [`Target::location`].
+pub const FORMAT: &str = "kenko-erasure-certificate/2";
+/// The first format (no authority, no locations); still verified, byte for byte.
+pub const FORMAT_V1: &str = "kenko-erasure-certificate/1";
 
 /// The person who sanitised (Appendix G "Person Performing Sanitization") or validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -101,11 +104,41 @@ pub struct Verification {
 pub struct Target {
     /// The target as given: `file:PATH`, `device:PATH`, `s3://bucket/prefix`, `kms:ARN`...
     pub spec: String,
+    /// The location of the request this target erased, when it differs from `spec` or the
+    /// erasure ran for a request (`pvc:NAME` erased as the folder or volume it resolved to,
+    /// `backup-vault:REGION/VAULT` as its recovery points). What the controller counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     pub media: Media,
     pub bytes_erased: u64,
     pub objects_erased: u64,
     pub blocked: Vec<Blocked>,
     pub verification: Verification,
+}
+
+/// What authorised an erasure in a cluster: the ErasureRequest, its two people, and the
+/// HealthStack it decommissioned. Signed with the rest, so a certificate cannot be claimed
+/// for another request or another stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authority {
+    /// `namespace/name` of the ErasureRequest.
+    pub request: String,
+    /// Its `metadata.uid`.
+    pub request_uid: String,
+    pub requested_by: String,
+    pub approved_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackRef>,
+}
+
+/// A HealthStack, exactly: a stack deleted and made again under the same name has another uid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
 }
 
 /// A signature over a certificate's canonical form.
@@ -150,6 +183,9 @@ pub struct Certificate {
     pub resumptions: u32,
     pub host: String,
     pub agent_version: String,
+    /// Set when the erasure ran for an ErasureRequest (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<Authority>,
     pub signature: Option<Signature>,
     pub validation: Option<Validation>,
 }
@@ -163,7 +199,7 @@ pub enum CertError {
         "the file is not in canonical form (it was edited after signing, or not written by kenko)"
     )]
     NotCanonical,
-    #[error("unknown format {0:?}; expected {FORMAT}")]
+    #[error("unknown format {0:?}; expected {FORMAT} or {FORMAT_V1}")]
     Format(String),
     #[error("the certificate is not signed")]
     Unsigned,
@@ -316,8 +352,15 @@ pub fn verify(bytes: &[u8], expected_signer: Option<&str>) -> Result<Verified, C
     if cert.to_file_bytes() != bytes {
         return Err(CertError::NotCanonical);
     }
-    if cert.format != FORMAT {
+    let v1 = cert.format == FORMAT_V1;
+    if cert.format != FORMAT && !v1 {
         return Err(CertError::Format(cert.format.clone()));
+    }
+    if v1 && (cert.authority.is_some() || cert.targets.iter().any(|t| t.location.is_some())) {
+        return Err(CertError::Format(format!(
+            "{} with fields of {FORMAT}",
+            cert.format
+        )));
     }
     let sig = cert.signature.as_ref().ok_or(CertError::Unsigned)?;
     if let Some(expected) = expected_signer {

@@ -29,6 +29,7 @@ pub(crate) fn sample(job: &str, sequence: u64, previous: Option<String>) -> Cert
         },
         targets: vec![Target {
             spec: "file:/var/lib/old/records.db".into(),
+            location: None,
             media: Media {
                 media_type: "file".into(),
                 classification: "特定個人情報".into(),
@@ -51,6 +52,7 @@ pub(crate) fn sample(job: &str, sequence: u64, previous: Option<String>) -> Cert
         resumptions: 0,
         host: "node-1".into(),
         agent_version: "0.1.0".into(),
+        authority: None,
         signature: None,
         validation: None,
     }
@@ -274,4 +276,53 @@ fn the_html_rendering_shows_every_appendix_g_field_and_escapes_text() {
     assert!(page.contains("job-&lt;1&gt;"));
     assert!(page.contains(&v.sha256));
     assert!(page.contains("not yet validated by a second person"));
+}
+
+#[test]
+fn first_format_certificates_still_verify_and_the_authority_is_signed() {
+    // A certificate of format 1 (no authority, no locations), byte for byte as issued then.
+    let mut v1 = sample("job-v1", 1, None);
+    v1.format = FORMAT_V1.into();
+    v1.sign(&key(1), "2026-11-25T01:05:01Z");
+    let bytes = v1.to_file_bytes();
+    assert!(!String::from_utf8_lossy(&bytes).contains("authority"));
+    assert!(verify(&bytes, None).is_ok());
+
+    // Format 2 signs the request, its people and the stack (uid included) with the rest.
+    let mut v2 = sample("job-v2", 2, None);
+    v2.authority = Some(Authority {
+        request: "hachioji/decommission-hachioji".into(),
+        request_uid: "0b9c-request".into(),
+        requested_by: "system:serviceaccount:kenko-system:kenko-controller".into(),
+        approved_by: "auditor-b".into(),
+        stack: Some(StackRef {
+            namespace: "hachioji".into(),
+            name: "hachioji".into(),
+            uid: "5f0c-stack".into(),
+        }),
+    });
+    v2.targets[0].location = Some("pvc:hachioji-data".into());
+    v2.sign(&key(1), "2026-11-25T01:05:01Z");
+    let bytes = v2.to_file_bytes();
+    let v = verify(&bytes, None).unwrap();
+    assert_eq!(
+        v.certificate.authority.as_ref().unwrap().stack.as_ref().unwrap().uid,
+        "5f0c-stack"
+    );
+    let forged = String::from_utf8(bytes)
+        .unwrap()
+        .replace("5f0c-stack", "9999-other");
+    assert_eq!(
+        verify(forged.as_bytes(), None).unwrap_err().reason(),
+        "certificate_bad_signature"
+    );
+
+    // Format 1 cannot carry format 2's fields.
+    let mut mixed = v2.clone();
+    mixed.format = FORMAT_V1.into();
+    mixed.sign(&key(1), "2026-11-25T01:05:01Z");
+    assert_eq!(
+        verify(&mixed.to_file_bytes(), None).unwrap_err().reason(),
+        "certificate_unknown_format"
+    );
 }

@@ -72,6 +72,7 @@ pub struct AppSpec {
     #[schemars(range(min = 0, max = 20))]
     pub replicas: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::resources")]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -117,6 +118,12 @@ pub struct ExternalDatabase {
     /// A Secret in the stack's namespace with `username` and `password`.
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
+    /// Where the database is (its subnets, private ranges only): the stack's NetworkPolicy
+    /// lets the app reach these on `port`, and nothing else outside the namespace but DNS
+    /// and the VPC endpoints.
+    #[schemars(length(min = 1, max = 8), inner(length(max = 43)))]
+    #[x_kube(validation = Rule::new(crate::private_cidrs_rule()).message("database.external.cidrs must be private CIDRs (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 or fc00::/7)"))]
+    pub cidrs: Vec<String>,
 }
 
 fn default_pg_port() -> i32 {
@@ -137,16 +144,23 @@ pub struct StorageSpec {
     #[schemars(length(max = 32))]
     pub region: String,
     /// `s3://bucket[/prefix]` where the stack keeps records and exports (erased on
-    /// decommissioning, every version).
+    /// decommissioning, every version): terraform/modules/storage's `records_bucket`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('s3://')").message("storage.recordsBucket must be s3://bucket[/prefix]"))]
+    #[x_kube(validation = Rule::new(crate::s3_location_rule()).message("storage.recordsBucket must be s3://bucket[/prefix]"))]
     #[schemars(length(max = 1024))]
     pub records_bucket: Option<String>,
+    /// Where the records bucket replicates to (the other Japanese region):
+    /// terraform/modules/storage's `records_replica_bucket`. Erased on decommissioning too:
+    /// a replica is a copy of the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(crate::s3_location_rule()).message("storage.recordsReplicaBucket must be s3://bucket[/prefix]"))]
+    #[schemars(length(max = 1024))]
+    pub records_replica_bucket: Option<String>,
     /// The KMS key (ARN) that encrypts the stack's volumes, buckets and backups: scheduled for
     /// deletion on decommissioning (cryptographic erase of every copy, backups included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:kms:ap-northeast-[13]:[0-9]{12}:key/.+$')").message("storage.kmsKeyArn must be a KMS key ARN in ap-northeast-1 or ap-northeast-3"))]
-    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:kms:ap-northeast-[13]:[0-9]{12}:key/[A-Za-z0-9-]+$')").message("storage.kmsKeyArn must be a KMS key ARN in ap-northeast-1 or ap-northeast-3"))]
+    #[schemars(length(max = 256))]
     pub kms_key_arn: Option<String>,
 }
 
@@ -157,9 +171,16 @@ pub struct BackupSpec {
     #[x_kube(validation = Rule::new("self in ['ap-northeast-1', 'ap-northeast-3']").message("backup.region must be in Japan: ap-northeast-1 (Tokyo) or ap-northeast-3 (Osaka)"))]
     #[schemars(length(max = 32))]
     pub region: String,
-    /// AWS Backup vault name in that region.
-    #[schemars(length(min = 1, max = 50))]
+    /// The AWS Backup vault in `backup.region` that holds the copies
+    /// (terraform/modules/backup's `NAME-osaka`).
+    #[schemars(length(min = 2, max = 50))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_.-]{2,50}$')").message("backup.vault must be an AWS Backup vault name (2 to 50 letters, digits, -, _ or .)"))]
     pub vault: String,
+    /// The vault in `storage.region` where the backups are first taken
+    /// (terraform/modules/backup's `NAME-tokyo`). Both are erased on decommissioning.
+    #[schemars(length(min = 2, max = 50))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_.-]{2,50}$')").message("backup.sourceVault must be an AWS Backup vault name (2 to 50 letters, digits, -, _ or .)"))]
+    pub source_vault: String,
     /// Cron schedule of backups.
     #[serde(default = "default_backup_schedule")]
     #[schemars(length(min = 1, max = 64))]
@@ -184,8 +205,9 @@ pub struct IntakeSpec {
     /// When the agent scans the inbox (cron, Asia/Tokyo).
     #[schemars(length(min = 1, max = 64))]
     pub schedule: String,
-    /// Inbox: a folder on the node or `s3://bucket/prefix`.
+    /// Inbox: a folder on the node or `s3://bucket/prefix` (then erased on decommissioning).
     #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new(format!("!self.startsWith('s3://') || {}", crate::s3_location_rule())).message("intake.inbox must be a folder or s3://bucket[/prefix]"))]
     pub inbox: String,
 }
 
@@ -207,7 +229,7 @@ pub struct MonitoringSpec {
     pub office_hours: String,
     /// Alertmanager receivers that get this stack's alerts.
     #[serde(default)]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(length(max = 253)))]
     pub alert_receivers: Vec<String>,
 }
 
@@ -223,11 +245,12 @@ impl Default for MonitoringSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkSpec {
-    /// CIDRs of the VPC endpoints the stack may reach (S3, KMS, Backup...). Nothing else
-    /// leaves the namespace but DNS; the internet never.
+    /// CIDRs of the VPC endpoints the stack may reach (S3, KMS, Backup...): private ranges
+    /// only. Nothing else leaves the namespace but DNS (and an external database); the
+    /// internet never.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c) && cidr(c).prefixLength() >= 8)").message("network.allowedEgressCIDRs must be CIDRs no wider than /8 (the internet is never allowed)"))]
-    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(crate::private_cidrs_rule()).message("network.allowedEgressCIDRs must be private CIDRs (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10 or fc00::/7): the internet is never allowed"))]
+    #[schemars(length(max = 32), inner(length(max = 43)))]
     #[serde(rename = "allowedEgressCIDRs")]
     pub allowed_egress_cidrs: Vec<String>,
 }
@@ -240,8 +263,10 @@ pub struct HealthStackStatus {
     pub observed_generation: Option<i64>,
     /// Ready, Progressing, Degraded, ResidencyCompliant, BackupConfigured, Decommissioning.
     #[serde(default)]
+    #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Vec<Condition>,
     /// The ErasureRequest created when the stack was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub erasure_request: Option<String>,
 }

@@ -9,14 +9,19 @@
 
 pub mod erasure;
 pub mod health_stack;
+pub mod names;
 pub mod reasons;
 pub mod residency;
 pub mod samples;
+pub mod schema;
+pub mod target;
 
 pub use erasure::{
-    ErasureCertificate, ErasureCertificateSpec, ErasurePhase, ErasureRequest, ErasureRequestSpec,
-    ErasureRequestStatus, TargetResult,
+    one_line, status_message, ErasureCertificate, ErasureCertificateSpec, ErasurePhase,
+    ErasureRequest, ErasureRequestSpec, ErasureRequestStatus, TargetResult,
+    MAX_CERTIFICATE_BYTES, STACK_UID_LABEL, TRUSTED_SIGNERS_CONFIGMAP,
 };
+pub use target::{ErasureMethod, Pattern, Target, TargetClass, TargetError, TargetKind, VerifyMode};
 pub use health_stack::{
     AppSpec, BackupSpec, DatabaseSpec, ExternalDatabase, HealthStack, HealthStackSpec,
     HealthStackStatus, IntakeSpec, ManagedDatabase, MonitoringSpec, Municipality, NetworkSpec,
@@ -33,6 +38,69 @@ pub const GROUP: &str = "kenko.io";
 pub const JAPAN_REGIONS: [&str; 2] = ["ap-northeast-1", "ap-northeast-3"];
 /// The city's retention rule for vaccination records' backups.
 pub const MIN_RETENTION_YEARS: i32 = 20;
+/// The longest message kenko writes into a status or an Event (one line; details go to the
+/// log). Every status message field of the CRDs allows at least this much.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// The private address ranges a stack's egress may name (RFC 1918, the shared address space
+/// of RFC 6598 that EKS custom networking uses, and IPv6 unique local addresses). A public
+/// range is the internet, whatever its size.
+pub const PRIVATE_RANGES: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "fc00::/7",
+];
+
+/// The CEL rule on a list of CIDRs: each one is a CIDR inside one of [`PRIVATE_RANGES`].
+pub fn private_cidrs_rule() -> String {
+    let ranges: Vec<String> = PRIVATE_RANGES.iter().map(|r| format!("'{r}'")).collect();
+    format!(
+        "self.all(c, isCIDR(c) && [{}].exists(p, cidr(p).containsCIDR(c)))",
+        ranges.join(", ")
+    )
+}
+
+/// Whether `c` is a CIDR inside one of [`PRIVATE_RANGES`] (the controller's own check, the
+/// same rule as admission: a stack admitted under an older CRD is checked again).
+pub fn is_private_cidr(c: &str) -> bool {
+    fn parse(c: &str) -> Option<(std::net::IpAddr, u8)> {
+        let (ip, len) = c.split_once('/')?;
+        let ip: std::net::IpAddr = ip.parse().ok()?;
+        let len: u8 = len.parse().ok()?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        (len <= max).then_some((ip, len))
+    }
+    fn bits(ip: std::net::IpAddr) -> (u128, u8) {
+        match ip {
+            std::net::IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32),
+            std::net::IpAddr::V6(a) => (u128::from(a), 128),
+        }
+    }
+    let Some((ip, len)) = parse(c) else {
+        return false;
+    };
+    PRIVATE_RANGES.iter().any(|r| {
+        let (net, net_len) = parse(r).expect("the ranges are CIDRs");
+        let ((a, fam_a), (b, fam_b)) = (bits(ip), bits(net));
+        if fam_a != fam_b || len < net_len {
+            return false;
+        }
+        // IPv4 sits in the top 32 bits, so both families mask from the top.
+        let shift = 128 - u32::from(net_len);
+        let mask = if shift >= 128 { 0 } else { u128::MAX << shift };
+        a & mask == b & mask
+    })
+}
+
+/// The CEL rule for a field that is an S3 location: the syntax of an `s3://` target.
+pub fn s3_location_rule() -> String {
+    format!(
+        "self.matches('^{}$')",
+        target::TargetKind::S3.pattern().replace('\\', "\\\\")
+    )
+}
 
 /// Every CRD as (file name, YAML), as committed in `manifests/crds/`.
 pub fn crd_files() -> Vec<(String, String)> {

@@ -24,7 +24,7 @@ pub struct ResidencyPolicySpec {
     /// Regions a stack's storage and backups may use.
     #[serde(default = "default_regions")]
     #[x_kube(validation = Rule::new("size(self) > 0 && self.all(r, r in ['ap-northeast-1', 'ap-northeast-3'])").message("allowedRegions may only hold ap-northeast-1 (Tokyo) and ap-northeast-3 (Osaka)"))]
-    #[schemars(length(max = 2))]
+    #[schemars(length(max = 2), inner(length(max = 32)))]
     pub allowed_regions: Vec<String>,
     /// Backups must live in a different region from production.
     #[serde(default = "yes")]
@@ -35,7 +35,7 @@ pub struct ResidencyPolicySpec {
     pub min_retention_years: i32,
     /// StorageClasses stacks may use (empty: any whose region and topology are in Japan).
     #[serde(default)]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
     pub allowed_storage_classes: Vec<String>,
 }
 
@@ -77,13 +77,15 @@ pub struct ResidencyPolicyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct AccountAudit {
     /// When the audit finished (RFC 3339).
+    #[schemars(length(max = 64))]
     pub completed_at: String,
     /// Who ran it (the agent's pod).
     #[serde(default)]
+    #[schemars(length(max = 253))]
     pub auditor: String,
     /// Regions swept.
     #[serde(default)]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), inner(length(max = 32)))]
     pub regions: Vec<String>,
     pub compliant: u32,
     pub violations: u32,
@@ -101,10 +103,14 @@ pub struct AccountAudit {
 #[serde(rename_all = "camelCase")]
 pub struct AuditFinding {
     /// The stable rule id (`s3.replication`, `network.internet_gateway`...).
+    #[schemars(length(max = 64))]
     pub rule: String,
     /// `Violation` or `Unknown`.
+    #[schemars(length(max = 16))]
     pub status: String,
+    #[schemars(length(max = 1024))]
     pub resource: String,
+    #[schemars(length(max = 32))]
     pub region: String,
 }
 

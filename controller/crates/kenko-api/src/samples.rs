@@ -28,7 +28,10 @@ pub fn hachioji() -> HealthStack {
                 class: "gp3-tokyo".into(),
                 size: "50Gi".into(),
                 region: "ap-northeast-1".into(),
-                records_bucket: Some("s3://hachioji-records".into()),
+                records_bucket: Some("s3://kenko-prod-records-123456789012-ap-northeast-1".into()),
+                records_replica_bucket: Some(
+                    "s3://kenko-prod-records-replica-123456789012-ap-northeast-3".into(),
+                ),
                 kms_key_arn: Some(
                     "arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
                         .into(),
@@ -36,7 +39,8 @@ pub fn hachioji() -> HealthStack {
             },
             backup: BackupSpec {
                 region: "ap-northeast-3".into(),
-                vault: "kenko-osaka".into(),
+                vault: "kenko-prod-osaka".into(),
+                source_vault: "kenko-prod-tokyo".into(),
                 schedule: "0 18 * * *".into(),
                 retention_years: 20,
             },

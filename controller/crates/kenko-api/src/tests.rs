@@ -69,6 +69,7 @@ fn exactly_one_database_kind() {
         host: "db.internal".into(),
         port: 5432,
         secret_name: "db".into(),
+        cidrs: vec!["10.40.64.0/24".into()],
     });
     assert_refused(&s, "exactly one of managed or external");
     s.spec.database.managed = None;
@@ -140,11 +141,12 @@ fn request() -> ErasureRequest {
         "decommission-hachioji",
         ErasureRequestSpec {
             targets: vec!["pvc:data-hachioji-db-0".into(), "datakey:records".into()],
-            method: "clear".into(),
-            verification: "full".into(),
+            method: ErasureMethod::Clear,
+            verification: VerifyMode::Full,
             requested_by: "operator-a".into(),
             approved_by: None,
             stack: Some("hachioji".into()),
+            stack_uid: Some("5f0c7d2e-8a1b-4c3d-9e8f-0a1b2c3d4e5f".into()),
         },
     )
 }
@@ -169,7 +171,7 @@ fn an_erasure_request_cannot_change_after_it_is_made() {
     more.spec.targets.push("s3://other-city-records".into());
     assert!(more.validate_cel_update(&r).is_err());
     let mut m = r.clone();
-    m.spec.method = "crypto".into();
+    m.spec.method = ErasureMethod::Crypto;
     assert!(m.validate_cel_update(&r).is_err());
     // An approval stays.
     let mut approved = r.clone();
@@ -183,15 +185,125 @@ fn an_erasure_request_cannot_change_after_it_is_made() {
 
 #[test]
 fn erasure_request_fields() {
-    let mut r = request();
-    r.spec.method = "shred".into();
-    assert!(r.validate_cel().is_err());
-    let mut r = request();
-    r.spec.verification = "none".into();
-    assert!(r.validate_cel().is_err());
+    // Method and verification are enums: the schema lists exactly their values, and nothing
+    // else deserialises.
+    let crd = serde_json::to_value(<ErasureRequest as kube::CustomResourceExt>::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert_eq!(spec["method"]["enum"], serde_json::json!(["clear", "purge", "crypto"]));
+    assert_eq!(spec["verification"]["enum"], serde_json::json!(["full", "sample"]));
+    assert!(serde_json::from_str::<ErasureMethod>("\"shred\"").is_err());
+    assert!(serde_json::from_str::<VerifyMode>("\"none\"").is_err());
     let mut r = request();
     r.spec.targets = vec!["nfs:/x".into()];
     assert!(r.validate_cel().is_err());
+}
+
+#[test]
+fn every_kind_of_target_is_admitted_and_nothing_else() {
+    for (_, t) in crate::target::tests::examples() {
+        let mut r = request();
+        r.spec.targets = vec![t.to_string()];
+        assert!(r.validate_cel().is_ok(), "{t} refused: {:?}", r.validate_cel());
+    }
+    for bad in [
+        "nfs:/x",
+        "pvc:",
+        "pvc:Data_1",
+        "backup-vault:ap-northeast-3",
+        "backup-vault:ap-northeast-3/v",
+        "file:relative",
+        "device:/tmp/x",
+        "s3://",
+        "ebs-volume:ap-northeast-1/snap-1",
+        "kms:arn:aws:kms:ap-northeast-1:1:key/k",
+        "datakey:../x",
+        "dir:",
+    ] {
+        let mut r = request();
+        r.spec.targets = vec!["pvc:hachioji-data".into(), bad.into()];
+        let e = r.validate_cel().unwrap_err().to_string();
+        assert!(e.contains("every target must be one of"), "{bad}: {e}");
+        assert!(bad.parse::<Target>().is_err(), "the agent refuses {bad} too");
+    }
+}
+
+#[test]
+fn the_crds_target_rule_names_exactly_the_kinds_the_agent_knows() {
+    let crd = serde_json::to_value(<ErasureRequest as kube::CustomResourceExt>::crd()).unwrap();
+    let targets = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["targets"];
+    let rule = targets["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
+    // The alternatives of the one regular expression, and the prefix each begins with.
+    let body = rule
+        .split_once("'^(")
+        .and_then(|(_, r)| r.rsplit_once(")$'"))
+        .map(|(b, _)| b)
+        .unwrap();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in body.char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            '|' if depth == 0 => {
+                prefixes.push(body[start..i].to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    prefixes.push(body[start..].to_string());
+    let named: Vec<&str> = prefixes
+        .iter()
+        .map(|alt| {
+            TargetKind::ALL
+                .iter()
+                .map(|k| k.prefix())
+                .find(|p| alt.starts_with(p))
+                .unwrap_or_else(|| panic!("the rule admits {alt}, a kind the agent does not know"))
+        })
+        .collect();
+    let known: Vec<&str> = TargetKind::ALL.iter().map(|k| k.prefix()).collect();
+    assert_eq!(named, known);
+}
+
+#[test]
+fn egress_and_the_external_database_are_private_ranges_only() {
+    for bad in ["8.0.0.0/8", "0.0.0.0/0", "1.2.3.0/24", "2001:db8::/32", "::/0", "10.0.0.0/4"] {
+        let mut s = stack();
+        s.spec.network.allowed_egress_cidrs = vec!["10.20.0.0/24".into(), bad.into()];
+        assert_refused(&s, "allowedEgressCIDRs");
+        assert!(!is_private_cidr(bad), "{bad}");
+    }
+    for good in ["10.40.0.0/20", "172.16.5.0/24", "192.168.0.0/16", "100.64.0.0/10", "fd00:1::/64"] {
+        let mut s = stack();
+        s.spec.network.allowed_egress_cidrs = vec![good.into()];
+        assert_eq!(refused(&s), Vec::<String>::new(), "{good}");
+        assert!(is_private_cidr(good), "{good}");
+    }
+    assert!(!is_private_cidr("172.32.0.0/16"), "outside 172.16.0.0/12");
+    assert!(!is_private_cidr("not-a-cidr"));
+    let mut s = stack();
+    s.spec.database.managed = None;
+    s.spec.database.external = Some(ExternalDatabase {
+        host: "db.internal".into(),
+        port: 5432,
+        secret_name: "db".into(),
+        cidrs: vec!["52.0.0.0/8".into()],
+    });
+    assert_refused(&s, "database.external.cidrs");
+}
+
+#[test]
+fn condition_messages_fit_on_one_line_within_the_bound() {
+    let long = format!("line one\n\tline two {}", "あ".repeat(2000));
+    let m = status_message(&long);
+    assert!(m.len() <= MAX_MESSAGE);
+    assert!(!m.contains('\n') && !m.contains('\t'));
+    assert!(m.starts_with("line one line two"));
+    assert!(m.ends_with('…'));
+    assert_eq!(one_line("a  b\nc", 100), "a b c");
 }
 
 #[test]
