@@ -7,7 +7,11 @@
 //!
 //! A job checkpoints (target, file, offset) to disk as it runs; a killed job run again with
 //! the same job id resumes where it stopped, and its certificate counts the resumptions.
-//! Device, cloud and key targets arrive with the rest of the erasure issue.
+//! Devices are overwritten or purged, cloud objects (S3 versions, EBS snapshots and volumes,
+//! recovery points, a stack's recovery points in a vault) deleted and listed again, keys
+//! destroyed. Targets are [`kenko_api::Target`]s: the engine matches on the kind, so a kind
+//! the controller can plan and the engine cannot erase does not compile. Certificates are
+//! issued by [`certificate`], one issuer per signer's chain.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,6 +20,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+pub use kenko_api::{ErasureMethod, Pattern, Target as EraseTarget, TargetClass, VerifyMode};
+use kenko_api::names::StackSelector;
 use kenko_cert::{Certificate, Media, Person, Sanitization, Target, Verification, FORMAT};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,6 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::crashpoint;
 use crate::fsutil;
 
+pub mod certificate;
 mod purge;
 
 /// Block size for direct I/O alignment and sampling.
@@ -32,35 +39,14 @@ const BLOCK: usize = 4096;
 /// Bytes per write (and per read when verifying); 16 MiB measured slower than 4 MiB here.
 const CHUNK: usize = 4 << 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Pattern {
-    /// ChaCha8 keystream from the job's seed (a fast keyed generator: the pattern need only be
-    /// unpredictable without the seed and reproducible with it).
-    Random,
-    Zeros,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerifyMode {
-    Full,
-    Sample,
-}
-
-impl VerifyMode {
-    fn label(self) -> &'static str {
-        match self {
-            VerifyMode::Full => "full",
-            VerifyMode::Sample => "sample",
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
-    #[error("target {0:?}: expected file:PATH, dir:PATH, device:PATH, s3://BUCKET[/PREFIX], ebs-snapshot:REGION/ID, backup-rp:VAULT_ARN/RECOVERY_POINT_ARN, kms:KEY or datakey:NAME")]
-    UnsupportedTarget(String),
+    #[error(transparent)]
+    UnsupportedTarget(#[from] kenko_api::TargetError),
+    #[error("target {0}: a cluster target, resolved by the agent in the cluster (its volume or path); erase what it resolves to")]
+    ClusterTarget(String),
+    #[error("target {0}: the stack whose recovery points to erase is not named (--stack NAMESPACE/NAME)")]
+    NoStack(String),
     #[error("method {0:?} does not fit the targets: clear (overwrite) is for files, folders, devices and cloud objects, purge for whole devices with a secure erase of their own, crypto for kms:KEY and datakey:NAME; purge is never claimed for an overwrite")]
     UnsupportedMethod(String),
     #[error("device {path}: cannot be purged: {detail}. Overwriting it would be Clear, not Purge (on flash, remapped blocks keep old data); erase it with --method clear and destroy it physically if Purge is required")]
@@ -93,7 +79,10 @@ pub enum EraseError {
 impl EraseError {
     pub fn reason(&self) -> &'static str {
         match self {
-            EraseError::UnsupportedTarget(_) => "erase_target_unsupported",
+            EraseError::UnsupportedTarget(_) | EraseError::ClusterTarget(_) => {
+                "erase_target_unsupported"
+            }
+            EraseError::NoStack(_) => "erase_stack_unnamed",
             EraseError::UnsupportedMethod(_) => "erase_method_unsupported",
             EraseError::PurgeUnsupported { .. } => "erase_purge_unsupported",
             EraseError::Io { .. } => "erase_io_failed",
@@ -121,10 +110,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EraseError + '_ {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub job_id: String,
-    pub targets: Vec<String>,
-    pub method: String,
+    pub targets: Vec<EraseTarget>,
+    pub method: ErasureMethod,
     pub pattern: Pattern,
     pub verify: VerifyMode,
+    /// The request target every target of the job erases (in the cluster, where one job
+    /// erases one request target, e.g. `pvc:NAME` as the folder it resolved to); recorded as
+    /// each certificate target's `location`.
+    pub location: Option<String>,
+    /// The stack whose recovery points a `backup-vault:` target erases.
+    pub stack: Option<StackSelector>,
+    /// The request, its people and its stack, signed into the certificate (cluster jobs).
+    pub authority: Option<kenko_cert::Authority>,
     pub sanitized_by: Person,
     pub classification: String,
     pub media_destination: String,
@@ -155,7 +152,7 @@ struct FileState {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct TargetState {
-    spec: String,
+    spec: EraseTarget,
     files: Vec<FileState>,
     /// Folders to remove (deepest first) once their files are gone.
     dirs: Vec<PathBuf>,
@@ -178,6 +175,31 @@ struct TargetState {
     /// For a device purged by its own secure erase.
     #[serde(default)]
     purge: Option<purge::PurgeDone>,
+    /// For `ebs-volume:` targets: the deletion, once done.
+    #[serde(default)]
+    volume: Option<VolumeDone>,
+    /// For `backup-vault:` targets: the stack's recovery points, once erased.
+    #[serde(default)]
+    vault: Option<VaultDone>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct VolumeDone {
+    region: String,
+    volume_id: String,
+    size_gib: i32,
+    encrypted: bool,
+    kms_key_id: Option<String>,
+    gone_after: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct VaultDone {
+    region: String,
+    vault_name: String,
+    points: Vec<RecoveryPointDone>,
+    others: u64,
+    remaining_after: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -294,25 +316,35 @@ fn now() -> String {
 }
 
 fn definition(spec: &JobSpec) -> String {
-    format!(
+    let targets: Vec<String> = spec.targets.iter().map(|t| t.to_string()).collect();
+    let mut d = format!(
         "{:?}|{}|{:?}|{:?}",
-        spec.targets, spec.method, spec.pattern, spec.verify
-    )
+        targets,
+        spec.method.as_str(),
+        spec.pattern,
+        spec.verify
+    );
+    // Only what changes what is erased; the old form for a job without a stack, so a job
+    // checkpointed by an older agent still resumes.
+    if let Some(st) = &spec.stack {
+        d.push_str(&format!("|stack {}/{} {:?}", st.namespace, st.stack, st.pvcs));
+    }
+    d
 }
 
 /// Runs (or resumes) an erasure job to its certificate.
 pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
-    let crypto = spec.method == "crypto";
-    let purging = spec.method == "purge";
-    if !(spec.method == "clear" || crypto || purging) {
-        return Err(EraseError::UnsupportedMethod(spec.method.clone()));
-    }
+    let crypto = spec.method == ErasureMethod::Crypto;
+    let purging = spec.method == ErasureMethod::Purge;
     // Cryptographic erase applies to keys, Purge to whole devices, overwriting to media; never
     // mixed in one job, so a certificate's method describes every target on it.
     for t in &spec.targets {
-        let key_target = t.starts_with("datakey:") || t.starts_with("kms:");
+        if t.kind().is_cluster() && !matches!(t, EraseTarget::BackupVault { .. }) {
+            return Err(EraseError::ClusterTarget(t.to_string()));
+        }
+        let key_target = t.class() == TargetClass::Key;
         let fits = if purging {
-            t.starts_with("device:")
+            matches!(t, EraseTarget::Device { .. })
         } else {
             key_target == crypto
         };
@@ -321,6 +353,9 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
                 "{} for {t}",
                 spec.method
             )));
+        }
+        if matches!(t, EraseTarget::BackupVault { .. }) && spec.stack.is_none() {
+            return Err(EraseError::NoStack(t.to_string()));
         }
     }
     let job_dir = places.jobs.join(&spec.job_id);
@@ -384,71 +419,16 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         for d in cp.targets[ti].dirs.clone() {
             remove_dir_renamed(&d)?;
         }
-        if cp.targets[ti].spec.starts_with("ebs-snapshot:") && cp.targets[ti].snapshot.is_none() {
-            let rt = runtime(&cp.targets[ti].spec)?;
-            let d = rt.block_on(kenko_aws::delete_snapshot(
-                &places.aws,
-                &cp.targets[ti].spec,
-            ))?;
-            cp.targets[ti].snapshot = Some(SnapDone {
-                region: d.region,
-                snapshot_id: d.snapshot_id,
-                volume_gib: d.volume_gib,
-                gone_after: d.gone_after,
-            });
-            save(&cp_path, &cp)?;
-        }
-        if cp.targets[ti].spec.starts_with("backup-rp:") && cp.targets[ti].recovery_point.is_none()
-        {
-            let rt = runtime(&cp.targets[ti].spec)?;
-            let d = rt.block_on(kenko_aws::backup::erase_recovery_point(
-                &places.aws,
-                &cp.targets[ti].spec,
-                chrono::Utc::now().timestamp(),
-            ))?;
-            cp.targets[ti].recovery_point = Some(RecoveryPointDone {
-                region: d.region,
-                vault_name: d.vault_name,
-                recovery_point_arn: d.recovery_point_arn,
-                bytes: d.bytes,
-                blocked_until: d.blocked_until,
-                gone_after: d.gone_after,
-            });
-            save(&cp_path, &cp)?;
-        }
-        if cp.targets[ti].spec.starts_with("kms:") && cp.targets[ti].kms.is_none() {
-            let rt = runtime(&cp.targets[ti].spec)?;
-            let k = rt.block_on(kenko_aws::schedule_key_deletion(
-                &places.aws,
-                &cp.targets[ti].spec,
-                places.kms_pending_days,
-            ))?;
-            cp.targets[ti].kms = Some(KmsDone {
-                key_id: k.key_id,
-                region: k.region,
-                state_before: k.state_before,
-                deletion_date: k.deletion_date,
-                pending_days: k.pending_days,
-            });
-            save(&cp_path, &cp)?;
-        }
-        if cp.targets[ti].spec.starts_with("s3://") && cp.targets[ti].s3.is_none() {
-            let done = erase_s3(&cp.targets[ti].spec, places)?;
-            cp.targets[ti].s3 = Some(done);
-            save(&cp_path, &cp)?;
-        }
+        cloud_step(&mut cp, ti, spec, places, &cp_path)?;
     }
 
-    // Certificate: signed, chained after the signer's last one.
-    let key = crate::certs::signing_key(&places.signing_key)?;
-    std::fs::create_dir_all(&places.certificates).map_err(io(&places.certificates))?;
-    let (sequence, previous) = chain_tail(&places.certificates)?;
+    // Certificate: signed, chained after the signer's last one by the one issuer.
     let seed_id = hex::encode(&Sha256::digest(seed)[..8]);
     let mut cert = Certificate {
         format: FORMAT.into(),
         job_id: spec.job_id.clone(),
-        sequence,
-        previous_sha256: previous,
+        sequence: 0,
+        previous_sha256: None,
         sanitized_by: spec.sanitized_by.clone(),
         sanitization: Sanitization {
             method_type: if crypto || purging { "purge" } else { "clear" }.into(),
@@ -483,7 +463,7 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
             } else if purging {
                 "sample (before and after)".into()
             } else {
-                spec.verify.label().into()
+                spec.verify.as_str().into()
             },
             post_sanitization_classification: "unclassified".into(),
             notes: spec.notes.clone(),
@@ -499,16 +479,14 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
         resumptions: cp.resumptions,
         host: hostname(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        authority: spec.authority.clone(),
         signature: None,
         validation: None,
     };
     for t in &mut cert.targets {
         apply_media(&mut t.media, &spec.media);
     }
-    cert.sign(&key, &now());
-    let name = format!("{sequence:06}-{}.json", sanitize(&spec.job_id));
-    let path = places.certificates.join(name);
-    fsutil::atomic_write(&path, &cert.to_file_bytes()).map_err(io(&path))?;
+    let (path, cert) = certificate::issue(places, cert)?;
     std::fs::remove_dir_all(&job_dir).map_err(io(&job_dir))?;
     Ok(Outcome {
         certificate_path: path,
@@ -519,6 +497,125 @@ pub fn run(spec: &JobSpec, places: &Places) -> Result<Outcome, EraseError> {
     })
 }
 
+/// The cloud and key part of target `ti`, once: each kind's deletion and its check, saved in
+/// the checkpoint so a resumed job knows it was done. Media kinds have nothing here.
+fn cloud_step(
+    cp: &mut Checkpoint,
+    ti: usize,
+    spec: &JobSpec,
+    places: &Places,
+    cp_path: &Path,
+) -> Result<(), EraseError> {
+    let t = cp.targets[ti].clone();
+    let shown = t.spec.to_string();
+    let aws = &places.aws;
+    match &t.spec {
+        // Overwritten or purged above; keys of the store were planned with their evidence.
+        EraseTarget::File { .. }
+        | EraseTarget::Dir { .. }
+        | EraseTarget::Device { .. }
+        | EraseTarget::DataKey { .. } => return Ok(()),
+        EraseTarget::Pvc { .. } => return Err(EraseError::ClusterTarget(shown)),
+        EraseTarget::EbsSnapshot {
+            region,
+            snapshot_id,
+        } if t.snapshot.is_none() => {
+            let d = runtime(&shown)?.block_on(kenko_aws::delete_snapshot(aws, region, snapshot_id))?;
+            cp.targets[ti].snapshot = Some(SnapDone {
+                region: d.region,
+                snapshot_id: d.snapshot_id,
+                volume_gib: d.volume_gib,
+                gone_after: d.gone_after,
+            });
+        }
+        EraseTarget::EbsVolume { region, volume_id } if t.volume.is_none() => {
+            let d = runtime(&shown)?.block_on(kenko_aws::delete_volume(aws, region, volume_id))?;
+            cp.targets[ti].volume = Some(VolumeDone {
+                region: d.region,
+                volume_id: d.volume_id,
+                size_gib: d.size_gib,
+                encrypted: d.encrypted,
+                kms_key_id: d.kms_key_id,
+                gone_after: d.gone_after,
+            });
+        }
+        EraseTarget::BackupRecoveryPoint {
+            recovery_point_arn, ..
+        } if t.recovery_point.is_none() => {
+            let region = t.spec.region(&aws.region).unwrap_or_default();
+            let vault = t.spec.vault_name().unwrap_or_default();
+            let d = runtime(&shown)?.block_on(kenko_aws::backup::erase_recovery_point(
+                aws,
+                region,
+                vault,
+                recovery_point_arn,
+                chrono::Utc::now().timestamp(),
+            ))?;
+            cp.targets[ti].recovery_point = Some(RecoveryPointDone::from(d));
+        }
+        EraseTarget::BackupVault { region, vault } if t.vault.is_none() => {
+            let Some(stack) = &spec.stack else {
+                return Err(EraseError::NoStack(shown));
+            };
+            let belongs = |tags: &std::collections::BTreeMap<String, String>| stack.matches(tags);
+            let d = runtime(&shown)?.block_on(kenko_aws::backup::erase_vault(
+                aws,
+                region,
+                vault,
+                &belongs,
+                chrono::Utc::now().timestamp(),
+            ))?;
+            cp.targets[ti].vault = Some(VaultDone {
+                region: d.region,
+                vault_name: d.vault_name,
+                points: d.points.into_iter().map(RecoveryPointDone::from).collect(),
+                others: d.others,
+                remaining_after: d.remaining_after,
+            });
+        }
+        EraseTarget::Kms { key } if t.kms.is_none() => {
+            let region = t.spec.region(&aws.region).unwrap_or_default().to_string();
+            let k = runtime(&shown)?.block_on(kenko_aws::schedule_key_deletion(
+                aws,
+                key,
+                &region,
+                places.kms_pending_days,
+            ))?;
+            cp.targets[ti].kms = Some(KmsDone {
+                key_id: k.key_id,
+                region: k.region,
+                state_before: k.state_before,
+                deletion_date: k.deletion_date,
+                pending_days: k.pending_days,
+            });
+        }
+        EraseTarget::S3 { bucket, prefix } if t.s3.is_none() => {
+            cp.targets[ti].s3 = Some(erase_s3(bucket, prefix, places)?);
+        }
+        // Done in an earlier run of the job.
+        EraseTarget::EbsSnapshot { .. }
+        | EraseTarget::EbsVolume { .. }
+        | EraseTarget::BackupRecoveryPoint { .. }
+        | EraseTarget::BackupVault { .. }
+        | EraseTarget::Kms { .. }
+        | EraseTarget::S3 { .. } => return Ok(()),
+    }
+    save(cp_path, cp)
+}
+
+impl From<kenko_aws::backup::RecoveryPointErased> for RecoveryPointDone {
+    fn from(d: kenko_aws::backup::RecoveryPointErased) -> Self {
+        RecoveryPointDone {
+            region: d.region,
+            vault_name: d.vault_name,
+            recovery_point_arn: d.recovery_point_arn,
+            bytes: d.bytes,
+            blocked_until: d.blocked_until,
+            gone_after: d.gone_after,
+        }
+    }
+}
+
 /// A target as the certificate reports it: what was erased, what was blocked, and how the
 /// erasure was verified.
 fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
@@ -526,7 +623,10 @@ fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
         t.s3.iter()
             .flat_map(|d| d.blocked.iter())
             .map(|(key, version, reason, until)| kenko_cert::Blocked {
-                item: format!("{}/{key}?versionId={version}", t.spec.trim_end_matches('/')),
+                item: format!(
+                    "{}/{key}?versionId={version}",
+                    t.spec.to_string().trim_end_matches('/')
+                ),
                 reason: format!("Object Lock: {reason}"),
                 until: until.clone(),
             })
@@ -540,27 +640,97 @@ fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
             });
         }
     }
-    let rp_erased = t
+    for rp in t.vault.iter().flat_map(|v| v.points.iter()) {
+        if let Some(until) = &rp.blocked_until {
+            blocked.push(kenko_cert::Blocked {
+                item: rp.recovery_point_arn.clone(),
+                reason: format!("Vault Lock on {} ({})", rp.vault_name, rp.region),
+                until: Some(until.clone()),
+            });
+        }
+    }
+    let rp_erased: Vec<&RecoveryPointDone> = t
         .recovery_point
-        .as_ref()
-        .filter(|rp| rp.blocked_until.is_none());
+        .iter()
+        .chain(t.vault.iter().flat_map(|v| v.points.iter()))
+        .filter(|rp| rp.blocked_until.is_none())
+        .collect();
     Target {
-        spec: t.spec.clone(),
+        spec: t.spec.to_string(),
+        location: spec.location.clone(),
         media: media_of(t, &spec.classification),
         bytes_erased: t.files.iter().map(|f| f.size).sum::<u64>()
             + t.s3.as_ref().map_or(0, |d| d.bytes)
-            + rp_erased.map_or(0, |rp| rp.bytes),
+            + rp_erased.iter().map(|rp| rp.bytes).sum::<u64>()
+            + t.volume
+                .as_ref()
+                .map_or(0, |v| (v.size_gib.max(0) as u64) << 30),
         objects_erased: t.files.len() as u64
             + t.s3.as_ref().map_or(0, |d| d.versions + d.markers)
             + u64::from(t.kms.is_some())
             + u64::from(t.snapshot.is_some())
-            + u64::from(rp_erased.is_some()),
+            + u64::from(t.volume.is_some())
+            + rp_erased.len() as u64,
         blocked,
         verification: verification_of(t, spec),
     }
 }
 
 fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
+    if let Some(v) = &t.vault {
+        let blocked = v.points.iter().filter(|p| p.blocked_until.is_some()).count();
+        let deleted = v.points.len() - blocked;
+        let unchecked = v
+            .points
+            .iter()
+            .filter(|p| p.blocked_until.is_none() && !p.gone_after)
+            .count();
+        return Verification {
+            method: "listing".into(),
+            passed: v.remaining_after == 0 && unchecked == 0,
+            bytes_checked: 0,
+            locations_checked: v.points.len() as u64 + 1,
+            details: format!(
+                "vault {} ({}): {deleted} recovery point(s) of the stack deleted, {blocked} kept by \
+                 Vault Lock, {} of other resources left alone; listed again after: {} of the \
+                 stack's left unblocked{}",
+                v.vault_name,
+                v.region,
+                v.others,
+                v.remaining_after,
+                if unchecked > 0 {
+                    format!(", {unchecked} STILL DESCRIBED after deletion")
+                } else {
+                    String::new()
+                }
+            ),
+        };
+    }
+    if let Some(v) = &t.volume {
+        return Verification {
+            method: "listing".into(),
+            passed: v.gone_after,
+            bytes_checked: 0,
+            locations_checked: 1,
+            details: format!(
+                "EBS volume {} ({} GiB, {}) deleted in {}: EBS wipes a deleted volume's blocks \
+                 before reuse; DescribeVolumes {}",
+                v.volume_id,
+                v.size_gib,
+                match &v.kms_key_id {
+                    Some(k) if v.encrypted => format!("encrypted with {k}"),
+                    _ if v.encrypted => "encrypted".to_string(),
+                    _ => "not encrypted".to_string(),
+                },
+                v.region,
+                if v.gone_after {
+                    "no longer finds it"
+                } else {
+                    "STILL FINDS IT"
+                }
+            ),
+        };
+    }
     if let Some(p) = &t.purge {
         let unchanged = p.unchanged.unwrap_or(u64::MAX);
         return Verification {
@@ -651,7 +821,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     }
     match &t.crypto {
         None => Verification {
-            method: spec.verify.label().into(),
+            method: spec.verify.as_str().into(),
             passed: t.files.iter().all(|f| f.verified),
             bytes_checked: t.bytes_checked,
             locations_checked: t.locations_checked,
@@ -686,18 +856,24 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
 
 /// What kenko knows about a target's medium (Appendix G "Media Information").
 fn media_of(t: &TargetState, classification: &str) -> Media {
-    let (media_type, source, manufacturer, model) = if let Some(rp) = &t.recovery_point {
+    let (media_type, source, manufacturer, model) = if let Some(v) = &t.vault {
+        let kind = format!("backup recovery points (AWS Backup, {})", v.region);
+        (kind, t.spec.to_string(), String::new(), String::new())
+    } else if let Some(v) = &t.volume {
+        let kind = format!("block storage volume (Amazon EBS, {})", v.region);
+        (kind, t.spec.to_string(), String::new(), String::new())
+    } else if let Some(rp) = &t.recovery_point {
         let kind = format!("backup recovery point (AWS Backup, {})", rp.region);
-        (kind, t.spec.clone(), String::new(), String::new())
+        (kind, t.spec.to_string(), String::new(), String::new())
     } else if let Some(d) = &t.snapshot {
         let kind = format!("block storage snapshot (Amazon EBS, {})", d.region);
-        (kind, t.spec.clone(), String::new(), String::new())
+        (kind, t.spec.to_string(), String::new(), String::new())
     } else if let Some(k) = &t.kms {
         let kind = format!("cryptographic key (AWS KMS, {})", k.region);
-        (kind, t.spec.clone(), String::new(), String::new())
+        (kind, t.spec.to_string(), String::new(), String::new())
     } else if let Some(d) = &t.s3 {
         let kind = format!("cloud object storage (Amazon S3, {})", d.region);
-        (kind, t.spec.clone(), String::new(), String::new())
+        (kind, t.spec.to_string(), String::new(), String::new())
     } else if t.crypto.is_some() {
         let kind = "cryptographic key (AES-256-GCM data key of the record store)".to_string();
         (kind, hostname(), String::new(), String::new())
@@ -705,7 +881,7 @@ fn media_of(t: &TargetState, classification: &str) -> Media {
         let (manufacturer, model, kind) = device_media(&f.path);
         (kind, hostname(), manufacturer, model)
     } else {
-        let kind = if t.spec.starts_with("dir:") {
+        let kind = if matches!(t.spec, EraseTarget::Dir { .. }) {
             "folder on a file system"
         } else {
             "file"
@@ -761,33 +937,6 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// The next sequence number and the previous certificate's SHA-256 in the chain directory.
-fn chain_tail(dir: &Path) -> Result<(u64, Option<String>), EraseError> {
-    let mut last: Option<(u64, PathBuf)> = None;
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let p = e.map_err(io(dir))?.path();
-        let Some(n) = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| n.ends_with(".json"))
-            .and_then(|n| n.split('-').next())
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if last.as_ref().is_none_or(|(m, _)| n > *m) {
-            last = Some((n, p));
-        }
-    }
-    match last {
-        None => Ok((1, None)),
-        Some((n, p)) => {
-            let bytes = std::fs::read(&p).map_err(io(&p))?;
-            Ok((n + 1, Some(hex::encode(Sha256::digest(&bytes)))))
-        }
-    }
-}
-
 fn save(path: &Path, cp: &Checkpoint) -> Result<(), EraseError> {
     let bytes = serde_json::to_vec(cp).expect("checkpoint serialises");
     fsutil::atomic_write(path, &bytes).map_err(io(path))
@@ -795,9 +944,9 @@ fn save(path: &Path, cp: &Checkpoint) -> Result<(), EraseError> {
 
 impl TargetState {
     /// A target with nothing done yet; kinds fill in their own part.
-    fn new(spec: &str) -> TargetState {
+    fn new(spec: &EraseTarget) -> TargetState {
         TargetState {
-            spec: spec.to_string(),
+            spec: spec.clone(),
             files: vec![],
             dirs: vec![],
             bytes_checked: 0,
@@ -808,74 +957,65 @@ impl TargetState {
             snapshot: None,
             recovery_point: None,
             purge: None,
+            volume: None,
+            vault: None,
         }
     }
 }
 
-fn plan_target(spec: &str, places: &Places) -> Result<TargetState, EraseError> {
-    if let Some(name) = spec.strip_prefix("datakey:") {
-        return plan_datakey(spec, name, places);
-    }
-    if spec.starts_with("ebs-snapshot:") {
-        kenko_aws::parse_snapshot(spec)
-            .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
-        return Ok(TargetState::new(spec));
-    }
-    if spec.starts_with("backup-rp:") {
-        kenko_aws::backup::parse_recovery_point(spec)
-            .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
-        return Ok(TargetState::new(spec));
-    }
-    if spec.starts_with("kms:") {
-        kenko_aws::parse_kms(spec, &places.aws.region)
-            .map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
-        return Ok(TargetState::new(spec));
-    }
-    if spec.starts_with("s3://") {
-        kenko_aws::parse_s3(spec).map_err(|_| EraseError::UnsupportedTarget(spec.to_string()))?;
-        return Ok(TargetState::new(spec));
-    }
-    let (files, dirs) = if let Some(p) = spec.strip_prefix("file:") {
-        let path = PathBuf::from(p);
-        let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
-        if !meta.is_file() {
-            return Err(EraseError::Io {
-                path,
-                message: "not a regular file".into(),
-            });
+fn plan_target(spec: &EraseTarget, places: &Places) -> Result<TargetState, EraseError> {
+    let (files, dirs) = match spec {
+        EraseTarget::DataKey { name } => return plan_datakey(spec, name, places),
+        // Cloud objects and KMS keys: what they hold is read when they are erased.
+        EraseTarget::EbsSnapshot { .. }
+        | EraseTarget::EbsVolume { .. }
+        | EraseTarget::BackupRecoveryPoint { .. }
+        | EraseTarget::BackupVault { .. }
+        | EraseTarget::Kms { .. }
+        | EraseTarget::S3 { .. } => return Ok(TargetState::new(spec)),
+        EraseTarget::Pvc { .. } => return Err(EraseError::ClusterTarget(spec.to_string())),
+        EraseTarget::File { path } => {
+            let path = PathBuf::from(path);
+            let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+            if !meta.is_file() {
+                return Err(EraseError::Io {
+                    path,
+                    message: "not a regular file".into(),
+                });
+            }
+            (
+                vec![FileState {
+                    path,
+                    device: false,
+                    size: meta.len(),
+                    written: 0,
+                    verified: false,
+                    unlinked: false,
+                }],
+                vec![],
+            )
         }
-        (
-            vec![FileState {
-                path,
-                device: false,
-                size: meta.len(),
-                written: 0,
-                verified: false,
-                unlinked: false,
-            }],
-            vec![],
-        )
-    } else if let Some(p) = spec.strip_prefix("device:") {
-        let (path, size) = block_device(Path::new(p))?;
-        (
-            vec![FileState {
-                path,
-                device: true,
-                size,
-                written: 0,
-                verified: false,
-                unlinked: false,
-            }],
-            vec![],
-        )
-    } else if let Some(p) = spec.strip_prefix("dir:") {
-        let mut files = Vec::new();
-        let mut dirs = Vec::new();
-        walk(Path::new(p), &mut files, &mut dirs)?;
-        dirs.reverse();
-        (files, dirs)
-    } else {
-        return Err(EraseError::UnsupportedTarget(spec.to_string()));
+        EraseTarget::Device { path } => {
+            let (path, size) = block_device(Path::new(path))?;
+            (
+                vec![FileState {
+                    path,
+                    device: true,
+                    size,
+                    written: 0,
+                    verified: false,
+                    unlinked: false,
+                }],
+                vec![],
+            )
+        }
+        EraseTarget::Dir { path } => {
+            let mut files = Vec::new();
+            let mut dirs = Vec::new();
+            walk(Path::new(path), &mut files, &mut dirs)?;
+            dirs.reverse();
+            (files, dirs)
+        }
     };
     Ok(TargetState {
         files,
@@ -919,29 +1059,32 @@ pub fn finalize(cert_path: &Path, places: &Places) -> Result<Outcome, EraseError
         path: cert_path.to_path_buf(),
         source,
     })?;
-    let keys: Vec<&kenko_cert::Target> = original
+    let keys: Vec<(&kenko_cert::Target, EraseTarget)> = original
         .certificate
         .targets
         .iter()
-        .filter(|t| t.spec.starts_with("kms:"))
+        .filter_map(|t| match t.spec.parse::<EraseTarget>() {
+            Ok(k @ EraseTarget::Kms { .. }) => Some((t, k)),
+            _ => None,
+        })
         .collect();
     let rt = runtime("kms")?;
     let mut states = Vec::new();
-    for t in &keys {
+    for (t, k) in &keys {
+        let EraseTarget::Kms { key } = k else {
+            continue;
+        };
+        let region = k.region(&places.aws.region).unwrap_or_default();
         states.push((
             t.spec.clone(),
-            rt.block_on(kenko_aws::key_state(&places.aws, &t.spec))?,
+            rt.block_on(kenko_aws::key_state(&places.aws, key, region))?,
         ));
     }
     finalize_decision(&states)?;
-    let key = crate::certs::signing_key(&places.signing_key)?;
-    std::fs::create_dir_all(&places.certificates).map_err(io(&places.certificates))?;
-    let (sequence, previous) = chain_tail(&places.certificates)?;
     let confirmed = now();
     let mut cert = original.certificate.clone();
+    cert.format = FORMAT.into();
     cert.job_id = format!("{}-finalized", original.certificate.job_id);
-    cert.sequence = sequence;
-    cert.previous_sha256 = previous;
     cert.finished_at = confirmed.clone();
     cert.host = hostname();
     cert.agent_version = env!("CARGO_PKG_VERSION").into();
@@ -951,18 +1094,14 @@ pub fn finalize(cert_path: &Path, places: &Places) -> Result<Outcome, EraseError
     );
     cert.targets = keys
         .into_iter()
-        .map(|t| {
+        .map(|(t, _)| {
             let mut t = t.clone();
             t.verification.details =
                 format!("KMS reports the key no longer exists (checked {confirmed})");
             t
         })
         .collect();
-    cert.sign(&key, &confirmed);
-    let path = places
-        .certificates
-        .join(format!("{sequence:06}-{}.json", sanitize(&cert.job_id)));
-    fsutil::atomic_write(&path, &cert.to_file_bytes()).map_err(io(&path))?;
+    let (path, cert) = certificate::issue(places, cert)?;
     Ok(Outcome {
         certificate_path: path,
         resumed: 0,
@@ -983,9 +1122,9 @@ fn runtime(spec: &str) -> Result<tokio::runtime::Runtime, EraseError> {
         })
 }
 
-fn erase_s3(spec: &str, places: &Places) -> Result<S3Done, EraseError> {
-    let rt = runtime(spec)?;
-    let r = rt.block_on(kenko_aws::erase_s3(&places.aws, spec, &now()))?;
+fn erase_s3(bucket: &str, prefix: &str, places: &Places) -> Result<S3Done, EraseError> {
+    let rt = runtime(bucket)?;
+    let r = rt.block_on(kenko_aws::erase_s3(&places.aws, bucket, prefix, &now()))?;
     Ok(S3Done {
         region: r.region,
         versions: r.versions_deleted,
@@ -1003,7 +1142,7 @@ fn erase_s3(spec: &str, places: &Places) -> Result<S3Done, EraseError> {
 
 /// A data key: the evidence first (the store's ciphertexts decrypt under it now), then the
 /// key file is cleared like any file. Reading the key never creates one.
-fn plan_datakey(spec: &str, name: &str, places: &Places) -> Result<TargetState, EraseError> {
+fn plan_datakey(spec: &EraseTarget, name: &str, places: &Places) -> Result<TargetState, EraseError> {
     let path = places.data_key_path(name);
     let raw = std::fs::read(&path).map_err(io(&path))?;
     let raw: [u8; 32] = raw.try_into().map_err(|_| EraseError::Io {

@@ -88,23 +88,28 @@ enum ResidencyCommand {
 
 #[derive(Debug, clap::Args)]
 struct EraseArgs {
-    /// file:PATH, dir:PATH, device:PATH (a whole block device), s3://BUCKET[/PREFIX] (every
-    /// version and delete marker), ebs-snapshot:REGION/SNAP_ID,
-    /// backup-rp:VAULT_ARN/RECOVERY_POINT_ARN, kms:KEY_ARN or datakey:NAME (the record
-    /// store's data key is datakey:records); repeatable.
+    /// file:/PATH, dir:/PATH, device:/dev/NAME (a whole block device), s3://BUCKET[/PREFIX]
+    /// (every version and delete marker), ebs-snapshot:REGION/SNAP_ID,
+    /// ebs-volume:REGION/VOL_ID (a detached EBS volume), backup-rp:VAULT_ARN/RECOVERY_POINT_ARN,
+    /// backup-vault:REGION/VAULT (every recovery point of --stack in the vault), kms:KEY or
+    /// datakey:NAME (the record store's data key is datakey:records); repeatable.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
-    /// clear (overwrite files, folders, devices; delete S3 versions, snapshots, recovery
-    /// points), purge (a device's own secure erase; refused where the device has none) or
-    /// crypto (destroy a datakey:NAME or schedule a kms:KEY deletion).
-    #[arg(long, default_value = "clear")]
-    method: String,
+    /// clear (overwrite files, folders, devices; delete S3 versions, snapshots, volumes,
+    /// recovery points), purge (a device's own secure erase; refused where the device has
+    /// none) or crypto (destroy a datakey:NAME or schedule a kms:KEY deletion).
+    #[arg(long, value_enum, default_value_t = kenko_api::ErasureMethod::Clear)]
+    method: kenko_api::ErasureMethod,
     /// full or sample (NIST SP 800-88 Rev.1 4.7.3).
-    #[arg(long, default_value = "full", value_parser = ["full", "sample"])]
-    verify: String,
+    #[arg(long, value_enum, default_value_t = kenko_api::VerifyMode::Full)]
+    verify: kenko_api::VerifyMode,
     /// random (ChaCha8 keystream) or zeros.
-    #[arg(long, default_value = "random", value_parser = ["random", "zeros"])]
-    pattern: String,
+    #[arg(long, value_enum, default_value_t = kenko_api::Pattern::Random)]
+    pattern: kenko_api::Pattern,
+    /// NAMESPACE/NAME of the HealthStack whose recovery points a backup-vault: target erases
+    /// (those of its volumes, by the tags the EBS CSI driver puts on them).
+    #[arg(long)]
+    stack: Option<String>,
     /// Job id; the same id resumes an interrupted job [default: a new random id].
     #[arg(long)]
     job_id: Option<String>,
@@ -561,7 +566,7 @@ struct DetailsPerson {
 }
 
 fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
-    use kenko_agent::erase::{self, JobSpec, Pattern, VerifyMode};
+    use kenko_agent::erase::{self, JobSpec};
     let details: EraseDetails = match &a.details {
         Some(p) => {
             let text =
@@ -582,20 +587,32 @@ fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let _ = getrandom::getrandom(&mut b);
         format!("erase-{}", hex::encode(b))
     });
+    let mut targets = Vec::new();
+    for t in &a.targets {
+        match t.parse::<kenko_api::Target>() {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let stack = match a.stack.as_deref().map(|s| s.split_once('/')) {
+        None => None,
+        Some(Some((ns, name))) if !ns.is_empty() && !name.is_empty() => {
+            Some(kenko_api::names::StackSelector::of(ns, name))
+        }
+        Some(_) => anyhow::bail!("--stack must be NAMESPACE/NAME"),
+    };
     let spec = JobSpec {
         job_id: job_id.clone(),
-        targets: a.targets,
+        targets,
         method: a.method,
-        pattern: if a.pattern == "zeros" {
-            Pattern::Zeros
-        } else {
-            Pattern::Random
-        },
-        verify: if a.verify == "sample" {
-            VerifyMode::Sample
-        } else {
-            VerifyMode::Full
-        },
+        pattern: a.pattern,
+        verify: a.verify,
+        location: None,
+        stack,
+        authority: None,
         sanitized_by: kenko_cert::Person {
             name,
             title: pick(a.title, details.sanitized_by.title),

@@ -1,11 +1,24 @@
-//! Pure decisions of the in-cluster agent about an ErasureRequest: whether it may run, which
-//! of its targets this agent takes, how targets group into erasure jobs (one method per
-//! certificate), and the request's overall phase from its targets.
+//! Pure decisions of the in-cluster agent about an ErasureRequest: whether it may run, who
+//! erases each target (the agent on a node, or the one cloud agent) and as what, each
+//! target's job id, and the request's phase and reason from its targets.
 
-use kenko_api::{ErasurePhase, ErasureRequest, TargetResult};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kenko_api::names::StackSelector;
+use kenko_api::{ErasurePhase, ErasureRequest, Target, TargetKind, TargetResult};
+use sha2::{Digest, Sha256};
 
 /// Set on a request to say which node holds its `device:`, `dir:` and `file:` targets.
 pub const NODE_ANNOTATION: &str = "kenko.io/node";
+/// The EBS CSI driver's name, as a PersistentVolume's `spec.csi.driver` carries it.
+pub const EBS_CSI_DRIVER: &str = "ebs.csi.aws.com";
+/// Zone labels an EBS CSI volume's node affinity may use (the driver's own, and the
+/// well-known one).
+const ZONE_KEYS: [&str; 2] = [
+    "topology.ebs.csi.aws.com/zone",
+    "topology.kubernetes.io/zone",
+];
 
 /// Whether a request may run at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +28,7 @@ pub enum Gate {
     /// Approved by its own requester: refused (the CRD and admission refuse it too; the agent
     /// checks again, so a bypassed admission still erases nothing).
     SelfApproved,
-    /// Finished (Certified, Failed or Blocked): nothing more to do.
+    /// Finished (every target Certified, Failed or Blocked): nothing more to do.
     Finished,
     Run,
 }
@@ -36,81 +49,203 @@ pub fn gate(r: &ErasureRequest) -> Gate {
     }
 }
 
-/// Who runs a target.
+/// Who erases a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
     /// The agent on this node.
     Node(String),
-    /// The one elected agent (cloud objects and keys).
+    /// The one agent holding the cloud Lease (cloud objects, keys, detached EBS volumes).
     Cloud,
 }
 
-/// The erasure method class of a target: one certificate per class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Group {
-    /// Media on a node: cleared or purged as the request says.
-    Media,
-    /// Cloud objects (S3 versions, snapshots, recovery points): deleted and listed again.
-    Cloud,
-    /// Keys: cryptographic erase.
-    Keys,
+/// What becomes of one target of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// Erased by `owner` as `engine` (the target itself, or what a cluster target stands for).
+    Erase { owner: Owner, engine: Target },
+    /// Cannot be erased as asked; reported Failed (by the cloud agent, so once) with a stable
+    /// reason and one line saying why.
+    Refuse {
+        reason: &'static str,
+        message: String,
+    },
 }
 
-impl Group {
-    pub fn label(self) -> &'static str {
-        match self {
-            Group::Media => "media",
-            Group::Cloud => "cloud",
-            Group::Keys => "keys",
-        }
-    }
-
-    /// The agent's `--method` for the group.
-    pub fn method(self, requested: &str) -> String {
-        match self {
-            Group::Keys => "crypto".into(),
-            Group::Cloud => "clear".into(),
-            Group::Media if requested == "purge" => "purge".into(),
-            Group::Media => "clear".into(),
-        }
-    }
+fn refuse(reason: &'static str, message: String) -> Resolved {
+    Resolved::Refuse { reason, message }
 }
 
-pub fn group(target: &str) -> Group {
-    if target.starts_with("kms:") || target.starts_with("datakey:") {
-        Group::Keys
-    } else if target.starts_with("s3://")
-        || target.starts_with("ebs-snapshot:")
-        || target.starts_with("backup-rp:")
-        || target.starts_with("backup-vault:")
+/// What the cluster said about a `pvc:` target's claim and its volume.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeFacts {
+    pub claim: Option<PersistentVolumeClaim>,
+    pub volume: Option<PersistentVolume>,
+}
+
+/// The region of a zone (`ap-northeast-1a` → `ap-northeast-1`).
+fn region_of_zone(zone: &str) -> Option<String> {
+    let region = zone.trim_end_matches(|c: char| c.is_ascii_lowercase());
+    (region.len() < zone.len() && region.ends_with(|c: char| c.is_ascii_digit()))
+        .then(|| region.to_string())
+}
+
+/// Where a bound volume lives and so who erases it: a local or hostPath volume by the agent on
+/// its node (overwritten as a folder under `host_root`), an EBS CSI volume by the cloud agent
+/// (deleted once detached; its region from its zone, else `default_region`).
+pub fn resolve_volume(
+    pvc: &str,
+    facts: &VolumeFacts,
+    host_root: &str,
+    default_region: &str,
+) -> Resolved {
+    let Some(claim) = &facts.claim else {
+        return refuse(
+            "erase_pvc_missing",
+            format!("PersistentVolumeClaim {pvc} does not exist, so its volume cannot be found or proven erased"),
+        );
+    };
+    let Some(volume_name) = claim.spec.as_ref().and_then(|s| s.volume_name.clone()) else {
+        return refuse(
+            "erase_pvc_unbound",
+            format!("PersistentVolumeClaim {pvc} is not bound to a volume"),
+        );
+    };
+    let Some(pv) = &facts.volume else {
+        return refuse(
+            "erase_pv_missing",
+            format!("PersistentVolume {volume_name} of claim {pvc} does not exist"),
+        );
+    };
+    let spec = pv.spec.clone().unwrap_or_default();
+    let terms: Vec<_> = spec
+        .node_affinity
+        .as_ref()
+        .and_then(|a| a.required.as_ref())
+        .map(|r| r.node_selector_terms.clone())
+        .unwrap_or_default();
+    let label = |keys: &[&str]| {
+        terms.iter().find_map(|t| {
+            t.match_expressions.iter().flatten().find_map(|e| {
+                keys.contains(&e.key.as_str())
+                    .then(|| e.values.as_ref().and_then(|v| v.first().cloned()))
+                    .flatten()
+            })
+        })
+    };
+    if let Some(path) = spec
+        .local
+        .as_ref()
+        .map(|l| l.path.clone())
+        .or(spec.host_path.as_ref().map(|h| h.path.clone()))
     {
-        Group::Cloud
-    } else {
-        Group::Media
+        let Some(node) = label(&["kubernetes.io/hostname"]) else {
+            return refuse(
+                "erase_volume_no_node",
+                format!("PersistentVolume {volume_name} names no node (kubernetes.io/hostname in its node affinity)"),
+            );
+        };
+        return Resolved::Erase {
+            owner: Owner::Node(node),
+            engine: Target::Dir {
+                path: format!("{host_root}{path}"),
+            },
+        };
     }
+    if let Some(csi) = spec.csi.as_ref().filter(|c| c.driver == EBS_CSI_DRIVER) {
+        let region = label(&ZONE_KEYS)
+            .and_then(|z| region_of_zone(&z))
+            .unwrap_or_else(|| default_region.to_string());
+        let target = format!("ebs-volume:{region}/{}", csi.volume_handle);
+        return match target.parse::<Target>() {
+            Ok(engine) => Resolved::Erase {
+                owner: Owner::Cloud,
+                engine,
+            },
+            Err(e) => refuse(e.reason(), format!("PersistentVolume {volume_name}: {e}")),
+        };
+    }
+    let kind = spec
+        .csi
+        .as_ref()
+        .map(|c| format!("a {} CSI", c.driver))
+        .unwrap_or_else(|| "an unsupported".into());
+    refuse(
+        "erase_volume_unsupported",
+        format!("PersistentVolume {volume_name} is {kind} volume; kenko erases local, hostPath and EBS CSI ({EBS_CSI_DRIVER}) volumes"),
+    )
 }
 
-/// Who owns a target; `pvc_node` is the node a `pvc:` target's volume lives on, when known.
-pub fn owner(r: &ErasureRequest, target: &str, pvc_node: Option<&str>) -> Option<Owner> {
-    match group(target) {
-        Group::Cloud | Group::Keys => Some(Owner::Cloud),
-        Group::Media if target.starts_with("pvc:") => pvc_node.map(|n| Owner::Node(n.to_string())),
-        Group::Media => r
+/// Who erases a target that is not a `pvc:` (those need [`resolve_volume`]), and as what.
+pub fn resolve(r: &ErasureRequest, target: &Target) -> Resolved {
+    match target {
+        Target::Pvc { name } => refuse(
+            "erase_pvc_missing",
+            format!("PersistentVolumeClaim {name} was not looked up"),
+        ),
+        // The agent's own keys are the agent's, shared by every stack it serves: a stack's
+        // data is crypto-erased by its own KMS key, never by destroying one all stacks use.
+        Target::DataKey { name } if r.spec.stack.is_some() => refuse(
+            "erase_shared_key_refused",
+            format!("datakey:{name} is a key of the agent, shared by every stack it serves; a stack's data is crypto-erased by its own KMS key (kms:)"),
+        ),
+        Target::BackupVault { .. } if r.spec.stack.is_none() => refuse(
+            "erase_stack_unnamed",
+            "a backup-vault: target erases a stack's recovery points; the request names no stack".into(),
+        ),
+        Target::File { .. } | Target::Dir { .. } | Target::Device { .. } => match r
             .metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(NODE_ANNOTATION))
-            .map(|n| Owner::Node(n.clone())),
+        {
+            Some(n) => Resolved::Erase {
+                owner: Owner::Node(n.clone()),
+                engine: target.clone(),
+            },
+            None => refuse(
+                "erase_no_node",
+                format!("{} targets are erased by the agent on their node; the request has no {NODE_ANNOTATION} annotation", target.kind().prefix()),
+            ),
+        },
+        Target::BackupVault { .. }
+        | Target::S3 { .. }
+        | Target::EbsSnapshot { .. }
+        | Target::EbsVolume { .. }
+        | Target::BackupRecoveryPoint { .. }
+        | Target::Kms { .. }
+        | Target::DataKey { .. } => Resolved::Erase {
+            owner: Owner::Cloud,
+            engine: target.clone(),
+        },
     }
 }
 
-/// The erasure job id for a request's group on a node: stable, so a restarted agent resumes
-/// the same job from its checkpoint.
-pub fn job_id(r: &ErasureRequest, group: Group, node: &str) -> String {
+/// The stack a request's `backup-vault:` targets select recovery points of.
+pub fn stack_selector(r: &ErasureRequest) -> Option<StackSelector> {
+    let ns = r.metadata.namespace.as_deref()?;
+    Some(StackSelector::of(ns, r.spec.stack.as_deref()?))
+}
+
+/// The erasure job id of one target of a request: stable, so a restarted agent resumes the
+/// same job from its checkpoint, and distinct per request (by uid), so a new request for the
+/// same stack (a retry) never meets an old job's checkpoint.
+pub fn job_id(r: &ErasureRequest, target: &str) -> String {
     let ns = r.metadata.namespace.clone().unwrap_or_default();
     let name = r.metadata.name.clone().unwrap_or_default();
-    let node = if group == Group::Media { node } else { "cloud" };
-    format!("{ns}-{name}-{}-{node}", group.label())
+    let uid: String = r
+        .metadata
+        .uid
+        .clone()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    let t = hex::encode(&Sha256::digest(target.as_bytes())[..4]);
+    let kind = TargetKind::of(target)
+        .map(|k| k.prefix().trim_end_matches([':', '/']))
+        .unwrap_or("target");
+    format!("{ns}-{name}-{uid}-{kind}-{t}")
 }
 
 /// A Kubernetes object name from a certificate file name (`000007-job.json`).
@@ -130,7 +265,16 @@ pub fn certificate_resource_name(file_name: &str) -> String {
     out.trim_matches(|c| c == '-' || c == '.').to_string()
 }
 
-/// The overall phase from per-target results (targets without a result are pending).
+fn terminal(p: ErasurePhase) -> bool {
+    matches!(
+        p,
+        ErasurePhase::Certified | ErasurePhase::Failed | ErasurePhase::Blocked
+    )
+}
+
+/// The overall phase from per-target results (targets without a result are pending). The
+/// request is Failed or Blocked only once every target is done: one failed target never
+/// stops the others from being erased.
 pub fn overall(targets: &[String], results: &[TargetResult]) -> ErasurePhase {
     let phase_of = |t: &String| {
         results
@@ -140,156 +284,55 @@ pub fn overall(targets: &[String], results: &[TargetResult]) -> ErasurePhase {
             .unwrap_or(ErasurePhase::Approved)
     };
     let phases: Vec<ErasurePhase> = targets.iter().map(phase_of).collect();
-    if phases.contains(&ErasurePhase::Failed) {
-        ErasurePhase::Failed
-    } else if phases.iter().all(|p| *p == ErasurePhase::Certified) {
-        ErasurePhase::Certified
-    } else if phases
-        .iter()
-        .all(|p| matches!(p, ErasurePhase::Certified | ErasurePhase::Blocked))
-    {
-        ErasurePhase::Blocked
+    if phases.iter().all(|p| terminal(*p)) {
+        if phases.contains(&ErasurePhase::Failed) {
+            ErasurePhase::Failed
+        } else if phases.contains(&ErasurePhase::Blocked) {
+            ErasurePhase::Blocked
+        } else {
+            ErasurePhase::Certified
+        }
     } else if phases.contains(&ErasurePhase::Verifying) {
         ErasurePhase::Verifying
-    } else if phases.iter().any(|p| {
-        matches!(
-            p,
-            ErasurePhase::Running | ErasurePhase::Certified | ErasurePhase::Blocked
-        )
-    }) {
+    } else if phases.iter().any(|p| *p != ErasurePhase::Approved) {
         ErasurePhase::Running
     } else {
         ErasurePhase::Approved
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kenko_api::ErasureRequestSpec;
-
-    fn request(approved_by: Option<&str>) -> ErasureRequest {
-        let mut r = ErasureRequest::new(
-            "decommission-hachioji",
-            ErasureRequestSpec {
-                targets: vec![
-                    "pvc:hachioji-data".into(),
-                    "dir:/var/lib/kenko/old".into(),
-                    "s3://hachioji-records".into(),
-                    "kms:arn:aws:kms:ap-northeast-1:123456789012:key/k".into(),
-                    "datakey:records".into(),
-                ],
-                method: "clear".into(),
-                verification: "full".into(),
-                requested_by: "operator-a".into(),
-                approved_by: approved_by.map(String::from),
-                stack: Some("hachioji".into()),
-            },
-        );
-        r.metadata.namespace = Some("city".into());
-        r
-    }
-
-    #[test]
-    fn only_a_request_approved_by_someone_else_runs() {
-        assert_eq!(gate(&request(None)), Gate::AwaitingApproval);
-        assert_eq!(gate(&request(Some(" "))), Gate::AwaitingApproval);
-        assert_eq!(gate(&request(Some("operator-a"))), Gate::SelfApproved);
-        assert_eq!(gate(&request(Some("auditor-b"))), Gate::Run);
-        let mut done = request(Some("auditor-b"));
-        done.status = Some(kenko_api::ErasureRequestStatus {
-            phase: ErasurePhase::Certified,
-            ..Default::default()
-        });
-        assert_eq!(gate(&done), Gate::Finished);
-    }
-
-    #[test]
-    fn targets_go_to_their_node_or_the_cloud_agent_in_method_groups() {
-        let mut r = request(Some("auditor-b"));
-        assert_eq!(
-            owner(&r, "pvc:hachioji-data", Some("node-1")),
-            Some(Owner::Node("node-1".into()))
-        );
-        assert_eq!(owner(&r, "pvc:hachioji-data", None), None);
-        assert_eq!(
-            owner(&r, "dir:/var/lib/kenko/old", None),
-            None,
-            "no node named"
-        );
-        r.metadata.annotations = Some([(NODE_ANNOTATION.to_string(), "node-2".to_string())].into());
-        assert_eq!(
-            owner(&r, "dir:/var/lib/kenko/old", None),
-            Some(Owner::Node("node-2".into()))
-        );
-        assert_eq!(owner(&r, "s3://hachioji-records", None), Some(Owner::Cloud));
-        assert_eq!(group("kms:x"), Group::Keys);
-        assert_eq!(group("datakey:records"), Group::Keys);
-        assert_eq!(group("backup-vault:ap-northeast-3/v"), Group::Cloud);
-        assert_eq!(group("device:/dev/sdb"), Group::Media);
-        assert_eq!(Group::Media.method("purge"), "purge");
-        assert_eq!(Group::Keys.method("clear"), "crypto");
-        assert_eq!(
-            job_id(&r, Group::Media, "node-2"),
-            "city-decommission-hachioji-media-node-2"
-        );
-        assert_eq!(
-            job_id(&r, Group::Keys, "node-2"),
-            "city-decommission-hachioji-keys-cloud"
-        );
-        assert_eq!(
-            certificate_resource_name("000007-City_Job.json"),
-            "000007-city-job"
-        );
-    }
-
-    #[test]
-    fn the_overall_phase_follows_the_targets() {
-        let targets = vec!["a".to_string(), "b".to_string()];
-        let res = |t: &str, p| TargetResult {
-            target: t.into(),
-            phase: p,
-            ..Default::default()
-        };
-        assert_eq!(overall(&targets, &[]), ErasurePhase::Approved);
-        assert_eq!(
-            overall(&targets, &[res("a", ErasurePhase::Running)]),
-            ErasurePhase::Running
-        );
-        assert_eq!(
-            overall(&targets, &[res("a", ErasurePhase::Certified)]),
-            ErasurePhase::Running,
-            "b has not started"
-        );
-        assert_eq!(
-            overall(
-                &targets,
-                &[
-                    res("a", ErasurePhase::Certified),
-                    res("b", ErasurePhase::Certified)
-                ]
-            ),
-            ErasurePhase::Certified
-        );
-        assert_eq!(
-            overall(
-                &targets,
-                &[
-                    res("a", ErasurePhase::Certified),
-                    res("b", ErasurePhase::Blocked)
-                ]
-            ),
-            ErasurePhase::Blocked
-        );
-        assert_eq!(
-            overall(
-                &targets,
-                &[
-                    res("a", ErasurePhase::Failed),
-                    res("b", ErasurePhase::Certified)
-                ]
-            ),
-            ErasurePhase::Failed
-        );
-    }
+/// The request's reason and message: the first failed target in spec order (else the first
+/// blocked one) decides the reason, so the stack's condition and its Event say the same, and
+/// the message counts how many failed.
+pub fn summary(targets: &[String], results: &[TargetResult]) -> Option<(String, String)> {
+    let by_target: BTreeMap<&str, &TargetResult> =
+        results.iter().map(|r| (r.target.as_str(), r)).collect();
+    let with = |phase: ErasurePhase| -> Vec<&TargetResult> {
+        targets
+            .iter()
+            .filter_map(|t| by_target.get(t.as_str()).copied())
+            .filter(|r| r.phase == phase)
+            .collect()
+    };
+    let (list, what) = match (with(ErasurePhase::Failed), with(ErasurePhase::Blocked)) {
+        (f, _) if !f.is_empty() => (f, "failed"),
+        (_, b) if !b.is_empty() => (b, "blocked"),
+        _ => return None,
+    };
+    let first = list[0];
+    let reason = first
+        .reason
+        .clone()
+        .unwrap_or_else(|| format!("erase_{what}"));
+    let message = kenko_api::status_message(&format!(
+        "{} of {} targets {what}; first {}: {}",
+        list.len(),
+        targets.len(),
+        first.target,
+        first.message.clone().unwrap_or_default()
+    ));
+    Some((reason, message))
 }
+
+#[cfg(test)]
+mod tests;

@@ -174,7 +174,7 @@ pub(super) fn run(
         save(cp_path, cp)?;
         if left > 0 {
             return Err(EraseError::VerificationFailed {
-                target,
+                target: target.to_string(),
                 details: format!(
                     "{left} of {} sampled locations still hold what they held before the secure erase",
                     ranges.len()

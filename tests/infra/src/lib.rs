@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use hcl::eval::{Context, Evaluate, FuncArgs, FuncDef, ParamType};
 use hcl::{Block, Body, Expression, Value};
 
+pub mod celcost;
 pub mod manifests;
 
 /// Tokyo: production.

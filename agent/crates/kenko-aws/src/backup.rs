@@ -5,7 +5,8 @@
 //! retention has passed; it is reported as blocked with the date it becomes deletable, never
 //! as erased.
 
-use aws_config::{BehaviorVersion, Region};
+use std::collections::BTreeMap;
+
 use aws_sdk_backup::error::ProvideErrorMetadata;
 
 use crate::{api, AwsError, Endpoint};
@@ -14,46 +15,7 @@ pub use aws_sdk_backup;
 
 /// An AWS Backup client for `region`.
 pub async fn backup_client(ep: &Endpoint, region: &str) -> aws_sdk_backup::Client {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
-    if let Some(url) = &ep.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    aws_sdk_backup::Client::new(&loader.load().await)
-}
-
-/// A parsed `backup-rp:VAULT_ARN/RECOVERY_POINT_ARN`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecoveryPointTarget {
-    pub region: String,
-    pub vault_name: String,
-    pub recovery_point_arn: String,
-}
-
-/// `backup-rp:arn:aws:backup:REGION:ACCOUNT:backup-vault:NAME/RECOVERY_POINT_ARN`. A vault ARN
-/// holds no `/`, so the first one separates the two (a recovery point ARN may hold more, as
-/// EBS snapshot ARNs do).
-pub fn parse_recovery_point(target: &str) -> Result<RecoveryPointTarget, AwsError> {
-    let bad = || AwsError::BadTarget(target.to_string());
-    let rest = target.strip_prefix("backup-rp:").ok_or_else(bad)?;
-    let (vault_arn, rp_arn) = rest.split_once('/').ok_or_else(bad)?;
-    let parts: Vec<&str> = vault_arn.split(':').collect();
-    // arn : partition : backup : region : account : backup-vault : name
-    if parts.len() != 7
-        || parts[0] != "arn"
-        || parts[2] != "backup"
-        || parts[3].is_empty()
-        || parts[5] != "backup-vault"
-        || parts[6].is_empty()
-        || !rp_arn.starts_with("arn:")
-    {
-        return Err(bad());
-    }
-    Ok(RecoveryPointTarget {
-        region: parts[3].to_string(),
-        vault_name: parts[6].to_string(),
-        recovery_point_arn: rp_arn.to_string(),
-    })
+    aws_sdk_backup::Client::new(&crate::sdk_config(ep, "backup", region).await)
 }
 
 /// What erasing a recovery point did.
@@ -81,48 +43,64 @@ pub fn locked_until(created: i64, min_retention_days: i64, now: i64) -> Option<i
     (until > now).then_some(until)
 }
 
-/// Deletes a recovery point and checks it is gone; a point Vault Lock still protects is
-/// reported blocked, untouched.
-pub async fn erase_recovery_point(
-    ep: &Endpoint,
-    target: &str,
-    now_epoch: i64,
-) -> Result<RecoveryPointErased, AwsError> {
-    let t = parse_recovery_point(target)?;
-    let client = backup_client(ep, &t.region).await;
+/// A vault's lock, as it bears on deleting: `None` when the vault is not locked.
+async fn vault_lock(
+    client: &aws_sdk_backup::Client,
+    vault_name: &str,
+) -> Result<Option<i64>, AwsError> {
     let vault = client
         .describe_backup_vault()
-        .backup_vault_name(&t.vault_name)
+        .backup_vault_name(vault_name)
         .send()
         .await
-        .map_err(api("DescribeBackupVault", &t.vault_name))?;
-    let point = client
+        .map_err(api("DescribeBackupVault", vault_name))?;
+    Ok(vault
+        .locked()
+        .unwrap_or(false)
+        .then(|| vault.min_retention_days().unwrap_or(0)))
+}
+
+/// Whether DescribeRecoveryPoint says a point is gone (not found, or deleting/expired).
+async fn point_gone(client: &aws_sdk_backup::Client, vault_name: &str, arn: &str) -> bool {
+    match client
         .describe_recovery_point()
-        .backup_vault_name(&t.vault_name)
-        .recovery_point_arn(&t.recovery_point_arn)
+        .backup_vault_name(vault_name)
+        .recovery_point_arn(arn)
         .send()
         .await
-        .map_err(api("DescribeRecoveryPoint", &t.recovery_point_arn))?;
-    let bytes = point.backup_size_in_bytes().unwrap_or(0).max(0) as u64;
+    {
+        Ok(p) => p
+            .status()
+            .is_some_and(|s| matches!(s.as_str(), "DELETING" | "EXPIRED" | "DELETED")),
+        Err(e) => e.code() == Some("ResourceNotFoundException"),
+    }
+}
+
+/// Deletes one recovery point unless the vault's lock still keeps it, and checks it is gone.
+async fn erase_point(
+    client: &aws_sdk_backup::Client,
+    region: &str,
+    vault_name: &str,
+    lock_days: Option<i64>,
+    arn: &str,
+    created: Option<i64>,
+    bytes: u64,
+    now_epoch: i64,
+) -> Result<RecoveryPointErased, AwsError> {
     let mut out = RecoveryPointErased {
-        region: t.region.clone(),
-        vault_name: t.vault_name.clone(),
-        recovery_point_arn: t.recovery_point_arn.clone(),
+        region: region.to_string(),
+        vault_name: vault_name.to_string(),
+        recovery_point_arn: arn.to_string(),
         bytes,
         blocked_until: None,
         gone_after: false,
     };
-    if vault.locked().unwrap_or(false) {
-        let created = point
-            .creation_date()
-            .map(|d| d.secs())
-            .ok_or_else(|| AwsError::Api {
-                operation: "DescribeRecoveryPoint",
-                resource: t.recovery_point_arn.clone(),
-                message: "no creation date, so the Vault Lock retention cannot be worked out"
-                    .into(),
-            })?;
-        let min_days = vault.min_retention_days().unwrap_or(0);
+    if let Some(min_days) = lock_days {
+        let created = created.ok_or_else(|| AwsError::Api {
+            operation: "DescribeRecoveryPoint",
+            resource: arn.to_string(),
+            message: "no creation date, so the Vault Lock retention cannot be worked out".into(),
+        })?;
         if let Some(until) = locked_until(created, min_days, now_epoch) {
             out.blocked_until = Some(fmt(&aws_sdk_backup::primitives::DateTime::from_secs(until)));
             return Ok(out);
@@ -130,53 +108,176 @@ pub async fn erase_recovery_point(
     }
     client
         .delete_recovery_point()
-        .backup_vault_name(&t.vault_name)
-        .recovery_point_arn(&t.recovery_point_arn)
+        .backup_vault_name(vault_name)
+        .recovery_point_arn(arn)
         .send()
         .await
-        .map_err(api("DeleteRecoveryPoint", &t.recovery_point_arn))?;
-    out.gone_after = match client
-        .describe_recovery_point()
-        .backup_vault_name(&t.vault_name)
-        .recovery_point_arn(&t.recovery_point_arn)
-        .send()
-        .await
-    {
-        Ok(p) => p.status().is_some_and(|s| {
-            matches!(s.as_str(), "DELETING" | "EXPIRED") || s.as_str() == "DELETED"
-        }),
-        Err(e) => e.code() == Some("ResourceNotFoundException"),
-    };
+        .map_err(api("DeleteRecoveryPoint", arn))?;
+    out.gone_after = point_gone(client, vault_name, arn).await;
     Ok(out)
+}
+
+/// Deletes a recovery point and checks it is gone; a point Vault Lock still protects is
+/// reported blocked, untouched.
+pub async fn erase_recovery_point(
+    ep: &Endpoint,
+    region: &str,
+    vault_name: &str,
+    recovery_point_arn: &str,
+    now_epoch: i64,
+) -> Result<RecoveryPointErased, AwsError> {
+    let client = backup_client(ep, region).await;
+    let lock = vault_lock(&client, vault_name).await?;
+    let point = client
+        .describe_recovery_point()
+        .backup_vault_name(vault_name)
+        .recovery_point_arn(recovery_point_arn)
+        .send()
+        .await
+        .map_err(api("DescribeRecoveryPoint", recovery_point_arn))?;
+    erase_point(
+        &client,
+        region,
+        vault_name,
+        lock,
+        recovery_point_arn,
+        point.creation_date().map(|d| d.secs()),
+        point.backup_size_in_bytes().unwrap_or(0).max(0) as u64,
+        now_epoch,
+    )
+    .await
+}
+
+/// A recovery point as a vault lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPoint {
+    pub arn: String,
+    pub created: Option<i64>,
+    pub bytes: u64,
+    /// `COMPLETED`, `DELETING`, `EXPIRED`...
+    pub status: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Every recovery point of a vault, with its tags (ListRecoveryPointsByBackupVault, then
+/// ListTags for each; both paginated).
+pub async fn list_points(
+    client: &aws_sdk_backup::Client,
+    vault_name: &str,
+) -> Result<Vec<ListedPoint>, AwsError> {
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = client
+            .list_recovery_points_by_backup_vault()
+            .backup_vault_name(vault_name)
+            .set_next_token(next.clone())
+            .send()
+            .await
+            .map_err(api("ListRecoveryPointsByBackupVault", vault_name))?;
+        for p in page.recovery_points() {
+            let Some(arn) = p.recovery_point_arn() else {
+                continue;
+            };
+            out.push(ListedPoint {
+                arn: arn.to_string(),
+                created: p.creation_date().map(|d| d.secs()),
+                bytes: p.backup_size_in_bytes().unwrap_or(0).max(0) as u64,
+                status: p.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                tags: BTreeMap::new(),
+            });
+        }
+        next = page.next_token().map(String::from);
+        if next.is_none() {
+            break;
+        }
+    }
+    for p in &mut out {
+        let mut next: Option<String> = None;
+        loop {
+            let page = client
+                .list_tags()
+                .resource_arn(&p.arn)
+                .set_next_token(next.clone())
+                .send()
+                .await
+                .map_err(api("ListTags", &p.arn))?;
+            for (k, v) in page.tags().into_iter().flatten() {
+                p.tags.insert(k.clone(), v.clone());
+            }
+            next = page.next_token().map(String::from);
+            if next.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What erasing a stack's recovery points from one vault did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultErasure {
+    pub region: String,
+    pub vault_name: String,
+    /// The stack's points: deleted, or kept by Vault Lock.
+    pub points: Vec<RecoveryPointErased>,
+    /// Points of the vault that are not the stack's (left alone).
+    pub others: u64,
+    /// Listed again afterwards: the stack's points still there that are not blocked (must
+    /// be 0).
+    pub remaining_after: u64,
+}
+
+/// Deletes every recovery point of `vault_name` (in `region`) whose tags `belongs` accepts,
+/// except those Vault Lock still keeps (reported blocked), then lists the vault again: a
+/// point of the stack still there and not blocked fails the verification.
+pub async fn erase_vault(
+    ep: &Endpoint,
+    region: &str,
+    vault_name: &str,
+    belongs: &(dyn Fn(&BTreeMap<String, String>) -> bool + Sync),
+    now_epoch: i64,
+) -> Result<VaultErasure, AwsError> {
+    let client = backup_client(ep, region).await;
+    let lock = vault_lock(&client, vault_name).await?;
+    let listed = list_points(&client, vault_name).await?;
+    let (mine, others): (Vec<ListedPoint>, Vec<ListedPoint>) =
+        listed.into_iter().partition(|p| belongs(&p.tags));
+    let mut points = Vec::new();
+    for p in &mine {
+        points.push(
+            erase_point(
+                &client, region, vault_name, lock, &p.arn, p.created, p.bytes, now_epoch,
+            )
+            .await?,
+        );
+    }
+    let blocked: Vec<&str> = points
+        .iter()
+        .filter(|p| p.blocked_until.is_some())
+        .map(|p| p.recovery_point_arn.as_str())
+        .collect();
+    let after = list_points(&client, vault_name).await?;
+    let remaining_after = after
+        .iter()
+        .filter(|p| {
+            belongs(&p.tags)
+                && !blocked.contains(&p.arn.as_str())
+                && !matches!(p.status.as_str(), "DELETING" | "EXPIRED" | "DELETED")
+        })
+        .count() as u64;
+    Ok(VaultErasure {
+        region: region.to_string(),
+        vault_name: vault_name.to_string(),
+        points,
+        others: others.len() as u64,
+        remaining_after,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recovery_point_targets_parse_with_slashes_in_the_point() {
-        let t = parse_recovery_point(
-            "backup-rp:arn:aws:backup:ap-northeast-3:123456789012:backup-vault:kenko-osaka/arn:aws:ec2:ap-northeast-3::snapshot/snap-0abc",
-        )
-        .unwrap();
-        assert_eq!(t.region, "ap-northeast-3");
-        assert_eq!(t.vault_name, "kenko-osaka");
-        assert_eq!(
-            t.recovery_point_arn,
-            "arn:aws:ec2:ap-northeast-3::snapshot/snap-0abc"
-        );
-        for bad in [
-            "backup-rp:",
-            "backup-rp:arn:aws:backup:ap-northeast-1:1:backup-vault:v",
-            "backup-rp:arn:aws:s3:ap-northeast-1:1:backup-vault:v/arn:x",
-            "backup-rp:arn:aws:backup::1:backup-vault:v/arn:x",
-            "backup-rp:arn:aws:backup:ap-northeast-1:1:backup-vault:/arn:x",
-            "backup-rp:arn:aws:backup:ap-northeast-1:1:backup-vault:v/snap-1",
-        ] {
-            assert!(parse_recovery_point(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn vault_lock_blocks_until_the_minimum_retention_has_passed() {

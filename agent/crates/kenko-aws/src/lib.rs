@@ -26,8 +26,10 @@ pub enum AwsError {
         resource: String,
         message: String,
     },
-    #[error("{0}: expected s3://BUCKET[/PREFIX], kms:KEY, ebs-snapshot:REGION/ID or backup-rp:VAULT_ARN/RECOVERY_POINT_ARN")]
+    #[error("{0}: expected s3://BUCKET[/PREFIX]")]
     BadTarget(String),
+    #[error("{resource}: {problem}; refusing to erase it")]
+    InUse { resource: String, problem: String },
 }
 
 impl AwsError {
@@ -35,12 +37,14 @@ impl AwsError {
         match self {
             AwsError::Api { .. } => "aws_api_failed",
             AwsError::BadTarget(_) => "erase_target_unsupported",
+            AwsError::InUse { .. } => "erase_volume_in_use",
         }
     }
 }
 
-/// Maps an SDK error to [`AwsError`] with the operation and resource named. The SDK's
-/// `DisplayErrorContext` gives the service's error code and message, not just "service error".
+/// Maps an SDK error to [`AwsError`] with the operation and resource named, the message on
+/// one line: each cause's own message (the service's code and message, or the connection
+/// error), never the SDK's debug dump of the response, which belongs in no status.
 fn api<E: std::error::Error>(
     operation: &'static str,
     resource: &str,
@@ -49,39 +53,87 @@ fn api<E: std::error::Error>(
     move |e| AwsError::Api {
         operation,
         resource,
-        message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+        message: causes(&e),
     }
 }
 
+/// An error and its sources, each once, joined with `: `, on one line.
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Connection settings: the region to start in, and the endpoint of an emulator if any.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Endpoint {
     pub region: String,
     pub endpoint_url: Option<String>,
+    /// Per-service endpoints (service id `s3`, `kms`, `ec2`, `backup`...), where one service
+    /// is reached elsewhere than the rest (a closed network's VPC endpoint with its own name,
+    /// or an emulator that lacks one API).
+    pub service_urls: Vec<(String, String)>,
 }
 
+/// The services that can have their own endpoint (`KENKO_AWS_ENDPOINT_URL_<ID>`).
+pub const SERVICES: [&str; 5] = ["s3", "kms", "ec2", "backup", "cloudtrail"];
+
 impl Endpoint {
-    /// What every kenko command uses: `AWS_REGION` (default Tokyo) and the emulator's
-    /// `KENKO_AWS_ENDPOINT_URL`, if set.
+    /// What every kenko command uses: `AWS_REGION` (default Tokyo), the emulator's
+    /// `KENKO_AWS_ENDPOINT_URL`, if set, and `KENKO_AWS_ENDPOINT_URL_BACKUP` (and the other
+    /// [`SERVICES`]) for one service.
     pub fn from_env() -> Endpoint {
         Endpoint {
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
             endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
+            service_urls: SERVICES
+                .iter()
+                .filter_map(|s| {
+                    std::env::var(format!("KENKO_AWS_ENDPOINT_URL_{}", s.to_ascii_uppercase()))
+                        .ok()
+                        .map(|url| (s.to_string(), url))
+                })
+                .collect(),
         }
     }
+
+    /// The endpoint for one service: its own, else the common one, else AWS's.
+    pub fn url_for(&self, service: &str) -> Option<&str> {
+        self.service_urls
+            .iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, u)| u.as_str())
+            .or(self.endpoint_url.as_deref())
+    }
+}
+
+/// The SDK configuration for one service in one region.
+pub(crate) async fn sdk_config(ep: &Endpoint, service: &str, region: &str) -> aws_config::SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
+    if let Some(url) = ep.url_for(service) {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }
 
 /// An S3 client for `region` (path-style addressing when an endpoint override is set, as
 /// emulators need).
 pub async fn s3_client(ep: &Endpoint, region: &str) -> Client {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
-    if let Some(url) = &ep.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let conf = loader.load().await;
+    let conf = sdk_config(ep, "s3", region).await;
     let s3 = aws_sdk_s3::config::Builder::from(&conf)
-        .force_path_style(ep.endpoint_url.is_some())
+        .force_path_style(ep.url_for("s3").is_some())
         .build();
     Client::from_conf(s3)
 }
@@ -174,10 +226,11 @@ async fn list_all(client: &Client, bucket: &str, prefix: &str) -> Result<Listed,
 /// lists again to verify nothing else is left.
 pub async fn erase_s3(
     ep: &Endpoint,
-    target: &str,
+    bucket: &str,
+    prefix: &str,
     now_rfc3339: &str,
 ) -> Result<S3Erasure, AwsError> {
-    let (bucket, prefix) = parse_s3(target)?;
+    let (bucket, prefix) = (bucket.to_string(), prefix.to_string());
     let first = s3_client(ep, &ep.region).await;
     let location = first
         .get_bucket_location()
@@ -359,26 +412,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kms_targets_parse() {
-        assert_eq!(
-            parse_kms(
-                "kms:arn:aws:kms:ap-northeast-3:123456789012:key/abc",
-                "ap-northeast-1"
-            )
-            .unwrap(),
-            (
-                "arn:aws:kms:ap-northeast-3:123456789012:key/abc".into(),
-                "ap-northeast-3".into()
-            )
-        );
-        assert_eq!(
-            parse_kms("kms:abc", "ap-northeast-1").unwrap(),
-            ("abc".into(), "ap-northeast-1".into())
-        );
-        assert!(parse_kms("kms:", "x").is_err());
-    }
-
-    #[test]
     fn s3_targets_parse() {
         assert_eq!(parse_s3("s3://b").unwrap(), ("b".into(), "".into()));
         assert_eq!(parse_s3("s3://b/p/q").unwrap(), ("b".into(), "p/q".into()));
@@ -391,30 +424,7 @@ pub use aws_sdk_kms;
 
 /// A KMS client for `region`.
 pub async fn kms_client(ep: &Endpoint, region: &str) -> aws_sdk_kms::Client {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
-    if let Some(url) = &ep.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    aws_sdk_kms::Client::new(&loader.load().await)
-}
-
-/// `kms:ARN` (the region comes from the ARN) or `kms:KEY_ID` (the starting region).
-pub fn parse_kms(target: &str, default_region: &str) -> Result<(String, String), AwsError> {
-    let id = target
-        .strip_prefix("kms:")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| AwsError::BadTarget(target.to_string()))?;
-    let region = match id.strip_prefix("arn:") {
-        Some(rest) => rest
-            .split(':')
-            .nth(2)
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| AwsError::BadTarget(target.to_string()))?
-            .to_string(),
-        None => default_region.to_string(),
-    };
-    Ok((id.to_string(), region))
+    aws_sdk_kms::Client::new(&sdk_config(ep, "kms", region).await)
 }
 
 /// A KMS key scheduled for deletion.
@@ -432,10 +442,11 @@ pub struct KmsScheduled {
 /// the key is now pending deletion. A key already pending keeps its date.
 pub async fn schedule_key_deletion(
     ep: &Endpoint,
-    target: &str,
+    key: &str,
+    region: &str,
     pending_days: i32,
 ) -> Result<KmsScheduled, AwsError> {
-    let (id, region) = parse_kms(target, &ep.region)?;
+    let (id, region) = (key.to_string(), region.to_string());
     let kms = kms_client(ep, &region).await;
     let before = kms
         .describe_key()
@@ -510,9 +521,9 @@ pub enum KeyState {
 }
 
 /// The current state of a key.
-pub async fn key_state(ep: &Endpoint, target: &str) -> Result<KeyState, AwsError> {
-    let (id, region) = parse_kms(target, &ep.region)?;
-    let kms = kms_client(ep, &region).await;
+pub async fn key_state(ep: &Endpoint, key: &str, region: &str) -> Result<KeyState, AwsError> {
+    let id = key.to_string();
+    let kms = kms_client(ep, region).await;
     match kms.describe_key().key_id(&id).send().await {
         Ok(out) => {
             let meta = out.key_metadata();
@@ -550,25 +561,7 @@ pub use aws_sdk_ec2;
 
 /// An EC2 client for `region`.
 pub async fn ec2_client(ep: &Endpoint, region: &str) -> aws_sdk_ec2::Client {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
-    if let Some(url) = &ep.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    aws_sdk_ec2::Client::new(&loader.load().await)
-}
-
-/// `ebs-snapshot:REGION/SNAPSHOT_ID`.
-pub fn parse_snapshot(target: &str) -> Result<(String, String), AwsError> {
-    let rest = target
-        .strip_prefix("ebs-snapshot:")
-        .ok_or_else(|| AwsError::BadTarget(target.to_string()))?;
-    match rest.split_once('/') {
-        Some((region, id)) if !region.is_empty() && id.starts_with("snap-") => {
-            Ok((region.to_string(), id.to_string()))
-        }
-        _ => Err(AwsError::BadTarget(target.to_string())),
-    }
+    aws_sdk_ec2::Client::new(&sdk_config(ep, "ec2", region).await)
 }
 
 /// A deleted EBS snapshot.
@@ -583,8 +576,12 @@ pub struct SnapshotDeleted {
 }
 
 /// Deletes an EBS snapshot in its region and checks it is gone.
-pub async fn delete_snapshot(ep: &Endpoint, target: &str) -> Result<SnapshotDeleted, AwsError> {
-    let (region, id) = parse_snapshot(target)?;
+pub async fn delete_snapshot(
+    ep: &Endpoint,
+    region: &str,
+    snapshot_id: &str,
+) -> Result<SnapshotDeleted, AwsError> {
+    let (region, id) = (region.to_string(), snapshot_id.to_string());
     let ec2 = ec2_client(ep, &region).await;
     let found = ec2
         .describe_snapshots()
@@ -613,4 +610,70 @@ pub async fn delete_snapshot(ep: &Endpoint, target: &str) -> Result<SnapshotDele
         volume_gib,
         gone_after,
     })
+}
+
+/// A deleted EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDeleted {
+    pub region: String,
+    pub volume_id: String,
+    pub size_gib: i32,
+    /// Encrypted, and with which KMS key (a crypto-erase of that key makes every copy
+    /// unreadable, snapshots included).
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    /// DescribeVolumes no longer finds it (or reports it deleting or deleted).
+    pub gone_after: bool,
+}
+
+/// Deletes a detached EBS volume in its region and checks it is gone. EBS wipes a deleted
+/// volume's blocks before they are given to anyone else; a volume still attached to an
+/// instance is refused (its pod may still be writing).
+pub async fn delete_volume(
+    ep: &Endpoint,
+    region: &str,
+    volume_id: &str,
+) -> Result<VolumeDeleted, AwsError> {
+    let ec2 = ec2_client(ep, region).await;
+    let found = ec2
+        .describe_volumes()
+        .volume_ids(volume_id)
+        .send()
+        .await
+        .map_err(api("DescribeVolumes", volume_id))?;
+    let v = found.volumes().first().ok_or_else(|| AwsError::Api {
+        operation: "DescribeVolumes",
+        resource: volume_id.to_string(),
+        message: "no such volume".into(),
+    })?;
+    let state = v.state().map(|s| s.as_str().to_string()).unwrap_or_default();
+    if state == "in-use" || !v.attachments().is_empty() {
+        let to: Vec<&str> = v.attachments().iter().filter_map(|a| a.instance_id()).collect();
+        return Err(AwsError::InUse {
+            resource: format!("EBS volume {volume_id} ({region})"),
+            problem: format!("it is attached to {}", to.join(", ")),
+        });
+    }
+    let out = VolumeDeleted {
+        region: region.to_string(),
+        volume_id: volume_id.to_string(),
+        size_gib: v.size().unwrap_or(0),
+        encrypted: v.encrypted().unwrap_or(false),
+        kms_key_id: v.kms_key_id().map(String::from),
+        gone_after: false,
+    };
+    ec2.delete_volume()
+        .volume_id(volume_id)
+        .send()
+        .await
+        .map_err(api("DeleteVolume", volume_id))?;
+    let gone_after = match ec2.describe_volumes().volume_ids(volume_id).send().await {
+        Ok(o) => o.volumes().iter().all(|v| {
+            v.state()
+                .is_some_and(|s| matches!(s.as_str(), "deleting" | "deleted"))
+        }),
+        Err(e) => aws_sdk_ec2::error::ProvideErrorMetadata::code(&e)
+            .is_some_and(|c| c == "InvalidVolume.NotFound"),
+    };
+    Ok(VolumeDeleted { gone_after, ..out })
 }
