@@ -966,6 +966,7 @@ fn cloudtrail_is_read_from_its_s3_prefix() {
         &kenko_aws::Endpoint {
             region: "ap-northeast-1".into(),
             endpoint_url: Some(moto.url.clone()),
+            service_urls: vec![],
         },
         "ap-northeast-1",
     ));

@@ -46,6 +46,7 @@ fn s3_erasure_deletes_every_version_and_marker_and_lists_locked_ones_as_blocked(
     let ep = Endpoint {
         region: "ap-northeast-1".into(),
         endpoint_url: Some(moto.url.clone()),
+        service_urls: vec![],
     };
     rt.block_on(async {
         // A versioned records bucket in Tokyo: two versions of one object, one deleted object.
@@ -224,6 +225,7 @@ fn a_kms_key_is_scheduled_for_deletion_and_finalize_waits_for_it() {
     let ep = Endpoint {
         region: "ap-northeast-1".into(),
         endpoint_url: Some(moto.url.clone()),
+        service_urls: vec![],
     };
     let arn = rt.block_on(async {
         let kms = kenko_aws::kms_client(&ep, "ap-northeast-3").await;
@@ -264,7 +266,7 @@ fn a_kms_key_is_scheduled_for_deletion_and_finalize_waits_for_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let state = rt.block_on(kenko_aws::key_state(&ep, &target)).unwrap();
+    let state = rt.block_on(kenko_aws::key_state(&ep, &arn, arn.split(':').nth(3).unwrap())).unwrap();
     assert!(
         matches!(state, kenko_aws::KeyState::Pending(_)),
         "{state:?}"
@@ -315,6 +317,7 @@ fn an_ebs_snapshot_in_osaka_is_deleted_and_gone() {
     let ep = Endpoint {
         region: "ap-northeast-1".into(),
         endpoint_url: Some(moto.url.clone()),
+        service_urls: vec![],
     };
     let (keep, gone) = rt.block_on(async {
         let mut ids = Vec::new();
@@ -400,6 +403,7 @@ fn a_backup_recovery_point_is_sought_in_its_vaults_region_and_never_certified_un
     let ep = Endpoint {
         region: "ap-northeast-1".into(),
         endpoint_url: Some(moto.url.clone()),
+        service_urls: vec![],
     };
     let osaka_vault_arn = rt.block_on(async {
         let tokyo = kenko_aws::backup::backup_client(&ep, "ap-northeast-1").await;

@@ -41,6 +41,7 @@ fn certificate(job: &str, sequence: u64, previous: Option<String>) -> Certificat
         },
         targets: vec![Target {
             spec: "file:/srv/old/records.db".into(),
+            location: None,
             media: Media {
                 media_type: "file".into(),
                 ..Default::default()
@@ -62,6 +63,7 @@ fn certificate(job: &str, sequence: u64, previous: Option<String>) -> Certificat
         resumptions: 0,
         host: "node-1".into(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        authority: None,
         signature: None,
         validation: None,
     }

@@ -16,29 +16,43 @@ fn request(approved_by: Option<&str>, target: &str) -> ErasureRequest {
         "decommission-hachioji",
         ErasureRequestSpec {
             targets: vec![target.to_string()],
-            method: "clear".into(),
-            verification: "full".into(),
+            method: kenko_api::ErasureMethod::Clear,
+            verification: kenko_api::VerifyMode::Full,
             requested_by: "operator-a".into(),
             approved_by: approved_by.map(String::from),
             stack: Some("hachioji".into()),
+            stack_uid: Some(STACK_UID.into()),
         },
     );
     r.metadata.namespace = Some("city".into());
+    r.metadata.uid = Some("0b9c1d2e-3f4a-4b6c-8d7e-112233445566".into());
     r.metadata.resource_version = Some("41".into());
     r.metadata.annotations = Some([(NODE_ANNOTATION.to_string(), "node-a".to_string())].into());
     r
 }
 
 const REQ: &str = "/apis/kenko.io/v1alpha1/namespaces/city/erasurerequests/decommission-hachioji";
+const STACK_UID: &str = "5f0c7d2e-8a1b-4c3d-9e8f-0a1b2c3d4e5f";
 
 async fn handle(r: ErasureRequest, data: &std::path::Path, script: Vec<Step>) -> Vec<Seen> {
+    handle_as(r, data, script, false, kenko_aws::Endpoint::default()).await
+}
+
+/// Runs one pass of the agent's handler on node-a (the cloud agent when `leader`).
+async fn handle_as(
+    r: ErasureRequest,
+    data: &std::path::Path,
+    script: Vec<Step>,
+    leader: bool,
+    aws: kenko_aws::Endpoint,
+) -> Vec<Seen> {
     let (client, mock) = kenko_test_support::mock();
     let server = tokio::spawn(serve(mock, script));
     {
         let worker = Arc::new(Worker {
             client,
             node: "node-a".into(),
-            cloud_leader: Arc::new(AtomicBool::new(false)),
+            cloud_leader: Arc::new(AtomicBool::new(leader)),
             places: kenko_agent::erase::Places {
                 jobs: data.join("erase"),
                 certificates: data.join("certificates"),
@@ -47,7 +61,7 @@ async fn handle(r: ErasureRequest, data: &std::path::Path, script: Vec<Step>) ->
                 database_url: format!("sqlite://{}", data.join("kenko.db").display()),
                 aws: kenko_aws::Endpoint {
                     region: "ap-northeast-1".into(),
-                    endpoint_url: None,
+                    ..aws
                 },
                 kms_pending_days: 7,
             },
@@ -105,6 +119,14 @@ async fn an_approved_request_erases_this_nodes_folder_and_publishes_its_certific
     assert_eq!(cert["spec"]["stack"], "city/hachioji");
     assert_eq!(cert["spec"]["blockedCount"], 0);
     assert!(v.certificate.sanitization.notes.contains("auditor-b"));
+    // The signed body binds the certificate to the request, its people and the stack's uid,
+    // and names the request's target it erased.
+    let auth = v.certificate.authority.as_ref().unwrap();
+    assert_eq!(auth.request, "city/decommission-hachioji");
+    assert_eq!(auth.approved_by, "auditor-b");
+    assert_eq!(auth.stack.as_ref().unwrap().uid, STACK_UID);
+    assert_eq!(v.certificate.targets[0].location.as_deref(), Some(target.as_str()));
+    assert_eq!(cert["metadata"]["labels"]["kenko.io/stack-uid"], STACK_UID);
     let done = &seen[4].body;
     assert_eq!(done["status"]["phase"], "Certified");
     assert_eq!(done["status"]["targets"][0]["phase"], "Certified");
@@ -273,4 +295,108 @@ async fn an_access_alert_becomes_a_warning_event_about_the_agents_pod() {
     ] {
         assert!(note.contains(want), "{want} not in {note}");
     }
+}
+
+#[tokio::test]
+async fn a_target_that_cannot_be_erased_fails_alone_with_its_own_reason_and_the_others_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("records");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("a.csv"), vec![b'y'; 4096]).unwrap();
+    let folder_target = format!("dir:{}", folder.display());
+    let mut r = request(Some("auditor-b"), "pvc:gone");
+    r.spec.targets = vec![
+        "pvc:gone".into(),
+        folder_target.clone(),
+        "datakey:records".into(),
+    ];
+    let rv = serde_json::to_value(&r).unwrap();
+    let get = || step("GET", REQ, Reply::Json(rv.clone()));
+    let patch = || step("PATCH", format!("{REQ}/status"), Reply::Json(rv.clone()));
+    let seen = handle_as(
+        r,
+        &dir.path().join("data"),
+        vec![
+            step(
+                "GET",
+                "/api/v1/namespaces/city/persistentvolumeclaims/gone",
+                Reply::NotFound,
+            ),
+            get(),
+            patch(),
+            get(),
+            patch(),
+            step("POST", "/apis/kenko.io/v1alpha1/erasurecertificates", Reply::echo()),
+            get(),
+            patch(),
+            get(),
+            patch(),
+        ],
+        true,
+        kenko_aws::Endpoint::default(),
+    )
+    .await;
+    let result = |i: usize| seen[i].body["status"]["targets"][0].clone();
+    // The missing volume: its own reason, one line, and the request goes on.
+    assert_eq!(result(2)["target"], "pvc:gone");
+    assert_eq!(result(2)["phase"], "Failed");
+    assert_eq!(result(2)["reason"], "erase_pvc_missing");
+    assert!(!result(2)["message"].as_str().unwrap().contains('\n'));
+    assert_eq!(seen[2].body["status"]["phase"], "Running", "two targets are still to do");
+    assert_eq!(seen[2].body["status"]["reason"], "erase_pvc_missing");
+    // The folder was still erased and certified.
+    assert!(!folder.exists());
+    assert_eq!(result(7)["target"], folder_target);
+    assert_eq!(result(7)["phase"], "Certified");
+    // The agent's own data key is never erased for a stack.
+    assert_eq!(result(9)["target"], "datakey:records");
+    assert_eq!(result(9)["reason"], "erase_shared_key_refused");
+}
+
+#[tokio::test]
+async fn the_requests_reason_is_its_first_failed_target_in_spec_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = request(Some("auditor-b"), "pvc:gone");
+    r.spec.targets = vec![
+        "pvc:gone".into(),
+        "s3://kenko-prod-records-123456789012-ap-northeast-1".into(),
+        "datakey:records".into(),
+    ];
+    r.status = Some(kenko_api::ErasureRequestStatus {
+        phase: kenko_api::ErasurePhase::Running,
+        targets: vec![
+            kenko_api::TargetResult {
+                target: "pvc:gone".into(),
+                phase: kenko_api::ErasurePhase::Failed,
+                reason: Some("erase_pvc_missing".into()),
+                message: Some("PersistentVolumeClaim gone does not exist".into()),
+                ..Default::default()
+            },
+            kenko_api::TargetResult {
+                target: "s3://kenko-prod-records-123456789012-ap-northeast-1".into(),
+                phase: kenko_api::ErasurePhase::Certified,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    });
+    let rv = serde_json::to_value(&r).unwrap();
+    let seen = handle_as(
+        r,
+        &dir.path().join("data"),
+        vec![
+            step("GET", REQ, Reply::Json(rv.clone())),
+            step("PATCH", format!("{REQ}/status"), Reply::Json(rv)),
+        ],
+        true,
+        kenko_aws::Endpoint::default(),
+    )
+    .await;
+    let status = &seen[1].body["status"];
+    assert_eq!(status["phase"], "Failed", "every target is done, two failed");
+    assert_eq!(status["reason"], "erase_pvc_missing", "not the last one to fail");
+    assert_eq!(
+        status["message"],
+        "2 of 3 targets failed; first pvc:gone: PersistentVolumeClaim gone does not exist"
+    );
 }

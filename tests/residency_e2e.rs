@@ -432,6 +432,7 @@ async fn build_compliant(moto: &Moto) -> Account {
     let ep = Endpoint {
         region: TOKYO.into(),
         endpoint_url: Some(moto.url.clone()),
+        service_urls: vec![],
     };
     let c = Clients::new(&ep, BTreeMap::new()).await;
     let account = "123456789012".to_string();
@@ -971,6 +972,7 @@ fn remediation_removes_the_offending_replication_rule_and_nothing_else() {
         &Endpoint {
             region: TOKYO.into(),
             endpoint_url: Some(moto.url.clone()),
+            service_urls: vec![],
         },
         BTreeMap::new(),
     ));

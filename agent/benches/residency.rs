@@ -257,6 +257,7 @@ async fn audit_once(port: u16, concurrency: usize) -> (f64, u64, u64, u64) {
     let ep = Endpoint {
         region: "ap-northeast-1".into(),
         endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+        service_urls: vec![],
     };
     let clients = Clients::new(&ep, BTreeMap::new()).await;
     let opts = AuditOptions {
@@ -296,6 +297,7 @@ fn main() {
         let ep = Endpoint {
             region: "ap-northeast-1".into(),
             endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+            service_urls: vec![],
         };
         let c = Clients::new(&ep, BTreeMap::new()).await;
         populate(&c, buckets, snapshots, plans).await;

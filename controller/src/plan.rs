@@ -23,8 +23,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kenko_api::names::StackNames;
 use kenko_api::reasons::{condition, reason};
-use kenko_api::{AccountAudit, HealthStack, ResidencyPolicySpec, JAPAN_REGIONS};
+use kenko_api::{AccountAudit, HealthStack, ResidencyPolicySpec, Target, JAPAN_REGIONS};
 use kube::Resource;
 
 /// The field manager of every server-side apply.
@@ -101,6 +102,21 @@ pub fn residency(
             ),
         );
     }
+    // The egress rules again (the CRD admits private ranges only; a stack admitted under an
+    // older CRD, or written past admission, is checked here before anything is applied).
+    let external = s.database.external.iter().flat_map(|e| e.cidrs.iter());
+    if let Some(c) = s
+        .network
+        .allowed_egress_cidrs
+        .iter()
+        .chain(external)
+        .find(|c| !kenko_api::is_private_cidr(c))
+    {
+        return violation(
+            reason::EGRESS_NOT_PRIVATE,
+            format!("egress to {c} is not a private range: the stack's network never reaches the internet"),
+        );
+    }
     if s.backup.retention_years < policy.min_retention_years {
         return violation(
             reason::RETENTION_TOO_SHORT,
@@ -150,25 +166,10 @@ pub fn residency(
     Residency::Compliant
 }
 
-/// Names of a stack's children.
-pub struct Names {
-    pub app: String,
-    pub db: String,
-    pub data_pvc: String,
-    pub db_pvc: String,
-    pub agent_config: String,
-}
-
-pub fn names(stack: &HealthStack) -> Names {
-    let n = stack.metadata.name.clone().unwrap_or_default();
-    Names {
-        app: format!("{n}-app"),
-        db: format!("{n}-db"),
-        data_pvc: format!("{n}-data"),
-        // The StatefulSet's volume claim template `data`, ordinal 0.
-        db_pvc: format!("data-{n}-db-0"),
-        agent_config: format!("{n}-agent"),
-    }
+/// Names of a stack's children (defined in kenko-api: the agent finds the stack's volumes
+/// by them).
+pub fn names(stack: &HealthStack) -> StackNames {
+    StackNames::of(&stack.metadata.name.clone().unwrap_or_default())
 }
 
 /// One object to apply.
@@ -431,25 +432,30 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
             ports: Some(vec![tcp(5432)]),
         });
     }
+    let blocks = |cidrs: &[String]| -> Vec<NetworkPolicyPeer> {
+        cidrs
+            .iter()
+            .map(|c| NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: c.clone(),
+                    except: None,
+                }),
+                ..Default::default()
+            })
+            .collect()
+    };
+    // The VPC endpoints speak HTTPS.
     if !s.network.allowed_egress_cidrs.is_empty() {
         app_egress.push(NetworkPolicyEgressRule {
-            to: Some(
-                s.network
-                    .allowed_egress_cidrs
-                    .iter()
-                    .map(|c| NetworkPolicyPeer {
-                        ip_block: Some(IPBlock {
-                            cidr: c.clone(),
-                            except: None,
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ports: Some(vec![
-                tcp(443),
-                tcp(s.database.external.as_ref().map_or(443, |e| e.port)),
-            ]),
+            to: Some(blocks(&s.network.allowed_egress_cidrs)),
+            ports: Some(vec![tcp(443)]),
+        });
+    }
+    // An external database: its own subnets, its own port, whatever the endpoints are.
+    if let Some(ext) = &s.database.external {
+        app_egress.push(NetworkPolicyEgressRule {
+            to: Some(blocks(&ext.cidrs)),
+            ports: Some(vec![tcp(ext.port)]),
         });
     }
     out.push(Child::NetworkPolicy(NetworkPolicy {
@@ -691,34 +697,42 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
     out
 }
 
-/// Every place the stack's data lives: what its decommissioning ErasureRequest lists.
-pub fn data_locations(stack: &HealthStack) -> Vec<String> {
+/// Every place the stack's data lives: what its decommissioning ErasureRequest lists. Each is
+/// a [`Target`] the agent knows how to erase (the contract test feeds these to the agent).
+/// Locations the spec names but that are not valid targets (admitted under an older CRD) are
+/// returned as errors, so the stack is kept and says why instead of being released unerased.
+pub fn data_locations(stack: &HealthStack) -> Result<Vec<Target>, String> {
     let s = &stack.spec;
     let n = names(stack);
-    let mut out = vec![format!("pvc:{}", n.data_pvc)];
-    if s.database.managed.is_some() {
-        out.push(format!("pvc:{}", n.db_pvc));
-    }
-    if let Some(b) = &s.storage.records_bucket {
-        out.push(b.clone());
-    }
+    let mut out: Vec<String> = n
+        .pvcs(s.database.managed.is_some())
+        .into_iter()
+        .map(|p| format!("pvc:{p}"))
+        .collect();
+    out.extend(s.storage.records_bucket.iter().cloned());
+    out.extend(s.storage.records_replica_bucket.iter().cloned());
     if s.intake.inbox.starts_with("s3://") {
         out.push(s.intake.inbox.clone());
     }
     // Recovery points where they are taken and where they are copied: both regions.
     out.push(format!(
         "backup-vault:{}/{}",
-        s.storage.region, s.backup.vault
+        s.storage.region, s.backup.source_vault
     ));
-    out.push(format!(
-        "backup-vault:{}/{}",
-        s.backup.region, s.backup.vault
-    ));
+    out.push(format!("backup-vault:{}/{}", s.backup.region, s.backup.vault));
+    // The stack's own key, last: its deletion makes every copy unreadable, backups included.
+    // (Never the agent's own data key: the agent serves every stack with it.)
     if let Some(k) = &s.storage.kms_key_arn {
         out.push(format!("kms:{k}"));
     }
-    out.push("datakey:records".into());
-    out
+    let mut targets = Vec::new();
+    for t in out {
+        let parsed = t.parse::<Target>().map_err(|e| e.to_string())?;
+        if !targets.contains(&parsed) {
+            targets.push(parsed);
+        }
+    }
+    Ok(targets)
 }
 
 /// A condition with the given fields, keeping the transition time when the status did not
@@ -742,7 +756,8 @@ pub fn condition(
         type_: type_.into(),
         status,
         reason: reason.into(),
-        message,
+        // One line, within the CRD's bound: details are in the controller's log.
+        message: kenko_api::status_message(&message),
         observed_generation: generation,
         last_transition_time: since,
     }

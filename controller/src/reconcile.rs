@@ -16,16 +16,17 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kenko_api::reasons::{condition, reason};
 use kenko_api::{
-    AccountAudit, ErasureCertificate, ErasurePhase, ErasureRequest, ErasureRequestSpec,
-    HealthStack, ResidencyPolicy, ResidencyPolicySpec,
+    AccountAudit, ErasureCertificate, ErasureMethod, ErasurePhase, ErasureRequest,
+    ErasureRequestSpec, HealthStack, ResidencyPolicy, ResidencyPolicySpec, Target, VerifyMode,
 };
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::evidence::{self, Coverage, StackId, TrustedSigners};
 use crate::plan::{self, Child, Residency, FINALIZER, MANAGER};
 use crate::telemetry::Metrics;
 
@@ -74,6 +75,35 @@ pub struct Context {
     pub recorder: Recorder,
     /// Requeue after this when waiting (erasure, pods): jittered per object.
     pub wait: Duration,
+    /// The controller's namespace, where the trusted signers' ConfigMap lives.
+    pub namespace: String,
+    /// The last Event published per stack and condition, so a reconcile that starts from a
+    /// cached stack whose new status has not arrived yet does not publish it twice.
+    pub published: Published,
+}
+
+/// The last Event published per (stack uid, topic): (reason, message).
+#[derive(Debug, Default)]
+pub struct Published(std::sync::Mutex<std::collections::HashMap<(String, String), String>>);
+
+impl Published {
+    /// Whether this Event is new for the stack and topic (and remembers it if so).
+    pub fn first_time(&self, uid: &str, topic: &str, reason: &str, message: &str) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (uid.to_string(), topic.to_string());
+        let value = format!("{reason}\u{1f}{message}");
+        if m.get(&key) == Some(&value) {
+            return false;
+        }
+        m.insert(key, value);
+        true
+    }
+
+    /// Forgets a stack (it is gone).
+    pub fn forget(&self, uid: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|(u, _), _| u != uid);
+    }
 }
 
 /// Name of the policy the controller reads (cluster-scoped); defaults apply without one.
@@ -185,6 +215,11 @@ async fn event(
     note: String,
     action: &str,
 ) {
+    let note = kenko_api::status_message(&note);
+    let uid = stack.metadata.uid.clone().unwrap_or_default();
+    if !ctx.published.first_time(&uid, action, reason, &note) {
+        return;
+    }
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -209,6 +244,41 @@ fn reason_of(conditions: &[Condition], type_: &str) -> Option<String> {
         .map(|c| format!("{}/{}", c.status, c.reason))
 }
 
+/// The JSON Patch that adds kenko's finalizer, as kube-runtime's finalizer helper writes it:
+/// `test` the list as read, then `add`, so a finalizer someone else added in between is never
+/// dropped (the patch fails instead and the reconcile retries). `None` when it is there.
+pub fn add_finalizer(current: &[String]) -> Option<json_patch::Patch> {
+    if current.iter().any(|f| f == FINALIZER) {
+        return None;
+    }
+    let ops = if current.is_empty() {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    Some(serde_json::from_value(ops).expect("a JSON Patch"))
+}
+
+/// The JSON Patch that removes kenko's finalizer and nothing else: `test` that the entry at
+/// its index is still kenko's, then `remove` it.
+pub fn remove_finalizer(current: &[String]) -> Option<json_patch::Patch> {
+    let i = current.iter().position(|f| f == FINALIZER)?;
+    let path = format!("/metadata/finalizers/{i}");
+    Some(
+        serde_json::from_value(serde_json::json!([
+            {"op": "test", "path": path, "value": FINALIZER},
+            {"op": "remove", "path": path},
+        ]))
+        .expect("a JSON Patch"),
+    )
+}
+
 /// One reconcile of one stack.
 pub async fn reconcile(stack: Arc<HealthStack>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
@@ -225,12 +295,9 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
         return decommission(stack, ctx, &stacks, &ns).await;
     }
     // The finalizer first: a stack must never go without its erasure.
-    if !stack.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = stack.finalizers().to_vec();
-        finalizers.push(FINALIZER.into());
-        let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
+    if let Some(patch) = add_finalizer(stack.finalizers()) {
         stacks
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await
             .map_err(kube_err("finalizer", format!("HealthStack/{name}")))?;
     }
@@ -338,18 +405,21 @@ pub enum Decommission {
     Erasing(ErasurePhase),
     Failed(String),
     Blocked(String),
-    /// Every location is covered by certificates: the finalizer may go.
+    /// Every location is covered by verified certificates: the finalizer may go.
     Certified(Vec<String>),
-    /// Certified, but the certificates do not cover every location.
+    /// The request finished, but verified certificates do not cover these locations.
     Incomplete(Vec<String>),
 }
 
-/// Pure: the decommissioning state from the request and the certificates it names.
-pub fn decommission_state(
-    locations: &[String],
-    request: &ErasureRequest,
-    certificates: &[ErasureCertificate],
-) -> Decommission {
+/// Pure: the decommissioning state from what verified certificates cover and the current
+/// request (`None` when every location is covered, or no request was needed).
+pub fn decommission_state(coverage: &Coverage, request: Option<&ErasureRequest>) -> Decommission {
+    if coverage.missing.is_empty() && coverage.blocked.is_empty() {
+        return Decommission::Certified(coverage.certificates());
+    }
+    let Some(request) = request else {
+        return Decommission::AwaitingApproval;
+    };
     let status = request.status.clone().unwrap_or_default();
     let detail = || {
         format!(
@@ -368,25 +438,90 @@ pub fn decommission_state(
         }
         ErasurePhase::Failed => Decommission::Failed(detail()),
         ErasurePhase::Blocked => Decommission::Blocked(detail()),
-        ErasurePhase::Certified => {
-            let covered: Vec<&String> = certificates
+        ErasurePhase::Certified => Decommission::Incomplete(
+            coverage
+                .missing
                 .iter()
-                .filter(|c| c.spec.blocked_count == 0)
-                .flat_map(|c| c.spec.targets.iter())
-                .collect();
-            let missing: Vec<String> = locations
-                .iter()
-                .filter(|l| !covered.contains(l))
-                .cloned()
-                .collect();
-            if missing.is_empty() {
-                Decommission::Certified(certificates.iter().map(|c| c.name_any()).collect())
-            } else {
-                Decommission::Incomplete(missing)
-            }
-        }
+                .chain(coverage.blocked.iter())
+                .map(|t| t.to_string())
+                .collect(),
+        ),
         phase => Decommission::Erasing(phase),
     }
+}
+
+/// Pure: the locations of `stack` another live stack also uses (the same bucket, one prefix
+/// inside the other, or the same KMS key): erasing them would destroy that stack's data.
+pub fn shared_locations(
+    stack: &HealthStack,
+    locations: &[Target],
+    others: &[HealthStack],
+) -> Vec<(Target, String)> {
+    let overlaps = |a: &Target, b: &Target| match (a, b) {
+        (
+            Target::S3 {
+                bucket: b1,
+                prefix: p1,
+            },
+            Target::S3 {
+                bucket: b2,
+                prefix: p2,
+            },
+        ) => b1 == b2 && (p1.starts_with(p2.as_str()) || p2.starts_with(p1.as_str())),
+        (Target::Kms { key: k1 }, Target::Kms { key: k2 }) => k1 == k2,
+        _ => false,
+    };
+    let mut out = Vec::new();
+    for other in others {
+        if other.metadata.uid == stack.metadata.uid || other.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let Ok(theirs) = plan::data_locations(other) else {
+            continue;
+        };
+        for l in locations {
+            if theirs.iter().any(|t| overlaps(l, t)) {
+                out.push((
+                    l.clone(),
+                    format!(
+                        "{}/{}",
+                        other.namespace().unwrap_or_default(),
+                        other.name_any()
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn stack_id(stack: &HealthStack) -> StackId {
+    StackId {
+        namespace: stack.namespace().unwrap_or_default(),
+        name: stack.name_any(),
+        uid: stack.metadata.uid.clone().unwrap_or_default(),
+        deleted_at: stack
+            .metadata
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
+    }
+}
+
+/// The trusted signers, from the ConfigMap in the controller's namespace (none when absent).
+async fn trusted_signers(ctx: &Context) -> Result<TrustedSigners, Error> {
+    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.namespace);
+    let name = kenko_api::TRUSTED_SIGNERS_CONFIGMAP;
+    let cm = api
+        .get_opt(name)
+        .await
+        .map_err(kube_err("read", format!("ConfigMap/{name}")))?;
+    let (trusted, bad) = TrustedSigners::from_data(&cm.and_then(|c| c.data).unwrap_or_default());
+    if !bad.is_empty() {
+        tracing::warn!(entries = ?bad, "trusted signers: entries that are not 64 hex characters are ignored");
+    }
+    Ok(trusted)
 }
 
 async fn decommission(
@@ -397,6 +532,8 @@ async fn decommission(
 ) -> Result<Action, Error> {
     let name = stack.name_any();
     if !stack.finalizers().iter().any(|f| f == FINALIZER) {
+        ctx.published
+            .forget(stack.metadata.uid.as_deref().unwrap_or_default());
         return Ok(Action::await_change());
     }
     // 1. No more writes: the app and the database scale to zero.
@@ -407,84 +544,144 @@ async fn decommission(
             apply_child(&ctx.client, ns, &child).await?;
         }
     }
-    // 2. The ErasureRequest listing every data location.
-    let locations = plan::data_locations(stack);
-    let requests = Api::<ErasureRequest>::namespaced(ctx.client.clone(), ns);
     let er_name = erasure_request_name(stack);
-    let request = match requests
-        .get_opt(&er_name)
-        .await
-        .map_err(kube_err("erasure", format!("ErasureRequest/{er_name}")))?
-    {
-        Some(r) => r,
-        None => {
-            let mut r = ErasureRequest::new(
-                &er_name,
-                ErasureRequestSpec {
-                    targets: locations.clone(),
-                    method: "clear".into(),
-                    verification: "full".into(),
-                    requested_by: format!("system:serviceaccount:kenko-system:{MANAGER}"),
-                    approved_by: None,
-                    stack: Some(name.clone()),
-                },
-            );
-            r.metadata.labels = Some([("kenko.io/stack".to_string(), name.clone())].into());
-            let created = requests
-                .create(&PostParams::default(), &r)
+    let id = stack_id(stack);
+    // 2. Every location, and what verified certificates of this stack already prove erased
+    //    (those of earlier requests too: a retry erases only what is left).
+    let (state, why, message) = match plan::data_locations(stack) {
+        Err(e) => (
+            None,
+            reason::LOCATIONS_INVALID,
+            format!("the stack names a data location kenko cannot erase ({e}); fix the spec, nothing was requested"),
+        ),
+        Ok(locations) => {
+            let all = Api::<HealthStack>::all(ctx.client.clone())
+                .list(&ListParams::default())
                 .await
-                .map_err(kube_err("erasure", format!("ErasureRequest/{er_name}")))?;
-            created
+                .map_err(kube_err("read", "HealthStacks"))?
+                .items;
+            let shared = shared_locations(stack, &locations, &all);
+            if let Some((l, other)) = shared.first() {
+                (
+                    None,
+                    reason::LOCATION_SHARED,
+                    format!("{l} is also used by stack {other}: erasing it would destroy that stack's data; give each stack its own bucket prefix and key, or decommission both"),
+                )
+            } else {
+                let trusted = trusted_signers(ctx).await?;
+                let certs = Api::<ErasureCertificate>::all(ctx.client.clone())
+                    .list(&ListParams::default().labels(&format!(
+                        "{}={}",
+                        kenko_api::STACK_UID_LABEL,
+                        id.uid
+                    )))
+                    .await
+                    .map_err(kube_err("read", "ErasureCertificates"))?
+                    .items;
+                let cov = evidence::coverage(&locations, &certs, &id, &trusted);
+                for (cert, reason, why) in &cov.rejected {
+                    tracing::warn!(stack = %name, certificate = %cert, reason, why = %why, "certificate not counted");
+                }
+                let requests = Api::<ErasureRequest>::namespaced(ctx.client.clone(), ns);
+                let mut request = None;
+                if !cov.missing.is_empty() || !cov.blocked.is_empty() {
+                    request = match requests
+                        .get_opt(&er_name)
+                        .await
+                        .map_err(kube_err("erasure", format!("ErasureRequest/{er_name}")))?
+                    {
+                        Some(r) => Some(r),
+                        None if cov.missing.is_empty() => None,
+                        None => {
+                            let mut r = ErasureRequest::new(
+                                &er_name,
+                                ErasureRequestSpec {
+                                    targets: cov.missing.iter().map(|t| t.to_string()).collect(),
+                                    method: ErasureMethod::Clear,
+                                    verification: VerifyMode::Full,
+                                    requested_by: format!(
+                                        "system:serviceaccount:{}:{MANAGER}",
+                                        ctx.namespace
+                                    ),
+                                    approved_by: None,
+                                    stack: Some(name.clone()),
+                                    stack_uid: Some(id.uid.clone()),
+                                },
+                            );
+                            r.metadata.labels =
+                                Some([("kenko.io/stack".to_string(), name.clone())].into());
+                            Some(
+                                requests
+                                    .create(&PostParams::default(), &r)
+                                    .await
+                                    .map_err(kube_err(
+                                        "erasure",
+                                        format!("ErasureRequest/{er_name}"),
+                                    ))?,
+                            )
+                        }
+                    };
+                }
+                let foreign = request
+                    .as_ref()
+                    .is_some_and(|r| r.spec.stack_uid.as_deref() != Some(id.uid.as_str()));
+                let state = decommission_state(&cov, request.as_ref());
+                let rejected = match cov.rejected.first() {
+                    Some((c, r, w)) => format!(
+                        "; {} certificate(s) not counted, first {c} [{r}]: {w}",
+                        cov.rejected.len()
+                    ),
+                    None => String::new(),
+                };
+                let (why, message) = if foreign {
+                    (
+                        reason::ERASURE_FAILED,
+                        format!("ErasureRequest {er_name} was made for an earlier stack of the same name; save it as evidence, then delete it so a new one is made"),
+                    )
+                } else {
+                    match &state {
+                        Decommission::AwaitingApproval => (
+                            reason::AWAITING_APPROVAL,
+                            format!(
+                                "ErasureRequest {er_name} waits for approval by a second person ({} of {} locations left)",
+                                cov.missing.len(),
+                                locations.len()
+                            ),
+                        ),
+                        Decommission::Erasing(p) => (
+                            reason::ERASING,
+                            format!("ErasureRequest {er_name} is {}", p.as_str()),
+                        ),
+                        Decommission::Failed(d) => (
+                            reason::ERASURE_FAILED,
+                            format!("ErasureRequest {er_name} failed: {d}; the stack is kept{rejected}"),
+                        ),
+                        Decommission::Blocked(d) => (
+                            reason::ERASURE_BLOCKED,
+                            format!("ErasureRequest {er_name} is blocked: {d}; the stack is kept"),
+                        ),
+                        Decommission::Incomplete(missing) if trusted.is_empty() => (
+                            reason::NO_TRUSTED_SIGNERS,
+                            format!("no trusted signer is registered (ConfigMap {}/{}), so no certificate counts; {} location(s) unproven: {}", ctx.namespace, kenko_api::TRUSTED_SIGNERS_CONFIGMAP, missing.len(), missing.join(", ")),
+                        ),
+                        Decommission::Incomplete(missing) => (
+                            reason::ERASURE_FAILED,
+                            format!(
+                                "verified certificates do not cover {}; the stack is kept{rejected}",
+                                missing.join(", ")
+                            ),
+                        ),
+                        Decommission::Certified(names) => (
+                            reason::CERTIFIED,
+                            format!("every location certified by {}", names.join(", ")),
+                        ),
+                    }
+                };
+                (Some(state), why, message)
+            }
         }
     };
-    // 3. The certificates it names.
-    let certs_api = Api::<ErasureCertificate>::all(ctx.client.clone());
-    let mut certificates = Vec::new();
-    for c in request.status.iter().flat_map(|s| s.certificates.iter()) {
-        if let Some(cert) = certs_api
-            .get_opt(c)
-            .await
-            .map_err(kube_err("read", format!("ErasureCertificate/{c}")))?
-        {
-            certificates.push(cert);
-        }
-    }
-    let state = decommission_state(&locations, &request, &certificates);
-    let (status, why, message) = match &state {
-        Decommission::AwaitingApproval => (
-            true,
-            reason::AWAITING_APPROVAL,
-            format!("ErasureRequest {er_name} waits for approval by a second person"),
-        ),
-        Decommission::Erasing(p) => (
-            true,
-            reason::ERASING,
-            format!("ErasureRequest {er_name} is {}", p.as_str()),
-        ),
-        Decommission::Failed(d) => (
-            true,
-            reason::ERASURE_FAILED,
-            format!("ErasureRequest {er_name} failed: {d}; the stack is kept"),
-        ),
-        Decommission::Blocked(d) => (
-            true,
-            reason::ERASURE_BLOCKED,
-            format!("ErasureRequest {er_name} is blocked: {d}; the stack is kept"),
-        ),
-        Decommission::Incomplete(missing) => (
-            true,
-            reason::ERASURE_FAILED,
-            format!(
-                "the certificates do not cover {}; the stack is kept",
-                missing.join(", ")
-            ),
-        ),
-        Decommission::Certified(names) => (
-            true,
-            reason::CERTIFIED,
-            format!("every location certified by {}", names.join(", ")),
-        ),
-    };
+    let message = kenko_api::status_message(&message);
     let previous = stack
         .status
         .as_ref()
@@ -492,43 +689,55 @@ async fn decommission(
         .unwrap_or_default();
     let mut conditions: Vec<Condition> = previous
         .iter()
-        .filter(|c| c.type_ != condition::DECOMMISSIONING && c.type_ != condition::READY)
+        .filter(|c| {
+            c.type_ != condition::DECOMMISSIONING
+                && c.type_ != condition::READY
+                && c.type_ != condition::PROGRESSING
+        })
         .cloned()
         .collect();
     let t = now();
-    conditions.push(plan::condition(
-        &previous,
+    let set = |conditions: &mut Vec<Condition>, type_: &str, status: bool, m: String| {
+        conditions.push(plan::condition(
+            &previous,
+            type_,
+            status,
+            why,
+            m,
+            stack.metadata.generation,
+            &t,
+        ));
+    };
+    set(
+        &mut conditions,
         condition::READY,
         false,
-        why,
         "the stack is being decommissioned".into(),
-        stack.metadata.generation,
-        &t,
-    ));
-    conditions.push(plan::condition(
-        &previous,
+    );
+    // Nothing is being rolled out any more: the stack only waits for its erasure.
+    set(&mut conditions, condition::PROGRESSING, false, String::new());
+    set(
+        &mut conditions,
         condition::DECOMMISSIONING,
-        status,
-        why,
+        true,
         message.clone(),
-        stack.metadata.generation,
-        &t,
-    ));
+    );
     if reason_of(&previous, condition::DECOMMISSIONING)
         != reason_of(&conditions, condition::DECOMMISSIONING)
     {
-        let type_ = match state {
-            Decommission::Failed(_) | Decommission::Blocked(_) | Decommission::Incomplete(_) => {
-                EventType::Warning
+        let type_ = match (&state, why) {
+            (Some(Decommission::AwaitingApproval | Decommission::Erasing(_)), _) => {
+                EventType::Normal
             }
-            _ => EventType::Normal,
+            (Some(Decommission::Certified(_)), _) => EventType::Normal,
+            _ => EventType::Warning,
         };
         event(ctx, stack, type_, why, message, "Decommission").await;
     }
     ctx.metrics.set_conditions(stack, &conditions);
     write_status(stacks, stack, conditions, Some(er_name)).await?;
-    if let Decommission::Certified(_) = state {
-        // 4. The rest goes: the database's volume (not owned by the stack: the StatefulSet
+    if let Some(Decommission::Certified(_)) = state {
+        // 3. The rest goes: the database's volume (not owned by the stack: the StatefulSet
         // made it), then the finalizer; owned children follow by garbage collection.
         let pvcs = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);
         let db_pvc = plan::names(stack).db_pvc;
@@ -544,17 +753,12 @@ async fn decommission(
                 }
             }
         }
-        let finalizers: Vec<String> = stack
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
-        stacks
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(kube_err("finalizer", format!("HealthStack/{name}")))?;
+        if let Some(patch) = remove_finalizer(stack.finalizers()) {
+            stacks
+                .patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+                .await
+                .map_err(kube_err("finalizer", format!("HealthStack/{name}")))?;
+        }
         return Ok(Action::await_change());
     }
     Ok(Action::requeue(ctx.wait))

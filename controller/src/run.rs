@@ -12,12 +12,14 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kenko_api::{ErasureRequest, HealthStack, ResidencyPolicy};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kenko_api::{ErasureCertificate, ErasureRequest, HealthStack, ResidencyPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 use crate::reconcile::{self, Context};
 use crate::telemetry::{self, Health, Metrics};
@@ -137,12 +139,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             },
         ),
         wait: Duration::from_secs(30),
+        namespace: settings.lease_namespace.clone(),
+        published: Default::default(),
     });
     let stacks = Api::<HealthStack>::all(client.clone());
     let cfg = watcher::Config::default();
     // A new account audit (or policy) in the ResidencyPolicy concerns every stack: the
     // agent's audit covers the whole account.
+    // So does a change of the trusted signers (a stack waiting for a signer to be trusted is
+    // released as soon as it is).
     let (policy_tx, policy_rx) = futures::channel::mpsc::channel::<()>(1);
+    let signers_tx = policy_tx.clone();
     let policy_watch = tokio::spawn(
         watcher(Api::<ResidencyPolicy>::all(client.clone()), cfg.clone())
             .touched_objects()
@@ -156,7 +163,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 }
             }),
     );
-    let controller = Controller::new(stacks, cfg.clone())
+    let signers_watch = tokio::spawn(
+        watcher(
+            Api::<ConfigMap>::namespaced(client.clone(), &settings.lease_namespace),
+            watcher::Config::default().fields(&format!(
+                "metadata.name={}",
+                kenko_api::TRUSTED_SIGNERS_CONFIGMAP
+            )),
+        )
+        .touched_objects()
+        .for_each(move |r| {
+            let mut tx = signers_tx.clone();
+            async move {
+                if r.is_ok() {
+                    let _ = tx.try_send(());
+                }
+            }
+        }),
+    );
+    let controller = Controller::new(stacks, cfg.clone());
+    // A StorageClass is not owned by a stack: a change to one (or one made after the stack)
+    // concerns the stacks that name it.
+    let store = controller.store();
+    let controller = controller
         .owns(Api::<Deployment>::all(client.clone()), cfg.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
         .owns(Api::<Service>::all(client.clone()), cfg.clone())
@@ -168,6 +197,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .owns(Api::<NetworkPolicy>::all(client.clone()), cfg.clone())
         .owns(Api::<PodDisruptionBudget>::all(client.clone()), cfg.clone())
+        .owns(Api::<Role>::all(client.clone()), cfg.clone())
+        .owns(Api::<RoleBinding>::all(client.clone()), cfg.clone())
+        .watches(
+            Api::<StorageClass>::all(client.clone()),
+            cfg.clone(),
+            move |sc: StorageClass| {
+                let stacks: Vec<HealthStack> =
+                    store.state().iter().map(|s| s.as_ref().clone()).collect();
+                stacks_using_class(&stacks, &sc.name_any())
+            },
+        )
+        // A new certificate of a stack being decommissioned: judged at once.
+        .watches(
+            Api::<ErasureCertificate>::all(client.clone()),
+            cfg.clone(),
+            |c: ErasureCertificate| {
+                let (ns, name) = c.spec.stack.as_deref()?.split_once('/')?;
+                Some(ObjectRef::<HealthStack>::new(name).within(ns))
+            },
+        )
         .watches(
             Api::<ErasureRequest>::all(client.clone()),
             cfg.clone(),
@@ -195,12 +244,37 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         });
     controller.await;
     policy_watch.abort();
+    signers_watch.abort();
     health.ready.store(false, Ordering::Relaxed);
-    lease_task.abort();
+    // Every receiver of the lease's channel is gone with the controller: the lease task
+    // releases the Lease and ends, so the standby takes over at once, not after it expires.
+    release_lease(lease_task).await;
     let _ = stop_tx.send(true);
     let _ = server.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The stacks whose spec names StorageClass `class`.
+pub fn stacks_using_class(stacks: &[HealthStack], class: &str) -> Vec<ObjectRef<HealthStack>> {
+    stacks
+        .iter()
+        .filter(|s| s.spec.storage.class == class)
+        .map(ObjectRef::from_obj)
+        .collect()
+}
+
+/// Waits (a few seconds at most) for the lease task to release the Lease once its channel's
+/// receivers are dropped.
+pub async fn release_lease(
+    task: tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+) {
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the lease"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the lease task failed"),
+        Err(_) => tracing::warn!("the lease was not released within 5 s; it expires"),
+    }
 }
 
 async fn shutdown_signal() {

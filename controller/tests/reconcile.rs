@@ -40,6 +40,8 @@ async fn run(
                 },
             ),
             wait: Duration::from_secs(30),
+            namespace: "kenko-system".into(),
+            published: Default::default(),
         });
         reconcile(Arc::new(stack), ctx).await
     };
@@ -168,10 +170,14 @@ async fn a_new_stack_gets_its_finalizer_exactly_its_children_and_a_status() {
     let (result, seen) = run(stack(), script).await;
     result.unwrap();
 
-    // The finalizer first.
+    // The finalizer first, as a JSON Patch that fails if the list changed meanwhile.
+    assert_eq!(seen[0].content_type, "application/json-patch+json");
     assert_eq!(
-        seen[0].body["metadata"]["finalizers"],
-        json!([plan::FINALIZER])
+        seen[0].body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [plan::FINALIZER]},
+        ])
     );
     // Every child by server-side apply, one field manager, forced (drift is overwritten).
     for s in &seen[3..16] {
@@ -396,11 +402,28 @@ async fn suspend_scales_writers_to_zero_and_shows_as_a_condition() {
 
 fn deleted(s: HealthStack) -> HealthStack {
     let mut s = s;
-    s.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    s.metadata.deletion_timestamp = Some(Time(
+        k8s_openapi::jiff::Timestamp::from_second(DELETED_AT).unwrap(),
+    ));
     s
 }
 
+/// When the stack was deleted (2026-12-01T00:00:00Z), and a time after it.
+const DELETED_AT: i64 = 1_796_083_200;
+const AFTER: &str = "2026-12-01T00:05:00Z";
+
 const REQUESTS: &str = "/apis/kenko.io/v1alpha1/namespaces/city/erasurerequests";
+const CERTS: &str = "/apis/kenko.io/v1alpha1/erasurecertificates";
+const SIGNERS: &str = "/api/v1/namespaces/kenko-system/configmaps/kenko-erasure-signers";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/city/events";
+
+fn locations() -> Vec<String> {
+    plan::data_locations(&stack())
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect()
+}
 
 fn scale_down_steps() -> Vec<Step> {
     vec![
@@ -417,133 +440,205 @@ fn scale_down_steps() -> Vec<Step> {
     ]
 }
 
-fn existing_request(phase: ErasurePhase, approved: bool, certificates: &[&str]) -> ErasureRequest {
-    let s = stack();
-    let mut r = ErasureRequest::new(
-        "decommission-hachioji",
-        kenko_api::ErasureRequestSpec {
-            targets: plan::data_locations(&s),
-            method: "clear".into(),
-            verification: "full".into(),
-            requested_by: "system:serviceaccount:kenko-system:kenko-controller".into(),
-            approved_by: approved.then(|| "auditor-b".to_string()),
-            stack: Some("hachioji".into()),
-        },
-    );
-    r.metadata.namespace = Some("city".into());
-    r.status = Some(ErasureRequestStatus {
-        phase,
-        certificates: certificates.iter().map(|c| c.to_string()).collect(),
-        reason: (phase == ErasurePhase::Failed).then(|| "erase_verification_failed".into()),
-        message: (phase == ErasurePhase::Failed)
-            .then(|| "pvc:data-hachioji-db-0: bytes at offset 4096 differ".into()),
-        ..Default::default()
-    });
-    r
+fn signer(seed: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
 }
 
-fn certificate(name: &str, targets: &[String], blocked: i64) -> Value {
-    serde_json::to_value(ErasureCertificate::new(
+fn public(seed: u8) -> String {
+    hex::encode(signer(seed).verifying_key().as_bytes())
+}
+
+/// The ConfigMap of trusted signers, trusting the keys of `seeds`.
+fn trusted(seeds: &[u8]) -> Reply {
+    let data: serde_json::Map<String, Value> = seeds
+        .iter()
+        .map(|s| (format!("node-{s}"), json!(public(*s))))
+        .collect();
+    Reply::Json(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "kenko-erasure-signers", "namespace": "kenko-system"},
+        "data": data,
+    }))
+}
+
+/// The reads of a decommissioning pass: every stack (for shared locations), the trusted
+/// signers, this stack's certificates by its uid label.
+fn evidence_steps(stacks: Vec<HealthStack>, signers: Reply, certs: Vec<Value>) -> Vec<Step> {
+    let mut certs_step = step("GET", CERTS, Reply::Json(json!({
+        "apiVersion": "kenko.io/v1alpha1", "kind": "ErasureCertificateList",
+        "metadata": {}, "items": certs,
+    })));
+    certs_step.query = vec!["labelSelector=kenko.io%2Fstack-uid%3D9b8c3d1e-0000-4000-8000-000000000001"];
+    vec![
+        step(
+            "GET",
+            "/apis/kenko.io/v1alpha1/healthstacks",
+            Reply::Json(json!({
+                "apiVersion": "kenko.io/v1alpha1", "kind": "HealthStackList",
+                "metadata": {}, "items": stacks,
+            })),
+        ),
+        step("GET", SIGNERS, signers),
+        certs_step,
+    ]
+}
+
+/// A signed certificate resource (signed by `seed`) erasing `locations` of the stack with
+/// `uid`, started at `started`.
+fn certificate(name: &str, seed: u8, uid: &str, started: &str, locations: &[String]) -> Value {
+    use kenko_cert::*;
+    let mut c = Certificate {
+        format: FORMAT.into(),
+        job_id: name.into(),
+        sequence: 1,
+        previous_sha256: None,
+        sanitized_by: Person::default(),
+        sanitization: Sanitization::default(),
+        targets: locations
+            .iter()
+            .map(|l| kenko_cert::Target {
+                spec: format!("engine:{l}"),
+                location: Some(l.clone()),
+                media: Media::default(),
+                bytes_erased: 1,
+                objects_erased: 1,
+                blocked: vec![],
+                verification: Verification {
+                    method: "full".into(),
+                    passed: true,
+                    bytes_checked: 1,
+                    locations_checked: 1,
+                    details: String::new(),
+                },
+            })
+            .collect(),
+        media_destination: String::new(),
+        started_at: started.into(),
+        finished_at: started.into(),
+        resumptions: 0,
+        host: "node-1".into(),
+        agent_version: "0.1.0".into(),
+        authority: Some(Authority {
+            request: "city/decommission-hachioji".into(),
+            request_uid: "req-1".into(),
+            requested_by: "system:serviceaccount:kenko-system:kenko-controller".into(),
+            approved_by: "auditor-b".into(),
+            stack: Some(StackRef {
+                namespace: "city".into(),
+                name: "hachioji".into(),
+                uid: uid.into(),
+            }),
+        }),
+        signature: None,
+        validation: None,
+    };
+    c.sign(&signer(seed), started);
+    let bytes = c.to_file_bytes();
+    let mut r = ErasureCertificate::new(
         name,
         ErasureCertificateSpec {
             job_id: name.into(),
             request: "city/decommission-hachioji".into(),
             stack: Some("city/hachioji".into()),
-            targets: targets.to_vec(),
-            target_count: targets.len() as i64,
-            blocked_count: blocked,
-            signer: "ab".repeat(32),
-            sha256: "cd".repeat(32),
-            issued_at: "2026-11-26T00:00:00Z".into(),
-            certificate: "{}\n".into(),
+            targets: locations.to_vec(),
+            target_count: locations.len() as i64,
+            blocked_count: 0,
+            signer: public(seed),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            issued_at: started.into(),
+            certificate: String::from_utf8(bytes).unwrap(),
         },
-    ))
-    .unwrap()
+    );
+    r.metadata.labels = Some([("kenko.io/stack-uid".to_string(), uid.to_string())].into());
+    serde_json::to_value(r).unwrap()
+}
+
+const UID: &str = "9b8c3d1e-0000-4000-8000-000000000001";
+
+fn existing_request(phase: ErasurePhase, approved: bool, targets: Vec<String>) -> ErasureRequest {
+    let mut r = ErasureRequest::new(
+        "decommission-hachioji",
+        kenko_api::ErasureRequestSpec {
+            targets,
+            method: kenko_api::ErasureMethod::Clear,
+            verification: kenko_api::VerifyMode::Full,
+            requested_by: "system:serviceaccount:kenko-system:kenko-controller".into(),
+            approved_by: approved.then(|| "auditor-b".to_string()),
+            stack: Some("hachioji".into()),
+            stack_uid: Some(UID.into()),
+        },
+    );
+    r.metadata.namespace = Some("city".into());
+    r.status = Some(ErasureRequestStatus {
+        phase,
+        reason: (phase == ErasurePhase::Failed).then(|| "erase_verification_failed".into()),
+        message: (phase == ErasurePhase::Failed)
+            .then(|| "1 of 8 targets failed; first pvc:data-hachioji-db-0: bytes at offset 4096 differ".into()),
+        ..Default::default()
+    });
+    r
+}
+
+fn status_step() -> Step {
+    step(
+        "PATCH",
+        format!("{STACKS}/hachioji/status"),
+        Reply::Json(serde_json::to_value(stack()).unwrap()),
+    )
 }
 
 #[tokio::test]
 async fn deleting_a_stack_stops_writes_and_asks_for_an_erasure_of_every_location() {
     let mut script = scale_down_steps();
+    script.extend(evidence_steps(vec![stack()], Reply::NotFound, vec![]));
     script.push(step(
         "GET",
         format!("{REQUESTS}/decommission-hachioji"),
         Reply::NotFound,
     ));
     script.push(step("POST", REQUESTS, Reply::Echo(json!({}))));
-    script.push(step(
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/city/events",
-        Reply::Echo(json!({})),
-    ));
-    script.push(step(
-        "PATCH",
-        format!("{STACKS}/hachioji/status"),
-        Reply::Json(serde_json::to_value(stack()).unwrap()),
-    ));
+    script.push(step("POST", EVENTS, Reply::Echo(json!({}))));
+    script.push(status_step());
     let (result, seen) = run(deleted(ready_stack()), script).await;
     result.unwrap();
     assert_eq!(seen[0].body["spec"]["replicas"], 0);
     assert_eq!(seen[1].body["spec"]["replicas"], 0);
-    let request = &seen[3].body;
-    assert_eq!(
-        request["spec"]["targets"],
-        json!(plan::data_locations(&stack())),
-        "every data location"
-    );
+    let request = &seen[6].body;
+    assert_eq!(request["spec"]["targets"], json!(locations()), "every data location");
     assert_eq!(request["spec"]["stack"], "hachioji");
+    assert_eq!(request["spec"]["stackUid"], UID);
     assert!(request["spec"]["approvedBy"].is_null());
-    assert_eq!(seen[4].body["reason"], "AwaitingApproval");
-    let status = &seen[5].body;
+    assert_eq!(seen[7].body["reason"], "AwaitingApproval");
+    let status = &seen[8].body;
     assert_eq!(
         status_of(condition(status, "Decommissioning")),
         ("True".into(), "AwaitingApproval".into())
     );
+    assert_eq!(
+        status_of(condition(status, "Progressing")),
+        ("False".into(), "AwaitingApproval".into()),
+        "nothing is rolled out while the stack is decommissioned"
+    );
     assert_eq!(status["status"]["erasureRequest"], "decommission-hachioji");
     assert!(
         seen.iter()
-            .all(|s| !s.path.contains("finalizers") && s.method != "DELETE"),
+            .all(|s| !s.path.ends_with("/healthstacks/hachioji") && s.method != "DELETE"),
         "the finalizer is held"
     );
 }
 
 #[tokio::test]
-async fn the_finalizer_is_released_only_when_certificates_cover_every_location() {
-    let locations = plan::data_locations(&stack());
-    let (media, keys): (Vec<String>, Vec<String>) = locations
-        .iter()
-        .cloned()
-        .partition(|l| !l.starts_with("kms:") && !l.starts_with("datakey:"));
-    let request = existing_request(
-        ErasurePhase::Certified,
-        true,
-        &["000007-media", "000008-keys"],
-    );
+async fn the_finalizer_is_released_only_when_verified_certificates_cover_every_location() {
+    let all = locations();
+    let (media, rest) = all.split_at(2);
+    let certs = vec![
+        certificate("000007-media", 1, UID, AFTER, media),
+        certificate("000003-cloud", 2, UID, AFTER, rest),
+    ];
     let mut script = scale_down_steps();
-    script.push(step(
-        "GET",
-        format!("{REQUESTS}/decommission-hachioji"),
-        Reply::Json(serde_json::to_value(&request).unwrap()),
-    ));
-    script.push(step(
-        "GET",
-        "/apis/kenko.io/v1alpha1/erasurecertificates/000007-media",
-        Reply::Json(certificate("000007-media", &media, 0)),
-    ));
-    script.push(step(
-        "GET",
-        "/apis/kenko.io/v1alpha1/erasurecertificates/000008-keys",
-        Reply::Json(certificate("000008-keys", &keys, 0)),
-    ));
-    script.push(step(
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/city/events",
-        Reply::Echo(json!({})),
-    ));
-    script.push(step(
-        "PATCH",
-        format!("{STACKS}/hachioji/status"),
-        Reply::Json(serde_json::to_value(stack()).unwrap()),
-    ));
+    script.extend(evidence_steps(vec![stack()], trusted(&[1, 2]), certs));
+    script.push(step("POST", EVENTS, Reply::Echo(json!({}))));
+    script.push(status_step());
     script.push(step(
         "DELETE",
         "/api/v1/namespaces/city/persistentvolumeclaims/data-hachioji-db-0",
@@ -554,109 +649,230 @@ async fn the_finalizer_is_released_only_when_certificates_cover_every_location()
         format!("{STACKS}/hachioji"),
         Reply::Json(serde_json::to_value(stack()).unwrap()),
     ));
-    let (result, seen) = run(deleted(ready_stack()), script).await;
+    let mut s = deleted(ready_stack());
+    s.metadata.finalizers = Some(vec!["other.example/keep".into(), plan::FINALIZER.into()]);
+    let (result, seen) = run(s, script).await;
     result.unwrap();
     assert_eq!(seen[5].body["reason"], "Certified");
+    assert!(seen[5].body["note"]
+        .as_str()
+        .unwrap()
+        .contains("000003-cloud, 000007-media"));
     assert_eq!(
         status_of(condition(&seen[6].body, "Decommissioning")),
         ("True".into(), "Certified".into())
     );
+    // Only kenko's finalizer goes, and only if it is still where it was read.
+    let last = seen.last().unwrap();
+    assert_eq!(last.content_type, "application/json-patch+json");
     assert_eq!(
-        seen.last().unwrap().body["metadata"]["finalizers"],
-        json!([])
+        last.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/1", "value": plan::FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/1"},
+        ])
+    );
+}
+
+/// A pass over a stack whose request is Certified, with these certificates and signers: the
+/// stack must be kept; returns the Decommissioning condition.
+async fn kept(signers: Reply, certs: Vec<Value>) -> Value {
+    let request = existing_request(ErasurePhase::Certified, true, locations());
+    let mut script = scale_down_steps();
+    script.extend(evidence_steps(vec![stack()], signers, certs));
+    script.push(step(
+        "GET",
+        format!("{REQUESTS}/decommission-hachioji"),
+        Reply::Json(serde_json::to_value(&request).unwrap()),
+    ));
+    script.push(step("POST", EVENTS, Reply::Echo(json!({}))));
+    script.push(status_step());
+    let (result, seen) = run(deleted(ready_stack()), script).await;
+    result.unwrap();
+    assert_eq!(seen[6].body["type"], "Warning");
+    condition(&seen.last().unwrap().body, "Decommissioning").clone()
+}
+
+#[tokio::test]
+async fn a_forged_foreign_stale_or_untrusted_certificate_never_releases_the_stack() {
+    // The forgery: the agent's identity writes "not a real certificate" and a status that
+    // says Certified.
+    let mut forged = certificate("000009-forged", 1, UID, AFTER, &locations());
+    forged["spec"]["certificate"] = json!("not a real certificate");
+    forged["spec"]["sha256"] = json!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        b"not a real certificate"
+    )));
+    let c = kept(trusted(&[1]), vec![forged]).await;
+    assert_eq!(status_of(&c), ("True".into(), "ErasureFailed".into()));
+    let m = c["message"].as_str().unwrap();
+    assert!(m.contains("000009-forged [certificate_malformed]"), "{m}");
+    assert!(m.contains("pvc:hachioji-data"), "{m}");
+
+    // Genuine, but signed by a key the operator never trusted.
+    let c = kept(trusted(&[1]), vec![certificate("c", 7, UID, AFTER, &locations())]).await;
+    assert!(c["message"].as_str().unwrap().contains("certificate_untrusted_signer"));
+    // No trusted signer at all: said so.
+    let c = kept(Reply::NotFound, vec![certificate("c", 1, UID, AFTER, &locations())]).await;
+    assert_eq!(status_of(&c), ("True".into(), "NoTrustedSigners".into()));
+    // An earlier stack of the same name.
+    let c = kept(trusted(&[1]), vec![certificate("c", 1, "uid-of-an-old-stack", AFTER, &locations())]).await;
+    assert!(c["message"].as_str().unwrap().contains("certificate_other_stack"));
+    // Erased before the stack was deleted.
+    let c = kept(trusted(&[1]), vec![certificate("c", 1, UID, "2026-11-30T00:00:00Z", &locations())]).await;
+    assert!(c["message"].as_str().unwrap().contains("certificate_before_deletion"));
+}
+
+#[tokio::test]
+async fn a_retried_decommission_asks_only_for_what_no_certificate_covers() {
+    // The first request erased the volumes and the bucket, then failed; the operator
+    // deleted it. Its certificate still counts, and the new request lists only the rest.
+    let all = locations();
+    let done: Vec<String> = all[..3].to_vec();
+    let mut script = scale_down_steps();
+    script.extend(evidence_steps(
+        vec![stack()],
+        trusted(&[1]),
+        vec![certificate("000004-first", 1, UID, AFTER, &done)],
+    ));
+    script.push(step(
+        "GET",
+        format!("{REQUESTS}/decommission-hachioji"),
+        Reply::NotFound,
+    ));
+    script.push(step("POST", REQUESTS, Reply::Echo(json!({}))));
+    script.push(step("POST", EVENTS, Reply::Echo(json!({}))));
+    script.push(status_step());
+    let (result, seen) = run(deleted(ready_stack()), script).await;
+    result.unwrap();
+    assert_eq!(seen[6].body["spec"]["targets"], json!(all[3..].to_vec()));
+    let c = condition(&seen.last().unwrap().body, "Decommissioning");
+    assert!(c["message"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{} of {} locations left", all.len() - 3, all.len())));
+}
+
+#[tokio::test]
+async fn a_failed_erasure_keeps_the_stack_and_says_why() {
+    let request = existing_request(ErasurePhase::Failed, true, locations());
+    let mut script = scale_down_steps();
+    script.extend(evidence_steps(vec![stack()], trusted(&[1]), vec![]));
+    script.push(step(
+        "GET",
+        format!("{REQUESTS}/decommission-hachioji"),
+        Reply::Json(serde_json::to_value(&request).unwrap()),
+    ));
+    script.push(step("POST", EVENTS, Reply::Echo(json!({}))));
+    script.push(status_step());
+    let (result, seen) = run(deleted(ready_stack()), script).await;
+    result.unwrap();
+    assert_eq!(seen[6].body["type"], "Warning");
+    let c = condition(&seen.last().unwrap().body, "Decommissioning");
+    assert_eq!(status_of(c), ("True".into(), "ErasureFailed".into()));
+    let m = c["message"].as_str().unwrap();
+    assert!(m.contains("erase_verification_failed"), "{m}");
+    assert_eq!(
+        seen[6].body["note"].as_str().unwrap(),
+        m,
+        "the Event says what the condition says"
     );
 }
 
 #[tokio::test]
-async fn a_partial_or_failed_erasure_keeps_the_stack_and_says_why() {
-    // Certified, but the key certificate is missing: the stack stays.
-    let locations = plan::data_locations(&stack());
-    let media: Vec<String> = locations
-        .iter()
-        .filter(|l| !l.starts_with("kms:") && !l.starts_with("datakey:"))
-        .cloned()
-        .collect();
-    let request = existing_request(ErasurePhase::Certified, true, &["000007-media"]);
+async fn a_location_another_stack_uses_is_never_erased_for_this_one() {
+    let mut other = kenko_api::samples::hachioji();
+    other.metadata.name = Some("hino".into());
+    other.metadata.namespace = Some("hino".into());
+    other.metadata.uid = Some("another-uid".into());
     let mut script = scale_down_steps();
     script.push(step(
         "GET",
-        format!("{REQUESTS}/decommission-hachioji"),
-        Reply::Json(serde_json::to_value(&request).unwrap()),
+        "/apis/kenko.io/v1alpha1/healthstacks",
+        Reply::Json(json!({
+            "apiVersion": "kenko.io/v1alpha1", "kind": "HealthStackList",
+            "metadata": {}, "items": [stack(), other],
+        })),
     ));
-    script.push(step(
-        "GET",
-        "/apis/kenko.io/v1alpha1/erasurecertificates/000007-media",
-        Reply::Json(certificate("000007-media", &media, 0)),
-    ));
-    script.push(step(
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/city/events",
-        Reply::Echo(json!({})),
-    ));
-    script.push(step(
-        "PATCH",
-        format!("{STACKS}/hachioji/status"),
-        Reply::Json(serde_json::to_value(stack()).unwrap()),
-    ));
+    script.push(step("POST", EVENTS, Reply::Echo(json!({}))));
+    script.push(status_step());
     let (result, seen) = run(deleted(ready_stack()), script).await;
     result.unwrap();
     let c = condition(&seen.last().unwrap().body, "Decommissioning");
-    assert_eq!(status_of(c), ("True".into(), "ErasureFailed".into()));
-    assert!(c["message"].as_str().unwrap().contains("datakey:records"));
-
-    // Failed: the reason from the request is shown, the finalizer kept.
-    let request = existing_request(ErasurePhase::Failed, true, &[]);
-    let mut script = scale_down_steps();
-    script.push(step(
-        "GET",
-        format!("{REQUESTS}/decommission-hachioji"),
-        Reply::Json(serde_json::to_value(&request).unwrap()),
-    ));
-    script.push(step(
-        "POST",
-        "/apis/events.k8s.io/v1/namespaces/city/events",
-        Reply::Echo(json!({})),
-    ));
-    script.push(step(
-        "PATCH",
-        format!("{STACKS}/hachioji/status"),
-        Reply::Json(serde_json::to_value(stack()).unwrap()),
-    ));
-    let (result, seen) = run(deleted(ready_stack()), script).await;
-    result.unwrap();
-    assert_eq!(seen[3].body["type"], "Warning");
-    let c = condition(&seen.last().unwrap().body, "Decommissioning");
-    assert_eq!(status_of(c), ("True".into(), "ErasureFailed".into()));
-    assert!(c["message"]
-        .as_str()
-        .unwrap()
-        .contains("erase_verification_failed"));
+    assert_eq!(status_of(c), ("True".into(), "LocationShared".into()));
+    assert!(c["message"].as_str().unwrap().contains("hino/hino"));
+    assert!(seen.iter().all(|s| s.path != REQUESTS), "nothing is requested");
 }
 
 #[test]
 fn decommission_states() {
+    use kenko_controller::evidence::Coverage;
     use kenko_controller::reconcile::{decommission_state, Decommission};
-    let locations = plan::data_locations(&stack());
-    let pending = existing_request(ErasurePhase::Pending, false, &[]);
+    let missing = Coverage {
+        missing: plan::data_locations(&stack()).unwrap(),
+        ..Default::default()
+    };
     assert_eq!(
-        decommission_state(&locations, &pending, &[]),
+        decommission_state(&missing, None),
         Decommission::AwaitingApproval
     );
-    let approved = existing_request(ErasurePhase::Pending, true, &[]);
+    let pending = existing_request(ErasurePhase::Pending, false, locations());
     assert_eq!(
-        decommission_state(&locations, &approved, &[]),
-        Decommission::Erasing(ErasurePhase::Pending)
+        decommission_state(&missing, Some(&pending)),
+        Decommission::AwaitingApproval
     );
-    let blocked = existing_request(ErasurePhase::Blocked, true, &[]);
+    let approved = existing_request(ErasurePhase::Running, true, locations());
+    assert_eq!(
+        decommission_state(&missing, Some(&approved)),
+        Decommission::Erasing(ErasurePhase::Running)
+    );
+    let blocked = existing_request(ErasurePhase::Blocked, true, locations());
     assert!(matches!(
-        decommission_state(&locations, &blocked, &[]),
+        decommission_state(&missing, Some(&blocked)),
         Decommission::Blocked(_)
     ));
-    // A certificate with blocked items does not cover its targets.
-    let certified = existing_request(ErasurePhase::Certified, true, &["c"]);
-    let cert: ErasureCertificate = serde_json::from_value(certificate("c", &locations, 1)).unwrap();
+    // The request says Certified; what its certificates prove decides.
+    let certified = existing_request(ErasurePhase::Certified, true, locations());
     assert!(matches!(
-        decommission_state(&locations, &certified, &[cert]),
+        decommission_state(&missing, Some(&certified)),
         Decommission::Incomplete(_)
     ));
+    assert!(matches!(
+        decommission_state(&Coverage::default(), Some(&certified)),
+        Decommission::Certified(_)
+    ));
+}
+
+#[test]
+fn finalizer_patches_test_before_they_change_the_list() {
+    use kenko_controller::reconcile::{add_finalizer, remove_finalizer};
+    let other = vec!["other.example/keep".to_string()];
+    assert_eq!(
+        serde_json::to_value(add_finalizer(&other).unwrap()).unwrap(),
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": ["other.example/keep"]},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": plan::FINALIZER},
+        ])
+    );
+    assert!(add_finalizer(&[plan::FINALIZER.to_string()]).is_none());
+    assert!(remove_finalizer(&other).is_none());
+}
+
+#[test]
+fn a_storage_class_change_reaches_the_stacks_that_use_it() {
+    let mut other = stack();
+    other.metadata.name = Some("hino".into());
+    other.spec.storage.class = "gp3-osaka".into();
+    let refs = kenko_controller::run::stacks_using_class(&[stack(), other], "gp3-tokyo");
+    assert_eq!(refs.len(), 1);
+    assert_eq!(refs[0].name, "hachioji");
+}
+
+#[test]
+fn an_event_is_published_once_per_change_even_from_a_stale_cache() {
+    let p = kenko_controller::reconcile::Published::default();
+    assert!(p.first_time("uid", "Reconcile", "Reconciled", "2/2"));
+    assert!(!p.first_time("uid", "Reconcile", "Reconciled", "2/2"));
+    assert!(p.first_time("uid", "Reconcile", "ApplyFailed", "x"));
+    assert!(p.first_time("uid", "Reconcile", "Reconciled", "2/2"), "a real change back");
+    assert!(p.first_time("uid-2", "Reconcile", "Reconciled", "2/2"));
 }

@@ -41,7 +41,7 @@ pub fn summary(report: &kenko_aws::audit::Report, auditor: &str) -> AccountAudit
     findings.sort_by_key(|f| f.status != Status::Violation);
     AccountAudit {
         completed_at: report.finished_at.clone(),
-        auditor: auditor.to_string(),
+        auditor: kenko_api::one_line(auditor, 253),
         regions: report.regions.clone(),
         compliant: report.summary.compliant as u32,
         violations: report.summary.violation as u32,
@@ -56,8 +56,9 @@ pub fn summary(report: &kenko_aws::audit::Report, auditor: &str) -> AccountAudit
                     _ => "Unknown",
                 }
                 .to_string(),
-                resource: f.resource.clone(),
-                region: f.region.clone(),
+                // The CRD bounds these (the API server refuses a longer status).
+                resource: kenko_api::one_line(&f.resource, 1024),
+                region: kenko_api::one_line(&f.region, 32),
             })
             .collect(),
     }

@@ -3,7 +3,8 @@
 //! chain's tail, signing and writing the new file is one critical section: an exclusive lock
 //! on the certificate folder (`flock` on `.issuer.lock`, which excludes other threads of this
 //! process as well as other processes, such as a CLI `erase` beside `run --cluster`) is held
-//! across the three. Without it, two jobs finishing together take the same sequence number and
+//! across the three. The lock file sits beside the folder (`certificates.lock`), so the folder
+//! holds certificates only. Without it, two jobs finishing together take the same sequence number and
 //! the same previous hash, and the chain forks.
 
 use std::path::{Path, PathBuf};
@@ -14,15 +15,19 @@ use sha2::{Digest, Sha256};
 use super::{io, now, sanitize, EraseError, Places};
 use crate::fsutil;
 
-/// The lock file in the certificate folder.
-pub const LOCK_FILE: &str = ".issuer.lock";
+/// The lock file beside a certificate folder.
+pub fn lock_path(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    dir.with_file_name(name)
+}
 
 /// Chains, signs and writes `cert` (its `sequence` and `previous_sha256` are set here) as
 /// `SEQUENCE-JOB.json` in the signer's folder; returns the path and the signed certificate.
 pub fn issue(places: &Places, mut cert: Certificate) -> Result<(PathBuf, Certificate), EraseError> {
     let dir = &places.certificates;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let lock_path = dir.join(LOCK_FILE);
+    let lock_path = lock_path(dir);
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -241,19 +241,87 @@ fn the_image_is_pinned_by_digest() {
 }
 
 #[test]
-fn data_locations_cover_volumes_buckets_backups_in_both_regions_and_keys() {
+fn data_locations_cover_volumes_buckets_replicas_backups_in_both_regions_and_the_key() {
+    let locations: Vec<String> = data_locations(&stack())
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
     assert_eq!(
-        data_locations(&stack()),
+        locations,
         [
             "pvc:hachioji-data",
             "pvc:data-hachioji-db-0",
-            "s3://hachioji-records",
-            "backup-vault:ap-northeast-1/kenko-osaka",
-            "backup-vault:ap-northeast-3/kenko-osaka",
+            "s3://kenko-prod-records-123456789012-ap-northeast-1",
+            "s3://kenko-prod-records-123456789012-ap-northeast-3",
+            "backup-vault:ap-northeast-1/kenko-prod-tokyo",
+            "backup-vault:ap-northeast-3/kenko-prod-osaka",
             "kms:arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            "datakey:records",
         ]
     );
+    assert!(
+        !locations.iter().any(|l| l.starts_with("datakey:")),
+        "never the agent's own data key"
+    );
+    // An S3 inbox is a location too; an external database has no volume of the stack's.
+    let mut s = stack();
+    s.spec.intake.inbox = "s3://kenko-prod-intake-123456789012-ap-northeast-1/hachioji/".into();
+    s.spec.database.managed = None;
+    s.spec.database.external = Some(kenko_api::ExternalDatabase {
+        host: "db.internal".into(),
+        port: 5432,
+        secret_name: "db".into(),
+        cidrs: vec!["10.40.64.0/24".into()],
+    });
+    let l: Vec<String> = data_locations(&s).unwrap().iter().map(|t| t.to_string()).collect();
+    assert!(l.contains(&"s3://kenko-prod-intake-123456789012-ap-northeast-1/hachioji/".to_string()));
+    assert!(!l.contains(&"pvc:data-hachioji-db-0".to_string()));
+    // A location admitted under an older CRD that is not a target: an error, not a release.
+    let mut bad = stack();
+    bad.spec.storage.records_bucket = Some("s3://Not_A_Bucket".into());
+    assert!(data_locations(&bad).is_err());
+}
+
+#[test]
+fn an_external_database_is_reachable_on_its_port_without_endpoint_cidrs() {
+    let mut s = stack();
+    s.spec.database.managed = None;
+    s.spec.network.allowed_egress_cidrs = vec![];
+    s.spec.database.external = Some(kenko_api::ExternalDatabase {
+        host: "db.internal".into(),
+        port: 6432,
+        secret_name: "db".into(),
+        cidrs: vec!["10.40.64.0/24".into()],
+    });
+    let kids = children(&s, &Residency::Compliant);
+    let app = kids
+        .iter()
+        .find_map(|c| match c {
+            Child::NetworkPolicy(n) if n.metadata.name.as_deref() == Some("hachioji-app") => {
+                Some(n.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let egress = app.spec.unwrap().egress.unwrap();
+    let db = egress
+        .iter()
+        .find(|e| {
+            e.to.iter().flatten().any(|p| {
+                p.ip_block.as_ref().is_some_and(|b| b.cidr == "10.40.64.0/24")
+            })
+        })
+        .expect("an egress rule to the database's subnet");
+    assert_eq!(db.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(6432)));
+}
+
+#[test]
+fn a_public_egress_range_is_refused_before_anything_is_applied() {
+    let mut s = stack();
+    s.spec.network.allowed_egress_cidrs = vec!["8.0.0.0/8".into()];
+    let v = residency(&s, &ResidencyPolicySpec::default(), Some(&tokyo()));
+    assert_eq!(reason_of(&v), reason::EGRESS_NOT_PRIVATE);
+    assert!(children(&s, &v).is_empty());
 }
 
 #[test]

@@ -1190,7 +1190,7 @@ pub fn crd_schema<'a>(
     Some((crd, at(v, &["schema", "openAPIV3Schema"])?))
 }
 
-const SCHEMA_KEYWORDS: [&str; 20] = [
+const SCHEMA_KEYWORDS: [&str; 24] = [
     "description",
     "title",
     "default",
@@ -1211,6 +1211,11 @@ const SCHEMA_KEYWORDS: [&str; 20] = [
     "x-kubernetes-int-or-string",
     "x-kubernetes-validations",
     "x-kubernetes-preserve-unknown-fields",
+    "maxProperties",
+    // Only as the int-or-string pair `[{type: integer}, {type: string}]`, checked as such.
+    "anyOf",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
 ];
 
 /// Structural validation of `value` against an OpenAPI v3 schema as CRDs use it: types
@@ -1248,7 +1253,18 @@ fn walk_schema(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>)
                 "{here}: expected an integer or a string, found {value}"
             ));
         }
+        let max = schema.get("maxLength").and_then(Value::as_u64);
+        if let (Some(m), Some(s)) = (max, value.as_str()) {
+            if s.chars().count() as u64 > m {
+                out.push(format!("{here}: longer than {m} characters"));
+            }
+        }
         return;
+    }
+    if schema.get("anyOf").is_some() {
+        out.push(format!(
+            "{here}: anyOf is understood only with x-kubernetes-int-or-string"
+        ));
     }
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         if !options.contains(value) {
@@ -1266,6 +1282,12 @@ fn walk_schema(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>)
                 out.push(format!("{here}: expected an object, found {value}"));
                 return;
             };
+            if number("maxProperties").is_some_and(|m| (obj.len() as f64) > m) {
+                out.push(format!(
+                    "{here}: more than {} properties",
+                    schema["maxProperties"]
+                ));
+            }
             for req in strings(schema.get("required")) {
                 if !obj.contains_key(&req) {
                     out.push(format!("{here}: required field {req} is missing"));

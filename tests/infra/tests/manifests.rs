@@ -260,7 +260,8 @@ fn the_sample_is_hachioji_in_tokyo_with_backups_in_osaka() {
     assert_eq!(s["storage"]["region"], "ap-northeast-1");
     assert_eq!(s["storage"]["class"], "gp3-tokyo");
     assert_eq!(s["backup"]["region"], "ap-northeast-3");
-    assert_eq!(s["backup"]["vault"], "kenko-osaka");
+    assert_eq!(s["backup"]["vault"], "kenko-prod-osaka");
+    assert_eq!(s["backup"]["sourceVault"], "kenko-prod-tokyo");
     assert_eq!(s["backup"]["retentionYears"], 20);
     assert!(s["database"]["managed"].is_object());
     assert!(!s["network"]["allowedEgressCIDRs"]

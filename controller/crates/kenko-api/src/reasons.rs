@@ -37,4 +37,16 @@ pub mod reason {
     pub const ERASURE_BLOCKED: &str = "ErasureBlocked";
     pub const NOT_DECOMMISSIONING: &str = "NotDecommissioning";
     pub const SELF_APPROVAL: &str = "SelfApprovalRefused";
+    /// A stack's egress (endpoints or external database) names a range outside the private
+    /// ones: nothing is applied.
+    pub const EGRESS_NOT_PRIVATE: &str = "EgressNotPrivate";
+    /// The spec names a data location that is not a valid erasure target (admitted under an
+    /// older CRD): the stack is kept, nothing is requested.
+    pub const LOCATIONS_INVALID: &str = "DataLocationsInvalid";
+    /// Another stack uses one of this stack's data locations (a bucket or a KMS key): erasing
+    /// it would destroy that stack's data, so the decommissioning waits.
+    pub const LOCATION_SHARED: &str = "LocationShared";
+    /// No trusted signer is registered (the ConfigMap kenko-erasure-signers), so no
+    /// certificate can release a stack.
+    pub const NO_TRUSTED_SIGNERS: &str = "NoTrustedSigners";
 }

@@ -30,7 +30,7 @@ pub fn hachioji() -> HealthStack {
                 region: "ap-northeast-1".into(),
                 records_bucket: Some("s3://kenko-prod-records-123456789012-ap-northeast-1".into()),
                 records_replica_bucket: Some(
-                    "s3://kenko-prod-records-replica-123456789012-ap-northeast-3".into(),
+                    "s3://kenko-prod-records-123456789012-ap-northeast-3".into(),
                 ),
                 kms_key_arn: Some(
                     "arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -58,7 +58,7 @@ pub fn format_list(items: &[ErasureRequest], show_namespace: bool) -> String {
             row.extend([
                 e.name_any(),
                 phase,
-                e.spec.method.clone(),
+                e.spec.method.to_string(),
                 e.spec.targets.len().to_string(),
                 e.spec.requested_by.clone(),
                 e.spec.approved_by.clone().unwrap_or_default(),

@@ -185,11 +185,12 @@ fn request(name: &str, requested_by: &str, approved_by: Option<&str>) -> Erasure
         name,
         ErasureRequestSpec {
             targets: vec!["pvc:data".into(), "s3://bucket/prefix".into()],
-            method: "clear".into(),
-            verification: "full".into(),
+            method: kenko_api::ErasureMethod::Clear,
+            verification: kenko_api::VerifyMode::Full,
             requested_by: requested_by.into(),
             approved_by: approved_by.map(str::to_string),
             stack: Some("old".into()),
+            stack_uid: None,
         },
     );
     er.metadata.namespace = Some("city-b".into());

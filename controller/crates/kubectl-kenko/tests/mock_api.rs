@@ -23,7 +23,7 @@ fn health_stack(ns: &str, name: &str, status: Value) -> Value {
             "app": {"image": "registry.example/health:1.0"},
             "database": {"managed": {"storageSize": "100Gi"}},
             "storage": {"class": "gp3-tokyo", "size": "50Gi", "region": "ap-northeast-1"},
-            "backup": {"region": "ap-northeast-3", "vault": "kenko-osaka"}
+            "backup": {"region": "ap-northeast-3", "vault": "kenko-prod-osaka", "sourceVault": "kenko-prod-tokyo"}
         },
         "status": status
     })

@@ -38,6 +38,7 @@ pub fn signed_certificate(job: &str, seed: u8) -> Vec<u8> {
         },
         targets: vec![Target {
             spec: "pvc:data".into(),
+            location: None,
             media: Media {
                 media_type: "block volume".into(),
                 ..Default::default()
@@ -59,6 +60,7 @@ pub fn signed_certificate(job: &str, seed: u8) -> Vec<u8> {
         resumptions: 0,
         host: "node-1".into(),
         agent_version: "0.1.0".into(),
+        authority: None,
         signature: None,
         validation: None,
     };
