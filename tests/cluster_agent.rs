@@ -3,6 +3,9 @@
 //! node" is erased, its certificate published and the request's status written; a
 //! self-approved or unapproved request erases nothing.
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -398,5 +401,273 @@ async fn the_requests_reason_is_its_first_failed_target_in_spec_order() {
     assert_eq!(
         status["message"],
         "2 of 3 targets failed; first pvc:gone: PersistentVolumeClaim gone does not exist"
+    );
+}
+
+/// The contract between the controller and the agent, over the real functions: the sample
+/// HealthStack of manifests/samples (with the emulator's KMS key), its `data_locations` as
+/// the controller plans them, a request approved by a second person, the agent's handler
+/// against a mock API server that answers with the stack's volumes (one hostPath volume on
+/// this node, one EBS CSI volume), moto for S3, KMS and EC2, and recorded AWS Backup answers
+/// for the recovery points moto lacks. Every location ends Certified or Blocked (the Osaka
+/// vault is under Vault Lock), and the controller's own judge, trusting this agent's key,
+/// counts the certificates the agent published as covering every location but the blocked
+/// one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_erases() {
+    use common::backup_stub::{self, Point, Vault};
+    use kenko_aws::aws_sdk_s3 as s3;
+    common::moto::credentials();
+    let moto = common::moto::start_moto();
+    let ep = kenko_aws::Endpoint {
+        region: "ap-northeast-1".into(),
+        endpoint_url: Some(moto.url.clone()),
+        service_urls: vec![],
+    };
+    // The account as Terraform leaves it: the records bucket in Tokyo and its replica in
+    // Osaka, versioned, with data; the stack's KMS key; the database's EBS volume, detached
+    // now that the stack is scaled to zero.
+    let records = "kenko-prod-records-123456789012-ap-northeast-1";
+    let replica = "kenko-prod-records-123456789012-ap-northeast-3";
+    for (bucket, region) in [(records, "ap-northeast-1"), (replica, "ap-northeast-3")] {
+        let c = kenko_aws::s3_client(&ep, region).await;
+        c.create_bucket()
+            .bucket(bucket)
+            .create_bucket_configuration(
+                s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(s3::types::BucketLocationConstraint::from(region))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        c.put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                s3::types::VersioningConfiguration::builder()
+                    .status(s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for i in 0..3 {
+            c.put_object()
+                .bucket(bucket)
+                .key(format!("records/2026-10/{i}.parquet"))
+                .body(s3::primitives::ByteStream::from(vec![b'r'; 1000]))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let kms = kenko_aws::kms_client(&ep, "ap-northeast-1").await;
+    let key_arn = kms
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let ec2 = kenko_aws::ec2_client(&ep, "ap-northeast-1").await;
+    let volume = ec2
+        .create_volume()
+        .availability_zone("ap-northeast-1a")
+        .size(1)
+        .send()
+        .await
+        .unwrap()
+        .volume_id()
+        .unwrap()
+        .to_string();
+    // AWS Backup: the stack's recovery points (tagged by the EBS CSI driver) among another
+    // stack's, in Tokyo; their copies in Osaka, under Vault Lock for 20 years.
+    let point = |n: &str, pvc: &str, ns: &str| Point {
+        arn: format!("arn:aws:ec2:ap-northeast-1::snapshot/snap-{n}"),
+        created: chrono::Utc::now().timestamp() - 86_400,
+        bytes: 1 << 20,
+        tags: [
+            (kenko_api::names::PVC_NAMESPACE_TAG.to_string(), ns.to_string()),
+            (kenko_api::names::PVC_NAME_TAG.to_string(), pvc.to_string()),
+        ]
+        .into(),
+    };
+    let stub = backup_stub::start(
+        [
+            (
+                "kenko-prod-tokyo".to_string(),
+                Vault {
+                    lock_days: None,
+                    points: vec![
+                        point("0a1", "hachioji-data", "hachioji"),
+                        point("0a2", "data-hachioji-db-0", "hachioji"),
+                        point("0b1", "hino-data", "hino"),
+                    ],
+                },
+            ),
+            (
+                "kenko-prod-osaka".to_string(),
+                Vault {
+                    lock_days: Some(7305),
+                    points: vec![point("0c1", "data-hachioji-db-0", "hachioji")],
+                },
+            ),
+        ]
+        .into(),
+    )
+    .await;
+
+    // The sample stack, deleted, and the controller's plan for it.
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/samples/healthstack.yaml"),
+    )
+    .unwrap();
+    let mut stack: kenko_api::HealthStack = serde_yaml::from_str(&text).unwrap();
+    stack.spec.storage.kms_key_arn = Some(key_arn.clone());
+    stack.metadata.uid = Some(STACK_UID.into());
+    let deleted_at = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let locations: Vec<String> = kenko_controller::plan::data_locations(&stack)
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(locations.len(), 7, "{locations:?}");
+    let ns = "hachioji";
+    let mut r = ErasureRequest::new(
+        "decommission-hachioji",
+        ErasureRequestSpec {
+            targets: locations.clone(),
+            method: kenko_api::ErasureMethod::Clear,
+            verification: kenko_api::VerifyMode::Full,
+            requested_by: "system:serviceaccount:kenko-system:kenko-controller".into(),
+            approved_by: Some("auditor-b".into()),
+            stack: Some("hachioji".into()),
+            stack_uid: Some(STACK_UID.into()),
+        },
+    );
+    r.metadata.namespace = Some(ns.into());
+    r.metadata.uid = Some("7d6e5f40-1111-4222-8333-444455556666".into());
+    let rv = serde_json::to_value(&r).unwrap();
+
+    // The cluster's answers: the app's volume a hostPath volume on node-a, the database's an
+    // EBS CSI volume in Tokyo's zone a.
+    let dir = tempfile::tempdir().unwrap();
+    let app_volume = dir.path().join("mnt/disks/hachioji-data");
+    std::fs::create_dir_all(app_volume.join("uploads")).unwrap();
+    std::fs::write(app_volume.join("uploads/接種記録.csv"), vec![b'z'; 50_000]).unwrap();
+    let claim = |pv: &str| {
+        Reply::Json(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "c", "namespace": ns}, "spec": {"volumeName": pv}}))
+    };
+    let affinity = |key: &str, value: &str| {
+        json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": key, "operator": "In", "values": [value]}]}]}})
+    };
+    let pv_host = Reply::Json(json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "pv-app"},
+        "spec": {"hostPath": {"path": app_volume.display().to_string()},
+                 "nodeAffinity": affinity("kubernetes.io/hostname", "node-a")}}));
+    let pv_ebs = Reply::Json(json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "pv-db"},
+        "spec": {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": volume},
+                 "nodeAffinity": affinity("topology.ebs.csi.aws.com/zone", "ap-northeast-1a")}}));
+    let req = format!("/apis/kenko.io/v1alpha1/namespaces/{ns}/erasurerequests/decommission-hachioji");
+    let get = || step("GET", req.clone(), Reply::Json(rv.clone()));
+    let patch = || step("PATCH", format!("{req}/status"), Reply::Json(rv.clone()));
+    let mut script = Vec::new();
+    for t in &locations {
+        match t.as_str() {
+            "pvc:hachioji-data" => {
+                script.push(step("GET", format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/hachioji-data"), claim("pv-app")));
+                script.push(step("GET", "/api/v1/persistentvolumes/pv-app", pv_host.clone()));
+            }
+            "pvc:data-hachioji-db-0" => {
+                script.push(step("GET", format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/data-hachioji-db-0"), claim("pv-db")));
+                script.push(step("GET", "/api/v1/persistentvolumes/pv-db", pv_ebs.clone()));
+            }
+            _ => {}
+        }
+        script.extend([
+            get(),
+            patch(),
+            step("POST", "/apis/kenko.io/v1alpha1/erasurecertificates", Reply::echo()),
+            get(),
+            patch(),
+        ]);
+    }
+    let data = dir.path().join("data");
+    let seen = handle_as(
+        r,
+        &data,
+        script,
+        true,
+        kenko_aws::Endpoint {
+            region: "ap-northeast-1".into(),
+            endpoint_url: Some(moto.url.clone()),
+            service_urls: vec![("backup".into(), stub.url.clone())],
+        },
+    )
+    .await;
+
+    // Every location ended Certified, but the copies Vault Lock keeps.
+    let mut last: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for s in seen.iter().filter(|s| s.path.ends_with("/status")) {
+        for t in s.body["status"]["targets"].as_array().unwrap() {
+            last.insert(t["target"].as_str().unwrap().to_string(), t.clone());
+        }
+    }
+    for l in &locations {
+        let want = if l.contains("kenko-prod-osaka") { "Blocked" } else { "Certified" };
+        assert_eq!(last[l]["phase"], want, "{l}: {}", last[l]);
+    }
+    assert!(!app_volume.exists(), "the app's volume was overwritten and removed");
+    assert_eq!(
+        stub.deleted(),
+        vec![
+            "arn:aws:ec2:ap-northeast-1::snapshot/snap-0a1".to_string(),
+            "arn:aws:ec2:ap-northeast-1::snapshot/snap-0a2".to_string(),
+        ],
+        "the stack's own recovery points only; another stack's and locked copies stay"
+    );
+    let gone = ec2.describe_volumes().volume_ids(&volume).send().await;
+    assert!(
+        gone.map(|o| o.volumes().is_empty()).unwrap_or(true),
+        "the EBS volume was deleted"
+    );
+
+    // The controller, trusting this agent's key, counts what the agent published.
+    let key = kenko_agent::certs::signing_key(&data.join("keys/signing.key")).unwrap();
+    let trusted = kenko_controller::evidence::TrustedSigners::from_data(
+        &[("node-a".to_string(), kenko_agent::certs::public_key_hex(&key))].into(),
+    )
+    .0;
+    let certs: Vec<kenko_api::ErasureCertificate> = seen
+        .iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| serde_json::from_value(s.body.clone()).unwrap())
+        .collect();
+    assert_eq!(certs.len(), locations.len(), "one certificate per location");
+    let cov = kenko_controller::evidence::coverage(
+        &kenko_controller::plan::data_locations(&stack).unwrap(),
+        &certs,
+        &kenko_controller::evidence::StackId {
+            namespace: ns.into(),
+            name: "hachioji".into(),
+            uid: STACK_UID.into(),
+            deleted_at: Some(deleted_at.to_rfc3339()),
+        },
+        &trusted,
+    );
+    assert!(cov.rejected.is_empty(), "{:?}", cov.rejected);
+    assert!(cov.missing.is_empty(), "{:?}", cov.missing);
+    assert_eq!(
+        cov.blocked
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>(),
+        vec!["backup-vault:ap-northeast-3/kenko-prod-osaka"]
     );
 }
