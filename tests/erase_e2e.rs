@@ -457,3 +457,85 @@ fn purge_is_refused_on_a_device_without_secure_erase_and_nothing_changes() {
                 .is_none()
     );
 }
+
+/// Jobs finishing together (the cluster agent runs requests concurrently) and CLI runs beside
+/// each other never fork a signer's chain: one issuer holds the chain's lock from reading its
+/// tail to writing the new certificate, so the sequences run 1..N, each naming the one before.
+#[test]
+fn parallel_jobs_and_processes_never_fork_the_certificate_chain() {
+    use kenko_agent::erase::{self, JobSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let places = erase::Places {
+        jobs: data.join("erase"),
+        certificates: data.join("certificates"),
+        signing_key: data.join("keys/signing.key"),
+        data_key: data.join("keys/records.key"),
+        database_url: format!("sqlite://{}", data.join("kenko.db").display()),
+        aws: kenko_aws::Endpoint::default(),
+        kms_pending_days: 7,
+    };
+    const THREADS: usize = 12;
+    let barrier = std::sync::Barrier::new(THREADS);
+    std::thread::scope(|s| {
+        for i in 0..THREADS {
+            let (places, barrier, dir) = (&places, &barrier, dir.path());
+            s.spawn(move || {
+                let f = dir.join(format!("t{i}.bin"));
+                std::fs::write(&f, vec![b'x'; 4096]).unwrap();
+                let spec = JobSpec {
+                    job_id: format!("thread-{i}"),
+                    targets: vec![format!("file:{}", f.display()).parse().unwrap()],
+                    method: erase::ErasureMethod::Clear,
+                    pattern: erase::Pattern::Random,
+                    verify: erase::VerifyMode::Full,
+                    location: None,
+                    stack: None,
+                    authority: None,
+                    sanitized_by: kenko_cert::Person {
+                        name: "越谷 花子".into(),
+                        ..Default::default()
+                    },
+                    classification: "特定個人情報".into(),
+                    media_destination: "reused".into(),
+                    notes: String::new(),
+                    media: Default::default(),
+                    checkpoint_bytes: 1 << 30,
+                    checkpoint_interval: std::time::Duration::from_secs(5),
+                };
+                barrier.wait();
+                erase::run(&spec, places).unwrap();
+            });
+        }
+    });
+    // And processes: CLI erasures started together on the same data directory.
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let f = dir.path().join(format!("p{i}.bin"));
+            std::fs::write(&f, vec![b'y'; 4096]).unwrap();
+            agent(&data)
+                .args(["erase", "--name", "越谷 花子", "--job-id", &format!("process-{i}")])
+                .arg("--target")
+                .arg(format!("file:{}", f.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(data.join("certificates"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.display().to_string(), std::fs::read(&p).unwrap())
+        })
+        .collect();
+    assert_eq!(files.len(), THREADS + 4, "every job issued exactly one certificate");
+    let chains = kenko_cert::verify_chain(&files, &[]).unwrap_or_else(|(f, e)| panic!("{f}: {e}"));
+    assert_eq!(chains.len(), 1, "one signer");
+    assert_eq!(chains[0].1, THREADS + 4, "one chain, no fork");
+}
