@@ -935,6 +935,10 @@ pub fn rbac_no_wildcards(objects: &[Object]) -> Vec<Violation> {
 
 /// Every binding names a role and ServiceAccounts of the same build, and every role is bound.
 /// Returns the violations and the bindings as `Kind role -> namespace/serviceaccount`.
+/// The label (value `operator`) on roles for people, which the operator binds to named users
+/// or groups; every other role must be bound in the build.
+pub const PEOPLE_ROLE_LABEL: &str = "kenko.io/bound-by";
+
 pub fn rbac_bindings(objects: &[Object]) -> (Vec<Violation>, BTreeSet<String>) {
     let mut out = Vec::new();
     let mut bound = BTreeSet::new();
@@ -997,7 +1001,9 @@ pub fn rbac_bindings(objects: &[Object]) -> (Vec<Violation>, BTreeSet<String>) {
             r.namespace().map(str::to_string),
             r.name().to_string(),
         );
-        if !used.contains(&key) {
+        // Roles for people are bound by the operator to the city's users (README).
+        let for_people = str_at(&r.value, &["metadata", "labels", PEOPLE_ROLE_LABEL]) == "operator";
+        if !used.contains(&key) && !for_people {
             out.push(r.violation(
                 "rbac-binding",
                 "to be bound (an unbound role is dead weight or a mistake)",

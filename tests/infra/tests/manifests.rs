@@ -606,6 +606,32 @@ const AGENT_CLUSTER_ROLE: &[&str] = &[
     "events.k8s.io events patch",
 ];
 
+/// The people who approve erasures (`kubectl kenko status`, `erasure list|approve`).
+const APPROVER_ROLE: &[&str] = &[
+    "kenko.io healthstacks get",
+    "kenko.io healthstacks list",
+    "kenko.io erasurerequests get",
+    "kenko.io erasurerequests list",
+    "kenko.io erasurerequests watch",
+    "kenko.io erasurerequests patch",
+    "kenko.io erasurecertificates get",
+    "kenko.io erasurecertificates list",
+];
+
+/// Auditors (`kubectl kenko certificates ...`, `signers list`): read only.
+const AUDITOR_ROLE: &[&str] = &[
+    "kenko.io erasurecertificates get",
+    "kenko.io erasurecertificates list",
+    "kenko.io erasurecertificates watch",
+    "kenko.io erasurerequests get",
+    "kenko.io erasurerequests list",
+    "kenko.io healthstacks get",
+    "kenko.io healthstacks list",
+    "kenko.io residencypolicies get",
+    "kenko.io residencypolicies list",
+    "core configmaps[kenko-erasure-signers] get",
+];
+
 const AGENT_LEASE_ROLE: &[&str] = &[
     "coordination.k8s.io leases create",
     "coordination.k8s.io leases[kenko-agent-cloud] get",
@@ -644,6 +670,8 @@ fn roles_grant_exactly_the_calls_the_binaries_make() {
             CONTROLLER_LEASE_ROLE,
         ),
         ("ClusterRole kenko-agent", AGENT_CLUSTER_ROLE),
+        ("ClusterRole kenko-erasure-approver", APPROVER_ROLE),
+        ("ClusterRole kenko-auditor", AUDITOR_ROLE),
         (
             "Role kenko-node/kenko-agent-leader-election",
             AGENT_LEASE_ROLE,
@@ -1003,7 +1031,7 @@ fn assert_denied(req: &Admission, needle: &str) {
 #[test]
 fn the_admission_policies_compile_fail_closed_and_are_bound() {
     assert_clean("admission policies", &admission_policies(&top().objects));
-    assert_eq!(top().of_kind("ValidatingAdmissionPolicy").count(), 3);
+    assert_eq!(top().of_kind("ValidatingAdmissionPolicy").count(), 4);
     // The objects the scenarios below use are ones the CRDs admit.
     let crds = crds();
     for v in [
@@ -1148,6 +1176,45 @@ fn only_the_agent_issues_erasure_certificates() {
     ] {
         assert_denied(&create(user), "issued only by the kenko agent");
     }
+}
+
+fn signers_admission(operation: &'static str, user: &str, namespace: &str, name: &str) -> Admission {
+    let cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"node-a": "ab".repeat(32)},
+    });
+    Admission {
+        operation,
+        username: user.to_string(),
+        group: "".into(),
+        version: "v1".into(),
+        resource: "configmaps".into(),
+        object: cm.clone(),
+        old_object: (operation == "UPDATE").then_some(cm),
+    }
+}
+
+#[test]
+fn only_people_register_trusted_signers_and_the_agent_cannot_at_all() {
+    for op in ["CREATE", "UPDATE"] {
+        assert_admitted(&signers_admission(op, "alice", "kenko-system", "kenko-erasure-signers"));
+        for sa in [AGENT_SA, CONTROLLER_SA, "system:serviceaccount:hachioji:default"] {
+            assert_denied(
+                &signers_admission(op, sa, "kenko-system", "kenko-erasure-signers"),
+                "registered by people",
+            );
+        }
+    }
+    // Other ConfigMaps, and one of the same name elsewhere, are not this policy's business.
+    assert_admitted(&signers_admission("CREATE", AGENT_SA, "kenko-system", "other"));
+    assert_admitted(&signers_admission("CREATE", CONTROLLER_SA, "hachioji", "kenko-erasure-signers"));
+    // And RBAC gives the agent no way to write any ConfigMap in the first place.
+    assert!(
+        !AGENT_CLUSTER_ROLE.iter().any(|g| g.starts_with("core configmaps")),
+        "the agent writes no ConfigMap"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
