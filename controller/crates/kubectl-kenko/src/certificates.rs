@@ -163,8 +163,34 @@ pub fn write_exact(path: &Path, bytes: &[u8]) -> Result<String, PluginError> {
     Ok(got)
 }
 
-/// Reads the auditor's copy of the agent's public key: a file holding 64 hex characters (as
-/// `kenko-agent certificate public-key --out` writes it), or those characters themselves.
+/// Reads the auditor's trusted keys: a file holding one agent's public key (64 hex
+/// characters, as `kenko-agent certificate public-key --out` writes it), a file of several
+/// (`NAME: KEY` lines, as `kubectl kenko signers export` writes them; `#` comments), or the
+/// 64 characters themselves.
+pub fn read_public_keys(arg: &Path) -> Result<Vec<String>, PluginError> {
+    if arg.is_file() {
+        let text = std::fs::read_to_string(arg).map_err(|e| PluginError::Io {
+            path: arg.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if let Some(k) = parse_public_key(&text) {
+            return Ok(vec![k]);
+        }
+        let keys: Option<Vec<String>> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
+            .map(|l| parse_public_key(l.rsplit([':', '=', ' ']).next().unwrap_or(l)))
+            .collect();
+        return match keys {
+            Some(k) if !k.is_empty() => Ok(k),
+            _ => Err(PluginError::PublicKey(arg.to_path_buf())),
+        };
+    }
+    read_public_key(arg).map(|k| vec![k])
+}
+
+/// One public key: a file holding 64 hex characters, or those characters themselves.
 pub fn read_public_key(arg: &Path) -> Result<String, PluginError> {
     let text = if arg.is_file() {
         std::fs::read_to_string(arg).map_err(|e| PluginError::Io {
@@ -190,20 +216,31 @@ pub fn parse_public_key(text: &str) -> Option<String> {
     (k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit())).then_some(k)
 }
 
-/// Verifies certificate bytes against the expected signer.
+/// Verifies certificate bytes, signed by one of the trusted keys.
 pub fn verify_bytes(
     subject: &str,
     bytes: &[u8],
-    public_key: &str,
+    trusted: &[String],
 ) -> Result<Verified, PluginError> {
-    kenko_cert::verify(bytes, Some(public_key)).map_err(|source| PluginError::Invalid {
+    let invalid = |source| PluginError::Invalid {
         subject: subject.to_string(),
         source,
-    })
+    };
+    let v = kenko_cert::verify(bytes, None).map_err(invalid)?;
+    if !trusted.iter().any(|k| k.eq_ignore_ascii_case(&v.signer)) {
+        return Err(invalid(kenko_cert::CertError::WrongSigner {
+            expected: match trusted {
+                [one] => one.clone(),
+                many => format!("one of the {} trusted keys", many.len()),
+            },
+            found: v.signer.clone(),
+        }));
+    }
+    Ok(v)
 }
 
 /// `verify --file`: a local certificate file, no cluster.
-pub fn verify_file(path: &Path, public_key: &str) -> Result<Verified, PluginError> {
+pub fn verify_file(path: &Path, public_key: &[String]) -> Result<Verified, PluginError> {
     let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -213,7 +250,10 @@ pub fn verify_file(path: &Path, public_key: &str) -> Result<Verified, PluginErro
 
 /// `verify NAME`: the resource's certificate bytes verify against the public key, and the
 /// resource's `sha256`, `signer` and `jobId` are those of the verified file.
-pub fn verify_resource(c: &ErasureCertificate, public_key: &str) -> Result<Verified, PluginError> {
+pub fn verify_resource(
+    c: &ErasureCertificate,
+    public_key: &[String],
+) -> Result<Verified, PluginError> {
     let subject = format!("erasurecertificate {}", c.name_any());
     let v = verify_bytes(&subject, c.spec.certificate.as_bytes(), public_key)?;
     let mismatch = |field: &str, resource: &str, file: &str| PluginError::ResourceMismatch {
@@ -239,7 +279,7 @@ pub fn verify_resource(c: &ErasureCertificate, public_key: &str) -> Result<Verif
 pub async fn verify(
     client: &Client,
     name: &str,
-    public_key: &str,
+    public_key: &[String],
 ) -> Result<Verified, PluginError> {
     let c = get(client, name).await?;
     verify_resource(&c, public_key)
@@ -262,4 +302,35 @@ pub fn format_verified(subject: &str, v: &Verified) -> String {
         },
         v.sha256
     )
+}
+
+/// The trusted signers the controller uses (name, key), from the ConfigMap in the
+/// controller's namespace.
+pub async fn signers(client: &Client, namespace: &str) -> Result<Vec<(String, String)>, PluginError> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let name = kenko_api::TRUSTED_SIGNERS_CONFIGMAP;
+    let cm = api
+        .get_opt(name)
+        .await
+        .map_err(kube_error(format!("configmap {namespace}/{name}")))?;
+    Ok(cm
+        .and_then(|c| c.data)
+        .unwrap_or_default()
+        .into_iter()
+        .collect())
+}
+
+/// `signers export`: one `NAME: KEY` line per trusted signer (what `verify --public-key`
+/// reads), with a header saying where it came from.
+pub fn format_signers(namespace: &str, signers: &[(String, String)]) -> String {
+    let mut out = format!(
+        "# Trusted erasure certificate signers, from ConfigMap {namespace}/{}.\n\
+         # Compare each key with the one the city recorded when the signer was registered.\n",
+        kenko_api::TRUSTED_SIGNERS_CONFIGMAP
+    );
+    for (name, key) in signers {
+        let shown = parse_public_key(key).unwrap_or_else(|| format!("INVALID {}", crate::one_line(key)));
+        out.push_str(&format!("{}: {shown}\n", crate::one_line(name)));
+    }
+    out
 }

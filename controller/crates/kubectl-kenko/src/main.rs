@@ -50,6 +50,26 @@ enum Command {
     /// Erasure certificates: list, get, export the signed file, verify it offline.
     #[command(subcommand, alias = "certificate", alias = "certs")]
     Certificates(CertificatesCommand),
+    /// The certificate signers the controller trusts (ConfigMap kenko-erasure-signers).
+    #[command(subcommand)]
+    Signers(SignersCommand),
+}
+
+#[derive(Subcommand)]
+enum SignersCommand {
+    /// `NAME: KEY` per trusted signer.
+    List {
+        /// The controller's namespace.
+        #[arg(long, default_value = "kenko-system")]
+        controller_namespace: String,
+    },
+    /// The same, to a file `certificates verify --public-key` reads.
+    Export {
+        #[arg(long, default_value = "kenko-system")]
+        controller_namespace: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,7 +103,7 @@ enum CertificatesCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
-    /// Verify a certificate against your copy of the agent's public key.
+    /// Verify a certificate against your copy of the trusted keys.
     Verify {
         /// The ErasureCertificate in the cluster.
         #[arg(required_unless_present = "file", conflicts_with = "file")]
@@ -91,7 +111,8 @@ enum CertificatesCommand {
         /// A certificate file instead (no cluster needed).
         #[arg(long, value_name = "CERT.json")]
         file: Option<PathBuf>,
-        /// The agent's public key file (from `kenko-agent certificate public-key`).
+        /// The agent's public key file (from `kenko-agent certificate public-key`), or a file
+        /// of trusted signers (`NAME: KEY` lines, from `kubectl kenko signers export`).
         #[arg(long, value_name = "FILE")]
         public_key: PathBuf,
     },
@@ -159,7 +180,7 @@ async fn run(cli: Cli, target: &mut Option<ClusterTarget>) -> Result<u8, Failure
     // The auditor's key is read first: a bad key file fails before any cluster is asked.
     let verify_key = match &cli.command {
         Command::Certificates(CertificatesCommand::Verify { public_key, .. }) => {
-            Some(certificates::read_public_key(public_key)?)
+            Some(certificates::read_public_keys(public_key)?)
         }
         _ => None,
     };
@@ -256,6 +277,23 @@ async fn run(cli: Cli, target: &mut Option<ClusterTarget>) -> Result<u8, Failure
                 }
             }
             Ok(0)
+        }
+        Command::Signers(SignersCommand::List {
+            controller_namespace,
+        }) => {
+            let s = certificates::signers(&client, &controller_namespace).await?;
+            write!(stdout, "{}", certificates::format_signers(&controller_namespace, &s))?;
+            Ok(if s.is_empty() { 2 } else { 0 })
+        }
+        Command::Signers(SignersCommand::Export {
+            controller_namespace,
+            out,
+        }) => {
+            let s = certificates::signers(&client, &controller_namespace).await?;
+            let text = certificates::format_signers(&controller_namespace, &s);
+            let sha = certificates::write_exact(&out, text.as_bytes())?;
+            eprintln!("wrote {} ({} signer(s), sha256 {sha})", out.display(), s.len());
+            Ok(if s.is_empty() { 2 } else { 0 })
         }
         Command::Certificates(CertificatesCommand::Verify { name, .. }) => {
             // `name` is present here: clap requires it unless --file, handled above.

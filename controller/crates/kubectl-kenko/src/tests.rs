@@ -357,3 +357,31 @@ fn the_root_cause_keeps_the_last_two_distinct_messages() {
         "tcp connect error: Connection refused (os error 111)"
     );
 }
+
+#[test]
+fn an_exported_set_of_trusted_signers_reads_back_as_the_same_keys() {
+    let signers = vec![
+        ("node-a".to_string(), "AB".repeat(32)),
+        ("node-b".to_string(), "cd".repeat(32)),
+    ];
+    let text = certificates::format_signers("kenko-system", &signers);
+    assert!(text.contains("ConfigMap kenko-system/kenko-erasure-signers"));
+    assert!(text.contains(&format!("node-a: {}\n", "ab".repeat(32))));
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("trusted-signers.txt");
+    std::fs::write(&f, &text).unwrap();
+    assert_eq!(
+        certificates::read_public_keys(&f).unwrap(),
+        vec!["ab".repeat(32), "cd".repeat(32)]
+    );
+    // One key alone, as `kenko-agent certificate public-key` writes it, is a set of one.
+    let one = dir.path().join("agent.pub");
+    std::fs::write(&one, format!("{}\n", "ef".repeat(32))).unwrap();
+    assert_eq!(certificates::read_public_keys(&one).unwrap(), vec!["ef".repeat(32)]);
+    // An entry that is not a key makes the whole file refused (never a silently smaller set).
+    std::fs::write(&f, format!("{text}node-c: not-a-key\n")).unwrap();
+    assert_eq!(
+        certificates::read_public_keys(&f).unwrap_err().reason(),
+        "certificate_public_key_invalid"
+    );
+}
