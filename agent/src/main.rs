@@ -849,11 +849,18 @@ fn start_cluster_worker(
         namespace: lease_namespace.clone(),
         cloud_leader: Arc::default(),
     };
+    let places = places(config, 7);
+    // The key this agent signs certificates with: the operator registers it as a trusted
+    // signer, or the controller counts none of its certificates.
+    match kenko_agent::erase::certificate::public_key(&places) {
+        Ok(k) => tracing::info!(node = %node, public_key = %k, "erasure certificate signer; register it in the ConfigMap kenko-erasure-signers"),
+        Err(e) => tracing::error!(reason = e.reason(), error = %e, "no signing key"),
+    }
     let worker = kenko_agent::cluster::Worker {
         client,
         node,
         cloud_leader: handles.cloud_leader.clone(),
-        places: places(config, 7),
+        places,
         host_root: std::env::var("KENKO_HOST_ROOT").unwrap_or_default(),
         organization: std::env::var("KENKO_ORGANIZATION").unwrap_or_default(),
     };

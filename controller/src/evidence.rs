@@ -23,6 +23,15 @@ use kenko_api::{ErasureCertificate, Target};
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
+/// Every reason a certificate is not counted (besides kenko-cert's own verification reasons).
+pub const REASONS: &[&str] = &[
+    "certificate_hash_mismatch",
+    "certificate_untrusted_signer",
+    "certificate_no_authority",
+    "certificate_other_stack",
+    "certificate_before_deletion",
+];
+
 /// The signers the operator trusts: public key (hex, lower case) → the name given to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedSigners {

@@ -876,3 +876,18 @@ fn an_event_is_published_once_per_change_even_from_a_stale_cache() {
     assert!(p.first_time("uid", "Reconcile", "Reconciled", "2/2"), "a real change back");
     assert!(p.first_time("uid-2", "Reconcile", "Reconciled", "2/2"));
 }
+
+#[test]
+fn every_reason_an_operator_acts_on_has_a_runbook() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+    let mut text = String::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        text.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    for r in kenko_api::reasons::reason::PROBLEMS
+        .iter()
+        .chain(kenko_controller::evidence::REASONS)
+    {
+        assert!(text.contains(&format!("`{r}`")), "no runbook explains `{r}`");
+    }
+}

@@ -22,10 +22,16 @@ pub fn lock_path(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
-/// Chains, signs and writes `cert` (its `sequence` and `previous_sha256` are set here) as
-/// `SEQUENCE-JOB.json` in the signer's folder; returns the path and the signed certificate.
-pub fn issue(places: &Places, mut cert: Certificate) -> Result<(PathBuf, Certificate), EraseError> {
-    let dir = &places.certificates;
+/// The signer's public key (hex), the key made first if there is none yet, under the chain's
+/// lock like every issue. The agent logs it at start-up: the operator registers it in the
+/// trusted signers (README, runbooks/certificate-invalid.md).
+pub fn public_key(places: &Places) -> Result<String, EraseError> {
+    let _lock = lock(&places.certificates)?;
+    let key = crate::certs::signing_key(&places.signing_key)?;
+    Ok(crate::certs::public_key_hex(&key))
+}
+
+fn lock(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, EraseError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let lock_path = lock_path(dir);
     let file = std::fs::OpenOptions::new()
@@ -34,13 +40,20 @@ pub fn issue(places: &Places, mut cert: Certificate) -> Result<(PathBuf, Certifi
         .write(true)
         .open(&lock_path)
         .map_err(io(&lock_path))?;
-    // Released when `_lock` drops, after the rename below is durable.
-    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(
-        |(_, errno)| EraseError::Io {
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, errno)| {
+        EraseError::Io {
             path: lock_path.clone(),
             message: format!("cannot lock the certificate chain: {errno}"),
-        },
-    )?;
+        }
+    })
+}
+
+/// Chains, signs and writes `cert` (its `sequence` and `previous_sha256` are set here) as
+/// `SEQUENCE-JOB.json` in the signer's folder; returns the path and the signed certificate.
+pub fn issue(places: &Places, mut cert: Certificate) -> Result<(PathBuf, Certificate), EraseError> {
+    let dir = &places.certificates;
+    // Released when `_lock` drops, after the rename below is durable.
+    let _lock = lock(dir)?;
     // The key is read (or made, the first time) inside the lock too: two first certificates
     // must not make two keys.
     let key = crate::certs::signing_key(&places.signing_key)?;

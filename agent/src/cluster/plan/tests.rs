@@ -305,3 +305,20 @@ fn one_failed_target_never_stops_the_others_and_the_first_failure_names_the_reas
         Certified
     );
 }
+
+#[test]
+fn a_long_many_line_error_becomes_one_bounded_line_in_the_status() {
+    let long = format!("DescribeVolumes on vol-1: service error\n{}", "x".repeat(5000));
+    let targets = vec!["ebs-volume:ap-northeast-1/vol-1".to_string()];
+    let r = TargetResult {
+        target: targets[0].clone(),
+        phase: ErasurePhase::Failed,
+        reason: Some("aws_api_failed".into()),
+        message: Some(kenko_api::status_message(&long)),
+        ..Default::default()
+    };
+    assert!(r.message.as_ref().unwrap().len() <= kenko_api::MAX_MESSAGE);
+    let (_, message) = summary(&targets, &[r]).unwrap();
+    assert!(message.len() <= kenko_api::MAX_MESSAGE);
+    assert!(!message.contains('\n'));
+}

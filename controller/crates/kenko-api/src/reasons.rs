@@ -49,4 +49,26 @@ pub mod reason {
     /// No trusted signer is registered (the ConfigMap kenko-erasure-signers), so no
     /// certificate can release a stack.
     pub const NO_TRUSTED_SIGNERS: &str = "NoTrustedSigners";
+
+    /// The reasons an operator acts on (each has a runbook; a test checks it).
+    pub const PROBLEMS: &[&str] = &[
+        REGION_NOT_ALLOWED,
+        BACKUP_SAME_REGION,
+        RETENTION_TOO_SHORT,
+        STORAGE_CLASS_OUTSIDE_JAPAN,
+        STORAGE_CLASS_NOT_ALLOWED,
+        STORAGE_CLASS_MISSING,
+        AUDIT_VIOLATION,
+        AUDIT_INCOMPLETE,
+        APPLY_FAILED,
+        AWAITING_APPROVAL,
+        ERASING,
+        ERASURE_FAILED,
+        ERASURE_BLOCKED,
+        SELF_APPROVAL,
+        EGRESS_NOT_PRIVATE,
+        LOCATIONS_INVALID,
+        LOCATION_SHARED,
+        NO_TRUSTED_SIGNERS,
+    ];
 }

@@ -342,3 +342,36 @@ fn the_committed_crds_are_the_generated_ones() {
         );
     }
 }
+
+#[test]
+fn every_message_field_of_a_status_holds_what_kenko_writes_into_it() {
+    // kenko cuts every status and condition message to MAX_MESSAGE (one_line); the API server
+    // refuses a whole status patch when one field is longer than its schema allows.
+    let crds: Vec<serde_json::Value> = [
+        serde_json::to_value(<ErasureRequest as kube::CustomResourceExt>::crd()).unwrap(),
+        serde_json::to_value(<HealthStack as kube::CustomResourceExt>::crd()).unwrap(),
+    ]
+    .into();
+    let mut found = 0;
+    fn walk(v: &serde_json::Value, path: &str, found: &mut usize) {
+        if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
+            for (k, child) in props {
+                let p = format!("{path}.{k}");
+                if k == "message" {
+                    let max = child["maxLength"].as_u64().unwrap_or(0);
+                    assert!(max as usize >= MAX_MESSAGE, "{p}: maxLength {max} < {MAX_MESSAGE}");
+                    *found += 1;
+                }
+                walk(child, &p, found);
+            }
+        }
+        if let Some(items) = v.get("items") {
+            walk(items, &format!("{path}[*]"), found);
+        }
+    }
+    for crd in &crds {
+        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+        walk(status, "status", &mut found);
+    }
+    assert!(found >= 4, "status.message, targets[*].message and both conditions' messages");
+}
