@@ -266,7 +266,13 @@ fn a_kms_key_is_scheduled_for_deletion_and_finalize_waits_for_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let state = rt.block_on(kenko_aws::key_state(&ep, &arn, arn.split(':').nth(3).unwrap())).unwrap();
+    let state = rt
+        .block_on(kenko_aws::key_state(
+            &ep,
+            &arn,
+            arn.split(':').nth(3).unwrap(),
+        ))
+        .unwrap();
     assert!(
         matches!(state, kenko_aws::KeyState::Pending(_)),
         "{state:?}"

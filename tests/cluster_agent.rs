@@ -128,7 +128,10 @@ async fn an_approved_request_erases_this_nodes_folder_and_publishes_its_certific
     assert_eq!(auth.request, "city/decommission-hachioji");
     assert_eq!(auth.approved_by, "auditor-b");
     assert_eq!(auth.stack.as_ref().unwrap().uid, STACK_UID);
-    assert_eq!(v.certificate.targets[0].location.as_deref(), Some(target.as_str()));
+    assert_eq!(
+        v.certificate.targets[0].location.as_deref(),
+        Some(target.as_str())
+    );
     assert_eq!(cert["metadata"]["labels"]["kenko.io/stack-uid"], STACK_UID);
     let done = &seen[4].body;
     assert_eq!(done["status"]["phase"], "Certified");
@@ -329,7 +332,11 @@ async fn a_target_that_cannot_be_erased_fails_alone_with_its_own_reason_and_the_
             patch(),
             get(),
             patch(),
-            step("POST", "/apis/kenko.io/v1alpha1/erasurecertificates", Reply::echo()),
+            step(
+                "POST",
+                "/apis/kenko.io/v1alpha1/erasurecertificates",
+                Reply::echo(),
+            ),
             get(),
             patch(),
             get(),
@@ -345,7 +352,10 @@ async fn a_target_that_cannot_be_erased_fails_alone_with_its_own_reason_and_the_
     assert_eq!(result(2)["phase"], "Failed");
     assert_eq!(result(2)["reason"], "erase_pvc_missing");
     assert!(!result(2)["message"].as_str().unwrap().contains('\n'));
-    assert_eq!(seen[2].body["status"]["phase"], "Running", "two targets are still to do");
+    assert_eq!(
+        seen[2].body["status"]["phase"], "Running",
+        "two targets are still to do"
+    );
     assert_eq!(seen[2].body["status"]["reason"], "erase_pvc_missing");
     // The folder was still erased and certified.
     assert!(!folder.exists());
@@ -396,8 +406,14 @@ async fn the_requests_reason_is_its_first_failed_target_in_spec_order() {
     )
     .await;
     let status = &seen[1].body["status"];
-    assert_eq!(status["phase"], "Failed", "every target is done, two failed");
-    assert_eq!(status["reason"], "erase_pvc_missing", "not the last one to fail");
+    assert_eq!(
+        status["phase"], "Failed",
+        "every target is done, two failed"
+    );
+    assert_eq!(
+        status["reason"], "erase_pvc_missing",
+        "not the last one to fail"
+    );
     assert_eq!(
         status["message"],
         "2 of 3 targets failed; first pvc:gone: PersistentVolumeClaim gone does not exist"
@@ -490,7 +506,10 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
         created: chrono::Utc::now().timestamp() - 86_400,
         bytes: 1 << 20,
         tags: [
-            (kenko_api::names::PVC_NAMESPACE_TAG.to_string(), ns.to_string()),
+            (
+                kenko_api::names::PVC_NAMESPACE_TAG.to_string(),
+                ns.to_string(),
+            ),
             (kenko_api::names::PVC_NAME_TAG.to_string(), pvc.to_string()),
         ]
         .into(),
@@ -522,7 +541,8 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
 
     // The sample stack, deleted, and the controller's plan for it.
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/samples/healthstack.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../manifests/samples/healthstack.yaml"),
     )
     .unwrap();
     let mut stack: kenko_api::HealthStack = serde_yaml::from_str(&text).unwrap();
@@ -574,26 +594,47 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
         "metadata": {"name": "pv-db"},
         "spec": {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": volume},
                  "nodeAffinity": affinity("topology.ebs.csi.aws.com/zone", "ap-northeast-1a")}}));
-    let req = format!("/apis/kenko.io/v1alpha1/namespaces/{ns}/erasurerequests/decommission-hachioji");
+    let req =
+        format!("/apis/kenko.io/v1alpha1/namespaces/{ns}/erasurerequests/decommission-hachioji");
     let get = || step("GET", req.clone(), Reply::Json(rv.clone()));
     let patch = || step("PATCH", format!("{req}/status"), Reply::Json(rv.clone()));
     let mut script = Vec::new();
     for t in &locations {
         match t.as_str() {
             "pvc:hachioji-data" => {
-                script.push(step("GET", format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/hachioji-data"), claim("pv-app")));
-                script.push(step("GET", "/api/v1/persistentvolumes/pv-app", pv_host.clone()));
+                script.push(step(
+                    "GET",
+                    format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/hachioji-data"),
+                    claim("pv-app"),
+                ));
+                script.push(step(
+                    "GET",
+                    "/api/v1/persistentvolumes/pv-app",
+                    pv_host.clone(),
+                ));
             }
             "pvc:data-hachioji-db-0" => {
-                script.push(step("GET", format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/data-hachioji-db-0"), claim("pv-db")));
-                script.push(step("GET", "/api/v1/persistentvolumes/pv-db", pv_ebs.clone()));
+                script.push(step(
+                    "GET",
+                    format!("/api/v1/namespaces/{ns}/persistentvolumeclaims/data-hachioji-db-0"),
+                    claim("pv-db"),
+                ));
+                script.push(step(
+                    "GET",
+                    "/api/v1/persistentvolumes/pv-db",
+                    pv_ebs.clone(),
+                ));
             }
             _ => {}
         }
         script.extend([
             get(),
             patch(),
-            step("POST", "/apis/kenko.io/v1alpha1/erasurecertificates", Reply::echo()),
+            step(
+                "POST",
+                "/apis/kenko.io/v1alpha1/erasurecertificates",
+                Reply::echo(),
+            ),
             get(),
             patch(),
         ]);
@@ -620,10 +661,17 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
         }
     }
     for l in &locations {
-        let want = if l.contains("kenko-prod-osaka") { "Blocked" } else { "Certified" };
+        let want = if l.contains("kenko-prod-osaka") {
+            "Blocked"
+        } else {
+            "Certified"
+        };
         assert_eq!(last[l]["phase"], want, "{l}: {}", last[l]);
     }
-    assert!(!app_volume.exists(), "the app's volume was overwritten and removed");
+    assert!(
+        !app_volume.exists(),
+        "the app's volume was overwritten and removed"
+    );
     assert_eq!(
         stub.deleted(),
         vec![
@@ -641,7 +689,11 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
     // The controller, trusting this agent's key, counts what the agent published.
     let key = kenko_agent::certs::signing_key(&data.join("keys/signing.key")).unwrap();
     let trusted = kenko_controller::evidence::TrustedSigners::from_data(
-        &[("node-a".to_string(), kenko_agent::certs::public_key_hex(&key))].into(),
+        &[(
+            "node-a".to_string(),
+            kenko_agent::certs::public_key_hex(&key),
+        )]
+        .into(),
     )
     .0;
     let certs: Vec<kenko_api::ErasureCertificate> = seen

@@ -514,7 +514,13 @@ fn parallel_jobs_and_processes_never_fork_the_certificate_chain() {
             let f = dir.path().join(format!("p{i}.bin"));
             std::fs::write(&f, vec![b'y'; 4096]).unwrap();
             agent(&data)
-                .args(["erase", "--name", "越谷 花子", "--job-id", &format!("process-{i}")])
+                .args([
+                    "erase",
+                    "--name",
+                    "越谷 花子",
+                    "--job-id",
+                    &format!("process-{i}"),
+                ])
                 .arg("--target")
                 .arg(format!("file:{}", f.display()))
                 .stdout(Stdio::null())
@@ -525,7 +531,11 @@ fn parallel_jobs_and_processes_never_fork_the_certificate_chain() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(data.join("certificates"))
         .unwrap()
@@ -534,7 +544,11 @@ fn parallel_jobs_and_processes_never_fork_the_certificate_chain() {
             (p.display().to_string(), std::fs::read(&p).unwrap())
         })
         .collect();
-    assert_eq!(files.len(), THREADS + 4, "every job issued exactly one certificate");
+    assert_eq!(
+        files.len(),
+        THREADS + 4,
+        "every job issued exactly one certificate"
+    );
     let chains = kenko_cert::verify_chain(&files, &[]).unwrap_or_else(|(f, e)| panic!("{f}: {e}"));
     assert_eq!(chains.len(), 1, "one signer");
     assert_eq!(chains[0].1, THREADS + 4, "one chain, no fork");

@@ -20,8 +20,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-pub use kenko_api::{ErasureMethod, Pattern, Target as EraseTarget, TargetClass, VerifyMode};
 use kenko_api::names::StackSelector;
+pub use kenko_api::{ErasureMethod, Pattern, Target as EraseTarget, TargetClass, VerifyMode};
 use kenko_cert::{Certificate, Media, Person, Sanitization, Target, Verification, FORMAT};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -327,7 +327,10 @@ fn definition(spec: &JobSpec) -> String {
     // Only what changes what is erased; the old form for a job without a stack, so a job
     // checkpointed by an older agent still resumes.
     if let Some(st) = &spec.stack {
-        d.push_str(&format!("|stack {}/{} {:?}", st.namespace, st.stack, st.pvcs));
+        d.push_str(&format!(
+            "|stack {}/{} {:?}",
+            st.namespace, st.stack, st.pvcs
+        ));
     }
     d
 }
@@ -520,7 +523,8 @@ fn cloud_step(
             region,
             snapshot_id,
         } if t.snapshot.is_none() => {
-            let d = runtime(&shown)?.block_on(kenko_aws::delete_snapshot(aws, region, snapshot_id))?;
+            let d =
+                runtime(&shown)?.block_on(kenko_aws::delete_snapshot(aws, region, snapshot_id))?;
             cp.targets[ti].snapshot = Some(SnapDone {
                 region: d.region,
                 snapshot_id: d.snapshot_id,
@@ -678,7 +682,11 @@ fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
 
 fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     if let Some(v) = &t.vault {
-        let blocked = v.points.iter().filter(|p| p.blocked_until.is_some()).count();
+        let blocked = v
+            .points
+            .iter()
+            .filter(|p| p.blocked_until.is_some())
+            .count();
         let deleted = v.points.len() - blocked;
         let unchecked = v
             .points
@@ -1142,7 +1150,11 @@ fn erase_s3(bucket: &str, prefix: &str, places: &Places) -> Result<S3Done, Erase
 
 /// A data key: the evidence first (the store's ciphertexts decrypt under it now), then the
 /// key file is cleared like any file. Reading the key never creates one.
-fn plan_datakey(spec: &EraseTarget, name: &str, places: &Places) -> Result<TargetState, EraseError> {
+fn plan_datakey(
+    spec: &EraseTarget,
+    name: &str,
+    places: &Places,
+) -> Result<TargetState, EraseError> {
     let path = places.data_key_path(name);
     let raw = std::fs::read(&path).map_err(io(&path))?;
     let raw: [u8; 32] = raw.try_into().map_err(|_| EraseError::Io {

@@ -853,7 +853,9 @@ fn start_cluster_worker(
     // The key this agent signs certificates with: the operator registers it as a trusted
     // signer, or the controller counts none of its certificates.
     match kenko_agent::erase::certificate::public_key(&places) {
-        Ok(k) => tracing::info!(node = %node, public_key = %k, "erasure certificate signer; register it in the ConfigMap kenko-erasure-signers"),
+        Ok(k) => {
+            tracing::info!(node = %node, public_key = %k, "erasure certificate signer; register it in the ConfigMap kenko-erasure-signers")
+        }
         Err(e) => tracing::error!(reason = e.reason(), error = %e, "no signing key"),
     }
     let worker = kenko_agent::cluster::Worker {

@@ -61,9 +61,7 @@ impl TrustedSigners {
 
     /// The name a trusted key was registered under.
     pub fn name_of(&self, key: &str) -> Option<&str> {
-        self.keys
-            .get(&key.to_ascii_lowercase())
-            .map(|s| s.as_str())
+        self.keys.get(&key.to_ascii_lowercase()).map(|s| s.as_str())
     }
 }
 

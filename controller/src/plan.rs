@@ -719,7 +719,10 @@ pub fn data_locations(stack: &HealthStack) -> Result<Vec<Target>, String> {
         "backup-vault:{}/{}",
         s.storage.region, s.backup.source_vault
     ));
-    out.push(format!("backup-vault:{}/{}", s.backup.region, s.backup.vault));
+    out.push(format!(
+        "backup-vault:{}/{}",
+        s.backup.region, s.backup.vault
+    ));
     // The stack's own key, last: its deletion makes every copy unreadable, backups included.
     // (Never the agent's own data key: the agent serves every stack with it.)
     if let Some(k) = &s.storage.kms_key_arn {

@@ -473,8 +473,7 @@ pub fn shared_locations(
     };
     let mut out = Vec::new();
     for other in others {
-        if other.metadata.uid == stack.metadata.uid || other.metadata.deletion_timestamp.is_some()
-        {
+        if other.metadata.uid == stack.metadata.uid || other.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let Ok(theirs) = plan::data_locations(other) else {
@@ -715,7 +714,12 @@ async fn decommission(
         "the stack is being decommissioned".into(),
     );
     // Nothing is being rolled out any more: the stack only waits for its erasure.
-    set(&mut conditions, condition::PROGRESSING, false, String::new());
+    set(
+        &mut conditions,
+        condition::PROGRESSING,
+        false,
+        String::new(),
+    );
     set(
         &mut conditions,
         condition::DECOMMISSIONING,

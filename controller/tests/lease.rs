@@ -46,5 +46,8 @@ async fn stopping_releases_the_lease_so_the_standby_need_not_wait() {
     .await;
     let release = &seen[2].body;
     assert!(release["spec"]["holderIdentity"].is_null(), "{release}");
-    assert!(release["spec"].as_object().unwrap().contains_key("holderIdentity"));
+    assert!(release["spec"]
+        .as_object()
+        .unwrap()
+        .contains_key("holderIdentity"));
 }

@@ -464,11 +464,16 @@ fn trusted(seeds: &[u8]) -> Reply {
 /// The reads of a decommissioning pass: every stack (for shared locations), the trusted
 /// signers, this stack's certificates by its uid label.
 fn evidence_steps(stacks: Vec<HealthStack>, signers: Reply, certs: Vec<Value>) -> Vec<Step> {
-    let mut certs_step = step("GET", CERTS, Reply::Json(json!({
-        "apiVersion": "kenko.io/v1alpha1", "kind": "ErasureCertificateList",
-        "metadata": {}, "items": certs,
-    })));
-    certs_step.query = vec!["labelSelector=kenko.io%2Fstack-uid%3D9b8c3d1e-0000-4000-8000-000000000001"];
+    let mut certs_step = step(
+        "GET",
+        CERTS,
+        Reply::Json(json!({
+            "apiVersion": "kenko.io/v1alpha1", "kind": "ErasureCertificateList",
+            "metadata": {}, "items": certs,
+        })),
+    );
+    certs_step.query =
+        vec!["labelSelector=kenko.io%2Fstack-uid%3D9b8c3d1e-0000-4000-8000-000000000001"];
     vec![
         step(
             "GET",
@@ -572,8 +577,10 @@ fn existing_request(phase: ErasurePhase, approved: bool, targets: Vec<String>) -
     r.status = Some(ErasureRequestStatus {
         phase,
         reason: (phase == ErasurePhase::Failed).then(|| "erase_verification_failed".into()),
-        message: (phase == ErasurePhase::Failed)
-            .then(|| "1 of 8 targets failed; first pvc:data-hachioji-db-0: bytes at offset 4096 differ".into()),
+        message: (phase == ErasurePhase::Failed).then(|| {
+            "1 of 8 targets failed; first pvc:data-hachioji-db-0: bytes at offset 4096 differ"
+                .into()
+        }),
         ..Default::default()
     });
     r
@@ -604,7 +611,11 @@ async fn deleting_a_stack_stops_writes_and_asks_for_an_erasure_of_every_location
     assert_eq!(seen[0].body["spec"]["replicas"], 0);
     assert_eq!(seen[1].body["spec"]["replicas"], 0);
     let request = &seen[6].body;
-    assert_eq!(request["spec"]["targets"], json!(locations()), "every data location");
+    assert_eq!(
+        request["spec"]["targets"],
+        json!(locations()),
+        "every data location"
+    );
     assert_eq!(request["spec"]["stack"], "hachioji");
     assert_eq!(request["spec"]["stackUid"], UID);
     assert!(request["spec"]["approvedBy"].is_null());
@@ -709,17 +720,54 @@ async fn a_forged_foreign_stale_or_untrusted_certificate_never_releases_the_stac
     assert!(m.contains("pvc:hachioji-data"), "{m}");
 
     // Genuine, but signed by a key the operator never trusted.
-    let c = kept(trusted(&[1]), vec![certificate("c", 7, UID, AFTER, &locations())]).await;
-    assert!(c["message"].as_str().unwrap().contains("certificate_untrusted_signer"));
+    let c = kept(
+        trusted(&[1]),
+        vec![certificate("c", 7, UID, AFTER, &locations())],
+    )
+    .await;
+    assert!(c["message"]
+        .as_str()
+        .unwrap()
+        .contains("certificate_untrusted_signer"));
     // No trusted signer at all: said so.
-    let c = kept(Reply::NotFound, vec![certificate("c", 1, UID, AFTER, &locations())]).await;
+    let c = kept(
+        Reply::NotFound,
+        vec![certificate("c", 1, UID, AFTER, &locations())],
+    )
+    .await;
     assert_eq!(status_of(&c), ("True".into(), "NoTrustedSigners".into()));
     // An earlier stack of the same name.
-    let c = kept(trusted(&[1]), vec![certificate("c", 1, "uid-of-an-old-stack", AFTER, &locations())]).await;
-    assert!(c["message"].as_str().unwrap().contains("certificate_other_stack"));
+    let c = kept(
+        trusted(&[1]),
+        vec![certificate(
+            "c",
+            1,
+            "uid-of-an-old-stack",
+            AFTER,
+            &locations(),
+        )],
+    )
+    .await;
+    assert!(c["message"]
+        .as_str()
+        .unwrap()
+        .contains("certificate_other_stack"));
     // Erased before the stack was deleted.
-    let c = kept(trusted(&[1]), vec![certificate("c", 1, UID, "2026-11-30T00:00:00Z", &locations())]).await;
-    assert!(c["message"].as_str().unwrap().contains("certificate_before_deletion"));
+    let c = kept(
+        trusted(&[1]),
+        vec![certificate(
+            "c",
+            1,
+            UID,
+            "2026-11-30T00:00:00Z",
+            &locations(),
+        )],
+    )
+    .await;
+    assert!(c["message"]
+        .as_str()
+        .unwrap()
+        .contains("certificate_before_deletion"));
 }
 
 #[tokio::test]
@@ -746,10 +794,11 @@ async fn a_retried_decommission_asks_only_for_what_no_certificate_covers() {
     result.unwrap();
     assert_eq!(seen[6].body["spec"]["targets"], json!(all[3..].to_vec()));
     let c = condition(&seen.last().unwrap().body, "Decommissioning");
-    assert!(c["message"]
-        .as_str()
-        .unwrap()
-        .contains(&format!("{} of {} locations left", all.len() - 3, all.len())));
+    assert!(c["message"].as_str().unwrap().contains(&format!(
+        "{} of {} locations left",
+        all.len() - 3,
+        all.len()
+    )));
 }
 
 #[tokio::test]
@@ -800,7 +849,10 @@ async fn a_location_another_stack_uses_is_never_erased_for_this_one() {
     let c = condition(&seen.last().unwrap().body, "Decommissioning");
     assert_eq!(status_of(c), ("True".into(), "LocationShared".into()));
     assert!(c["message"].as_str().unwrap().contains("hino/hino"));
-    assert!(seen.iter().all(|s| s.path != REQUESTS), "nothing is requested");
+    assert!(
+        seen.iter().all(|s| s.path != REQUESTS),
+        "nothing is requested"
+    );
 }
 
 #[test]
@@ -873,7 +925,10 @@ fn an_event_is_published_once_per_change_even_from_a_stale_cache() {
     assert!(p.first_time("uid", "Reconcile", "Reconciled", "2/2"));
     assert!(!p.first_time("uid", "Reconcile", "Reconciled", "2/2"));
     assert!(p.first_time("uid", "Reconcile", "ApplyFailed", "x"));
-    assert!(p.first_time("uid", "Reconcile", "Reconciled", "2/2"), "a real change back");
+    assert!(
+        p.first_time("uid", "Reconcile", "Reconciled", "2/2"),
+        "a real change back"
+    );
     assert!(p.first_time("uid-2", "Reconcile", "Reconciled", "2/2"));
 }
 
@@ -888,6 +943,9 @@ fn every_reason_an_operator_acts_on_has_a_runbook() {
         .iter()
         .chain(kenko_controller::evidence::REASONS)
     {
-        assert!(text.contains(&format!("`{r}`")), "no runbook explains `{r}`");
+        assert!(
+            text.contains(&format!("`{r}`")),
+            "no runbook explains `{r}`"
+        );
     }
 }

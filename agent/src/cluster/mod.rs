@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kenko_api::{
-    ErasureCertificate, ErasureCertificateSpec, ErasurePhase, ErasureRequest, Target,
-    TargetResult,
+    ErasureCertificate, ErasureCertificateSpec, ErasurePhase, ErasureRequest, Target, TargetResult,
 };
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;

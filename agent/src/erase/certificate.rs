@@ -17,7 +17,10 @@ use crate::fsutil;
 
 /// The lock file beside a certificate folder.
 pub fn lock_path(dir: &Path) -> PathBuf {
-    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".lock");
     dir.with_file_name(name)
 }

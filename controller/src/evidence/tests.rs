@@ -35,7 +35,13 @@ fn trusted(seeds: &[u8]) -> TrustedSigners {
 }
 
 /// A certificate of `locations` signed by `seed`, for stack `uid`, started at `started`.
-fn cert(name: &str, seed: u8, uid: &str, started: &str, locations: &[(&str, bool)]) -> ErasureCertificate {
+fn cert(
+    name: &str,
+    seed: u8,
+    uid: &str,
+    started: &str,
+    locations: &[(&str, bool)],
+) -> ErasureCertificate {
     let mut c = Certificate {
         format: kenko_cert::FORMAT.into(),
         job_id: name.into(),
@@ -126,7 +132,10 @@ fn a_genuine_certificate_of_this_stack_by_a_trusted_signer_counts_its_signed_loc
         Verdict::Counts {
             covered, signer, ..
         } => {
-            assert_eq!(covered, vec!["pvc:hachioji-data".parse::<Target>().unwrap()]);
+            assert_eq!(
+                covered,
+                vec!["pvc:hachioji-data".parse::<Target>().unwrap()]
+            );
             assert_eq!(signer, "node-1");
         }
         other => panic!("{other:?}"),
@@ -140,17 +149,32 @@ fn forged_altered_untrusted_foreign_and_stale_certificates_are_rejected() {
     let mut forged = cert("f", 1, "uid-now", AFTER, &[("pvc:hachioji-data", false)]);
     forged.spec.certificate = "not a real certificate".into();
     forged.spec.sha256 = hex::encode(Sha256::digest(b"not a real certificate"));
-    assert_eq!(reason(judge(&forged, &stack(), &t)), "certificate_malformed");
+    assert_eq!(
+        reason(judge(&forged, &stack(), &t)),
+        "certificate_malformed"
+    );
     // A genuine certificate's text with the resource's hash left as it was: refused first.
     let mut altered = cert("a", 1, "uid-now", AFTER, &[("pvc:hachioji-data", false)]);
-    altered.spec.certificate = altered.spec.certificate.replace("pvc:hachioji-data", "pvc:other");
-    assert_eq!(reason(judge(&altered, &stack(), &t)), "certificate_hash_mismatch");
+    altered.spec.certificate = altered
+        .spec
+        .certificate
+        .replace("pvc:hachioji-data", "pvc:other");
+    assert_eq!(
+        reason(judge(&altered, &stack(), &t)),
+        "certificate_hash_mismatch"
+    );
     // ... and with the hash recomputed: the signature no longer matches.
     altered.spec.sha256 = hex::encode(Sha256::digest(altered.spec.certificate.as_bytes()));
-    assert_eq!(reason(judge(&altered, &stack(), &t)), "certificate_bad_signature");
+    assert_eq!(
+        reason(judge(&altered, &stack(), &t)),
+        "certificate_bad_signature"
+    );
     // Signed by a key nobody registered (an agent's identity cannot add one).
     let other = cert("u", 2, "uid-now", AFTER, &[("pvc:hachioji-data", false)]);
-    assert_eq!(reason(judge(&other, &stack(), &t)), "certificate_untrusted_signer");
+    assert_eq!(
+        reason(judge(&other, &stack(), &t)),
+        "certificate_untrusted_signer"
+    );
     assert_eq!(
         reason(judge(&other, &stack(), &TrustedSigners::default())),
         "certificate_untrusted_signer"
@@ -159,8 +183,17 @@ fn forged_altered_untrusted_foreign_and_stale_certificates_are_rejected() {
     let old = cert("o", 1, "uid-before", AFTER, &[("pvc:hachioji-data", false)]);
     assert_eq!(reason(judge(&old, &stack(), &t)), "certificate_other_stack");
     // Erased while the stack could still write.
-    let early = cert("e", 1, "uid-now", "2026-11-30T23:59:59Z", &[("pvc:hachioji-data", false)]);
-    assert_eq!(reason(judge(&early, &stack(), &t)), "certificate_before_deletion");
+    let early = cert(
+        "e",
+        1,
+        "uid-now",
+        "2026-11-30T23:59:59Z",
+        &[("pvc:hachioji-data", false)],
+    );
+    assert_eq!(
+        reason(judge(&early, &stack(), &t)),
+        "certificate_before_deletion"
+    );
 }
 
 #[test]
@@ -174,7 +207,13 @@ fn locations_stay_covered_across_requests_and_blocked_ones_are_not_covered() {
     .iter()
     .map(|s| s.parse().unwrap())
     .collect();
-    let first_request = cert("c-first", 1, "uid-now", AFTER, &[("pvc:hachioji-data", false)]);
+    let first_request = cert(
+        "c-first",
+        1,
+        "uid-now",
+        AFTER,
+        &[("pvc:hachioji-data", false)],
+    );
     let retry = cert(
         "c-retry",
         2,
@@ -185,7 +224,13 @@ fn locations_stay_covered_across_requests_and_blocked_ones_are_not_covered() {
             ("backup-vault:ap-northeast-3/kenko-prod-osaka", true),
         ],
     );
-    let rogue = cert("c-rogue", 9, "uid-now", AFTER, &[("kms:arn:aws:kms:ap-northeast-1:123456789012:key/k1", false)]);
+    let rogue = cert(
+        "c-rogue",
+        9,
+        "uid-now",
+        AFTER,
+        &[("kms:arn:aws:kms:ap-northeast-1:123456789012:key/k1", false)],
+    );
     let cov = coverage(
         &locations,
         &[retry, rogue, first_request],
@@ -193,9 +238,16 @@ fn locations_stay_covered_across_requests_and_blocked_ones_are_not_covered() {
         &trusted(&[1, 2]),
     );
     assert_eq!(cov.covered.len(), 2);
-    assert_eq!(cov.covered[0].1, "c-first", "the first request's certificate still counts");
+    assert_eq!(
+        cov.covered[0].1, "c-first",
+        "the first request's certificate still counts"
+    );
     assert_eq!(cov.blocked, vec![locations[2].clone()]);
-    assert_eq!(cov.missing, vec![locations[3].clone()], "the untrusted one covers nothing");
+    assert_eq!(
+        cov.missing,
+        vec![locations[3].clone()],
+        "the untrusted one covers nothing"
+    );
     assert_eq!(cov.rejected.len(), 1);
     assert_eq!(cov.rejected[0].1, "certificate_untrusted_signer");
     assert_eq!(cov.certificates(), vec!["c-first", "c-retry"]);
@@ -204,7 +256,10 @@ fn locations_stay_covered_across_requests_and_blocked_ones_are_not_covered() {
 #[test]
 fn the_trusted_set_ignores_entries_that_are_not_keys() {
     let data = BTreeMap::from([
-        ("node-a".to_string(), format!(" {}\n", hexkey(1).to_uppercase())),
+        (
+            "node-a".to_string(),
+            format!(" {}\n", hexkey(1).to_uppercase()),
+        ),
         ("typo".to_string(), "abc".to_string()),
     ]);
     let (t, bad) = TrustedSigners::from_data(&data);

@@ -273,7 +273,11 @@ fn data_locations_cover_volumes_buckets_replicas_backups_in_both_regions_and_the
         secret_name: "db".into(),
         cidrs: vec!["10.40.64.0/24".into()],
     });
-    let l: Vec<String> = data_locations(&s).unwrap().iter().map(|t| t.to_string()).collect();
+    let l: Vec<String> = data_locations(&s)
+        .unwrap()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
     assert!(l.contains(&"s3://kenko-prod-intake-123456789012-ap-northeast-1/hachioji/".to_string()));
     assert!(!l.contains(&"pvc:data-hachioji-db-0".to_string()));
     // A location admitted under an older CRD that is not a target: an error, not a release.
@@ -308,11 +312,16 @@ fn an_external_database_is_reachable_on_its_port_without_endpoint_cidrs() {
         .iter()
         .find(|e| {
             e.to.iter().flatten().any(|p| {
-                p.ip_block.as_ref().is_some_and(|b| b.cidr == "10.40.64.0/24")
+                p.ip_block
+                    .as_ref()
+                    .is_some_and(|b| b.cidr == "10.40.64.0/24")
             })
         })
         .expect("an egress rule to the database's subnet");
-    assert_eq!(db.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(6432)));
+    assert_eq!(
+        db.ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(6432))
+    );
 }
 
 #[test]

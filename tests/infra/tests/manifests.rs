@@ -1178,7 +1178,12 @@ fn only_the_agent_issues_erasure_certificates() {
     }
 }
 
-fn signers_admission(operation: &'static str, user: &str, namespace: &str, name: &str) -> Admission {
+fn signers_admission(
+    operation: &'static str,
+    user: &str,
+    namespace: &str,
+    name: &str,
+) -> Admission {
     let cm = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -1199,8 +1204,17 @@ fn signers_admission(operation: &'static str, user: &str, namespace: &str, name:
 #[test]
 fn only_people_register_trusted_signers_and_the_agent_cannot_at_all() {
     for op in ["CREATE", "UPDATE"] {
-        assert_admitted(&signers_admission(op, "alice", "kenko-system", "kenko-erasure-signers"));
-        for sa in [AGENT_SA, CONTROLLER_SA, "system:serviceaccount:hachioji:default"] {
+        assert_admitted(&signers_admission(
+            op,
+            "alice",
+            "kenko-system",
+            "kenko-erasure-signers",
+        ));
+        for sa in [
+            AGENT_SA,
+            CONTROLLER_SA,
+            "system:serviceaccount:hachioji:default",
+        ] {
             assert_denied(
                 &signers_admission(op, sa, "kenko-system", "kenko-erasure-signers"),
                 "registered by people",
@@ -1208,11 +1222,23 @@ fn only_people_register_trusted_signers_and_the_agent_cannot_at_all() {
         }
     }
     // Other ConfigMaps, and one of the same name elsewhere, are not this policy's business.
-    assert_admitted(&signers_admission("CREATE", AGENT_SA, "kenko-system", "other"));
-    assert_admitted(&signers_admission("CREATE", CONTROLLER_SA, "hachioji", "kenko-erasure-signers"));
+    assert_admitted(&signers_admission(
+        "CREATE",
+        AGENT_SA,
+        "kenko-system",
+        "other",
+    ));
+    assert_admitted(&signers_admission(
+        "CREATE",
+        CONTROLLER_SA,
+        "hachioji",
+        "kenko-erasure-signers",
+    ));
     // And RBAC gives the agent no way to write any ConfigMap in the first place.
     assert!(
-        !AGENT_CLUSTER_ROLE.iter().any(|g| g.starts_with("core configmaps")),
+        !AGENT_CLUSTER_ROLE
+            .iter()
+            .any(|g| g.starts_with("core configmaps")),
         "the agent writes no ConfigMap"
     );
 }

@@ -183,7 +183,10 @@ pub async fn list_points(
                 arn: arn.to_string(),
                 created: p.creation_date().map(|d| d.secs()),
                 bytes: p.backup_size_in_bytes().unwrap_or(0).max(0) as u64,
-                status: p.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status: p
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
                 tags: BTreeMap::new(),
             });
         }

@@ -119,7 +119,11 @@ impl Endpoint {
 }
 
 /// The SDK configuration for one service in one region.
-pub(crate) async fn sdk_config(ep: &Endpoint, service: &str, region: &str) -> aws_config::SdkConfig {
+pub(crate) async fn sdk_config(
+    ep: &Endpoint,
+    service: &str,
+    region: &str,
+) -> aws_config::SdkConfig {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
     if let Some(url) = ep.url_for(service) {
@@ -646,9 +650,16 @@ pub async fn delete_volume(
         resource: volume_id.to_string(),
         message: "no such volume".into(),
     })?;
-    let state = v.state().map(|s| s.as_str().to_string()).unwrap_or_default();
+    let state = v
+        .state()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
     if state == "in-use" || !v.attachments().is_empty() {
-        let to: Vec<&str> = v.attachments().iter().filter_map(|a| a.instance_id()).collect();
+        let to: Vec<&str> = v
+            .attachments()
+            .iter()
+            .filter_map(|a| a.instance_id())
+            .collect();
         return Err(AwsError::InUse {
             resource: format!("EBS volume {volume_id} ({region})"),
             problem: format!("it is attached to {}", to.join(", ")),

@@ -306,7 +306,14 @@ fn first_format_certificates_still_verify_and_the_authority_is_signed() {
     let bytes = v2.to_file_bytes();
     let v = verify(&bytes, None).unwrap();
     assert_eq!(
-        v.certificate.authority.as_ref().unwrap().stack.as_ref().unwrap().uid,
+        v.certificate
+            .authority
+            .as_ref()
+            .unwrap()
+            .stack
+            .as_ref()
+            .unwrap()
+            .uid,
         "5f0c-stack"
     );
     let forged = String::from_utf8(bytes)

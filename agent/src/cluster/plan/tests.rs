@@ -106,7 +106,10 @@ fn a_volume_is_erased_by_its_node_or_as_an_ebs_volume_by_the_cloud_agent() {
     assert_eq!(
         resolve_volume(
             "hachioji-data",
-            &facts(Some(pv("hostPath", &[("kubernetes.io/hostname", "node-1")]))),
+            &facts(Some(pv(
+                "hostPath",
+                &[("kubernetes.io/hostname", "node-1")]
+            ))),
             "/host",
             "ap-northeast-1"
         ),
@@ -224,7 +227,10 @@ fn targets_go_to_their_node_or_the_cloud_agent_and_shared_keys_are_refused() {
         Resolved::Erase { .. }
     ));
     assert!(matches!(
-        resolve(&standalone, &t("backup-vault:ap-northeast-3/kenko-prod-osaka")),
+        resolve(
+            &standalone,
+            &t("backup-vault:ap-northeast-3/kenko-prod-osaka")
+        ),
         Resolved::Refuse {
             reason: "erase_stack_unnamed",
             ..
@@ -241,7 +247,10 @@ fn job_ids_are_stable_per_request_and_target_and_differ_for_a_retry() {
     let r = request(Some("auditor-b"));
     let a = job_id(&r, "pvc:hachioji-data");
     assert_eq!(a, job_id(&r, "pvc:hachioji-data"));
-    assert!(a.starts_with("city-decommission-hachioji-0b9c1d2e-pvc-"), "{a}");
+    assert!(
+        a.starts_with("city-decommission-hachioji-0b9c1d2e-pvc-"),
+        "{a}"
+    );
     assert_ne!(a, job_id(&r, "s3://hachioji-records"));
     let mut retry = r.clone();
     retry.metadata.uid = Some("7e6d5c4b-aaaa".into());
@@ -287,11 +296,11 @@ fn one_failed_target_never_stops_the_others_and_the_first_failure_names_the_reas
     assert_eq!(overall(&targets, &failed), Failed);
     let (reason, message) = summary(&targets, &failed).unwrap();
     assert_eq!(reason, "erase_pvc_missing", "b comes first in the spec");
-    assert_eq!(message, "2 of 3 targets failed; first b: because erase_pvc_missing");
     assert_eq!(
-        summary(&targets, &done).unwrap().0,
-        "erase_blocked"
+        message,
+        "2 of 3 targets failed; first b: because erase_pvc_missing"
     );
+    assert_eq!(summary(&targets, &done).unwrap().0, "erase_blocked");
     assert_eq!(summary(&targets, &[res("a", Certified, None)]), None);
     assert_eq!(
         overall(
@@ -308,7 +317,10 @@ fn one_failed_target_never_stops_the_others_and_the_first_failure_names_the_reas
 
 #[test]
 fn a_long_many_line_error_becomes_one_bounded_line_in_the_status() {
-    let long = format!("DescribeVolumes on vol-1: service error\n{}", "x".repeat(5000));
+    let long = format!(
+        "DescribeVolumes on vol-1: service error\n{}",
+        "x".repeat(5000)
+    );
     let targets = vec!["ebs-volume:ap-northeast-1/vol-1".to_string()];
     let r = TargetResult {
         target: targets[0].clone(),

@@ -18,10 +18,9 @@ pub mod target;
 
 pub use erasure::{
     one_line, status_message, ErasureCertificate, ErasureCertificateSpec, ErasurePhase,
-    ErasureRequest, ErasureRequestSpec, ErasureRequestStatus, TargetResult,
-    MAX_CERTIFICATE_BYTES, STACK_UID_LABEL, TRUSTED_SIGNERS_CONFIGMAP,
+    ErasureRequest, ErasureRequestSpec, ErasureRequestStatus, TargetResult, MAX_CERTIFICATE_BYTES,
+    STACK_UID_LABEL, TRUSTED_SIGNERS_CONFIGMAP,
 };
-pub use target::{ErasureMethod, Pattern, Target, TargetClass, TargetError, TargetKind, VerifyMode};
 pub use health_stack::{
     AppSpec, BackupSpec, DatabaseSpec, ExternalDatabase, HealthStack, HealthStackSpec,
     HealthStackStatus, IntakeSpec, ManagedDatabase, MonitoringSpec, Municipality, NetworkSpec,
@@ -30,6 +29,9 @@ pub use health_stack::{
 pub use residency::{
     AccountAudit, AuditFinding, ResidencyPolicy, ResidencyPolicySpec, ResidencyPolicyStatus,
     MAX_STATUS_FINDINGS,
+};
+pub use target::{
+    ErasureMethod, Pattern, Target, TargetClass, TargetError, TargetKind, VerifyMode,
 };
 
 /// The API group of every kenko resource.

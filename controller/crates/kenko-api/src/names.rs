@@ -70,7 +70,9 @@ impl StackSelector {
     /// Whether a recovery point with these tags is one of the stack's.
     pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
         tags.get(PVC_NAMESPACE_TAG) == Some(&self.namespace)
-            && tags.get(PVC_NAME_TAG).is_some_and(|n| self.pvcs.contains(n))
+            && tags
+                .get(PVC_NAME_TAG)
+                .is_some_and(|n| self.pvcs.contains(n))
     }
 }
 
@@ -89,8 +91,14 @@ mod tests {
         };
         assert!(sel.matches(&tags("hachioji", "hachioji-data")));
         assert!(sel.matches(&tags("hachioji", "data-hachioji-db-0")));
-        assert!(!sel.matches(&tags("hachioji", "other-data")), "another stack's volume");
-        assert!(!sel.matches(&tags("fuchu", "hachioji-data")), "another namespace");
+        assert!(
+            !sel.matches(&tags("hachioji", "other-data")),
+            "another stack's volume"
+        );
+        assert!(
+            !sel.matches(&tags("fuchu", "hachioji-data")),
+            "another namespace"
+        );
         assert!(!sel.matches(&BTreeMap::new()), "untagged");
     }
 }

@@ -440,18 +440,14 @@ impl FromStr for Target {
                     snapshot_id,
                 })
             }
-            TargetKind::EbsVolume => {
-                region_and("vol-").map(|(region, volume_id)| Target::EbsVolume {
-                    region,
-                    volume_id,
-                })
-            }
+            TargetKind::EbsVolume => region_and("vol-")
+                .map(|(region, volume_id)| Target::EbsVolume { region, volume_id }),
             // A vault ARN holds no `/`, so the first one separates the two (a recovery point
             // ARN may hold more, as EBS snapshot ARNs do).
             TargetKind::BackupRecoveryPoint => rest.split_once('/').and_then(|(vault, point)| {
-                let ok = arn_parts(vault, "backup").is_some_and(|p| {
-                    p[5].strip_prefix("backup-vault:").is_some_and(vault_ok)
-                }) && point.starts_with("arn:")
+                let ok = arn_parts(vault, "backup")
+                    .is_some_and(|p| p[5].strip_prefix("backup-vault:").is_some_and(vault_ok))
+                    && point.starts_with("arn:")
                     && !point.contains('\0');
                 ok.then(|| Target::BackupRecoveryPoint {
                     vault_arn: vault.into(),
@@ -464,7 +460,9 @@ impl FromStr for Target {
                     && rest.len() <= 63
                     && rest.as_bytes()[0].is_ascii_alphanumeric()
                     && rest.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'.' | b'_' | b'-')
                     });
                 ok.then(|| Target::DataKey { name: rest.into() })
             }
@@ -631,7 +629,11 @@ pub(crate) mod tests {
             let json = serde_json::to_string(&t).unwrap();
             assert_eq!(serde_json::from_str::<Target>(&json).unwrap(), t);
         }
-        for s in ["s3://bucket", "kms:1234abcd-12ab", "kms:alias/kenko-prod-data"] {
+        for s in [
+            "s3://bucket",
+            "kms:1234abcd-12ab",
+            "kms:alias/kenko-prod-data",
+        ] {
             assert_eq!(s.parse::<Target>().unwrap().to_string(), s);
         }
     }

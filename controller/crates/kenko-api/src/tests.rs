@@ -188,9 +188,16 @@ fn erasure_request_fields() {
     // Method and verification are enums: the schema lists exactly their values, and nothing
     // else deserialises.
     let crd = serde_json::to_value(<ErasureRequest as kube::CustomResourceExt>::crd()).unwrap();
-    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-    assert_eq!(spec["method"]["enum"], serde_json::json!(["clear", "purge", "crypto"]));
-    assert_eq!(spec["verification"]["enum"], serde_json::json!(["full", "sample"]));
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"];
+    assert_eq!(
+        spec["method"]["enum"],
+        serde_json::json!(["clear", "purge", "crypto"])
+    );
+    assert_eq!(
+        spec["verification"]["enum"],
+        serde_json::json!(["full", "sample"])
+    );
     assert!(serde_json::from_str::<ErasureMethod>("\"shred\"").is_err());
     assert!(serde_json::from_str::<VerifyMode>("\"none\"").is_err());
     let mut r = request();
@@ -203,7 +210,11 @@ fn every_kind_of_target_is_admitted_and_nothing_else() {
     for (_, t) in crate::target::tests::examples() {
         let mut r = request();
         r.spec.targets = vec![t.to_string()];
-        assert!(r.validate_cel().is_ok(), "{t} refused: {:?}", r.validate_cel());
+        assert!(
+            r.validate_cel().is_ok(),
+            "{t} refused: {:?}",
+            r.validate_cel()
+        );
     }
     for bad in [
         "nfs:/x",
@@ -223,7 +234,10 @@ fn every_kind_of_target_is_admitted_and_nothing_else() {
         r.spec.targets = vec!["pvc:hachioji-data".into(), bad.into()];
         let e = r.validate_cel().unwrap_err().to_string();
         assert!(e.contains("every target must be one of"), "{bad}: {e}");
-        assert!(bad.parse::<Target>().is_err(), "the agent refuses {bad} too");
+        assert!(
+            bad.parse::<Target>().is_err(),
+            "the agent refuses {bad} too"
+        );
     }
 }
 
@@ -232,7 +246,9 @@ fn the_crds_target_rule_names_exactly_the_kinds_the_agent_knows() {
     let crd = serde_json::to_value(<ErasureRequest as kube::CustomResourceExt>::crd()).unwrap();
     let targets = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"]["targets"];
-    let rule = targets["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
+    let rule = targets["x-kubernetes-validations"][0]["rule"]
+        .as_str()
+        .unwrap();
     // The alternatives of the one regular expression, and the prefix each begins with.
     let body = rule
         .split_once("'^(")
@@ -270,13 +286,26 @@ fn the_crds_target_rule_names_exactly_the_kinds_the_agent_knows() {
 
 #[test]
 fn egress_and_the_external_database_are_private_ranges_only() {
-    for bad in ["8.0.0.0/8", "0.0.0.0/0", "1.2.3.0/24", "2001:db8::/32", "::/0", "10.0.0.0/4"] {
+    for bad in [
+        "8.0.0.0/8",
+        "0.0.0.0/0",
+        "1.2.3.0/24",
+        "2001:db8::/32",
+        "::/0",
+        "10.0.0.0/4",
+    ] {
         let mut s = stack();
         s.spec.network.allowed_egress_cidrs = vec!["10.20.0.0/24".into(), bad.into()];
         assert_refused(&s, "allowedEgressCIDRs");
         assert!(!is_private_cidr(bad), "{bad}");
     }
-    for good in ["10.40.0.0/20", "172.16.5.0/24", "192.168.0.0/16", "100.64.0.0/10", "fd00:1::/64"] {
+    for good in [
+        "10.40.0.0/20",
+        "172.16.5.0/24",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "fd00:1::/64",
+    ] {
         let mut s = stack();
         s.spec.network.allowed_egress_cidrs = vec![good.into()];
         assert_eq!(refused(&s), Vec::<String>::new(), "{good}");
@@ -359,7 +388,10 @@ fn every_message_field_of_a_status_holds_what_kenko_writes_into_it() {
                 let p = format!("{path}.{k}");
                 if k == "message" {
                     let max = child["maxLength"].as_u64().unwrap_or(0);
-                    assert!(max as usize >= MAX_MESSAGE, "{p}: maxLength {max} < {MAX_MESSAGE}");
+                    assert!(
+                        max as usize >= MAX_MESSAGE,
+                        "{p}: maxLength {max} < {MAX_MESSAGE}"
+                    );
                     *found += 1;
                 }
                 walk(child, &p, found);
@@ -370,8 +402,12 @@ fn every_message_field_of_a_status_holds_what_kenko_writes_into_it() {
         }
     }
     for crd in &crds {
-        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+        let status =
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
         walk(status, "status", &mut found);
     }
-    assert!(found >= 4, "status.message, targets[*].message and both conditions' messages");
+    assert!(
+        found >= 4,
+        "status.message, targets[*].message and both conditions' messages"
+    );
 }

@@ -306,8 +306,12 @@ pub fn format_verified(subject: &str, v: &Verified) -> String {
 
 /// The trusted signers the controller uses (name, key), from the ConfigMap in the
 /// controller's namespace.
-pub async fn signers(client: &Client, namespace: &str) -> Result<Vec<(String, String)>, PluginError> {
-    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
+pub async fn signers(
+    client: &Client,
+    namespace: &str,
+) -> Result<Vec<(String, String)>, PluginError> {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), namespace);
     let name = kenko_api::TRUSTED_SIGNERS_CONFIGMAP;
     let cm = api
         .get_opt(name)
@@ -329,7 +333,8 @@ pub fn format_signers(namespace: &str, signers: &[(String, String)]) -> String {
         kenko_api::TRUSTED_SIGNERS_CONFIGMAP
     );
     for (name, key) in signers {
-        let shown = parse_public_key(key).unwrap_or_else(|| format!("INVALID {}", crate::one_line(key)));
+        let shown =
+            parse_public_key(key).unwrap_or_else(|| format!("INVALID {}", crate::one_line(key)));
         out.push_str(&format!("{}: {shown}\n", crate::one_line(name)));
     }
     out

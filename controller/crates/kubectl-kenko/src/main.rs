@@ -282,7 +282,11 @@ async fn run(cli: Cli, target: &mut Option<ClusterTarget>) -> Result<u8, Failure
             controller_namespace,
         }) => {
             let s = certificates::signers(&client, &controller_namespace).await?;
-            write!(stdout, "{}", certificates::format_signers(&controller_namespace, &s))?;
+            write!(
+                stdout,
+                "{}",
+                certificates::format_signers(&controller_namespace, &s)
+            )?;
             Ok(if s.is_empty() { 2 } else { 0 })
         }
         Command::Signers(SignersCommand::Export {
@@ -292,7 +296,11 @@ async fn run(cli: Cli, target: &mut Option<ClusterTarget>) -> Result<u8, Failure
             let s = certificates::signers(&client, &controller_namespace).await?;
             let text = certificates::format_signers(&controller_namespace, &s);
             let sha = certificates::write_exact(&out, text.as_bytes())?;
-            eprintln!("wrote {} ({} signer(s), sha256 {sha})", out.display(), s.len());
+            eprintln!(
+                "wrote {} ({} signer(s), sha256 {sha})",
+                out.display(),
+                s.len()
+            );
             Ok(if s.is_empty() { 2 } else { 0 })
         }
         Command::Certificates(CertificatesCommand::Verify { name, .. }) => {

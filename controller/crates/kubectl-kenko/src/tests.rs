@@ -377,7 +377,10 @@ fn an_exported_set_of_trusted_signers_reads_back_as_the_same_keys() {
     // One key alone, as `kenko-agent certificate public-key` writes it, is a set of one.
     let one = dir.path().join("agent.pub");
     std::fs::write(&one, format!("{}\n", "ef".repeat(32))).unwrap();
-    assert_eq!(certificates::read_public_keys(&one).unwrap(), vec!["ef".repeat(32)]);
+    assert_eq!(
+        certificates::read_public_keys(&one).unwrap(),
+        vec!["ef".repeat(32)]
+    );
     // An entry that is not a key makes the whole file refused (never a silently smaller set).
     std::fs::write(&f, format!("{text}node-c: not-a-key\n")).unwrap();
     assert_eq!(
