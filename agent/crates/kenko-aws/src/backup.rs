@@ -82,11 +82,10 @@ async fn erase_point(
     region: &str,
     vault_name: &str,
     lock_days: Option<i64>,
-    arn: &str,
-    created: Option<i64>,
-    bytes: u64,
+    point: &ListedPoint,
     now_epoch: i64,
 ) -> Result<RecoveryPointErased, AwsError> {
+    let (arn, created, bytes) = (point.arn.as_str(), point.created, point.bytes);
     let mut out = RecoveryPointErased {
         region: region.to_string(),
         vault_name: vault_name.to_string(),
@@ -135,17 +134,17 @@ pub async fn erase_recovery_point(
         .send()
         .await
         .map_err(api("DescribeRecoveryPoint", recovery_point_arn))?;
-    erase_point(
-        &client,
-        region,
-        vault_name,
-        lock,
-        recovery_point_arn,
-        point.creation_date().map(|d| d.secs()),
-        point.backup_size_in_bytes().unwrap_or(0).max(0) as u64,
-        now_epoch,
-    )
-    .await
+    let listed = ListedPoint {
+        arn: recovery_point_arn.to_string(),
+        created: point.creation_date().map(|d| d.secs()),
+        bytes: point.backup_size_in_bytes().unwrap_or(0).max(0) as u64,
+        status: point
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        tags: BTreeMap::new(),
+    };
+    erase_point(&client, region, vault_name, lock, &listed, now_epoch).await
 }
 
 /// A recovery point as a vault lists it.
@@ -248,12 +247,7 @@ pub async fn erase_vault(
         listed.into_iter().partition(|p| belongs(&p.tags));
     let mut points = Vec::new();
     for p in &mine {
-        points.push(
-            erase_point(
-                &client, region, vault_name, lock, &p.arn, p.created, p.bytes, now_epoch,
-            )
-            .await?,
-        );
+        points.push(erase_point(&client, region, vault_name, lock, p, now_epoch).await?);
     }
     let blocked: Vec<&str> = points
         .iter()

@@ -360,7 +360,7 @@ async fn certificate_export_and_verify_round_trip() {
         let listed = certificates::list(&client).await.unwrap();
         let exported = certificates::export(&client, "cert-job-7").await.unwrap();
         let written = certificates::write_exact(&out2, &exported).unwrap();
-        let verified = certificates::verify(&client, "cert-job-7", &[key.clone()])
+        let verified = certificates::verify(&client, "cert-job-7", std::slice::from_ref(&key))
             .await
             .unwrap();
         (listed, written, verified)
@@ -385,7 +385,7 @@ async fn certificate_export_and_verify_round_trip() {
         "{text}"
     );
     // And the exported file verifies offline, with no cluster.
-    let offline = certificates::verify_file(&out, &[signer.clone()]).unwrap();
+    let offline = certificates::verify_file(&out, std::slice::from_ref(&signer)).unwrap();
     assert_eq!(offline.sha256, sha);
 }
 
@@ -418,16 +418,16 @@ async fn a_tampered_certificate_is_refused() {
     let key = signer.clone();
     let (results, _) = scenario(steps, |client| async move {
         vec![
-            certificates::verify(&client, "cert-job-7", &[key.clone()])
+            certificates::verify(&client, "cert-job-7", std::slice::from_ref(&key))
                 .await
                 .unwrap_err(),
             certificates::export(&client, "cert-job-7")
                 .await
                 .unwrap_err(),
-            certificates::verify(&client, "cert-job-7", &[key.clone()])
+            certificates::verify(&client, "cert-job-7", std::slice::from_ref(&key))
                 .await
                 .unwrap_err(),
-            certificates::verify(&client, "cert-job-7", &[key.clone()])
+            certificates::verify(&client, "cert-job-7", std::slice::from_ref(&key))
                 .await
                 .unwrap_err(),
             // The auditor's key is not the one that signed.
@@ -489,12 +489,12 @@ fn verify_file_works_offline_and_refuses_a_tampered_file() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.json");
     std::fs::write(&good, &bytes).unwrap();
-    let v = certificates::verify_file(&good, &[signer.clone()]).unwrap();
+    let v = certificates::verify_file(&good, std::slice::from_ref(&signer)).unwrap();
     assert_eq!(v.certificate.job_id, "job-7");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, common::tampered(&bytes)).unwrap();
     assert_eq!(
-        certificates::verify_file(&bad, &[signer.clone()])
+        certificates::verify_file(&bad, std::slice::from_ref(&signer))
             .unwrap_err()
             .reason(),
         "certificate_bad_signature"
@@ -502,7 +502,7 @@ fn verify_file_works_offline_and_refuses_a_tampered_file() {
     let spaced = dir.path().join("spaced.json");
     std::fs::write(&spaced, [&bytes[..], b" "].concat()).unwrap();
     assert_eq!(
-        certificates::verify_file(&spaced, &[signer.clone()])
+        certificates::verify_file(&spaced, std::slice::from_ref(&signer))
             .unwrap_err()
             .reason(),
         "certificate_not_canonical"
