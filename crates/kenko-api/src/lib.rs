@@ -117,7 +117,7 @@ pub fn crd_files() -> Vec<(String, String)> {
     .map(|crd| {
         let name = crd.metadata.name.clone().expect("a CRD has a name");
         let yaml = format!(
-            "# Generated from controller/crates/kenko-api by `kenko-controller crdgen`; do not edit.\n{}",
+            "# Generated from crates/kenko-api by `kenko-controller crdgen`; do not edit.\n{}",
             serde_yaml::to_string(&crd).expect("a CRD serialises")
         );
         (format!("{name}.yaml"), yaml)

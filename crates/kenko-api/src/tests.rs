@@ -360,13 +360,13 @@ fn an_erasure_certificate_is_immutable() {
 
 #[test]
 fn the_committed_crds_are_the_generated_ones() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../manifests/crds");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/crds");
     for (name, yaml) in crd_files() {
         let path = dir.join(&name);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == yaml,
-            "{} differs from the types in controller/crates/kenko-api: run `cargo run -p kenko-controller -- crdgen` and commit manifests/crds/",
+            "{} differs from the types in crates/kenko-api: run `cargo run -p kenko-controller -- crdgen` and commit manifests/crds/",
             path.display()
         );
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use kenko_access::{Rule, Severity, RULES};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The residency and backup audit (issue 5): where every bucket, replica, backup vault,
+//! The residency and backup audit: where every bucket, replica, backup vault,
 //! recovery point, snapshot, volume and key of the account lives, whether every backup copy is
 //! in Japan and in the other Japanese region, and whether the stack's VPCs have a path to the
 //! internet.

@@ -1,3 +1,5 @@
+//! Certificates: signing, canonical form, countersignature, chains and renderings.
+
 use super::*;
 
 fn key(seed: u8) -> SigningKey {
