@@ -2,7 +2,7 @@
 //! for matching names, addresses and My Numbers against the register without keeping them.
 //!
 //! One 32-byte key file (0600, created on first use) is the root of both; destroying every
-//! copy of it (crypto-erase, `datakey:NAME` in the erasure issue) makes every stored
+//! copy of it (crypto-erase: a `datakey:NAME` erasure target) makes every stored
 //! ciphertext unreadable and every token unlinkable. Encryption and token keys are derived
 //! from it with HMAC so the two uses never share a key.
 

@@ -1,3 +1,5 @@
+//! The pure plan: residency verdicts, children, data locations and conditions.
+
 use super::*;
 use k8s_openapi::api::core::v1::{TopologySelectorLabelRequirement, TopologySelectorTerm};
 use kenko_api::samples::hachioji;

@@ -1,0 +1,241 @@
+//! House rules a machine keeps, over the source tree: every Rust file says what it is for
+//! (`//!`), the paths ARCHITECTURE.md's code map names exist, no doc or comment refers to an
+//! issue by number (issues end, and a pointer to one rots), and the agent's reason registry
+//! (`FAILURE_REASONS`) is exactly what its errors' `reason()`s return.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every file under `dir` with one of `exts`, skipping build output, dependencies and the
+/// recorded fixtures (copies of other people's files, kept as they were).
+fn files(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.is_dir() {
+            if !["target", ".git", "fixtures", "node_modules", ".terraform"]
+                .contains(&name.as_str())
+            {
+                files(&p, exts, out);
+            }
+        } else if exts.iter().any(|x| name.ends_with(x)) {
+            out.push(p);
+        }
+    }
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+        .replace("../", "")
+}
+
+#[test]
+fn every_rust_file_says_what_it_is_for() {
+    let mut rs = Vec::new();
+    files(&root(), &[".rs"], &mut rs);
+    assert!(rs.len() > 50, "found {} files", rs.len());
+    let missing: Vec<String> = rs
+        .iter()
+        .filter(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|p| rel(p))
+        .collect();
+    assert!(missing.is_empty(), "no //! doc at the top of: {missing:?}");
+}
+
+/// `a/{b,c}.rs` → `a/b.rs`, `a/c.rs`.
+fn expand(path: &str) -> Vec<String> {
+    match (path.find('{'), path.find('}')) {
+        (Some(i), Some(j)) if i < j => path[i + 1..j]
+            .split(',')
+            .flat_map(|alt| expand(&format!("{}{}{}", &path[..i], alt, &path[j + 1..])))
+            .collect(),
+        _ => vec![path.to_string()],
+    }
+}
+
+#[test]
+fn every_path_in_the_code_map_exists() {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let tops = [
+        "agent/",
+        "crates/",
+        "controller/",
+        "tests/",
+        "manifests/",
+        "docs/",
+        "runbooks/",
+        "terraform/",
+    ];
+    let mut named = BTreeSet::new();
+    // Backticked paths in the prose and the table.
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 && tops.iter().any(|t| part.starts_with(t)) {
+            named.insert(part.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    // The first column of the code block (`crates/` and its indented members).
+    let block = text.split("```").nth(1).unwrap();
+    let mut parent = String::new();
+    for line in block.lines() {
+        let Some(first) = line.split_whitespace().next() else {
+            continue;
+        };
+        if line.starts_with("  ") && !line.starts_with("                ") {
+            named.insert(format!("{parent}{first}"));
+        } else if !line.starts_with(' ') {
+            if first.ends_with('/') {
+                parent = first.to_string();
+            }
+            if tops.iter().any(|t| first.starts_with(t)) {
+                named.insert(first.to_string());
+            }
+        }
+    }
+    assert!(named.len() > 30, "found {} paths: {named:?}", named.len());
+    let missing: Vec<String> = named
+        .iter()
+        .flat_map(|p| expand(p))
+        .filter(|p| !root().join(p).exists())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
+}
+
+#[test]
+fn no_doc_or_comment_names_an_issue_by_number() {
+    let mut all = Vec::new();
+    files(
+        &root(),
+        &[".rs", ".md", ".toml", ".yaml", ".tf", ".sh"],
+        &mut all,
+    );
+    let pattern = |line: &str| {
+        let l = line.to_ascii_lowercase();
+        let words: Vec<&str> = l
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '#')
+            .collect();
+        words
+            .windows(2)
+            .any(|w| w[0] == "issue" && (w[1].starts_with('#') || w[1].parse::<u32>().is_ok()))
+            || words
+                .windows(3)
+                .any(|w| w[0] == "the" && w[2] == "issue" && !w[1].is_empty())
+    };
+    let mut found = Vec::new();
+    for p in &all {
+        for (n, line) in std::fs::read_to_string(p).unwrap().lines().enumerate() {
+            if pattern(line) {
+                found.push(format!("{}:{}: {}", rel(p), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "issue references rot; say what the code does instead:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The string literals inside every `fn reason(&self)` body of the agent and the shared
+/// crates (the controller's reasons are its own: condition reasons in kenko-api).
+fn returned_reasons() -> BTreeMap<String, String> {
+    let mut rs = Vec::new();
+    files(&root().join("agent"), &[".rs"], &mut rs);
+    files(&root().join("crates"), &[".rs"], &mut rs);
+    let mut out = BTreeMap::new();
+    for p in rs {
+        let s = std::fs::read_to_string(&p).unwrap();
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find("fn reason(&self)") {
+            let after = &rest[i..];
+            let open = after.find('{').unwrap();
+            let mut depth = 0;
+            let mut end = open;
+            for (j, c) in after[open..].char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = open + j;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for lit in after[open..end].split('"').skip(1).step_by(2) {
+                if !lit.is_empty() && lit.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    out.entry(lit.to_string()).or_insert_with(|| rel(&p));
+                }
+            }
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+fn registry() -> Vec<String> {
+    let lib = std::fs::read_to_string(root().join("agent/src/lib.rs")).unwrap();
+    let body = lib
+        .split("pub const FAILURE_REASONS: &[&str] = &[")
+        .nth(1)
+        .unwrap()
+        .split("];")
+        .next()
+        .unwrap();
+    body.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_reason_registry_is_exactly_what_the_errors_return() {
+    let returned = returned_reasons();
+    let registry = registry();
+    assert!(returned.len() > 50, "found {} reasons", returned.len());
+    let missing: Vec<String> = returned
+        .iter()
+        .filter(|(r, _)| !registry.contains(r))
+        .map(|(r, f)| format!("{r} ({f})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "reason() returns these, FAILURE_REASONS lacks them: {missing:?}"
+    );
+    // An entry comes from somewhere: a reason() body, or a reason literal elsewhere in the
+    // agent's source (the cluster worker's per-target refusals, the access outputs' counters).
+    let mut rs = Vec::new();
+    files(&root().join("agent/src"), &[".rs"], &mut rs);
+    files(&root().join("crates"), &[".rs"], &mut rs);
+    let sources: String = rs
+        .iter()
+        .filter(|p| !p.ends_with("agent/src/lib.rs"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let stale: Vec<&String> = registry
+        .iter()
+        .filter(|r| !returned.contains_key(*r) && !sources.contains(r.as_str()))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "FAILURE_REASONS entries no code can produce: {stale:?}"
+    );
+    let mut seen = BTreeSet::new();
+    let dup: Vec<&String> = registry.iter().filter(|r| !seen.insert(*r)).collect();
+    assert!(dup.is_empty(), "listed twice: {dup:?}");
+}
