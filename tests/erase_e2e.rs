@@ -214,6 +214,16 @@ fn try_run(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// A device test that cannot run here says so and passes; under `CI=true` the environment
+/// promises loop devices and mounts (`.ci/run` sets it), so a skip there is a failure.
+fn skipped(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true promises loop devices, but: {why}"
+    );
+    println!("SKIPPED: {why}");
+}
+
 #[test]
 fn a_loop_device_is_cleared_and_a_mounted_one_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,7 +231,7 @@ fn a_loop_device_is_cleared_and_a_mounted_one_refused() {
     let image = dir.path().join("disk.img");
     std::fs::write(&image, vec![0xABu8; 40 << 20]).unwrap();
     let Some(dev) = try_run("losetup", &["-f", "--show", image.to_str().unwrap()]) else {
-        println!("SKIPPED: this kernel or sandbox does not let the test create a loop device (losetup failed); device erasure was not exercised");
+        skipped("this kernel or sandbox does not let the test create a loop device (losetup failed); device erasure was not exercised");
         return;
     };
     let out = erase(
@@ -257,16 +267,14 @@ fn a_loop_device_is_cleared_and_a_mounted_one_refused() {
     let mnt = dir.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let Some(dev2) = try_run("losetup", &["-f", "--show", image2.to_str().unwrap()]) else {
-        println!(
-            "SKIPPED: second loop device unavailable; the mounted-device refusal was not exercised"
-        );
+        skipped("second loop device unavailable; the mounted-device refusal was not exercised");
         return;
     };
     let mounted = try_run("mkfs.ext4", &["-q", &dev2]).is_some()
         && try_run("mount", &[&dev2, mnt.to_str().unwrap()]).is_some();
     if !mounted {
         let _ = try_run("losetup", &["-d", &dev2]);
-        println!("SKIPPED: could not make and mount a file system here; the mounted-device refusal was not exercised");
+        skipped("could not make and mount a file system here; the mounted-device refusal was not exercised");
         return;
     }
     let out = erase(&data, &["--target", &format!("device:{dev2}")]);
@@ -426,7 +434,7 @@ fn purge_is_refused_on_a_device_without_secure_erase_and_nothing_changes() {
     let image = dir.path().join("disk.img");
     std::fs::write(&image, vec![0xCDu8; 24 << 20]).unwrap();
     let Some(dev) = try_run("losetup", &["-f", "--show", image.to_str().unwrap()]) else {
-        println!("SKIPPED: this kernel or sandbox does not let the test create a loop device (losetup failed); the purge refusal was not exercised");
+        skipped("this kernel or sandbox does not let the test create a loop device (losetup failed); the purge refusal was not exercised");
         return;
     };
     let out = erase(
