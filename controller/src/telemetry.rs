@@ -140,7 +140,7 @@ impl Metrics {
         }
         let ready = conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
+            .any(|c| c.type_ == kenko_api::reasons::condition::READY && c.status == "True");
         let mut state = self.state.lock().expect("not poisoned");
         state.entry((ns, name)).or_default().0 = ready;
         self.ready

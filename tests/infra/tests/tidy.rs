@@ -239,3 +239,65 @@ fn the_reason_registry_is_exactly_what_the_errors_return() {
     let dup: Vec<&String> = registry.iter().filter(|r| !seen.insert(*r)).collect();
     assert!(dup.is_empty(), "listed twice: {dup:?}");
 }
+
+/// The workspace's members, from the root manifest.
+fn members() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    doc["workspace"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Feature unification: every member depends on `kenko-workspace-hack` except the light ones
+/// hakari's config excludes (they must build without the Kubernetes client and the AWS SDK), so
+/// `cargo test -p CRATE` does not rebuild the heavy dependencies with another feature set.
+#[test]
+fn every_heavy_member_depends_on_the_workspace_hack() {
+    let cfg: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join(".config/hakari.toml")).unwrap())
+            .unwrap();
+    let excluded: BTreeSet<String> = cfg["final-excludes"]["workspace-members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    let mut missing = Vec::new();
+    let mut wrongly = Vec::new();
+    for m in members() {
+        let manifest: toml::Value =
+            toml::from_str(&std::fs::read_to_string(root().join(&m).join("Cargo.toml")).unwrap())
+                .unwrap();
+        let name = manifest["package"]["name"].as_str().unwrap().to_string();
+        if name == "kenko-workspace-hack" {
+            continue;
+        }
+        let has = manifest
+            .get("dependencies")
+            .and_then(|d| d.get("kenko-workspace-hack"))
+            .is_some();
+        match (excluded.contains(&name), has) {
+            (false, false) => missing.push(name),
+            (true, true) => wrongly.push(name),
+            _ => {}
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "members without kenko-workspace-hack (run `cargo hakari manage-deps`): {missing:?}"
+    );
+    assert!(
+        wrongly.is_empty(),
+        "light members that must not depend on the hack (they would pull in kube and the AWS SDK): {wrongly:?}"
+    );
+    for light in &excluded {
+        assert!(
+            members().iter().any(|m| m.ends_with(light.as_str())),
+            "hakari excludes {light}, which is not a member"
+        );
+    }
+}
