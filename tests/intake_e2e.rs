@@ -798,3 +798,57 @@ fn columns_in_any_order_with_full_width_header_and_bom_load_the_same() {
         "records from reordered columns",
     );
 }
+
+/// A file that keeps failing is counted once per try, backs off on its own, and does not stop
+/// the watcher from taking the next file. Its summary's place is made a non-empty directory,
+/// so writing the report fails for that file only (a real I/O failure, not a simulated one).
+#[test]
+fn a_failing_file_is_counted_once_and_backs_off_while_the_next_file_is_taken() {
+    use sha2::Digest;
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(500, 11);
+    let stuck = generate(&residents, 50, SampleEncoding::Utf8, 0.0, 21);
+    let sha = hex::encode(sha2::Sha256::digest(&stuck.bytes));
+    let blocker = ws
+        .data
+        .join("reports/intake")
+        .join(format!("stuck.{}.json", &sha[..12]));
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+    ws.deliver("stuck.csv", &stuck.bytes);
+    let port = free_port();
+    let mut child = ws
+        .cmd()
+        .env("KENKO_SETTLE_SECS", "1")
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let failed_once = "kenko_intake_failures_total{reason=\"io_failed\"} 1\n";
+    wait_for("the first failure", Duration::from_secs(60), || {
+        http_get(port, "/metrics").is_some_and(|m| m.contains(failed_once))
+    });
+    // The watcher's own reads and a new delivery wake it; the failing file waits its turn.
+    let next = generate(&residents, 50, SampleEncoding::Utf8, 0.0, 22);
+    ws.deliver("next.csv", &next.bytes);
+    let processed = ws.data.join("processed");
+    wait_for("the next file", Duration::from_secs(25), || {
+        processed.join("next.csv").exists()
+    });
+    let metrics = http_get(port, "/metrics").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(metrics.contains(failed_once), "{metrics}");
+    assert!(
+        !metrics.contains("intake_round_failed"),
+        "the round counted the file's failure again:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("kenko_intake_files_total{outcome=\"loaded\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        ws.inbox().join("stuck.csv").exists(),
+        "the failing file stays in the inbox"
+    );
+}

@@ -209,10 +209,7 @@ impl Config {
     }
 }
 
-/// Today's date in Asia/Tokyo.
-pub fn today_in_tokyo() -> NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::hours(9)).date_naive()
-}
+pub use kenko_intake::clock::today_in_tokyo;
 
 /// Resolves a path against the data directory when relative (for report paths we print).
 pub fn display_path(base: &Path, p: &str) -> String {

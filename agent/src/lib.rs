@@ -16,7 +16,7 @@ pub mod register;
 pub mod residency;
 pub mod sample;
 pub mod shutdown;
-pub mod watch;
+pub mod telemetry;
 
 /// Every `reason()` an operator can meet from the agent's errors (the label of
 /// `kenko_intake_failures_total`, the `[reason: ...]` of a failed command). Each must be
@@ -42,7 +42,6 @@ pub const FAILURE_REASONS: &[&str] = &[
     "master_empty",
     "config_invalid",
     "inbox_watch_failed",
-    "intake_round_failed",
     "retry_not_returned",
     "retry_already_loaded",
     "certificate_unreadable",

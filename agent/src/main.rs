@@ -1,6 +1,5 @@
 //! `kenko-agent`: the node agent's command line.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -10,9 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kenko_agent::config::{Config, GlobalFlags};
 use kenko_agent::demo::{self, DemoSize};
-use kenko_agent::intake::{self, Env};
-use kenko_agent::metrics::METRICS;
-use kenko_agent::register::{self, RegisterIndex};
+use kenko_agent::intake;
 use kenko_agent::sample::{self, IntakeSpec, SampleEncoding};
 use kenko_agent::shutdown::Shutdown;
 use kenko_intake::YearMonth;
@@ -49,10 +46,10 @@ enum Command {
     Sample(SampleCommand),
     /// The resident register.
     #[command(subcommand)]
-    Residents(ResidentsCommand),
+    Residents(intake::cli::ResidentsCommand),
     /// The monthly intake.
     #[command(subcommand)]
-    Intake(IntakeCommand),
+    Intake(intake::cli::IntakeCommand),
     /// The long-running agent: watch the inbox and serve metrics.
     Run {
         /// Also run in the cluster: take this node's ErasureRequest targets (and, when elected,
@@ -245,37 +242,6 @@ enum SampleCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum ResidentsCommand {
-    /// Replace the stored register with an extract (atomically: a broken file changes nothing).
-    Import { file: PathBuf },
-}
-
-#[derive(Debug, Subcommand)]
-enum IntakeCommand {
-    /// Process every complete file in the inbox, then exit.
-    RunOnce {
-        /// Print one JSON summary object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check a file against the register and master without loading it (duplicates are not
-    /// looked for: that needs the store).
-    Check {
-        file: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Put a file from returned/ back into the inbox to be checked again (after fixing the
-    /// cause, e.g. importing a fresh register).
-    Retry { file: PathBuf },
-    /// List the intake ledger.
-    Ledger {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 fn parse_month(s: &str) -> Result<YearMonth, String> {
     YearMonth::parse_iso(s).ok_or_else(|| format!("{s:?}: expected YYYY-MM"))
 }
@@ -386,137 +352,8 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Residents(ResidentsCommand::Import { file }) => {
-            let key = config.load_key()?;
-            let mut store = kenko_store::open(&config.database_url)?;
-            let n = register::import(store.as_mut(), &key, &file)?;
-            tracing::info!(residents = n, "resident register replaced");
-            println!("imported {n} residents");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Intake(IntakeCommand::RunOnce { json }) => {
-            let dirs = config.dirs();
-            dirs.create_all()
-                .with_context(|| format!("creating {}", dirs.root.display()))?;
-            let key = config.load_key()?;
-            let master = config.load_master()?;
-            let mut store = kenko_store::open(&config.database_url)?;
-            let index = RegisterIndex::load(store.as_mut())?;
-            METRICS.register_residents.set(index.len() as i64);
-            let mut env = Env {
-                store: store.as_mut(),
-                register: &index,
-                master: &master,
-                key: &key,
-                dirs: &dirs,
-                today: config.today(),
-            };
-            let summary = intake::run_once(&mut env, config.settle)?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                serde_json::to_writer(&mut out, &summary)?;
-                writeln!(out)?;
-            } else {
-                for s in &summary.file_summaries {
-                    writeln!(
-                        out,
-                        "{}: {} (rows {}, accepted {}, returned {})",
-                        s.file, s.disposition, s.rows, s.accepted, s.rejected
-                    )?;
-                }
-                writeln!(
-                    out,
-                    "{} file(s): {} loaded, {} returned, {} duplicate, {} failed; {} rows accepted, {} returned",
-                    summary.files,
-                    summary.loaded,
-                    summary.returned,
-                    summary.duplicates,
-                    summary.failed,
-                    summary.accepted,
-                    summary.rejected
-                )?;
-            }
-            Ok(if summary.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Command::Intake(IntakeCommand::Check { file, json }) => {
-            let key = config.load_key()?;
-            let master = config.load_master()?;
-            let mut store = kenko_store::open(&config.database_url)?;
-            let index = RegisterIndex::load(store.as_mut())?;
-            let started = std::time::Instant::now();
-            let s = intake::check_file(&index, &master, &key, config.today(), &file)?;
-            let mut out = std::io::stdout().lock();
-            if json {
-                serde_json::to_writer(&mut out, &s)?;
-                writeln!(out)?;
-            } else {
-                writeln!(
-                    out,
-                    "{}: {} rows, {} pass the checks, {} would be returned ({:.2}s)",
-                    s.file,
-                    s.rows,
-                    s.passing,
-                    s.rejected,
-                    started.elapsed().as_secs_f64()
-                )?;
-                for (reason, n) in &s.reasons {
-                    writeln!(out, "  {reason:<32} {n:>7}")?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Intake(IntakeCommand::Retry { file }) => {
-            let dirs = config.dirs();
-            let key = config.load_key()?;
-            let master = config.load_master()?;
-            let mut store = kenko_store::open(&config.database_url)?;
-            let index = RegisterIndex::default();
-            let mut env = Env {
-                store: store.as_mut(),
-                register: &index,
-                master: &master,
-                key: &key,
-                dirs: &dirs,
-                today: config.today(),
-            };
-            let dest = intake::retry(&mut env, &file)?;
-            println!("{} is back in the inbox", dest.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Intake(IntakeCommand::Ledger { json }) => {
-            let mut store = kenko_store::open(&config.database_url)?;
-            let entries = store.ledger_all()?;
-            let mut out = std::io::stdout().lock();
-            for e in entries {
-                if json {
-                    serde_json::to_writer(
-                        &mut out,
-                        &serde_json::json!({
-                            "sha256": e.sha256, "file": e.file_name, "status": e.status,
-                            "encoding": e.encoding, "rows": e.rows, "accepted": e.accepted,
-                            "rejected": e.rejected, "destination": e.disposition, "moved": e.moved,
-                        }),
-                    )?;
-                    writeln!(out)?;
-                } else {
-                    writeln!(
-                        out,
-                        "{}  {:<8} {:>7} {:>7} {:>7}  {}",
-                        &e.sha256[..12],
-                        e.status,
-                        e.rows,
-                        e.accepted,
-                        e.rejected,
-                        e.file_name
-                    )?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Residents(c) => intake::cli::residents(c, config),
+        Command::Intake(c) => intake::cli::intake(c, config),
         Command::Run { cluster } => run_agent(config, cluster),
         Command::Certificate(c) => certificate(c, config),
         Command::Erase(a) => erase(a, config),
@@ -933,12 +770,15 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
     let loop_stop = stop.flag();
     let intake = std::thread::Builder::new()
         .name("intake".into())
-        .spawn(move || kenko_agent::watch::run(&cfg, loop_stop))?;
+        .spawn(move || kenko_agent::intake::watch::run(&cfg, loop_stop))?;
     // If the metrics port cannot be bound, say so and stop: an agent nobody can scrape is
     // an agent nobody knows is down.
     let result = loop {
         if intake.is_finished() {
-            break intake.join().expect("intake thread does not panic");
+            break intake
+                .join()
+                .expect("intake thread does not panic")
+                .map_err(anyhow::Error::from);
         }
         if server.is_finished() {
             stop.trigger();

@@ -15,9 +15,12 @@
 //! Checking runs on one thread and the store on another, with batches between them, so the
 //! two cores of a small node both work.
 
+pub mod cli;
 pub mod decode;
 pub mod inbox;
 pub mod report;
+pub mod session;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use kenko_intake::{Checker, Column, Header, Issue, Reason, Record, VaccineMaster};
-use kenko_store::{InsertOutcome, LedgerEntry, Store, StoreError, StoredRecord};
+use kenko_store::{InsertOutcome, LedgerEntry, LedgerStatus, Store, StoreError, StoredRecord};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -35,11 +38,13 @@ use zeroize::Zeroizing;
 use crate::crashpoint;
 use crate::crypto::DataKey;
 use crate::fsutil::{self, at, PathError};
-use crate::metrics::METRICS;
 use crate::register::RegisterIndex;
+use crate::telemetry::Event;
 use decode::{DecodeError, RecordReader};
 pub use inbox::Dirs;
-use report::{FileProblem, FileSummary, Rejection};
+pub use report::Disposition;
+pub use report::FileSummary;
+use report::{FileProblem, Rejection};
 
 /// Why an intake could not be completed (the file stays in the inbox and is retried). A file
 /// with bad content is not an error: it is returned with a report.
@@ -92,6 +97,12 @@ pub struct RunSummary {
     pub duplicates: u64,
     pub recovered: u64,
     pub failed: u64,
+    /// Ready files left for a later round (they failed lately and are backing off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deferred: u64,
+    /// A file failed because the store is unavailable (the round stopped there).
+    #[serde(skip)]
+    pub store_down: bool,
     pub rows: u64,
     pub accepted: u64,
     pub rejected: u64,
@@ -102,6 +113,10 @@ pub struct RunSummary {
     /// Peak resident memory of this process so far (KiB), from /proc/self/status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_kib: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The process's peak resident set size (VmHWM) in KiB, where /proc is available.
@@ -121,13 +136,13 @@ pub struct Failure {
 impl RunSummary {
     fn add(&mut self, s: FileSummary) {
         self.files += 1;
-        match s.disposition.as_str() {
-            "loaded" => self.loaded += 1,
-            "returned" => self.returned += 1,
-            "duplicate" => self.duplicates += 1,
-            _ => self.recovered += 1,
+        match s.disposition {
+            Disposition::Loaded => self.loaded += 1,
+            Disposition::Returned => self.returned += 1,
+            Disposition::Duplicate => self.duplicates += 1,
+            Disposition::Recovered => self.recovered += 1,
         }
-        if s.disposition != "duplicate" {
+        if s.disposition != Disposition::Duplicate {
             self.rows += s.rows;
             self.accepted += s.accepted;
             self.rejected += s.rejected;
@@ -141,28 +156,80 @@ impl RunSummary {
 
 /// Processes every complete file in the inbox once, after finishing anything a crash left.
 pub fn run_once(env: &mut Env<'_>, settle: Duration) -> Result<RunSummary, IntakeError> {
+    run_round(env, settle, &mut TakeAll)
+}
+
+/// Which ready files a round takes, and what a failure of one means for the next rounds. The
+/// watcher backs off per file; `run-once` takes everything.
+pub trait Gate {
+    /// Whether to take this ready file now.
+    fn take(&mut self, file: &str) -> bool;
+    /// The file failed (not for want of the store); returns when it will be tried again.
+    fn failed(&mut self, file: &str) -> Option<Duration>;
+    /// The file was taken in (or skipped as a duplicate): forget its failures.
+    fn taken(&mut self, file: &str);
+}
+
+/// Takes every ready file; the gate of `run-once`.
+#[derive(Debug)]
+pub struct TakeAll;
+
+impl Gate for TakeAll {
+    fn take(&mut self, _: &str) -> bool {
+        true
+    }
+    fn failed(&mut self, _: &str) -> Option<Duration> {
+        None
+    }
+    fn taken(&mut self, _: &str) {}
+}
+
+/// [`run_once`] with a gate: ready files the gate holds back are counted in
+/// `RunSummary::deferred` and left for a later round.
+pub fn run_round(
+    env: &mut Env<'_>,
+    settle: Duration,
+    gate: &mut dyn Gate,
+) -> Result<RunSummary, IntakeError> {
     let mut summary = RunSummary::default();
     recover(env)?;
     summary.fee_reports.extend(rebuild_fee_reports(env)?);
     let (ready, settling) = inbox::scan(&env.dirs.inbox, settle).map_err(at(&env.dirs.inbox))?;
-    METRICS
-        .inbox_files
-        .set((ready.len() + settling.len()) as i64);
+    Event::InboxScanned {
+        waiting: ready.len() + settling.len(),
+    }
+    .emit();
     for path in ready {
         let name = file_name(&path);
+        if !gate.take(&name) {
+            summary.deferred += 1;
+            continue;
+        }
         match process_file(env, &path) {
-            Ok(s) => summary.add(s),
+            Ok(s) => {
+                gate.taken(&name);
+                summary.add(s);
+            }
             Err(e) => {
-                METRICS.failures.with_label_values(&[e.reason()]).inc();
-                tracing::error!(file = %name, reason = e.reason(), error = %e, "intake failed; the file stays in the inbox");
+                let store_down = matches!(e, IntakeError::Store(_));
+                // A store that is gone is not this file's fault: no back-off for it.
+                let retry_in = if store_down { None } else { gate.failed(&name) };
+                Event::FileFailed {
+                    file: &name,
+                    reason: e.reason(),
+                    error: &e,
+                    retry_in,
+                }
+                .emit();
                 summary.failed += 1;
+                summary.store_down |= store_down;
                 summary.failures.push(Failure {
                     file: name,
                     reason: e.reason(),
                     message: e.to_string(),
                 });
-                if matches!(e, IntakeError::Store(_)) {
-                    // The store is gone: the other files would fail the same way.
+                if store_down {
+                    // The other files would fail the same way.
                     break;
                 }
             }
@@ -181,7 +248,7 @@ pub fn run_once(env: &mut Env<'_>, settle: Duration) -> Result<RunSummary, Intak
 pub fn recover(env: &mut Env<'_>) -> Result<(), IntakeError> {
     for e in env.store.ledger_unmoved()? {
         if !env.dirs.inbox.join(&e.file_name).exists()
-            || env.dirs.root.join(&e.disposition).exists()
+            || env.dirs.root.join(&e.destination).exists()
         {
             tracing::info!(sha256 = %e.sha256, "ledger entry completed after a restart");
             env.store.ledger_mark_moved(&e.sha256)?;
@@ -210,7 +277,10 @@ pub enum RetryError {
     #[error("{file}: only files in {returned} can be retried")]
     NotReturned { file: PathBuf, returned: PathBuf },
     #[error("{file}: these bytes were loaded (ledger status {status}); a loaded file is never taken twice")]
-    Loaded { file: PathBuf, status: String },
+    Loaded {
+        file: PathBuf,
+        status: kenko_store::LedgerStatus,
+    },
     #[error(transparent)]
     Intake(#[from] IntakeError),
 }
@@ -245,7 +315,7 @@ pub fn retry(env: &mut Env<'_>, file: &Path) -> Result<PathBuf, RetryError> {
     }
     let sha256 = hash_file(&canon)?;
     if let Some(e) = env.store.ledger_get(&sha256).map_err(IntakeError::from)? {
-        if e.status != "rejected" {
+        if e.status != LedgerStatus::Rejected {
             return Err(RetryError::Loaded {
                 file: file.to_path_buf(),
                 status: e.status,
@@ -535,7 +605,11 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         file: name.clone(),
         sha256: sha256.clone(),
         encoding: encoding.label().to_string(),
-        disposition: if loaded { "loaded" } else { "returned" }.to_string(),
+        disposition: if loaded {
+            Disposition::Loaded
+        } else {
+            Disposition::Returned
+        },
         destination: env.dirs.relative(&dest),
         rows,
         accepted,
@@ -557,13 +631,17 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     let entry = LedgerEntry {
         sha256: sha256.clone(),
         file_name: name.clone(),
-        status: if loaded { "loaded" } else { "rejected" }.to_string(),
+        status: if loaded {
+            LedgerStatus::Loaded
+        } else {
+            LedgerStatus::Rejected
+        },
         encoding: encoding.label().to_string(),
         rows: rows as i64,
         accepted: accepted as i64,
         rejected: rejected as i64,
         reasons_json: serde_json::to_string(&summary.reasons).expect("map serialises"),
-        disposition: summary.destination.clone(),
+        destination: summary.destination.clone(),
         moved: false,
     };
     if file_rejected {
@@ -579,17 +657,12 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     crashpoint::hit("after-move");
     env.store.ledger_mark_moved(&sha256)?;
 
-    record_metrics(&summary, started.elapsed());
-    tracing::info!(
-        disposition = %summary.disposition,
-        rows,
-        accepted,
-        rejected,
-        encoding = encoding.label(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        store_busy_ms = store_busy.as_millis() as u64,
-        "intake finished"
-    );
+    Event::FileTaken {
+        summary: &summary,
+        elapsed: started.elapsed(),
+        store_busy,
+    }
+    .emit();
     Ok(summary)
 }
 
@@ -750,26 +823,25 @@ fn finish_known(
     let reasons: BTreeMap<String, u64> =
         serde_json::from_str(&entry.reasons_json).unwrap_or_default();
     let (disposition, dest) = if !entry.moved && entry.file_name == name {
-        let dest = env.dirs.root.join(&entry.disposition);
+        let dest = env.dirs.root.join(&entry.destination);
         move_input(env, path, &dest)?;
         env.store.ledger_mark_moved(&entry.sha256)?;
-        tracing::info!("finished an intake interrupted after its commit");
-        ("recovered", dest)
+        Event::FileRecovered.emit();
+        (Disposition::Recovered, dest)
     } else {
         let dest = destination(&env.dirs.processed.join("duplicates"), name, short);
         move_input(env, path, &dest)?;
-        METRICS.files.with_label_values(&["duplicate"]).inc();
-        tracing::info!(
-            first_delivery = %entry.file_name,
-            "duplicate delivery skipped: these bytes were already taken in"
-        );
-        ("duplicate", dest)
+        Event::DuplicateSkipped {
+            first_delivery: &entry.file_name,
+        }
+        .emit();
+        (Disposition::Duplicate, dest)
     };
     Ok(FileSummary {
         file: name.to_string(),
         sha256: entry.sha256.clone(),
         encoding: entry.encoding,
-        disposition: disposition.to_string(),
+        disposition,
         destination: env.dirs.relative(&dest),
         rows: entry.rows as u64,
         accepted: entry.accepted as u64,
@@ -778,27 +850,6 @@ fn finish_known(
         file_errors: Vec::new(),
         return_report: None,
     })
-}
-
-fn record_metrics(s: &FileSummary, elapsed: Duration) {
-    METRICS.files.with_label_values(&[&s.disposition]).inc();
-    METRICS
-        .rows
-        .with_label_values(&["accepted"])
-        .inc_by(s.accepted);
-    METRICS
-        .rows
-        .with_label_values(&["rejected"])
-        .inc_by(s.rejected);
-    for (reason, n) in &s.reasons {
-        METRICS.rejections.with_label_values(&[reason]).inc_by(*n);
-    }
-    METRICS.duration.observe(elapsed.as_secs_f64());
-    if s.disposition == "loaded" {
-        METRICS
-            .last_success
-            .set(chrono::Utc::now().timestamp() as f64);
-    }
 }
 
 /// The checking thread: decode, check, encrypt, and hand batches to the store.

@@ -119,15 +119,45 @@ pub fn return_report_bytes(
     encoding.encode(&return_report_text(rejections, file_problems, crlf))
 }
 
+/// What became of one delivered file; on the wire (summaries, metrics' `outcome` label) as
+/// its lower-case name.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Disposition {
+    /// Checked and committed; the accepted rows are in the store.
+    Loaded,
+    /// Nothing taken in: the whole file goes back to the institution.
+    Returned,
+    /// A re-delivery of bytes already taken in: skipped.
+    Duplicate,
+    /// Its commit was done before a crash; only the move was finished.
+    Recovered,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Loaded => "loaded",
+            Disposition::Returned => "returned",
+            Disposition::Duplicate => "duplicate",
+            Disposition::Recovered => "recovered",
+        }
+    }
+}
+
+impl std::fmt::Display for Disposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// The per-file summary (reports/intake/NAME.h.json and `intake run-once --json`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileSummary {
     pub file: String,
     pub sha256: String,
     pub encoding: String,
-    /// `loaded`, `returned`, `duplicate` (skipped re-delivery) or `recovered` (finished after
-    /// a crash).
-    pub disposition: String,
+    pub disposition: Disposition,
     /// Where the input went, relative to the data directory.
     pub destination: String,
     pub rows: u64,

@@ -7,6 +7,7 @@
 
 pub mod age;
 pub mod check;
+pub mod clock;
 pub mod columns;
 pub mod date;
 pub mod master;

@@ -160,14 +160,50 @@ pub enum InsertOutcome {
     DuplicateOfLoaded,
 }
 
+/// A ledger entry's outcome, stored as `loaded` or `rejected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerStatus {
+    /// Some or all rows are in the store.
+    Loaded,
+    /// Nothing went in: the whole file was returned.
+    Rejected,
+}
+
+impl LedgerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerStatus::Loaded => "loaded",
+            LedgerStatus::Rejected => "rejected",
+        }
+    }
+
+    /// The stored form back; anything else is a store that kenko did not write.
+    pub fn parse(s: &str) -> Result<LedgerStatus> {
+        match s {
+            "loaded" => Ok(LedgerStatus::Loaded),
+            "rejected" => Ok(LedgerStatus::Rejected),
+            _ => Err(StoreError::Query {
+                context: "ledger status",
+                message: "a ledger row has a status other than loaded or rejected".into(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// The ledger's view of one delivered file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
     /// SHA-256 of the file's bytes, lower-case hex.
     pub sha256: String,
     pub file_name: String,
-    /// `loaded` (some or all rows in) or `rejected` (nothing in).
-    pub status: String,
+    /// Whether some rows went in, or none.
+    pub status: LedgerStatus,
     /// `utf-8` or `cp932`.
     pub encoding: String,
     pub rows: i64,
@@ -175,8 +211,8 @@ pub struct LedgerEntry {
     pub rejected: i64,
     /// Per reason counts as a JSON object, keys sorted.
     pub reasons_json: String,
-    /// Where the input went: `processed/NAME` or `returned/NAME`.
-    pub disposition: String,
+    /// Where the input went: `processed/NAME` or `returned/NAME` (the `disposition` column).
+    pub destination: String,
     /// True once the input has been moved out of the inbox.
     pub moved: bool,
 }

@@ -10,8 +10,8 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, NoTls, Transaction};
 
 use crate::{
-    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, ResidentRow, Result,
-    Store, StoreError, StoredRecord, StoredResident,
+    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, LedgerStatus, ReplaceError,
+    ResidentRow, Result, Store, StoreError, StoredRecord, StoredResident,
 };
 
 const SCHEMA: &str = r#"
@@ -99,19 +99,19 @@ fn q(context: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
     move |e| StoreError::query(context, e)
 }
 
-fn ledger_from_row(row: &postgres::Row) -> LedgerEntry {
-    LedgerEntry {
+fn ledger_from_row(row: &postgres::Row) -> Result<LedgerEntry> {
+    Ok(LedgerEntry {
         sha256: row.get(0),
         file_name: row.get(1),
-        status: row.get(2),
+        status: LedgerStatus::parse(row.get(2))?,
         encoding: row.get(3),
         rows: row.get(4),
         accepted: row.get(5),
         rejected: row.get(6),
         reasons_json: row.get(7),
-        disposition: row.get(8),
+        destination: row.get(8),
         moved: row.get(9),
-    }
+    })
 }
 
 impl PostgresStore {
@@ -250,7 +250,7 @@ impl Store for PostgresStore {
                 &[&sha256],
             )
             .map_err(q("read ledger"))?;
-        Ok(row.as_ref().map(ledger_from_row))
+        row.as_ref().map(ledger_from_row).transpose()
     }
 
     fn ledger_unmoved(&mut self) -> Result<Vec<LedgerEntry>> {
@@ -261,7 +261,7 @@ impl Store for PostgresStore {
                 &[],
             )
             .map_err(q("scan ledger"))?;
-        Ok(rows.iter().map(ledger_from_row).collect())
+        rows.iter().map(ledger_from_row).collect()
     }
 
     fn ledger_mark_moved(&mut self, sha256: &str) -> Result<()> {
@@ -282,7 +282,7 @@ impl Store for PostgresStore {
                 &[],
             )
             .map_err(q("scan ledger"))?;
-        Ok(rows.iter().map(ledger_from_row).collect())
+        rows.iter().map(ledger_from_row).collect()
     }
 
     fn ledger_forget_rejected(&mut self, sha256: &str) -> Result<bool> {
@@ -305,13 +305,13 @@ impl Store for PostgresStore {
                 &[
                     &e.sha256,
                     &e.file_name,
-                    &e.status,
+                    &e.status.as_str(),
                     &e.encoding,
                     &e.rows,
                     &e.accepted,
                     &e.rejected,
                     &e.reasons_json,
-                    &e.disposition,
+                    &e.destination,
                 ],
             )
             .map_err(q("insert rejected ledger entry"))?;
@@ -631,7 +631,7 @@ impl IntakeTx for PostgresIntake<'_> {
                 &[&sha256],
             )
             .map_err(q("read ledger"))?;
-        Ok(row.as_ref().map(ledger_from_row))
+        row.as_ref().map(ledger_from_row).transpose()
     }
 
     fn commit(self: Box<Self>, e: &LedgerEntry, fees: &[FeeLine]) -> Result<()> {
@@ -642,13 +642,13 @@ impl IntakeTx for PostgresIntake<'_> {
              sha256 = $9 WHERE id = $1",
             &[
                 &intake_id,
-                &e.status,
+                &e.status.as_str(),
                 &e.encoding,
                 &e.rows,
                 &e.accepted,
                 &e.rejected,
                 &e.reasons_json,
-                &e.disposition,
+                &e.destination,
                 &e.sha256,
             ],
         )

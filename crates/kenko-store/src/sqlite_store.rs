@@ -11,8 +11,8 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{
-    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, ReplaceError, ResidentRow, Result,
-    Store, StoreError, StoredRecord, StoredResident,
+    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, LedgerStatus, ReplaceError,
+    ResidentRow, Result, Store, StoreError, StoredRecord, StoredResident,
 };
 
 const SCHEMA: &str = r#"
@@ -156,13 +156,15 @@ fn ledger_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
     Ok(LedgerEntry {
         sha256: row.get(0)?,
         file_name: row.get(1)?,
-        status: row.get(2)?,
+        status: LedgerStatus::parse(&row.get::<_, String>(2)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?,
         encoding: row.get(3)?,
         rows: row.get(4)?,
         accepted: row.get(5)?,
         rejected: row.get(6)?,
         reasons_json: row.get(7)?,
-        disposition: row.get(8)?,
+        destination: row.get(8)?,
         moved: row.get::<_, i64>(9)? != 0,
     })
 }
@@ -315,13 +317,13 @@ impl Store for SqliteStore {
                 params![
                     e.sha256,
                     e.file_name,
-                    e.status,
+                    e.status.as_str(),
                     e.encoding,
                     e.rows,
                     e.accepted,
                     e.rejected,
                     e.reasons_json,
-                    e.disposition,
+                    e.destination,
                     now()
                 ],
             )
@@ -558,13 +560,13 @@ impl IntakeTx for SqliteIntake<'_> {
              WHERE id = ?1",
             params![
                 intake_id,
-                e.status,
+                e.status.as_str(),
                 e.encoding,
                 e.rows,
                 e.accepted,
                 e.rejected,
                 e.reasons_json,
-                e.disposition,
+                e.destination,
                 now(),
                 e.sha256
             ],

@@ -1,7 +1,8 @@
 //! The same store contract, checked on SQLite and on the local PostgreSQL.
 
 use kenko_store::{
-    dup_key, FeeLine, InsertOutcome, LedgerEntry, ReplaceError, StoredRecord, StoredResident,
+    dup_key, FeeLine, InsertOutcome, LedgerEntry, LedgerStatus, ReplaceError, StoredRecord,
+    StoredResident,
 };
 
 fn pg_base() -> String {
@@ -78,13 +79,13 @@ fn entry(sha: &str, accepted: i64) -> LedgerEntry {
     LedgerEntry {
         sha256: sha.into(),
         file_name: format!("{sha}.csv"),
-        status: "loaded".into(),
+        status: LedgerStatus::Loaded,
         encoding: "utf-8".into(),
         rows: accepted,
         accepted,
         rejected: 0,
         reasons_json: "{}".into(),
-        disposition: format!("processed/{sha}.csv"),
+        destination: format!("processed/{sha}.csv"),
         moved: false,
     }
 }

@@ -1,0 +1,169 @@
+//! `kenko-agent intake run-once|check|retry|ledger` and `kenko-agent residents import`: the
+//! bodies of the commands, beside the pipeline they drive. `main.rs` only dispatches here.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::session::{Register, Session};
+use crate::config::Config;
+use crate::register;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ResidentsCommand {
+    /// Replace the stored register with an extract (atomically: a broken file changes nothing).
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum IntakeCommand {
+    /// Process every complete file in the inbox, then exit.
+    RunOnce {
+        /// Print one JSON summary object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a file against the register and master without loading it (duplicates are not
+    /// looked for: that needs the store).
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a file from returned/ back into the inbox to be checked again (after fixing the
+    /// cause, e.g. importing a fresh register).
+    Retry { file: PathBuf },
+    /// List the intake ledger.
+    Ledger {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn residents(cmd: ResidentsCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ResidentsCommand::Import { file } => {
+            let key = config.load_key()?;
+            let mut store = kenko_store::open(&config.database_url)?;
+            let n = register::import(store.as_mut(), &key, &file)?;
+            tracing::info!(residents = n, "resident register replaced");
+            println!("imported {n} residents");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn intake(cmd: IntakeCommand, config: &Config) -> anyhow::Result<ExitCode> {
+    match cmd {
+        IntakeCommand::RunOnce { json } => run_once(config, json),
+        IntakeCommand::Check { file, json } => check(config, file, json),
+        IntakeCommand::Retry { file } => {
+            let mut session = Session::open(config, Register::Skip)?;
+            let dest = super::retry(&mut session.env(), &file)?;
+            println!("{} is back in the inbox", dest.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        IntakeCommand::Ledger { json } => ledger(config, json),
+    }
+}
+
+fn run_once(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let dirs = config.dirs();
+    dirs.create_all()
+        .with_context(|| format!("creating {}", dirs.root.display()))?;
+    let mut session = Session::open(config, Register::Load)?;
+    let summary = super::run_once(&mut session.env(), config.settle)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &summary)?;
+        writeln!(out)?;
+    } else {
+        for s in &summary.file_summaries {
+            writeln!(
+                out,
+                "{}: {} (rows {}, accepted {}, returned {})",
+                s.file, s.disposition, s.rows, s.accepted, s.rejected
+            )?;
+        }
+        writeln!(
+            out,
+            "{} file(s): {} loaded, {} returned, {} duplicate, {} failed; {} rows accepted, {} returned",
+            summary.files,
+            summary.loaded,
+            summary.returned,
+            summary.duplicates,
+            summary.failed,
+            summary.accepted,
+            summary.rejected
+        )?;
+    }
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn check(config: &Config, file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let session = Session::open(config, Register::Load)?;
+    let started = std::time::Instant::now();
+    let s = super::check_file(
+        &session.register,
+        &session.master,
+        &session.key,
+        session.today,
+        &file,
+    )?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &s)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "{}: {} rows, {} pass the checks, {} would be returned ({:.2}s)",
+            s.file,
+            s.rows,
+            s.passing,
+            s.rejected,
+            started.elapsed().as_secs_f64()
+        )?;
+        for (reason, n) in &s.reasons {
+            writeln!(out, "  {reason:<32} {n:>7}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ledger(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let mut store = kenko_store::open(&config.database_url)?;
+    let entries = store.ledger_all()?;
+    let mut out = std::io::stdout().lock();
+    for e in entries {
+        if json {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "sha256": e.sha256, "file": e.file_name, "status": e.status.as_str(),
+                    "encoding": e.encoding, "rows": e.rows, "accepted": e.accepted,
+                    "rejected": e.rejected, "destination": e.destination, "moved": e.moved,
+                }),
+            )?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{}  {:<8} {:>7} {:>7} {:>7}  {}",
+                &e.sha256[..12],
+                e.status,
+                e.rows,
+                e.accepted,
+                e.rejected,
+                e.file_name
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,133 @@
+//! What the intake does that an operator watches, as typed events. `emit` writes the log line
+//! and moves the metric together, so the two cannot disagree (a failure counted once by the
+//! file and again by the watcher's round, say). Call sites say what happened; this module
+//! says how it is told. Fields are counts, reason codes and file names chosen by the
+//! institution's software; never a value from inside a file.
+
+use std::time::Duration;
+
+use crate::intake::{Disposition, FileSummary};
+use crate::metrics::METRICS;
+
+/// One thing that happened in the intake.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A file was checked and committed (loaded or returned) and moved out of the inbox.
+    FileTaken {
+        summary: &'a FileSummary,
+        elapsed: Duration,
+        store_busy: Duration,
+    },
+    /// Bytes already in the ledger arrived again: skipped, moved to `processed/duplicates`.
+    DuplicateSkipped { first_delivery: &'a str },
+    /// A file whose commit happened before a crash: only its move was finished.
+    FileRecovered,
+    /// A file could not be taken; it stays in the inbox and is tried again.
+    FileFailed {
+        file: &'a str,
+        reason: &'static str,
+        error: &'a dyn std::error::Error,
+        retry_in: Option<Duration>,
+    },
+    /// The register index the checks use was (re)loaded from the store.
+    RegisterLoaded { residents: usize },
+    /// A round of the watcher could not run at all (store down, register unreadable); the
+    /// files in the inbox were not looked at, so none of them is counted.
+    RoundFailed {
+        reason: &'static str,
+        error: &'a dyn std::error::Error,
+    },
+    /// Files waiting in the inbox (complete or still being written) at a scan.
+    InboxScanned { waiting: usize },
+}
+
+impl Event<'_> {
+    /// Logs the event and updates its metrics.
+    pub fn emit(&self) {
+        match self {
+            Event::FileTaken {
+                summary: s,
+                elapsed,
+                store_busy,
+            } => {
+                METRICS
+                    .files
+                    .with_label_values(&[s.disposition.as_str()])
+                    .inc();
+                METRICS
+                    .rows
+                    .with_label_values(&["accepted"])
+                    .inc_by(s.accepted);
+                METRICS
+                    .rows
+                    .with_label_values(&["rejected"])
+                    .inc_by(s.rejected);
+                for (reason, n) in &s.reasons {
+                    METRICS.rejections.with_label_values(&[reason]).inc_by(*n);
+                }
+                METRICS.duration.observe(elapsed.as_secs_f64());
+                if s.disposition == Disposition::Loaded {
+                    METRICS
+                        .last_success
+                        .set(kenko_intake::clock::now().timestamp() as f64);
+                }
+                tracing::info!(
+                    disposition = %s.disposition,
+                    rows = s.rows,
+                    accepted = s.accepted,
+                    rejected = s.rejected,
+                    encoding = %s.encoding,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    store_busy_ms = store_busy.as_millis() as u64,
+                    "intake finished"
+                );
+            }
+            Event::DuplicateSkipped { first_delivery } => {
+                METRICS
+                    .files
+                    .with_label_values(&[Disposition::Duplicate.as_str()])
+                    .inc();
+                tracing::info!(
+                    first_delivery = %first_delivery,
+                    "duplicate delivery skipped: these bytes were already taken in"
+                );
+            }
+            Event::FileRecovered => {
+                METRICS
+                    .files
+                    .with_label_values(&[Disposition::Recovered.as_str()])
+                    .inc();
+                tracing::info!("finished an intake interrupted after its commit");
+            }
+            Event::FileFailed {
+                file,
+                reason,
+                error,
+                retry_in,
+            } => {
+                METRICS.failures.with_label_values(&[reason]).inc();
+                match retry_in {
+                    Some(d) => tracing::error!(
+                        file = %file, reason = *reason, error = %error, retry_in_s = d.as_secs(),
+                        "intake failed; the file stays in the inbox"
+                    ),
+                    None => tracing::error!(
+                        file = %file, reason = *reason, error = %error,
+                        "intake failed; the file stays in the inbox"
+                    ),
+                }
+            }
+            Event::RegisterLoaded { residents } => {
+                METRICS.register_residents.set(*residents as i64);
+                tracing::info!(residents = *residents, "resident register loaded");
+            }
+            Event::RoundFailed { reason, error } => {
+                METRICS.failures.with_label_values(&[reason]).inc();
+                tracing::error!(reason = *reason, error = %error, "intake round failed; retrying");
+            }
+            Event::InboxScanned { waiting } => {
+                METRICS.inbox_files.set(*waiting as i64);
+            }
+        }
+    }
+}
