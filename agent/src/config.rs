@@ -60,7 +60,7 @@ struct FileConfig {
     #[serde(default)]
     intake: IntakeSection,
     #[serde(default)]
-    residency: crate::residency::ResidencyConfig,
+    residency: crate::account_audit::ResidencyConfig,
     #[serde(default)]
     access: crate::access::settings::AccessSection,
 }
@@ -109,9 +109,56 @@ pub struct Config {
     pub json_logs: bool,
     pub today: Option<NaiveDate>,
     /// `[residency]`: the scheduled AWS residency audit of `run` (off by default).
-    pub residency: crate::residency::ResidencyConfig,
+    pub residency: crate::account_audit::ResidencyConfig,
     /// The `[access]` section (resolved by `access::cli::settings`).
     pub access: crate::access::settings::AccessSection,
+    /// What the Pod's environment says (downward API, manifests); empty outside a cluster.
+    pub pod: PodEnv,
+}
+
+/// The settings a Pod gets from its environment: the downward API's node, namespace and
+/// Pod name, and what the DaemonSet's manifest sets. This is the one place the agent reads
+/// environment variables (clippy's `disallowed-methods` keeps it so); clap reads the `KENKO_*`
+/// flags' variables itself.
+#[derive(Debug, Clone, Default)]
+pub struct PodEnv {
+    /// `NODE_NAME`: the node this agent runs on (needed by `run --cluster`).
+    pub node_name: Option<String>,
+    /// `POD_NAMESPACE`: where the agent's Leases live.
+    pub namespace: Option<String>,
+    /// `POD_NAME`: the Pod that Kubernetes Events about access alerts regard.
+    pub pod_name: Option<String>,
+    /// `KENKO_HOST_ROOT`: where the node's root file system is mounted in the Pod.
+    pub host_root: String,
+    /// `KENKO_ORGANIZATION`: the organisation named on erasure certificates.
+    pub organization: String,
+}
+
+impl PodEnv {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "configuration: the one place env is read"
+    )]
+    pub fn from_env() -> PodEnv {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        PodEnv {
+            node_name: var("NODE_NAME"),
+            namespace: var("POD_NAMESPACE"),
+            pod_name: var("POD_NAME"),
+            host_root: var("KENKO_HOST_ROOT").unwrap_or_default(),
+            organization: var("KENKO_ORGANIZATION").unwrap_or_default(),
+        }
+    }
+}
+
+/// `KENKO_AWS_REGION_ENDPOINTS`: per-region endpoint overrides of the residency audit (the
+/// emulator in tests).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "configuration: the one place env is read"
+)]
+pub fn aws_region_endpoints() -> Option<String> {
+    std::env::var("KENKO_AWS_REGION_ENDPOINTS").ok()
 }
 
 impl Config {
@@ -173,6 +220,7 @@ impl Config {
             today: flags.today,
             residency: file.residency,
             access: file.access,
+            pod: PodEnv::from_env(),
             data_dir,
         })
     }

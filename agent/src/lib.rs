@@ -2,6 +2,7 @@
 //! so the end-to-end tests and benchmarks drive the same code.
 
 pub mod access;
+pub mod account_audit;
 pub mod certs;
 pub mod cluster;
 pub mod config;
@@ -13,7 +14,7 @@ pub mod fsutil;
 pub mod intake;
 pub mod metrics;
 pub mod register;
-pub mod residency;
+
 pub mod sample;
 pub mod shutdown;
 pub mod telemetry;

@@ -80,7 +80,7 @@ enum ResidencyCommand {
     /// Sweep the regions and report where every bucket, replica, vault, recovery point,
     /// snapshot, volume and key lives, and whether the stack's VPCs are closed. Exit code 0 all
     /// compliant, 1 a violation, 2 unknown (a region or API did not answer), 3 bad options.
-    Audit(kenko_agent::residency::AuditArgs),
+    Audit(kenko_agent::account_audit::AuditArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -358,7 +358,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         Command::Certificate(c) => certificate(c, config),
         Command::Erase(a) => erase(a, config),
         Command::Residency(ResidencyCommand::Audit(a)) => {
-            match kenko_agent::residency::audit_command(&a) {
+            match kenko_agent::account_audit::audit_command(&a) {
                 Ok(code) => Ok(ExitCode::from(code)),
                 Err(e) => {
                     eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
@@ -661,9 +661,16 @@ fn start_cluster_worker(
     config: &Config,
     stop: Shutdown,
 ) -> anyhow::Result<ClusterHandles> {
-    let node = std::env::var("NODE_NAME")
-        .map_err(|_| anyhow::anyhow!("--cluster needs NODE_NAME (from the downward API)"))?;
-    let lease_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "kenko-node".into());
+    let node = config
+        .pod
+        .node_name
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--cluster needs NODE_NAME (from the downward API)"))?;
+    let lease_namespace = config
+        .pod
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "kenko-node".into());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = rt.block_on(async {
         let client = kube::Client::try_default()
@@ -700,8 +707,8 @@ fn start_cluster_worker(
         node,
         cloud_leader: handles.cloud_leader.clone(),
         places,
-        host_root: std::env::var("KENKO_HOST_ROOT").unwrap_or_default(),
-        organization: std::env::var("KENKO_ORGANIZATION").unwrap_or_default(),
+        host_root: config.pod.host_root.clone(),
+        organization: config.pod.organization.clone(),
     };
     rt.spawn(async move {
         let until_stopped = async move { stop.wait().await };
@@ -743,12 +750,12 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
                 c.node.clone(),
                 rx,
             ));
-            kenko_agent::residency::ReportSink {
+            kenko_agent::account_audit::ReportSink {
                 gate: c.cloud_leader.clone(),
                 reports: tx,
             }
         });
-        rt.spawn(kenko_agent::residency::run_scheduled(
+        rt.spawn(kenko_agent::account_audit::run_scheduled(
             config.residency.clone(),
             stop.clone(),
             sink,
@@ -761,7 +768,11 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             c.client.clone(),
             kenko_agent::access::events::Regarding {
                 namespace: c.namespace.clone(),
-                pod: std::env::var("POD_NAME").unwrap_or_else(|_| c.node.clone()),
+                pod: config
+                    .pod
+                    .pod_name
+                    .clone()
+                    .unwrap_or_else(|| c.node.clone()),
             },
         )
     });

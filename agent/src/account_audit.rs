@@ -1,4 +1,4 @@
-//! The agent's side of the residency audit (`kenko_aws::audit`): the `residency audit`
+//! The account audit (the agent's side of `kenko_aws::audit`): the `residency audit`
 //! command, the `[residency]` configuration section, the scheduled audit inside
 //! `kenko-agent run`, and its metrics.
 //!
@@ -339,7 +339,7 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Shutdown, sink: Option<Re
             return;
         }
     };
-    let overrides = match overrides(std::env::var("KENKO_AWS_REGION_ENDPOINTS").ok().as_deref()) {
+    let overrides = match overrides(crate::config::aws_region_endpoints().as_deref()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(reason = e.reason(), error = %e, "the residency audit cannot run");
