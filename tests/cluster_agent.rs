@@ -503,7 +503,7 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
     // stack's, in Tokyo; their copies in Osaka, under Vault Lock for 20 years.
     let point = |n: &str, pvc: &str, ns: &str| Point {
         arn: format!("arn:aws:ec2:ap-northeast-1::snapshot/snap-{n}"),
-        created: chrono::Utc::now().timestamp() - 86_400,
+        created: kenko_intake::clock::now().timestamp() - 86_400,
         bytes: 1 << 20,
         tags: [
             (
@@ -548,7 +548,7 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
     let mut stack: kenko_api::HealthStack = serde_yaml::from_str(&text).unwrap();
     stack.spec.storage.kms_key_arn = Some(key_arn.clone());
     stack.metadata.uid = Some(STACK_UID.into());
-    let deleted_at = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let deleted_at = kenko_intake::clock::now() - chrono::Duration::seconds(5);
     let locations: Vec<String> = kenko_controller::plan::data_locations(&stack)
         .unwrap()
         .iter()

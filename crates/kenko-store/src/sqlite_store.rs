@@ -104,7 +104,7 @@ fn q(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 }
 
 fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    kenko_intake::clock::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl SqliteStore {
