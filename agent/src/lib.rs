@@ -1,6 +1,8 @@
 //! kenko's node agent as a library: the binary (`main.rs`) only parses flags and calls in here,
 //! so the end-to-end tests and benchmarks drive the same code.
 
+#![warn(unreachable_pub)]
+
 pub mod access;
 pub mod account_audit;
 pub mod certs;
