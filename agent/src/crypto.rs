@@ -169,7 +169,7 @@ impl DataKey {
 /// Reads a 32-byte secret key file, or creates one (random, mode 0600, written under a
 /// temporary name, synced, renamed) when it does not exist. Refuses a file others can read.
 pub fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
@@ -197,21 +197,8 @@ pub fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyErro
             getrandom::getrandom(&mut raw[..]).map_err(|e| io_err(path, e))?;
             // Written under a temporary name and renamed, so a crash never leaves a short key
             // file that a later start would reject (or worse, use).
-            let tmp = dir.join(format!(
-                ".{}.tmp",
-                path.file_name().unwrap_or_default().to_string_lossy()
-            ));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| io_err(&tmp, e))?;
-            f.write_all(&raw[..]).map_err(|e| io_err(&tmp, e))?;
-            f.sync_all().map_err(|e| io_err(&tmp, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-            crate::fsutil::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+            crate::fsutil::atomic_write_with(path, 0o600, |w| w.write_all(&raw[..]))
+                .map_err(|e| io_err(path, e))?;
             Ok(raw)
         }
         Err(e) => Err(io_err(path, e)),

@@ -11,17 +11,44 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Writes `bytes` to `path` atomically.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    atomic_write_with(path, 0o644, |w| w.write_all(bytes))
+}
+
+/// Writes `path` atomically from what `fill` writes (streamed through a buffer), creating it
+/// with `mode` (0600 for keys): the temporary file, synced, renamed, the directory synced.
+pub fn atomic_write_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = tmp_name(path);
     {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        let mut w = std::io::BufWriter::new(f);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
     }
     crate::crashpoint::hit("before-rename");
-    std::fs::rename(&tmp, path)?;
+    rename(&tmp, path)?;
     sync_dir(dir)
+}
+
+/// The one rename of the crate's atomic writes and moves (callers sync the directories).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the atomic helpers are where renames happen"
+)]
+fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)
 }
 
 /// The temporary name used while writing `path` (hidden, so no reader takes it as final).
@@ -34,7 +61,7 @@ pub fn tmp_name(path: &Path) -> PathBuf {
 pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     let to_dir = to.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(to_dir)?;
-    std::fs::rename(from, to)?;
+    rename(from, to)?;
     sync_dir(to_dir)?;
     if let Some(from_dir) = from.parent() {
         sync_dir(from_dir)?;
