@@ -56,7 +56,7 @@ async fn handle_as(
             client,
             node: "node-a".into(),
             cloud_leader: Arc::new(AtomicBool::new(leader)),
-            places: kenko_agent::erase::Places {
+            places: kenko_agent::erase::EraseContext {
                 jobs: data.join("erase"),
                 certificates: data.join("certificates"),
                 signing_key: data.join("keys/signing.key"),

@@ -474,7 +474,7 @@ fn parallel_jobs_and_processes_never_fork_the_certificate_chain() {
     use kenko_agent::erase::{self, JobSpec};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let places = erase::Places {
+    let places = erase::EraseContext {
         jobs: data.join("erase"),
         certificates: data.join("certificates"),
         signing_key: data.join("keys/signing.key"),

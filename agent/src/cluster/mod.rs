@@ -20,7 +20,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 
-use crate::erase::{self, JobSpec, Places};
+use crate::erase::{self, EraseContext, JobSpec};
 use plan::{Gate, Owner, Resolved, VolumeFacts};
 
 /// Why handling a request failed. `reason()` is stable (Events, metrics, status).
@@ -64,7 +64,7 @@ pub struct Worker {
     pub node: String,
     /// Set while this agent holds the `kenko-agent-cloud` Lease.
     pub cloud_leader: Arc<AtomicBool>,
-    pub places: Places,
+    pub places: EraseContext,
     /// Prefix under which the node's file system is visible (e.g. `/host`), for `pvc:`
     /// volumes with a local or hostPath source.
     pub host_root: String,

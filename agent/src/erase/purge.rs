@@ -16,7 +16,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{io, open_direct, sample_ranges, save, Aligned, Checkpoint, EraseError, BLOCK};
+use super::overwrite::{drop_cache, open_direct, Aligned, BLOCK};
+use super::target::Progress;
+use super::verify::sample_ranges;
+use super::{io, save, Checkpoint, EraseError};
 
 /// What the purge of a device did (kept in the checkpoint).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,7 +51,7 @@ pub(super) fn read_locations(
 ) -> Result<Vec<(String, bool)>, EraseError> {
     let (mut f, direct) = open_direct(path, shown, false)?;
     if !direct {
-        super::drop_cache(&f);
+        drop_cache(&f);
     }
     let longest = ranges.iter().map(|r| r.1).max().unwrap_or(0) as usize;
     let mut buf = Aligned::new(longest.div_ceil(BLOCK) * BLOCK);
@@ -111,10 +114,10 @@ pub(super) fn run(
 ) -> Result<(), EraseError> {
     let dev = cp.targets[ti].files[0].clone();
     let shown = dev.path.clone();
-    if cp.targets[ti].purge.is_none() {
+    if cp.targets[ti].purge().is_none() {
         let ranges = sample_ranges(dev.size, seed, (ti, 0));
         let before = read_locations(&dev.path, &shown, &ranges)?;
-        cp.targets[ti].purge = Some(PurgeDone {
+        cp.targets[ti].progress = Progress::Purge(PurgeDone {
             mechanism: "BLKSECDISCARD".into(),
             ranges,
             before: before.into_iter().map(|d| d.0).collect(),
@@ -124,7 +127,7 @@ pub(super) fn run(
         });
         save(cp_path, cp)?;
     }
-    let done = cp.targets[ti].purge.clone().expect("set above");
+    let done = cp.targets[ti].purge().cloned().expect("set above");
     if !done.erased {
         let f = OpenOptions::new()
             .write(true)
@@ -150,12 +153,11 @@ pub(super) fn run(
         f.sync_all().map_err(io(&shown))?;
         let t = &mut cp.targets[ti];
         t.files[0].written = dev.size;
-        t.purge.as_mut().expect("set above").erased = true;
+        t.purge_mut().expect("set above").erased = true;
         save(cp_path, cp)?;
     }
     if cp.targets[ti]
-        .purge
-        .as_ref()
+        .purge()
         .expect("set above")
         .unchanged
         .is_none()
@@ -164,7 +166,7 @@ pub(super) fn run(
         let after = read_locations(&dev.path, &shown, &ranges)?;
         let left = unchanged(&done.before, &after);
         let t = &mut cp.targets[ti];
-        let p = t.purge.as_mut().expect("set above");
+        let p = t.purge_mut().expect("set above");
         p.unchanged = Some(left);
         p.zeros_after = after.iter().filter(|a| a.1).count() as u64;
         t.bytes_checked = ranges.iter().map(|r| r.1).sum();

@@ -2,6 +2,8 @@
 //! zeroized in memory), writing certificates into the chain directory, and the `certificate`
 //! commands auditors run. The certificate format and its checks are `kenko-cert`.
 
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
