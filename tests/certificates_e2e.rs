@@ -32,11 +32,11 @@ fn certificate(job: &str, sequence: u64, previous: Option<String>) -> Certificat
             phone: "048-000-0000".into(),
         },
         sanitization: Sanitization {
-            method_type: "clear".into(),
+            method_type: kenko_cert::MethodType::Clear,
             method_used: "overwrite".into(),
             tool: "kenko-agent".into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            verification_method: "full".into(),
+            verification_method: kenko_cert::VerificationMethod::Full,
             ..Default::default()
         },
         targets: vec![Target {
@@ -50,7 +50,7 @@ fn certificate(job: &str, sequence: u64, previous: Option<String>) -> Certificat
             objects_erased: 1,
             blocked: vec![],
             verification: Verification {
-                method: "full".into(),
+                method: kenko_cert::VerificationMethod::Full,
                 passed: true,
                 bytes_checked: 4096,
                 locations_checked: 1,

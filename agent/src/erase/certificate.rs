@@ -12,13 +12,15 @@
 
 use std::path::{Path, PathBuf};
 
-use kenko_cert::{Certificate, Sanitization, Target, Verification, FORMAT};
+use kenko_cert::{
+    Certificate, MethodType, Sanitization, Target, Verification, VerificationMethod, FORMAT,
+};
 use sha2::{Digest, Sha256};
 
 use super::target::{apply_media, media_of, Progress, RecoveryPointDone, TargetState};
 use super::{
     hostname, io, now, sanitize, Checkpoint, EraseContext, EraseError, ErasureMethod, JobSpec,
-    Pattern,
+    Pattern, VerifyMode,
 };
 use crate::fsutil;
 
@@ -119,7 +121,11 @@ pub(super) fn for_job(spec: &JobSpec, cp: &Checkpoint, seed: &[u8; 32]) -> Certi
         previous_sha256: None,
         sanitized_by: spec.sanitized_by.clone(),
         sanitization: Sanitization {
-            method_type: if crypto || purging { "purge" } else { "clear" }.into(),
+            method_type: if crypto || purging {
+                MethodType::Purge
+            } else {
+                MethodType::Clear
+            },
             method_used: if crypto {
                 "cryptographic erase"
             } else if purging {
@@ -147,11 +153,11 @@ pub(super) fn for_job(spec: &JobSpec, cp: &Checkpoint, seed: &[u8; 32]) -> Certi
             tool: "kenko-agent".into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
             verification_method: if crypto {
-                "crypto".into()
+                VerificationMethod::Crypto
             } else if purging {
-                "sample (before and after)".into()
+                VerificationMethod::SampleBeforeAfter
             } else {
-                spec.verify.as_str().into()
+                verified_by(spec.verify)
             },
             post_sanitization_classification: "unclassified".into(),
             notes: spec.notes.clone(),
@@ -280,7 +286,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
             .filter(|p| p.blocked_until.is_none() && !p.gone_after)
             .count();
         Verification {
-            method: "listing".into(),
+            method: VerificationMethod::Listing,
             passed: v.remaining_after == 0 && unchecked == 0,
             bytes_checked: 0,
             locations_checked: v.points.len() as u64 + 1,
@@ -302,7 +308,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     }
     Progress::Volume(v) => {
         Verification {
-            method: "listing".into(),
+            method: VerificationMethod::Listing,
             passed: v.gone_after,
             bytes_checked: 0,
             locations_checked: 1,
@@ -328,7 +334,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     Progress::Purge(p) => {
         let unchanged = p.unchanged.unwrap_or(u64::MAX);
         Verification {
-            method: "sample (before and after)".into(),
+            method: VerificationMethod::SampleBeforeAfter,
             passed: unchanged == 0 && t.files.iter().all(|f| f.verified),
             bytes_checked: t.bytes_checked,
             locations_checked: t.locations_checked,
@@ -343,7 +349,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     }
     Progress::RecoveryPoint(rp) => {
         Verification {
-            method: "listing".into(),
+            method: VerificationMethod::Listing,
             passed: rp.gone_after || rp.blocked_until.is_some(),
             bytes_checked: 0,
             locations_checked: 1,
@@ -367,7 +373,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     }
     Progress::Snapshot(d) => {
         Verification {
-            method: "listing".into(),
+            method: VerificationMethod::Listing,
             passed: d.gone_after,
             bytes_checked: 0,
             locations_checked: 1,
@@ -386,7 +392,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     }
     Progress::Kms(k) => {
         Verification {
-            method: "crypto".into(),
+            method: VerificationMethod::Crypto,
             passed: true,
             bytes_checked: 0,
             locations_checked: 1,
@@ -400,7 +406,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
     }
     Progress::S3(d) => {
         Verification {
-            method: "listing".into(),
+            method: VerificationMethod::Listing,
             passed: d.remaining_after == 0,
             bytes_checked: 0,
             locations_checked: d.listed_after,
@@ -414,7 +420,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
         }
     }
     Progress::Planned => Verification {
-            method: spec.verify.as_str().into(),
+            method: verified_by(spec.verify),
             passed: t.files.iter().all(|f| f.verified),
             bytes_checked: t.bytes_checked,
             locations_checked: t.locations_checked,
@@ -426,7 +432,7 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
             // the store or in any backup of it.
             let gone = t.files.iter().all(|f| f.verified && !f.path.exists());
             Verification {
-                method: "crypto".into(),
+                method: VerificationMethod::Crypto,
                 passed: gone && e.decrypted_before == e.sampled,
                 bytes_checked: t.bytes_checked,
                 locations_checked: e.sampled,
@@ -444,5 +450,13 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
                 ),
             }
         }
+    }
+}
+
+/// The certificate's name for a requested verification mode.
+fn verified_by(mode: VerifyMode) -> VerificationMethod {
+    match mode {
+        VerifyMode::Full => VerificationMethod::Full,
+        VerifyMode::Sample => VerificationMethod::Sample,
     }
 }

@@ -58,20 +58,84 @@ pub struct Media {
     pub backup_location: String,
 }
 
+/// NIST SP 800-88 Rev.1's sanitization categories (Appendix G "Method Type").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MethodType {
+    #[default]
+    Clear,
+    Purge,
+    Destroy,
+}
+
+impl MethodType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodType::Clear => "clear",
+            MethodType::Purge => "purge",
+            MethodType::Destroy => "destroy",
+        }
+    }
+}
+
+impl std::fmt::Display for MethodType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an erasure was checked. The serialised names are what certificates have always
+/// carried, so a certificate's canonical bytes (and its signature) do not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum VerificationMethod {
+    /// Every byte read back from the media.
+    #[default]
+    #[serde(rename = "full")]
+    Full,
+    /// The NIST SP 800-88 Rev.1 4.7.3 sample, read back from the media.
+    #[serde(rename = "sample")]
+    Sample,
+    /// The sample locations read before and after a device's own secure erase.
+    #[serde(rename = "sample (before and after)")]
+    SampleBeforeAfter,
+    /// A cryptographic erase: the key's destruction (or scheduled deletion) checked.
+    #[serde(rename = "crypto")]
+    Crypto,
+    /// A cloud deletion: the object listed or described again after.
+    #[serde(rename = "listing")]
+    Listing,
+}
+
+impl VerificationMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerificationMethod::Full => "full",
+            VerificationMethod::Sample => "sample",
+            VerificationMethod::SampleBeforeAfter => "sample (before and after)",
+            VerificationMethod::Crypto => "crypto",
+            VerificationMethod::Listing => "listing",
+        }
+    }
+}
+
+impl std::fmt::Display for VerificationMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Appendix G "Sanitization Details".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Sanitization {
-    /// `clear`, `purge` or `destroy`.
-    pub method_type: String,
+    pub method_type: MethodType,
     /// e.g. `overwrite`, `block erase`, `cryptographic erase`.
     pub method_used: String,
     /// Pattern, passes, generator, page-cache handling...
     pub method_details: String,
     pub tool: String,
     pub tool_version: String,
-    /// `full`, `sample` or `crypto`.
-    pub verification_method: String,
+    pub verification_method: VerificationMethod,
     pub post_sanitization_classification: String,
     pub notes: String,
 }
@@ -90,8 +154,7 @@ pub struct Blocked {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Verification {
-    /// `full`, `sample` or `crypto`.
-    pub method: String,
+    pub method: VerificationMethod,
     pub passed: bool,
     pub bytes_checked: u64,
     pub locations_checked: u64,

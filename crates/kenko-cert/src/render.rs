@@ -60,14 +60,14 @@ pub(crate) fn sections(c: &Certificate) -> Vec<Section> {
     out.push(Section {
         heading: "消去の詳細 Sanitization Details".into(),
         rows: vec![
-            ("Method Type", s.method_type.clone()),
+            ("Method Type", s.method_type.to_string()),
             ("Method Used", s.method_used.clone()),
             ("Method Details", s.method_details.clone()),
             (
                 "Tool Used (version)",
                 format!("{} {}", s.tool, s.tool_version),
             ),
-            ("Verification Method", s.verification_method.clone()),
+            ("Verification Method", s.verification_method.to_string()),
             (
                 "Post-Sanitization Classification",
                 s.post_sanitization_classification.clone(),

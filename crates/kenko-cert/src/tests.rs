@@ -20,12 +20,12 @@ pub(crate) fn sample(job: &str, sequence: u64, previous: Option<String>) -> Cert
             phone: "048-000-0000".into(),
         },
         sanitization: Sanitization {
-            method_type: "clear".into(),
+            method_type: crate::MethodType::Clear,
             method_used: "overwrite".into(),
             method_details: "1 pass, ChaCha20 keystream, O_DIRECT".into(),
             tool: "kenko-agent".into(),
             tool_version: "0.1.0".into(),
-            verification_method: "full".into(),
+            verification_method: crate::VerificationMethod::Full,
             post_sanitization_classification: "unclassified".into(),
             notes: String::new(),
         },
@@ -41,7 +41,7 @@ pub(crate) fn sample(job: &str, sequence: u64, previous: Option<String>) -> Cert
             objects_erased: 1,
             blocked: vec![],
             verification: Verification {
-                method: "full".into(),
+                method: crate::VerificationMethod::Full,
                 passed: true,
                 bytes_checked: 1 << 20,
                 locations_checked: 1,
@@ -334,4 +334,32 @@ fn first_format_certificates_still_verify_and_the_authority_is_signed() {
         verify(&mixed.to_file_bytes(), None).unwrap_err().reason(),
         "certificate_unknown_format"
     );
+}
+
+#[test]
+fn typed_methods_serialise_to_the_strings_certificates_always_carried() {
+    use crate::{MethodType, VerificationMethod};
+    for m in [
+        VerificationMethod::Full,
+        VerificationMethod::Sample,
+        VerificationMethod::SampleBeforeAfter,
+        VerificationMethod::Crypto,
+        VerificationMethod::Listing,
+    ] {
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, format!("\"{}\"", m.as_str()));
+        assert_eq!(
+            serde_json::from_str::<VerificationMethod>(&json).unwrap(),
+            m
+        );
+    }
+    assert_eq!(
+        serde_json::from_str::<VerificationMethod>("\"sample (before and after)\"").unwrap(),
+        VerificationMethod::SampleBeforeAfter
+    );
+    for m in [MethodType::Clear, MethodType::Purge, MethodType::Destroy] {
+        assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
+    }
+    // A value no certificate carries is refused, not read as something else.
+    assert!(serde_json::from_str::<VerificationMethod>("\"sampled\"").is_err());
 }

@@ -27,12 +27,12 @@ pub fn signed_certificate(job: &str, seed: u8) -> Vec<u8> {
             phone: "000-0000-0000".into(),
         },
         sanitization: Sanitization {
-            method_type: "clear".into(),
+            method_type: kenko_cert::MethodType::Clear,
             method_used: "overwrite".into(),
             method_details: "1 pass, ChaCha8 keystream, O_DIRECT".into(),
             tool: "kenko-agent".into(),
             tool_version: "0.1.0".into(),
-            verification_method: "full".into(),
+            verification_method: kenko_cert::VerificationMethod::Full,
             post_sanitization_classification: "unclassified".into(),
             notes: String::new(),
         },
@@ -47,7 +47,7 @@ pub fn signed_certificate(job: &str, seed: u8) -> Vec<u8> {
             objects_erased: 1,
             blocked: vec![],
             verification: Verification {
-                method: "full".into(),
+                method: kenko_cert::VerificationMethod::Full,
                 passed: true,
                 bytes_checked: 1 << 20,
                 locations_checked: 1,
