@@ -293,10 +293,10 @@ fn destroying_the_data_key_is_a_certified_cryptographic_erase() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // A register with My Numbers: ciphertexts under the data key.
-    let residents = kenko_agent::sample::generate_residents(200, 3);
+    let residents = kenko_sample::generate_residents(200, 3);
     let csv = dir.path().join("residents.csv");
     let mut f = std::fs::File::create(&csv).unwrap();
-    kenko_agent::sample::write_resident_csv(&mut f, &residents).unwrap();
+    kenko_sample::write_resident_csv(&mut f, &residents).unwrap();
     let out = agent(&data)
         .args(["residents", "import"])
         .arg(&csv)

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kenko_agent::sample::SampleEncoding;
+use kenko_sample::SampleEncoding;
 
 fn count(v: &serde_json::Value, key: &str) -> u64 {
     v[key]
@@ -202,7 +202,7 @@ fn broken_files_are_returned_whole_with_a_clear_reason() {
     broken_case("empty.csv", b"", "empty_file");
     broken_case("header-only.csv", "宛名番号,個人番号,氏名,性別,生年月日,住所,接種日,接種場所,接種時年齢,請求年月,診察区分,LOT-NO,ワクチン,転入前接種,予診医師名,接種医師名,公費自費区分,委託料,接種量\n".as_bytes(), "no_data_rows");
 
-    let residents = kenko_agent::sample::generate_residents(200, 1);
+    let residents = kenko_sample::generate_residents(200, 1);
     // A column renamed by hand: unknown and missing, both named.
     let g = generate(&residents, 50, SampleEncoding::Utf8, 0.0, 2);
     let text = String::from_utf8(g.bytes.clone())
@@ -262,7 +262,7 @@ fn broken_files_are_returned_whole_with_a_clear_reason() {
 #[test]
 fn a_file_returned_for_a_stale_register_is_retried_after_the_register_is_fixed() {
     let ws = Workspace::sqlite();
-    let residents = kenko_agent::sample::generate_residents(500, 12);
+    let residents = kenko_sample::generate_residents(500, 12);
     // The register in force lacks everyone in the file (a different extract).
     ws.import_residents(100, 13);
     let g = generate(&residents, 200, SampleEncoding::Utf8, 0.0, 4);
@@ -292,9 +292,9 @@ fn a_file_returned_for_a_stale_register_is_retried_after_the_register_is_fixed()
 fn a_broken_register_extract_names_row_and_field_and_changes_nothing() {
     let ws = Workspace::sqlite();
     ws.import_residents(100, 1);
-    let residents = kenko_agent::sample::generate_residents(100, 2);
+    let residents = kenko_sample::generate_residents(100, 2);
     let mut buf = Vec::new();
-    kenko_agent::sample::write_resident_csv(&mut buf, &residents).unwrap();
+    kenko_sample::write_resident_csv(&mut buf, &residents).unwrap();
     let text = String::from_utf8(buf).unwrap();
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     // Row 40 (header = row 1): an impossible birth date.
@@ -348,7 +348,7 @@ fn kill_at(ws: &Workspace, point: &str) {
 
 #[test]
 fn kill_9_at_any_step_then_restart_ends_exactly_like_an_uninterrupted_run() {
-    let residents = kenko_agent::sample::generate_residents(2_000, 9);
+    let residents = kenko_sample::generate_residents(2_000, 9);
     let g = generate(&residents, 5_000, SampleEncoding::Cp932, 0.1, 21);
 
     let reference = Workspace::sqlite();
@@ -407,7 +407,7 @@ fn kill_9_at_any_step_then_restart_ends_exactly_like_an_uninterrupted_run() {
 
 #[test]
 fn kill_9_on_postgres_mid_file_then_restart_loads_exactly_once() {
-    let residents = kenko_agent::sample::generate_residents(2_000, 9);
+    let residents = kenko_sample::generate_residents(2_000, 9);
     let g = generate(&residents, 5_000, SampleEncoding::Utf8, 0.1, 22);
     let reference = Workspace::sqlite();
     reference.import_residents(2_000, 9);
@@ -736,7 +736,7 @@ fn to_csv(rows: &[Vec<String>], eol: &str) -> String {
 
 #[test]
 fn columns_in_any_order_with_full_width_header_and_bom_load_the_same() {
-    let residents = kenko_agent::sample::generate_residents(1_000, 14);
+    let residents = kenko_sample::generate_residents(1_000, 14);
     let g = generate(&residents, 400, SampleEncoding::Utf8, 0.1, 15);
     let mut reader = kenko_agent::intake::decode::RecordReader::new(&g.bytes[..]).unwrap();
     let mut rows = Vec::new();

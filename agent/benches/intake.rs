@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use kenko_agent::sample::{self, IntakeSpec, SampleEncoding};
 use kenko_intake::YearMonth;
+use kenko_sample::{self as sample, IntakeSpec, SampleEncoding};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_kenko-agent");
 const TODAY: &str = "2024-11-15";

@@ -14,7 +14,7 @@ use kenko_intake::YearMonth;
 use crate::config::Config;
 use crate::intake::{self, Env, RunSummary};
 use crate::register::{self, RegisterIndex};
-use crate::sample::{self, IntakeSpec, SampleEncoding};
+use kenko_sample::{self as sample, IntakeSpec, SampleEncoding};
 
 /// Demo size.
 #[derive(Debug, Clone, Copy)]

@@ -16,8 +16,6 @@ pub mod fsutil;
 pub mod intake;
 pub mod metrics;
 pub mod register;
-
-pub mod sample;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use kenko_agent::config::{Config, GlobalFlags};
 use kenko_agent::demo::{self, DemoSize};
 use kenko_agent::intake;
-use kenko_agent::sample::{self, IntakeSpec, SampleEncoding};
 use kenko_agent::shutdown::Shutdown;
 use kenko_intake::YearMonth;
+use kenko_sample::{self as sample, IntakeSpec, SampleEncoding};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,35 +1,21 @@
 //! The resident register extract (住民記録の抽出): importing it into the store as tokens, and
 //! the in-memory index the checks use.
 //!
-//! The extract is a CSV (UTF-8 or CP932, detected like intake files) with the header
-//! `宛名番号,個人番号,氏名,性別,生年月日,住所,異動事由,異動日`, where 異動事由 is empty for a
-//! current resident, `死亡` (deceased) or `転出` (moved out), and 異動日 the date of that event.
-//! Names and addresses are stored only as keyed tokens of their normalised form; the My Number
+//! The extract is a CSV (UTF-8 or CP932, detected like intake files); its columns and fields
+//! are the contract in [`kenko_intake::register_extract`]. Names and addresses are stored only as keyed tokens of their normalised form; the My Number
 //! as a token and an AES-GCM ciphertext. An import replaces the register atomically: a broken
 //! extract changes nothing.
 
 use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 
-use kenko_intake::{
-    date, normalize, Domain, Loss, LossKind, MyNumber, Register, RegisterEntry, Sex, Tokenizer,
-};
+use kenko_intake::register_extract::{self, FieldProblem, COLUMNS};
+use kenko_intake::{normalize, Domain, Loss, LossKind, Register, RegisterEntry, Sex, Tokenizer};
 use kenko_store::{ReplaceError, Store, StoredResident};
 use zeroize::Zeroizing;
 
 use crate::crypto::DataKey;
 use crate::intake::decode::{DecodeError, RecordReader};
-
-const COLUMNS: [&str; 8] = [
-    "宛名番号",
-    "個人番号",
-    "氏名",
-    "性別",
-    "生年月日",
-    "住所",
-    "異動事由",
-    "異動日",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -105,18 +91,7 @@ pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize
     if !reader.advance().map_err(read_err)? {
         return Err(header_problem("the file is empty".into()));
     }
-    let header: Vec<String> = reader
-        .fields()
-        .iter()
-        .map(|c| {
-            let mut s = String::new();
-            normalize::compact_into(c, &mut s);
-            s
-        })
-        .collect();
-    if header != COLUMNS {
-        return Err(header_problem(format!("found {}", header.join(","))));
-    }
+    register_extract::check_header(&reader.fields()).map_err(header_problem)?;
     // The iterator hands rows to the store as it reads them, so memory stays flat; an error
     // part-way aborts the store's transaction.
     let mut failure: Option<RegisterError> = None;
@@ -131,7 +106,7 @@ pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize
                 let fields = reader.fields();
                 match parse_row(key, &fields, row) {
                     Ok(r) => Some(Ok(r)),
-                    Err((field, expected)) => {
+                    Err(FieldProblem { field, expected }) => {
                         failure = Some(RegisterError::Row {
                             file: file.to_path_buf(),
                             row,
@@ -162,69 +137,35 @@ pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize
     }
 }
 
-type FieldProblem = (&'static str, &'static str);
-
+/// A checked row of the extract as the store keeps it: tokens, and the My Number sealed.
 fn parse_row(key: &DataKey, f: &[&str], _row: u64) -> Result<StoredResident, FieldProblem> {
-    if f.len() != COLUMNS.len() {
-        return Err(("(row)", "8 fields, as many as the header"));
-    }
-    let resident_no = normalize::nfkc_trim(f[0]);
-    let resident_no: i64 = (!resident_no.is_empty()
-        && resident_no.len() <= 15
-        && resident_no.bytes().all(|b| b.is_ascii_digit()))
-    .then(|| resident_no.parse().ok())
-    .flatten()
-    .ok_or(("宛名番号", "1 to 15 digits"))?;
-
-    let mn = normalize::nfkc_trim(f[1]);
-    let (mynumber_token, mynumber_ct) = if mn.is_empty() {
-        (None, None)
-    } else {
-        let n =
-            MyNumber::parse(&mn).map_err(|_| ("個人番号", "12 digits with a valid check digit"))?;
-        let ascii = Zeroizing::new(n.ascii());
-        (
-            Some(key.token(Domain::MyNumber, &ascii[..])),
-            Some(key.seal(resident_no, &ascii[..])),
-        )
+    let r = register_extract::parse_row(f)?;
+    // At most 15 digits, so it fits.
+    let resident_no = r.resident_no as i64;
+    let (mynumber_token, mynumber_ct) = match &r.mynumber {
+        None => (None, None),
+        Some(n) => {
+            let ascii = Zeroizing::new(n.ascii());
+            (
+                Some(key.token(Domain::MyNumber, &ascii[..])),
+                Some(key.seal(resident_no, &ascii[..])),
+            )
+        }
     };
-
     let mut scratch = Zeroizing::new(String::with_capacity(128));
-    normalize::compact_into(f[2], &mut scratch);
-    if scratch.is_empty() {
-        return Err(("氏名", "a name"));
-    }
+    normalize::compact_into(r.name, &mut scratch);
     let name_token = key.token(Domain::Name, scratch.as_bytes());
-
-    let sex = Sex::parse(&normalize::nfkc_trim(f[3])).ok_or(("性別", "1 (男) or 2 (女)"))?;
-    let birth = date::parse_date(&normalize::nfkc_trim(f[4])).map_err(|_| {
-        (
-            "生年月日",
-            "a date (YYYYMMDD, YYYY-MM-DD, YYYY/MM/DD or an era date)",
-        )
-    })?;
-
     scratch.clear();
-    normalize::compact_into(f[5], &mut scratch);
-    if scratch.is_empty() {
-        return Err(("住所", "an address"));
-    }
+    normalize::compact_into(r.address, &mut scratch);
     let address_token = key.token(Domain::Address, scratch.as_bytes());
-
-    let kind = match normalize::nfkc_trim(f[6]).as_ref() {
-        "" => None,
-        "死亡" => Some(1i16),
-        "転出" => Some(2i16),
-        _ => return Err(("異動事由", "empty, 死亡 or 転出")),
-    };
-    let loss_on = match (kind, normalize::nfkc_trim(f[7]).as_ref()) {
-        (None, "") => None,
-        (None, _) => return Err(("異動日", "empty when 異動事由 is empty")),
-        (Some(_), s) => Some(
-            date::parse_date(s)
-                .map_err(|_| ("異動日", "a date when 異動事由 is 死亡 or 転出"))?
-                .format("%Y-%m-%d")
-                .to_string(),
+    let (loss_kind, loss_on) = match r.loss {
+        None => (None, None),
+        Some(Loss { kind, on }) => (
+            Some(match kind {
+                LossKind::Deceased => 1i16,
+                LossKind::MovedOut => 2i16,
+            }),
+            Some(on.format("%Y-%m-%d").to_string()),
         ),
     };
     Ok(StoredResident {
@@ -232,10 +173,10 @@ fn parse_row(key: &DataKey, f: &[&str], _row: u64) -> Result<StoredResident, Fie
         mynumber_token,
         mynumber_ct,
         name_token,
-        sex: i16::from(sex.code()),
-        birth: birth.format("%Y-%m-%d").to_string(),
+        sex: i16::from(r.sex.code()),
+        birth: r.birth.format("%Y-%m-%d").to_string(),
         address_token,
-        loss_kind: kind,
+        loss_kind,
         loss_on,
     })
 }

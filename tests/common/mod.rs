@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kenko_agent::sample::{self, IntakeSpec, IntakeStats, SampleEncoding, SampleResident};
 use kenko_intake::YearMonth;
+use kenko_sample::{self as sample, IntakeSpec, IntakeStats, SampleEncoding, SampleResident};
 
 /// The business date the tests run on (vaccinations in October 2024 are in the past).
 pub const TODAY: &str = "2024-11-15";

@@ -14,6 +14,7 @@ pub mod master;
 pub mod mynumber;
 pub mod normalize;
 pub mod reason;
+pub mod register_extract;
 
 pub use check::{
     Checker, Domain, ExamCategory, Issue, Loss, LossKind, Payment, Record, Register, RegisterEntry,

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use chrono::{Datelike, Days, NaiveDate};
+use kenko_intake::register_extract;
 use kenko_intake::{Loss, LossKind, MyNumber, Sex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,16 +14,12 @@ use rand_chacha::ChaCha8Rng;
 use super::csv::{parse_records, push_field};
 use super::names::{BUILDINGS, FAMILY_NAMES, FEMALE_GIVEN_NAMES, MALE_GIVEN_NAMES, TOWNS};
 
-/// The register extract's header, in the order it is written.
-pub const RESIDENT_HEADER: &str = "宛名番号,個人番号,氏名,性別,生年月日,住所,異動事由,異動日";
+/// The register extract's header, in the order it is written (the contract's).
+pub use kenko_intake::register_extract::HEADER as RESIDENT_HEADER;
+pub use kenko_intake::register_extract::{LOSS_DECEASED, LOSS_MOVED_OUT};
 
 /// The first 宛名番号 handed out.
 pub const FIRST_RESIDENT_NO: u64 = 100_000_001;
-
-/// `異動事由` for a death.
-pub const LOSS_DECEASED: &str = "死亡";
-/// `異動事由` for moving out of the city.
-pub const LOSS_MOVED_OUT: &str = "転出";
 
 /// One synthetic resident as the register extract lists them. All of it is made up, so it is
 /// plain data (no zeroizing): nothing here is a real person's.
@@ -194,10 +191,8 @@ pub enum ResidentsError {
     NotUtf8,
     #[error("the resident extract has no header row")]
     Empty,
-    #[error("the resident extract's header lacks the column {0}")]
-    MissingColumn(&'static str),
-    #[error("the resident extract's header has an unexpected or repeated column at position {0}")]
-    BadColumn(usize),
+    #[error("the resident extract's header: {0}")]
+    Header(String),
     #[error("line {line}: a quoted field is not closed")]
     Unterminated { line: usize },
     #[error("line {line}: expected {expected} fields")]
@@ -208,19 +203,8 @@ pub enum ResidentsError {
     DuplicateResident { line: usize },
 }
 
-const COLUMNS: [&str; 8] = [
-    "宛名番号",
-    "個人番号",
-    "氏名",
-    "性別",
-    "生年月日",
-    "住所",
-    "異動事由",
-    "異動日",
-];
-
-/// Reads a register extract written by [`write_resident_csv`] (columns in any order, UTF-8 with
-/// or without BOM, CRLF or LF), so a sample intake can be made for a register made earlier.
+/// Reads a register extract written by [`write_resident_csv`] (the contract's columns, UTF-8
+/// with or without BOM, CRLF or LF), so a sample intake can be made for a register made earlier.
 pub fn read_residents(path: impl AsRef<Path>) -> Result<Vec<SampleResident>, ResidentsError> {
     let bytes = std::fs::read(path)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ResidentsError::NotUtf8)?;
@@ -233,81 +217,38 @@ pub fn parse_residents(text: &str) -> Result<Vec<SampleResident>, ResidentsError
     let records = parse_records(text).map_err(|e| ResidentsError::Unterminated { line: e.line })?;
     let mut records = records.into_iter();
     let header = records.next().ok_or(ResidentsError::Empty)?;
-    let mut pos = [usize::MAX; 8];
-    for (i, cell) in header.fields.iter().enumerate() {
-        let cell = cell.trim();
-        let c = COLUMNS
-            .iter()
-            .position(|c| *c == cell)
-            .ok_or(ResidentsError::BadColumn(i + 1))?;
-        if pos[c] != usize::MAX {
-            return Err(ResidentsError::BadColumn(i + 1));
-        }
-        pos[c] = i;
-    }
-    if let Some(c) = pos.iter().position(|p| *p == usize::MAX) {
-        return Err(ResidentsError::MissingColumn(COLUMNS[c]));
-    }
-    let width = header.fields.len();
+    register_extract::check_header(&header.fields).map_err(ResidentsError::Header)?;
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for rec in records {
         let line = rec.line;
-        if rec.fields.len() != width {
-            return Err(ResidentsError::FieldCount {
-                line,
-                expected: width,
-            });
-        }
-        let field = |c: usize| rec.fields[pos[c]].trim();
-        let bad = |c: usize| ResidentsError::BadField {
-            line,
-            column: COLUMNS[c],
-        };
-        let resident_no: u64 = parse_digits(field(0), 15).ok_or_else(|| bad(0))?;
-        if !seen.insert(resident_no) {
+        let fields: Vec<&str> = rec.fields.iter().map(String::as_str).collect();
+        let r = register_extract::parse_row(&fields).map_err(|p| {
+            if p.field == "(row)" {
+                ResidentsError::FieldCount {
+                    line,
+                    expected: register_extract::COLUMNS.len(),
+                }
+            } else {
+                ResidentsError::BadField {
+                    line,
+                    column: p.field,
+                }
+            }
+        })?;
+        if !seen.insert(r.resident_no) {
             return Err(ResidentsError::DuplicateResident { line });
         }
-        let mynumber = match field(1) {
-            "" => None,
-            s => Some(
-                MyNumber::parse(s)
-                    .map(|_| s.to_owned())
-                    .map_err(|_| bad(1))?,
-            ),
-        };
-        let name = field(2);
-        if name.is_empty() {
-            return Err(bad(2));
-        }
-        let sex = Sex::parse(field(3)).ok_or_else(|| bad(3))?;
-        let birth = parse_ymd(field(4)).ok_or_else(|| bad(4))?;
-        let address = field(5);
-        if address.is_empty() {
-            return Err(bad(5));
-        }
-        let kind = match field(6) {
-            "" => None,
-            LOSS_DECEASED => Some(LossKind::Deceased),
-            LOSS_MOVED_OUT => Some(LossKind::MovedOut),
-            _ => return Err(bad(6)),
-        };
-        let loss = match (kind, field(7)) {
-            (None, "") => None,
-            (Some(kind), on) => Some(Loss {
-                kind,
-                on: parse_ymd(on).ok_or_else(|| bad(7))?,
-            }),
-            (None, _) => return Err(bad(7)),
-        };
         out.push(SampleResident {
-            resident_no,
-            mynumber,
-            name: name.to_owned(),
-            sex,
-            birth,
-            address: address.to_owned(),
-            loss,
+            resident_no: r.resident_no,
+            mynumber: r
+                .mynumber
+                .map(|n| String::from_utf8_lossy(&n.ascii()).into_owned()),
+            name: r.name.trim().to_owned(),
+            sex: r.sex,
+            birth: r.birth,
+            address: r.address.trim().to_owned(),
+            loss: r.loss,
         });
     }
     Ok(out)
@@ -317,26 +258,6 @@ pub fn parse_residents(text: &str) -> Result<Vec<SampleResident>, ResidentsError
 fn push_ymd(out: &mut String, d: NaiveDate) {
     use std::fmt::Write as _;
     let _ = write!(out, "{:04}{:02}{:02}", d.year(), d.month(), d.day());
-}
-
-fn parse_digits(s: &str, max_len: usize) -> Option<u64> {
-    if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-/// `YYYYMMDD`, the only form the extract uses.
-pub(crate) fn parse_ymd(s: &str) -> Option<NaiveDate> {
-    if s.len() != 8 {
-        return None;
-    }
-    let n = parse_digits(s, 8)?;
-    NaiveDate::from_ymd_opt(
-        (n / 10_000) as i32,
-        (n / 100 % 100) as u32,
-        (n % 100) as u32,
-    )
 }
 
 pub(crate) fn random_given_name(rng: &mut ChaCha8Rng, sex: Sex) -> &'static str {
