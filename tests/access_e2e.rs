@@ -2,6 +2,11 @@
 //! (growth, rotation), killed with `kill -9` and restarted, posting to a real Alertmanager on
 //! loopback, and `audit-log verify` against logs changed on disk. Every wait polls a condition
 //! (a file's content, the metrics endpoint) with a deadline.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 mod common;
 

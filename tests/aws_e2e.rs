@@ -1,5 +1,10 @@
 //! AWS targets against the local AWS emulator (moto_server on 127.0.0.1, from the venv the
 //! test command creates): the same aws-sdk-rust code the product runs, with `endpoint_url`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 mod common;
 

@@ -1,5 +1,10 @@
 //! The `kenko-agent certificate` commands an auditor runs, on real files: verify, tamper,
 //! countersign, chains with a removed certificate.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,6 +2,11 @@
 //! (each expected request checked in order, anything else fails): a real folder on "this
 //! node" is erased, its certificate published and the request's status written; a
 //! self-approved or unapproved request erases nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 mod common;
 

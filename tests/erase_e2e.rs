@@ -1,5 +1,10 @@
 //! Erasure of real files and folders by the real binary: overwritten, verified, renamed and
 //! unlinked, with a certificate that verifies; and a `kill -9` mid-overwrite that resumes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

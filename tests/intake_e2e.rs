@@ -1,5 +1,10 @@
 //! End-to-end tests of the monthly intake: the real `kenko-agent` binary, real files, SQLite
 //! and the local PostgreSQL, real `kill -9`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 mod common;
 

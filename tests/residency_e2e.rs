@@ -4,6 +4,11 @@
 //! that does not answer is Unknown (never compliant), `--remediate` removes exactly the
 //! offending replication rule, and `kenko-agent run` exports the audit's metrics.
 //! Everything goes through the real binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 mod common;
 

@@ -1,5 +1,10 @@
 //! Every alert names a runbook page that exists, and every failure reason and file-level
 //! rejection reason is explained in the runbooks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::path::{Path, PathBuf};
 

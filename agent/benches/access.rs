@@ -10,6 +10,11 @@
 //! 5 million lines, 1 GB), KENKO_BENCH_JQ_LINES (jq reads the first N lines, default 1,000,000;
 //! 0 = all), KENKO_BENCH_DIR (default /var/tmp/kenko-bench/agent-access; the log is generated
 //! once per size and reused).
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark: a failure is the answer, and it sets up its files and clock directly"
+)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};

@@ -6,6 +6,11 @@
 //! on a real disk, not tmpfs; KENKO_BENCH_MIB sets the size (default 2048).
 //!
 //!     cargo bench -p kenko-agent --bench erase
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark: a failure is the answer, and it sets up its files and clock directly"
+)]
 
 use std::path::Path;
 use std::process::Command;

@@ -15,6 +15,11 @@
 //! KENKO_BENCH_RESIDENTS (default 340000), KENKO_BENCH_DIR (default /var/tmp/kenko-bench,
 //! generated files are cached there), KENKO_BENCH_POSTGRES (default
 //! postgres://postgres@127.0.0.1:5432; "off" skips PostgreSQL).
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark: a failure is the answer, and it sets up its files and clock directly"
+)]
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

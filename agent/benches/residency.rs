@@ -6,6 +6,11 @@
 //!
 //! `cargo bench -p kenko-agent --bench residency` (needs /var/tmp/kenko-venv/bin/moto_server, or
 //! KENKO_MOTO_SERVER). KENKO_BENCH_SCALE=0.1 shrinks the account for a quick look.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark: a failure is the answer, and it sets up its files and clock directly"
+)]
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;

@@ -373,6 +373,10 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Shutdown, sink: Option<Re
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -222,6 +222,10 @@ impl Tokenizer for DataKey {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -194,15 +194,8 @@ fn write_atomically(
     path: &Path,
     f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
-    let tmp = crate::fsutil::tmp_name(path);
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut w = std::io::BufWriter::new(file);
-    f(&mut w).with_context(|| format!("writing {}", tmp.display()))?;
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
+    crate::fsutil::atomic_write_with(path, 0o644, f)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes a file under a temporary name and renames it into place (for `sample --out`, so a

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub last_success: prometheus::Gauge,
     pub inbox_files: IntGauge,
     pub register_residents: IntGauge,
+    /// Erasure jobs that issued a certificate, by outcome (certified, blocked).
+    pub erase_certificates: IntCounterVec,
+    /// Erasure jobs that stopped without a certificate, by reason.
+    pub erase_failures: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -79,7 +83,30 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Residents in the register the checks use.",
     )
     .expect("metric");
-    for c in [&files, &rows, &rejections, &failures] {
+    let erase_certificates = IntCounterVec::new(
+        Opts::new(
+            "kenko_erase_certificates_total",
+            "Erasure jobs that issued a signed certificate, by outcome (certified, blocked).",
+        ),
+        &["outcome"],
+    )
+    .expect("metric");
+    let erase_failures = IntCounterVec::new(
+        Opts::new(
+            "kenko_erase_failures_total",
+            "Erasure jobs that stopped without a certificate, by reason.",
+        ),
+        &["reason"],
+    )
+    .expect("metric");
+    for c in [
+        &files,
+        &rows,
+        &rejections,
+        &failures,
+        &erase_certificates,
+        &erase_failures,
+    ] {
         registry.register(Box::new(c.clone())).expect("register");
     }
     registry
@@ -104,6 +131,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         last_success,
         inbox_files,
         register_residents,
+        erase_certificates,
+        erase_failures,
     }
 });
 

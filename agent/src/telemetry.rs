@@ -1,4 +1,4 @@
-//! What the intake does that an operator watches, as typed events. `emit` writes the log line
+//! What the intake and the erasure engine do that an operator watches, as typed events. `emit` writes the log line
 //! and moves the metric together, so the two cannot disagree (a failure counted once by the
 //! file and again by the watcher's round, say). Call sites say what happened; this module
 //! says how it is told. Fields are counts, reason codes and file names chosen by the
@@ -127,6 +127,63 @@ impl Event<'_> {
             }
             Event::InboxScanned { waiting } => {
                 METRICS.inbox_files.set(*waiting as i64);
+            }
+        }
+    }
+}
+
+/// One thing that happened to an erasure job (on the command line or in the cluster).
+#[derive(Debug)]
+pub enum EraseEvent<'a> {
+    /// The job finished and its signed certificate was written.
+    Certified {
+        job: &'a str,
+        certificate: &'a std::path::Path,
+        targets: usize,
+        bytes: u64,
+        /// Items kept by Object Lock or Vault Lock (the certificate names them).
+        blocked: usize,
+        resumed: u32,
+    },
+    /// The job stopped without a certificate; run again with the same job id to resume.
+    Failed {
+        job: &'a str,
+        reason: &'static str,
+        error: &'a dyn std::error::Error,
+    },
+}
+
+impl EraseEvent<'_> {
+    /// Logs the event and updates its metrics.
+    pub fn emit(&self) {
+        match self {
+            EraseEvent::Certified {
+                job,
+                certificate,
+                targets,
+                bytes,
+                blocked,
+                resumed,
+            } => {
+                let outcome = if *blocked > 0 { "blocked" } else { "certified" };
+                METRICS
+                    .erase_certificates
+                    .with_label_values(&[outcome])
+                    .inc();
+                tracing::info!(
+                    job,
+                    certificate = %certificate.display(),
+                    targets,
+                    bytes,
+                    blocked,
+                    resumed,
+                    outcome,
+                    "erasure certified"
+                );
+            }
+            EraseEvent::Failed { job, reason, error } => {
+                METRICS.erase_failures.with_label_values(&[reason]).inc();
+                tracing::error!(job, reason, error = %error, "erasure failed");
             }
         }
     }

@@ -934,4 +934,8 @@ pub fn conditions(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests;

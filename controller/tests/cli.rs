@@ -1,4 +1,9 @@
 //! The controller binary starts and fails clearly when no cluster is reachable.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::process::Command;
 

@@ -1,6 +1,11 @@
 //! Leaving leadership on shutdown: when the controller stops (SIGTERM), the lease task
 //! releases the Lease (holder cleared), so the standby takes over at once instead of waiting
 //! for the Lease to expire.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use kenko_test_support::{scenario, step, Reply};
 use serde_json::json;

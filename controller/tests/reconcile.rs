@@ -1,6 +1,11 @@
 //! The reconciler against a scripted mock API server (the kube-rs controller-rs pattern): each
 //! request the controller makes is checked against the script in order and answered; a request
 //! the script does not expect fails the test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -509,7 +514,7 @@ fn certificate(name: &str, seed: u8, uid: &str, started: &str, locations: &[Stri
                 objects_erased: 1,
                 blocked: vec![],
                 verification: Verification {
-                    method: "full".into(),
+                    method: kenko_cert::VerificationMethod::Full,
                     passed: true,
                     bytes_checked: 1,
                     locations_checked: 1,

@@ -332,6 +332,10 @@ pub fn verify_dir(dir: &Path) -> Result<Verification, AccessError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -129,7 +129,7 @@ pub fn countersign_file(
 ) -> Result<kenko_cert::Verified, CertCommandError> {
     let verified = verify_file(path, None)?;
     let mut cert: Certificate = verified.certificate;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now = kenko_intake::clock::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     cert.countersign(person, key, &now)
         .map_err(|source| CertCommandError::Invalid {
             path: path.to_path_buf(),
@@ -230,6 +230,10 @@ pub fn render_file(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

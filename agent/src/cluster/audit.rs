@@ -92,6 +92,10 @@ pub async fn publish_reports(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
     use kenko_aws::audit::{Finding, Policy, Report, Rule, Status};

@@ -335,4 +335,8 @@ pub fn summary(targets: &[String], results: &[TargetResult]) -> Option<(String, 
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests;

@@ -191,7 +191,6 @@ pub fn erase(a: EraseArgs, config: &Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            tracing::error!(job = %job_id, reason = e.reason(), error = %e, "erasure failed");
             eprintln!(
                 "kenko-agent: erasure job {job_id} failed: {e} [reason: {}]",
                 e.reason()

@@ -25,6 +25,7 @@ use kenko_cert::{Certificate, Media, Person};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
+use crate::telemetry::EraseEvent;
 
 pub mod certificate;
 pub mod cli;
@@ -32,6 +33,12 @@ mod cloud;
 mod overwrite;
 mod purge;
 mod target;
+#[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
+mod tests;
 mod verify;
 
 use target::TargetState;
@@ -218,8 +225,31 @@ fn definition(spec: &JobSpec) -> String {
     d
 }
 
-/// Runs (or resumes) an erasure job to its certificate.
+/// Runs (or resumes) an erasure job to its certificate, and tells what happened
+/// ([`EraseEvent`]: the log line and the metric).
 pub fn run(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
+    let result = run_job(spec, ctx);
+    match &result {
+        Ok(o) => EraseEvent::Certified {
+            job: &spec.job_id,
+            certificate: &o.certificate_path,
+            targets: o.certificate.targets.len(),
+            bytes: o.certificate.targets.iter().map(|t| t.bytes_erased).sum(),
+            blocked: o.certificate.targets.iter().map(|t| t.blocked.len()).sum(),
+            resumed: o.resumed,
+        }
+        .emit(),
+        Err(e) => EraseEvent::Failed {
+            job: &spec.job_id,
+            reason: e.reason(),
+            error: e,
+        }
+        .emit(),
+    }
+    result
+}
+
+fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
     let crypto = spec.method == ErasureMethod::Crypto;
     let purging = spec.method == ErasureMethod::Purge;
     // Cryptographic erase applies to keys, Purge to whole devices, overwriting to media; never

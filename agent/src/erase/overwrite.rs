@@ -227,6 +227,10 @@ pub(super) fn erase_file(
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     if !state.device && path.exists() {
         let random = dir.join(format!("{:016x}", rand::thread_rng().gen::<u64>()));
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a rename to a random name so the old name goes with the data; the folder is synced after"
+        )]
         std::fs::rename(&path, &random).map_err(io(&shown))?;
         fsutil::sync_dir(&dir).map_err(io(&dir))?;
         std::fs::remove_file(&random).map_err(io(&shown))?;
@@ -243,6 +247,10 @@ pub(super) fn remove_dir_renamed(dir: &Path) -> Result<(), EraseError> {
     }
     let parent = dir.parent().unwrap_or(Path::new(".")).to_path_buf();
     let random = parent.join(format!("{:016x}", rand::thread_rng().gen::<u64>()));
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a rename to a random name so the old name goes with the data; the folder is synced after"
+    )]
     std::fs::rename(dir, &random).map_err(io(Path::new(
         "a folder of the target (names are not shown)",
     )))?;
@@ -251,6 +259,10 @@ pub(super) fn remove_dir_renamed(dir: &Path) -> Result<(), EraseError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

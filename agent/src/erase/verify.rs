@@ -153,6 +153,10 @@ pub(super) fn sample_ranges(size: u64, seed: &[u8; 32], index: (usize, usize)) -
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

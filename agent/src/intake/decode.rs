@@ -343,6 +343,10 @@ fn grow_zeroizing(buf: &mut Zeroizing<Vec<u8>>, new_len: usize) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

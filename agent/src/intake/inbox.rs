@@ -108,6 +108,10 @@ pub fn scan(inbox: &Path, settle: Duration) -> std::io::Result<(Vec<PathBuf>, Ve
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

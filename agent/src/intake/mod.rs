@@ -998,6 +998,10 @@ fn push_digits<const N: usize>(s: &mut String, parts: [(u32, usize); N]) {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

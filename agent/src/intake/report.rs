@@ -197,6 +197,10 @@ pub fn fee_report_path(reports: &Path, month: &str) -> std::path::PathBuf {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

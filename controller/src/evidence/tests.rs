@@ -67,7 +67,7 @@ fn cert(
                     vec![]
                 },
                 verification: Verification {
-                    method: "listing".into(),
+                    method: kenko_cert::VerificationMethod::Listing,
                     passed: true,
                     bytes_checked: 0,
                     locations_checked: 1,

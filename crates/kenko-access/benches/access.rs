@@ -15,6 +15,11 @@
 //! health log, default 1,000,000: jq 1.6 reads about 35,000 lines/s here, so the whole month
 //! would take eight minutes; 0 = the whole file), KENKO_BENCH_REPEAT (best of N for kenko,
 //! default 2). Rates are per second of one core, so the slice compares fairly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "a benchmark: a failure is the answer, and it sets up its files and clock directly"
+)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};

@@ -1,5 +1,10 @@
 //! Every rule names a runbook page that exists and explains it; the log format documents every
 //! rule and every reason code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::path::{Path, PathBuf};
 

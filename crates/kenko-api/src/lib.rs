@@ -126,4 +126,8 @@ pub fn crd_files() -> Vec<(String, String)> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests;

@@ -93,6 +93,10 @@ impl Endpoint {
     /// What every kenko command uses: `AWS_REGION` (default Tokyo), the emulator's
     /// `KENKO_AWS_ENDPOINT_URL`, if set, and `KENKO_AWS_ENDPOINT_URL_BACKUP` (and the other
     /// [`SERVICES`]) for one service.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the AWS endpoint's configuration is the SDK's own environment variables"
+    )]
     pub fn from_env() -> Endpoint {
         Endpoint {
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
@@ -412,6 +416,10 @@ async fn lock_of(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -522,4 +522,8 @@ pub mod pdf;
 pub mod render;
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests;

@@ -527,6 +527,10 @@ pub fn pdf(v: &Verified, font: &[u8]) -> Result<Vec<u8>, PdfError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
     use crate::tests::sample;

@@ -18,6 +18,10 @@ pub fn age_on(birth: NaiveDate, on: NaiveDate) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -267,6 +267,10 @@ pub fn format_era(date: NaiveDate, kanji: bool) -> String {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -196,6 +196,10 @@ pub fn parse_dose_centi_ml(s: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -80,6 +80,10 @@ pub fn check_digit(first11: &[u8]) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

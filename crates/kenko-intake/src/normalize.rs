@@ -68,6 +68,10 @@ pub fn nfkc_trim(s: &str) -> Cow<'_, str> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -162,6 +162,10 @@ pub fn parse_row<'a>(f: &[&'a str]) -> Result<ExtractRow<'a>, FieldProblem> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -106,6 +106,10 @@ pub(crate) fn parse_records(text: &str) -> Result<Vec<Record>, Unterminated> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -15,6 +15,10 @@ mod intake;
 mod names;
 mod residents;
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests;
 
 pub use intake::{

@@ -1,4 +1,9 @@
 //! The same store contract, checked on SQLite and on the local PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use kenko_store::{
     dup_key, FeeLine, InsertOutcome, LedgerEntry, LedgerStatus, ReplaceError, StoredRecord,

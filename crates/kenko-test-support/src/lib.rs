@@ -5,6 +5,11 @@
 //! against the next step (method, path, required query parameters, and the body where it
 //! matters); a request out of order, one beyond the script, or a step never requested fails
 //! the test. What was sent comes back as [`Seen`] for further assertions.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -204,6 +209,10 @@ where
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 

@@ -17,6 +17,11 @@
 //! environment passes providers in exactly those regions.
 //!
 //! The Kubernetes manifests (`manifests/`) have their own checks in [`manifests`].
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -5,6 +5,11 @@
 //! we got from Kubernetes 1.36 (the CRDs as they were, in `fixtures/crd-cost/`); the next two
 //! check the committed CRDs; the rest pin the model on small hand-written schemas, with the
 //! numbers worked out by hand from cel-go's and Kubernetes' cost functions.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::path::{Path, PathBuf};
 

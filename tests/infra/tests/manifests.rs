@@ -7,6 +7,11 @@
 //!
 //! Alerts naming an existing runbook page is `tests/runbooks.rs` (every alert in
 //! `manifests/monitoring/`, so new alerts are covered there).
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

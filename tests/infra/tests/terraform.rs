@@ -1,6 +1,11 @@
 //! kenko's Terraform, parsed with hcl-rs and checked against the invariants the residency audit
 //! relies on. The first test checks the real tree; the others show that each check can fail, by
 //! running it on a small snippet that breaks one rule.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::path::PathBuf;
 

@@ -338,4 +338,8 @@ fn client_for(config: Config, target: ClusterTarget) -> Result<Connection, Plugi
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests;

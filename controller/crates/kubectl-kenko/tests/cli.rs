@@ -1,5 +1,10 @@
 //! The built binary: a clear one-line error when the cluster cannot be reached, and offline
 //! verification of a certificate file with no cluster and no kubeconfig at all.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! The commands against a scripted API server (the kube-rs controller-rs pattern): a scenario
 //! task takes each request the client sends, checks its method, path, query and (where it
 //! matters) body, and replies with JSON; any request beyond the script fails the test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 mod common;
 

@@ -166,6 +166,10 @@ pub(crate) fn err_text<E: std::error::Error + 'static>(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "tests write fixtures and read the clock directly"
+)]
 mod tests {
     use super::*;
 
