@@ -247,7 +247,7 @@ async fn the_account_audit_is_published_in_the_residency_policys_status() {
 
 #[tokio::test]
 async fn an_access_alert_becomes_a_warning_event_about_the_agents_pod() {
-    use kenko_agent::access::events::{EventSink, Regarding};
+    use kenko_agent::access::kube_events::{EventSink, Regarding};
     use kenko_agent::access::output::AlertRecord;
     let (client, mock) = kenko_test_support::mock();
     let server = tokio::spawn(serve(

@@ -376,10 +376,10 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
     }
     // In the cluster, access alerts are Kubernetes Events about this agent's Pod as well.
     let kube_events = cluster.as_ref().map(|c| {
-        kenko_agent::access::events::EventSink::start(
+        kenko_agent::access::kube_events::EventSink::start(
             rt.handle(),
             c.client.clone(),
-            kenko_agent::access::events::Regarding {
+            kenko_agent::access::kube_events::Regarding {
                 namespace: c.namespace.clone(),
                 pod: config
                     .pod

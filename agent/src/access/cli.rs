@@ -248,7 +248,7 @@ pub fn audit_log(cmd: AuditLogCommand) -> Result<ExitCode, AccessError> {
 pub fn spawn_if_enabled(
     config: &Config,
     stop: Arc<AtomicBool>,
-    kube_events: Option<super::events::EventSink>,
+    kube_events: Option<super::kube_events::EventSink>,
 ) -> Result<Option<std::thread::JoinHandle<()>>, AccessError> {
     let s = settings(config)?;
     if !s.enabled {

@@ -18,11 +18,12 @@
 pub mod chainlog;
 pub mod checkpoint;
 pub mod cli;
-pub mod events;
 pub mod input;
+pub mod kube_events;
 pub mod output;
 pub mod s3input;
 pub mod settings;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,16 +32,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use kenko_access::event::{
-    parse_cloudtrail_file, parse_cloudtrail_line, parse_health_line, parse_k8s_line,
-};
-use kenko_access::{Alert, Detector, Event, ParseError, Principals, Roster, RosterError, Source};
+use kenko_access::event::parse_cloudtrail_file;
+pub use kenko_access::feed::{feed, src_index, FeedCounts, LineBatch, SOURCES};
+use kenko_access::{Alert, Detector, ParseError, Roster, RosterError, Source};
 
 use self::chainlog::ChainLog;
 use self::checkpoint::{Checkpoint, FORMAT};
 use self::input::{Change, CloudTrailDir, LineInput};
 use self::output::{AlertFile, AlertRecord, Alertmanager, ACCESS_METRICS};
 use self::settings::{AccessSettings, SettingsError};
+use self::telemetry::AccessEvent;
 
 /// Why the access monitor or one of its commands failed. Never carries a log line's content.
 #[derive(Debug, thiserror::Error)]
@@ -109,134 +110,6 @@ pub fn load_roster(path: &Path) -> Result<Roster, AccessError> {
     })
 }
 
-/// A line input of a step: its source, bytes and the line number before them.
-pub struct LineBatch<'a> {
-    pub source: Source,
-    pub bytes: &'a [u8],
-    pub first_line: u64,
-}
-
-/// Events taken in, and unreadable lines, by source (indexed by `Source as usize`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FeedCounts {
-    pub events: [u64; 3],
-    pub errors: [u64; 3],
-}
-
-fn src_index(s: Source) -> usize {
-    match s {
-        Source::Health => 0,
-        Source::K8sAudit => 1,
-        Source::CloudTrail => 2,
-    }
-}
-
-const SOURCES: [Source; 3] = [Source::Health, Source::K8sAudit, Source::CloudTrail];
-
-/// Parses the line batches and the (already parsed) CloudTrail events and feeds them to the
-/// detector in time order (a k-way merge; each input is in time order itself). A line that
-/// cannot be read is passed to `on_error` and skipped.
-pub fn feed<'a>(
-    det: &mut Detector,
-    principals: &Principals,
-    batches: &[LineBatch<'a>],
-    mut cloudtrail: Vec<Event<'a>>,
-    mut on_error: impl FnMut(&ParseError),
-) -> FeedCounts {
-    struct Stream<'a> {
-        source: Source,
-        rest: &'a [u8],
-        line_no: u64,
-        head: Option<Event<'a>>,
-    }
-    fn advance<'a>(
-        s: &mut Stream<'a>,
-        p: &Principals,
-        counts: &mut FeedCounts,
-        on_error: &mut impl FnMut(&ParseError),
-    ) {
-        s.head = None;
-        while !s.rest.is_empty() {
-            let end = memchr_nl(s.rest).map_or(s.rest.len(), |i| i + 1);
-            let (line, rest) = s.rest.split_at(end);
-            s.rest = rest;
-            s.line_no += 1;
-            let parsed = match s.source {
-                Source::Health => parse_health_line(line, s.line_no),
-                Source::K8sAudit => parse_k8s_line(line, s.line_no, p),
-                Source::CloudTrail => parse_cloudtrail_line(line, s.line_no, p),
-            };
-            match parsed {
-                Ok(Some(ev)) => {
-                    s.head = Some(ev);
-                    return;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    counts.errors[src_index(s.source)] += 1;
-                    on_error(&e);
-                }
-            }
-        }
-    }
-    let mut counts = FeedCounts::default();
-    let mut streams: Vec<Stream<'a>> = batches
-        .iter()
-        .map(|b| Stream {
-            source: b.source,
-            rest: b.bytes,
-            line_no: b.first_line,
-            head: None,
-        })
-        .collect();
-    for s in &mut streams {
-        advance(s, principals, &mut counts, &mut on_error);
-    }
-    cloudtrail.sort_by_key(|e| e.time);
-    let mut ct = cloudtrail.into_iter().peekable();
-    if streams.len() == 1 && ct.peek().is_none() {
-        // One input (the common case while following): no merge.
-        let s = &mut streams[0];
-        let i = src_index(s.source);
-        while let Some(ev) = s.head.take() {
-            det.observe(&ev);
-            counts.events[i] += 1;
-            advance(s, principals, &mut counts, &mut on_error);
-        }
-        return counts;
-    }
-    loop {
-        let next = streams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.head.as_ref().map(|e| (e.time, i)))
-            .min();
-        let ct_time = ct.peek().map(|e| e.time);
-        match (next, ct_time) {
-            (Some((t, _)), Some(c)) if c < t => {
-                det.observe(&ct.next().expect("peeked"));
-                counts.events[2] += 1;
-            }
-            (None, Some(_)) => {
-                det.observe(&ct.next().expect("peeked"));
-                counts.events[2] += 1;
-            }
-            (Some((_, i)), _) => {
-                let s = &mut streams[i];
-                det.observe(s.head.as_ref().expect("has a head"));
-                counts.events[src_index(s.source)] += 1;
-                advance(s, principals, &mut counts, &mut on_error);
-            }
-            (None, None) => break,
-        }
-    }
-    counts
-}
-
-fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
-}
-
 /// How many parse errors of one step are logged one by one (the rest only counted).
 const LOGGED_ERRORS: usize = 20;
 
@@ -255,7 +128,7 @@ pub struct Monitor {
     alerts: AlertFile,
     am: Option<Alertmanager>,
     /// Kubernetes Events, in the cluster.
-    kube_events: Option<events::EventSink>,
+    kube_events: Option<kube_events::EventSink>,
     events: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     roster_stamp: Option<(SystemTime, u64)>,
@@ -411,7 +284,7 @@ impl Monitor {
     /// Takes in what is new in every input. Returns whether anything was read.
     pub fn step(&mut self) -> Result<bool, AccessError> {
         self.reload_roster();
-        let now = chrono::Utc::now().timestamp();
+        let now = kenko_intake::clock::now().timestamp();
         let mut segs = Vec::new();
         for li in &mut self.lines {
             let seg = li.poll(STEP_BYTES)?;
@@ -458,30 +331,36 @@ impl Monitor {
                     Ok(recs) => {
                         for e in &recs.errors {
                             ct_errors += 1;
-                            ACCESS_METRICS
-                                .parse_errors
-                                .with_label_values(&["cloudtrail", e.reason()])
-                                .inc();
-                            tracing::warn!(file = %f.rel, error = %e, reason = e.reason(), "access monitor: CloudTrail record skipped");
+                            AccessEvent::CloudTrailSkipped {
+                                file: &f.rel,
+                                reason: e.reason(),
+                                error: e,
+                                whole_file: false,
+                            }
+                            .emit();
                         }
                         ct_events.extend(recs.events);
                     }
                     Err(e) => {
                         ct_errors += 1;
-                        ACCESS_METRICS
-                            .parse_errors
-                            .with_label_values(&["cloudtrail", e.reason()])
-                            .inc();
-                        tracing::warn!(file = %f.rel, error = %e, reason = e.reason(), "access monitor: CloudTrail file skipped");
+                        AccessEvent::CloudTrailSkipped {
+                            file: &f.rel,
+                            reason: e.reason(),
+                            error: &e,
+                            whole_file: true,
+                        }
+                        .emit();
                     }
                 },
                 Err(why) => {
                     ct_errors += 1;
-                    ACCESS_METRICS
-                        .parse_errors
-                        .with_label_values(&["cloudtrail", "cloudtrail_file_unreadable"])
-                        .inc();
-                    tracing::warn!(file = %f.rel, error = %why, reason = "cloudtrail_file_unreadable", "access monitor: CloudTrail file skipped");
+                    AccessEvent::CloudTrailSkipped {
+                        file: &f.rel,
+                        reason: "cloudtrail_file_unreadable",
+                        error: why,
+                        whole_file: true,
+                    }
+                    .emit();
                 }
             }
         }
@@ -500,14 +379,15 @@ impl Monitor {
             &batches,
             ct_events,
             |e| {
-                ACCESS_METRICS
-                    .parse_errors
-                    .with_label_values(&[source_label(e.source), e.reason()])
-                    .inc();
-                if logged < LOGGED_ERRORS {
-                    logged += 1;
-                    tracing::warn!(error = %e, reason = e.reason(), "access monitor: line skipped");
+                let log = logged < LOGGED_ERRORS;
+                logged += usize::from(log);
+                AccessEvent::LineSkipped {
+                    source: source_label(e.source),
+                    reason: e.reason(),
+                    error: e,
+                    log,
                 }
+                .emit();
             },
         );
         drop(batches);
@@ -566,11 +446,11 @@ impl Monitor {
                 Ok(false) => {}
                 Err(e) => {
                     // Counted and logged; the alert still reaches Alertmanager.
-                    ACCESS_METRICS
-                        .failures
-                        .with_label_values(&[e.reason()])
-                        .inc();
-                    tracing::error!(error = %e, reason = e.reason(), "access monitor: alert not written");
+                    AccessEvent::AlertNotWritten {
+                        reason: e.reason(),
+                        error: &e,
+                    }
+                    .emit();
                 }
             }
             if let Some(am) = &self.am {
@@ -581,7 +461,7 @@ impl Monitor {
 
     /// Syncs the chain and the alert file and stores the checkpoint.
     pub fn checkpoint(&mut self) -> Result<(), AccessError> {
-        let now = chrono::Utc::now().timestamp();
+        let now = kenko_intake::clock::now().timestamp();
         let chain_len = self.chain.sync(now)?;
         let alert_file_len = self.alerts.sync()?;
         let mut cp = Checkpoint {
@@ -717,7 +597,7 @@ impl LazyMetrics {
 pub fn run_supervised(
     s: AccessSettings,
     stop: &AtomicBool,
-    kube_events: Option<events::EventSink>,
+    kube_events: Option<kube_events::EventSink>,
 ) -> Result<(), AccessError> {
     let downloader_stop = Arc::new(AtomicBool::new(false));
     let downloader = s3input::spawn(&s, downloader_stop.clone());
@@ -732,7 +612,7 @@ pub fn run_supervised(
 fn supervise(
     s: &AccessSettings,
     stop: &AtomicBool,
-    kube_events: Option<events::EventSink>,
+    kube_events: Option<kube_events::EventSink>,
 ) -> Result<(), AccessError> {
     let mut pause = Duration::from_secs(1);
     loop {
@@ -745,11 +625,12 @@ fn supervise(
             // Configuration problems do not heal by waiting.
             Err(e @ (AccessError::NotConfigured(_) | AccessError::Settings(_))) => return Err(e),
             Err(e) => {
-                ACCESS_METRICS
-                    .failures
-                    .with_label_values(&[e.reason()])
-                    .inc();
-                tracing::error!(error = %e, reason = e.reason(), retry_in_secs = pause.as_secs(), "access monitor failed; reopening from the last checkpoint");
+                AccessEvent::MonitorFailed {
+                    reason: e.reason(),
+                    error: &e,
+                    retry_in: pause,
+                }
+                .emit();
                 let until = Instant::now() + pause;
                 while Instant::now() < until {
                     if stop.load(Ordering::SeqCst) {

@@ -18,6 +18,7 @@ use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::telemetry::AccessEvent;
 use super::AccessError;
 
 /// The access monitor's metrics, registered in the agent's registry on first use.
@@ -358,7 +359,7 @@ fn sender(base: &str, rx: mpsc::Receiver<AmMsg>) {
         }
         if !dirty.is_empty() && (Instant::now() >= next_try || stopping) {
             let batch: Vec<&AlertRecord> = dirty.values().collect();
-            let body = alertmanager_body(&batch, chrono::Utc::now().timestamp());
+            let body = alertmanager_body(&batch, kenko_intake::clock::now().timestamp());
             match http_request("POST", &url, Some(body.into_bytes())) {
                 Ok((code, _)) if (200..300).contains(&code) => {
                     ACCESS_METRICS
@@ -370,20 +371,13 @@ fn sender(base: &str, rx: mpsc::Receiver<AmMsg>) {
                 }
                 Ok((code, _)) if (400..500).contains(&code) => {
                     // Retrying the same batch would be refused again.
-                    ACCESS_METRICS
-                        .alertmanager
-                        .with_label_values(&["rejected"])
-                        .inc();
-                    ACCESS_METRICS
-                        .failures
-                        .with_label_values(&["access_alertmanager_failed"])
-                        .inc();
-                    tracing::error!(
-                        status = code,
-                        alerts = dirty.len(),
-                        reason = "access_alertmanager_failed",
-                        "Alertmanager refused the alerts"
-                    );
+                    AccessEvent::AlertmanagerFailed {
+                        status: Some(code),
+                        alerts: dirty.len(),
+                        error: &format!("HTTP status {code}"),
+                        retry_in: None,
+                    }
+                    .emit();
                     dirty.clear();
                 }
                 Ok((code, _)) => {
@@ -399,15 +393,13 @@ fn sender(base: &str, rx: mpsc::Receiver<AmMsg>) {
 }
 
 fn am_failed(why: &str, backoff: &mut Duration, next_try: &mut Instant) {
-    ACCESS_METRICS
-        .alertmanager
-        .with_label_values(&["failed"])
-        .inc();
-    ACCESS_METRICS
-        .failures
-        .with_label_values(&["access_alertmanager_failed"])
-        .inc();
-    tracing::warn!(error = %why, retry_in_secs = backoff.as_secs(), reason = "access_alertmanager_failed", "posting to Alertmanager failed; retrying");
+    AccessEvent::AlertmanagerFailed {
+        status: None,
+        alerts: 0,
+        error: &why,
+        retry_in: Some(*backoff),
+    }
+    .emit();
     *next_try = Instant::now() + *backoff;
     *backoff = (*backoff * 2).min(Duration::from_secs(60));
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, Opts};
 
-use super::output::ACCESS_METRICS;
 use super::settings::AccessSettings;
+use super::telemetry::AccessEvent;
 
 static DOWNLOADS: LazyLock<IntCounter> = LazyLock::new(|| {
     let c = IntCounter::with_opts(Opts::new(
@@ -67,11 +67,7 @@ pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::J
                         }
                     }
                     Err(e) => {
-                        ACCESS_METRICS
-                            .failures
-                            .with_label_values(&["access_cloudtrail_s3_failed"])
-                            .inc();
-                        tracing::warn!(error = %e, reason = "access_cloudtrail_s3_failed", "cloudtrail_s3: listing or download failed; trying again at the next poll");
+                        AccessEvent::CloudTrailS3Failed { error: &e }.emit();
                     }
                 }
                 let until = Instant::now() + poll;

@@ -49,7 +49,7 @@ impl Spec {
     pub fn city(seed: u64) -> Spec {
         Spec {
             seed,
-            first_day: Date::new(2026, 11, 1).unwrap(),
+            first_day: Date::new(2026, 11, 1).expect("a valid date"),
             days: 30,
             residents: 340_000,
             districts: 13,
@@ -548,7 +548,7 @@ fn utc(t_ms: i64) -> String {
     let mut b = Vec::with_capacity(32);
     push_time(&mut b, t_ms, 0);
     b.push(b'Z');
-    String::from_utf8(b).unwrap()
+    String::from_utf8(b).expect("digits and punctuation")
 }
 
 fn health_line(w: &World, e: &HEv, buf: &mut Vec<u8>) {

@@ -24,6 +24,7 @@ pub mod calendar;
 pub mod chain;
 pub mod detect;
 pub mod event;
+pub mod feed;
 pub mod generate;
 pub mod roster;
 

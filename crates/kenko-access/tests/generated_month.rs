@@ -6,7 +6,7 @@
     reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
 )]
 
-use kenko_access::detect::feed_slices;
+use kenko_access::feed::{feed, LineBatch};
 use kenko_access::generate::{generate, score, Spec};
 use kenko_access::{Calendar, Config, Detector, Principals, Rule, Source};
 
@@ -14,17 +14,19 @@ fn run(spec: &Spec) -> (kenko_access::generate::Generated, Vec<kenko_access::Ale
     let (mut h, mut k, mut c) = (Vec::new(), Vec::new(), Vec::new());
     let g = generate(spec, &mut h, &mut k, &mut c).unwrap();
     let mut det = Detector::new(Config::default(), g.roster.clone(), Calendar::default());
-    let n = feed_slices(
+    let counts = feed(
         &mut det,
-        &[
-            (Source::Health, &h),
-            (Source::K8sAudit, &k),
-            (Source::CloudTrail, &c),
-        ],
         &Principals::default(),
-    )
-    .unwrap();
-    assert!(n > 0);
+        &[
+            batch(Source::Health, &h),
+            batch(Source::K8sAudit, &k),
+            batch(Source::CloudTrail, &c),
+        ],
+        Vec::new(),
+        |e| panic!("a generated line does not parse: {e}"),
+    );
+    assert!(counts.events.iter().sum::<u64>() > 0);
+    assert_eq!(counts.errors, [0; 3]);
     (g, det.finish())
 }
 
@@ -100,4 +102,12 @@ fn generation_is_deterministic() {
     let mut c = (Vec::new(), Vec::new(), Vec::new());
     generate(&other, &mut c.0, &mut c.1, &mut c.2).unwrap();
     assert_ne!(a.0, c.0);
+}
+
+fn batch(source: Source, bytes: &[u8]) -> LineBatch<'_> {
+    LineBatch {
+        source,
+        bytes,
+        first_line: 0,
+    }
 }

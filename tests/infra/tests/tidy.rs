@@ -2,6 +2,11 @@
 //! (`//!`), the paths ARCHITECTURE.md's code map names exist, no doc or comment refers to an
 //! issue by number (issues end, and a pointer to one rots), and the agent's reason registry
 //! (`FAILURE_REASONS`) is exactly what its errors' `reason()`s return.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -300,4 +305,34 @@ fn every_heavy_member_depends_on_the_workspace_hack() {
             "hakari excludes {light}, which is not a member"
         );
     }
+}
+
+/// Long unit tests live in a sibling `tests.rs` (`#[cfg(test)] mod tests;`), so a reader of a
+/// module sees its code first: an inline `mod tests { ... }` may hold ~200 lines at most.
+#[test]
+fn inline_test_modules_are_short() {
+    let mut all = Vec::new();
+    for dir in ["agent", "controller", "crates", "tests"] {
+        files(&root().join(dir), &["rs"], &mut all);
+    }
+    let mut long = Vec::new();
+    for f in all {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if *l == "mod tests {" && i > 0 && lines[i - 1] == "#[cfg(test)]" {
+                let len = lines[i + 1..]
+                    .iter()
+                    .position(|l| *l == "}")
+                    .unwrap_or(lines.len() - i);
+                if len > 220 {
+                    long.push(format!("{}:{} ({len} lines)", rel(&f), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "inline test modules over ~200 lines; move them to a sibling tests.rs: {long:#?}"
+    );
 }

@@ -11,7 +11,8 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use super::output::{alertname, AlertRecord, ACCESS_METRICS};
+use super::output::{alertname, AlertRecord};
+use super::telemetry::AccessEvent;
 
 /// Alerts waiting to be posted; more are dropped (and counted).
 const QUEUE: usize = 256;
@@ -56,10 +57,7 @@ impl EventSink {
             return;
         }
         if self.tx.try_send(r.clone()).is_err() {
-            ACCESS_METRICS
-                .failures
-                .with_label_values(&["access_events_failed"])
-                .inc();
+            AccessEvent::KubeEventDropped.emit();
         }
     }
 }
@@ -102,11 +100,11 @@ async fn post_all(
     let object = regarding.object_ref();
     while let Some(r) = rx.recv().await {
         if let Err(e) = recorder.publish(&event_for(&r), &object).await {
-            ACCESS_METRICS
-                .failures
-                .with_label_values(&["access_events_failed"])
-                .inc();
-            tracing::warn!(error = %e, reason = "access_events_failed", rule = %r.rule, "could not publish the access alert as a Kubernetes Event");
+            AccessEvent::KubeEventFailed {
+                rule: &r.rule,
+                error: &e,
+            }
+            .emit();
         }
     }
 }
