@@ -74,23 +74,7 @@ pub fn parse_cloudtrail_line<'a>(
     if is_blank(line) {
         return Ok(None);
     }
-    let src = Source::CloudTrail;
-    let raw: Obj<RawCt<'a>> =
-        serde_json::from_slice(line).map_err(|e| json_error(src, line_no, None, &e))?;
-    let Obj::Is(raw) = raw else {
-        return Err(ParseError {
-            source: src,
-            line: line_no,
-            record: None,
-            field: None,
-            problem: Problem::NotAnObject,
-        });
-    };
-    let cx = Ctx {
-        source: src,
-        line: line_no,
-        record: None,
-    };
+    let (raw, cx) = object_line::<RawCt<'a>>(line, Source::CloudTrail, line_no)?;
     cloudtrail_event(raw, &cx, principals).map(Some)
 }
 

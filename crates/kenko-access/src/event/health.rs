@@ -40,19 +40,7 @@ pub fn parse_health_line(line: &[u8], line_no: u64) -> Result<Option<Event<'_>>,
 }
 
 pub(super) fn serde_health(line: &[u8], line_no: u64) -> Result<RawHealth<'_>, ParseError> {
-    let src = Source::Health;
-    let raw: Obj<RawHealth<'_>> =
-        serde_json::from_slice(line).map_err(|e| json_error(src, line_no, None, &e))?;
-    match raw {
-        Obj::Is(raw) => Ok(raw),
-        Obj::Not => Err(ParseError {
-            source: src,
-            line: line_no,
-            record: None,
-            field: None,
-            problem: Problem::NotAnObject,
-        }),
-    }
+    object_line(line, Source::Health, line_no).map(|(raw, _)| raw)
 }
 
 pub(super) fn build_health(raw: RawHealth<'_>, line_no: u64) -> Result<Event<'_>, ParseError> {

@@ -306,3 +306,31 @@ pub(super) const ALL_FIELDS: &[&str] = &[
 pub(super) fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| b.is_ascii_whitespace())
 }
+
+/// One line that must hold one JSON object: the object, and the context its fields' errors
+/// are reported in.
+pub(super) fn object_line<'a, T: Deserialize<'a>>(
+    line: &'a [u8],
+    source: Source,
+    line_no: u64,
+) -> Result<(T, Ctx), ParseError> {
+    let raw: Obj<T> =
+        serde_json::from_slice(line).map_err(|e| json_error(source, line_no, None, &e))?;
+    let Obj::Is(raw) = raw else {
+        return Err(ParseError {
+            source,
+            line: line_no,
+            record: None,
+            field: None,
+            problem: Problem::NotAnObject,
+        });
+    };
+    Ok((
+        raw,
+        Ctx {
+            source,
+            line: line_no,
+            record: None,
+        },
+    ))
+}

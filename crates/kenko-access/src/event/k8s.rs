@@ -57,23 +57,7 @@ pub fn parse_k8s_line<'a>(
     if is_blank(line) {
         return Ok(None);
     }
-    let src = Source::K8sAudit;
-    let raw: Obj<RawK8s<'a>> =
-        serde_json::from_slice(line).map_err(|e| json_error(src, line_no, None, &e))?;
-    let Obj::Is(raw) = raw else {
-        return Err(ParseError {
-            source: src,
-            line: line_no,
-            record: None,
-            field: None,
-            problem: Problem::NotAnObject,
-        });
-    };
-    let cx = Ctx {
-        source: src,
-        line: line_no,
-        record: None,
-    };
+    let (raw, cx) = object_line::<RawK8s<'a>>(line, Source::K8sAudit, line_no)?;
     match cx.opt_str(raw.stage, "stage")?.as_deref() {
         None | Some("ResponseComplete") | Some("Panic") => {}
         Some(_) => return Ok(None),
@@ -155,7 +139,7 @@ pub fn parse_k8s_line<'a>(
         ActorKind::CloudOperator
     };
     Ok(Some(Event {
-        source: src,
+        source: Source::K8sAudit,
         time,
         actor,
         actor_kind,
