@@ -44,6 +44,13 @@ pub struct GlobalFlags {
     /// Log format: text or json [default: text]
     #[arg(long, global = true, env = "KENKO_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Where deliveries arrive when not in DATA_DIR/inbox: s3://BUCKET/PREFIX/ (objects under
+    /// PREFIX/inbox/; results go to PREFIX/processed/, returned/ and reports/).
+    #[arg(long, global = true, env = "KENKO_INBOX")]
+    pub inbox: Option<String>,
+    /// Seconds between listings of an S3 inbox [default: 60]
+    #[arg(long, global = true, env = "KENKO_INBOX_POLL_SECS")]
+    pub inbox_poll_secs: Option<u64>,
     /// Overrides today's date (Asia/Tokyo) for the checks; for tests and replays.
     #[arg(long, global = true, env = "KENKO_TODAY", hide = true)]
     pub today: Option<NaiveDate>,
@@ -69,6 +76,9 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct IntakeSection {
     settle_secs: Option<u64>,
+    /// `s3://BUCKET/PREFIX/`; absent: the folder DATA_DIR/inbox.
+    inbox: Option<String>,
+    poll_secs: Option<u64>,
     vaccine_master: Option<PathBuf>,
     data_key_file: Option<PathBuf>,
 }
@@ -83,6 +93,8 @@ pub enum ConfigError {
     Key(#[from] KeyError),
     #[error("log format {0:?}: expected text or json")]
     LogFormat(String),
+    #[error("intake inbox {0:?}: expected s3://BUCKET/PREFIX/ (the folder inbox is DATA_DIR/inbox and needs no setting)")]
+    Inbox(String),
 }
 
 impl ConfigError {
@@ -91,7 +103,7 @@ impl ConfigError {
             ConfigError::File { .. } => "config_invalid",
             ConfigError::Master { .. } => "master_invalid",
             ConfigError::Key(k) => k.reason(),
-            ConfigError::LogFormat(_) => "config_invalid",
+            ConfigError::LogFormat(_) | ConfigError::Inbox(_) => "config_invalid",
         }
     }
 }
@@ -108,6 +120,10 @@ pub struct Config {
     pub signing_key_file: PathBuf,
     pub json_logs: bool,
     pub today: Option<NaiveDate>,
+    /// `[intake] inbox`: the S3 inbox, when deliveries arrive in S3.
+    pub s3_inbox: Option<String>,
+    /// How often an S3 inbox is listed when idle.
+    pub inbox_poll: Duration,
     /// `[residency]`: the scheduled AWS residency audit of `run` (off by default).
     pub residency: crate::account_audit::ResidencyConfig,
     /// The `[access]` section (resolved by `access::cli::settings`).
@@ -196,7 +212,21 @@ impl Config {
             "json" => true,
             other => return Err(ConfigError::LogFormat(other.to_string())),
         };
+        let s3_inbox = flags.inbox.clone().or(file.intake.inbox);
+        if let Some(uri) = &s3_inbox {
+            if kenko_aws::inbox::parse_inbox(uri).is_err() {
+                return Err(ConfigError::Inbox(uri.clone()));
+            }
+        }
         Ok(Config {
+            s3_inbox,
+            inbox_poll: Duration::from_secs(
+                flags
+                    .inbox_poll_secs
+                    .or(file.intake.poll_secs)
+                    .unwrap_or(60)
+                    .max(1),
+            ),
             database_url,
             metrics_addr: flags
                 .metrics_addr

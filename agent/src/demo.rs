@@ -103,6 +103,7 @@ pub fn run(config: &Config, size: DemoSize, out: &mut dyn Write) -> anyhow::Resu
         key: &key,
         dirs: &dirs,
         today,
+        publish: None,
     };
     let summary = intake::run_once(&mut env, Duration::ZERO)?;
 

@@ -43,6 +43,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "master_empty",
     "config_invalid",
     "inbox_watch_failed",
+    "inbox_unreachable",
     "retry_not_returned",
     "retry_already_loaded",
     "certificate_unreadable",

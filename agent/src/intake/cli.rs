@@ -74,7 +74,16 @@ fn run_once(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     dirs.create_all()
         .with_context(|| format!("creating {}", dirs.root.display()))?;
     let mut session = Session::open(config, Register::Load)?;
-    let summary = super::run_once(&mut session.env(), config.settle)?;
+    let (summary, s3) = session.round(config.settle, &mut super::TakeAll)?;
+    if let Some(s3) = &s3 {
+        tracing::info!(
+            listed = s3.listed,
+            staged = s3.staged,
+            finished = s3.finished,
+            recovered = s3.recovered,
+            "s3 inbox round"
+        );
+    }
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer(&mut out, &summary)?;

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod decode;
 pub mod inbox;
 pub mod report;
+pub mod s3inbox;
 pub mod session;
 pub mod watch;
 
@@ -64,6 +65,9 @@ pub enum IntakeError {
         #[source]
         source: std::io::Error,
     },
+    /// A report could not be handed to where it is picked up (the S3 inbox's bucket).
+    #[error("{0}")]
+    Publish(String),
 }
 
 impl IntakeError {
@@ -73,6 +77,7 @@ impl IntakeError {
             IntakeError::Io(_) | IntakeError::Read { .. } => "io_failed",
             IntakeError::Store(e) => e.reason(),
             IntakeError::Changed { .. } => "file_changed",
+            IntakeError::Publish(_) => "inbox_unreachable",
         }
     }
 }
@@ -86,6 +91,20 @@ pub struct Env<'a> {
     pub dirs: &'a Dirs,
     /// Today in Asia/Tokyo: vaccination dates after it are rejected.
     pub today: NaiveDate,
+    /// Where reports go besides the data directory, when somewhere does (the S3 inbox).
+    pub publish: Option<&'a dyn Publish>,
+}
+
+/// Where reports are picked up when that is not the data directory (the S3 inbox's bucket),
+/// so a working directory that does not survive a restart (a pod's `emptyDir`) loses nothing.
+/// Paths are relative to the data directory (`reports/...`).
+pub trait Publish {
+    /// A file's report, written before its commit: kept aside, out of the institutions'
+    /// sight, until the commit is known (a report never claims an outcome that did not commit).
+    fn pending(&self, relative: &str, bytes: &[u8]) -> Result<(), IntakeError>;
+    /// A fee summary rebuilt from the store: published before its month stops being dirty,
+    /// so a crash in between rebuilds and publishes it again.
+    fn fee_report(&self, relative: &str, bytes: &[u8]) -> Result<(), IntakeError>;
 }
 
 /// What `intake run-once --json` prints.
@@ -264,7 +283,11 @@ pub fn rebuild_fee_reports(env: &mut Env<'_>) -> Result<Vec<String>, IntakeError
         let lines = env.store.fee_summary(&month)?;
         let path = report::fee_report_path(&env.dirs.reports, &month);
         crashpoint::hit("before-fee-report");
-        fsutil::atomic_write(&path, &report::fee_report_bytes(&lines)).map_err(at(&path))?;
+        let bytes = report::fee_report_bytes(&lines);
+        fsutil::atomic_write(&path, &bytes).map_err(at(&path))?;
+        if let Some(out) = env.publish {
+            out.fee_report(&env.dirs.relative(&path), &bytes)?;
+        }
         env.store.clear_dirty_month(&month)?;
         written.push(env.dirs.relative(&path));
     }
@@ -600,6 +623,9 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
             report::return_report_bytes(&rejections, &[], encoding, crlf)
         };
         fsutil::atomic_write(p, &bytes).map_err(at(p))?;
+        if let Some(out) = env.publish {
+            out.pending(&env.dirs.relative(p), &bytes)?;
+        }
     }
     let summary = FileSummary {
         file: name.clone(),
@@ -625,6 +651,9 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         .join(format!("{stem}.{short}.json"));
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
     fsutil::atomic_write(&summary_path, &json).map_err(at(&summary_path))?;
+    if let Some(out) = env.publish {
+        out.pending(&env.dirs.relative(&summary_path), &json)?;
+    }
     crashpoint::hit("after-reports");
 
     // 2. The commit.
@@ -643,6 +672,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         reasons_json: serde_json::to_string(&summary.reasons).expect("map serialises"),
         destination: summary.destination.clone(),
         moved: false,
+        origin: s3inbox::origin_of(path),
     };
     if file_rejected {
         drop(tx);
@@ -802,11 +832,13 @@ fn read_error(path: &Path, e: DecodeError) -> IntakeError {
 
 fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError> {
     fsutil::move_file(path, dest).map_err(at(path))?;
-    let marker = inbox::done_marker(path);
-    match std::fs::remove_file(&marker) {
-        Ok(()) => fsutil::sync_dir(&env.dirs.inbox).map_err(at(&env.dirs.inbox))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(at(&marker)(e).into()),
+    // The marker, and the origin of a file staged from the S3 inbox (in the ledger by now).
+    for side in [inbox::done_marker(path), s3inbox::origin_path(path)] {
+        match std::fs::remove_file(&side) {
+            Ok(()) => fsutil::sync_dir(&env.dirs.inbox).map_err(at(&env.dirs.inbox))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(at(&side)(e).into()),
+        }
     }
     Ok(())
 }

@@ -7,7 +7,8 @@ use chrono::NaiveDate;
 use kenko_intake::VaccineMaster;
 use kenko_store::{Store, StoreError};
 
-use super::{Dirs, Env};
+use super::s3inbox::{S3Inbox, S3InboxError, S3Summary};
+use super::{run_round, Dirs, Env, Gate, RunSummary};
 use crate::config::{Config, ConfigError};
 use crate::crypto::DataKey;
 use crate::register::{RegisterError, RegisterIndex};
@@ -22,6 +23,8 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Register(#[from] RegisterError),
+    #[error(transparent)]
+    Inbox(#[from] S3InboxError),
 }
 
 impl OpenError {
@@ -30,6 +33,7 @@ impl OpenError {
             OpenError::Config(e) => e.reason(),
             OpenError::Store(e) => e.reason(),
             OpenError::Register(e) => e.reason(),
+            OpenError::Inbox(e) => e.reason(),
         }
     }
 
@@ -56,6 +60,8 @@ pub struct Session {
     pub key: DataKey,
     pub dirs: Dirs,
     pub today: NaiveDate,
+    /// The S3 inbox in front of `dirs.inbox`, when deliveries arrive in S3.
+    pub s3: Option<S3Inbox>,
 }
 
 impl std::fmt::Debug for Session {
@@ -85,6 +91,11 @@ impl Session {
             key,
             dirs: config.dirs(),
             today: config.today(),
+            s3: config
+                .s3_inbox
+                .as_deref()
+                .map(|uri| S3Inbox::open(uri, &kenko_aws::Endpoint::from_env()))
+                .transpose()?,
         })
     }
 
@@ -97,6 +108,26 @@ impl Session {
         Ok(())
     }
 
+    /// One round over the inbox: the S3 inbox's stage and finish around the local round when
+    /// there is one.
+    pub fn round(
+        &mut self,
+        settle: std::time::Duration,
+        gate: &mut dyn Gate,
+    ) -> Result<(RunSummary, Option<S3Summary>), S3InboxError> {
+        let s3 = self.s3.take();
+        let result = match &s3 {
+            Some(inbox) => inbox
+                .round(&mut self.env(), settle, gate)
+                .map(|(r, s)| (r, Some(s))),
+            None => run_round(&mut self.env(), settle, gate)
+                .map(|r| (r, None))
+                .map_err(S3InboxError::from),
+        };
+        self.s3 = s3;
+        result
+    }
+
     /// The pipeline's view of this session.
     pub fn env(&mut self) -> Env<'_> {
         Env {
@@ -106,6 +137,7 @@ impl Session {
             key: &self.key,
             dirs: &self.dirs,
             today: self.today,
+            publish: None,
         }
     }
 }

@@ -53,6 +53,8 @@ pub enum RoundError {
     Open(#[from] OpenError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
+    #[error(transparent)]
+    Inbox(#[from] super::s3inbox::S3InboxError),
 }
 
 impl RoundError {
@@ -60,6 +62,7 @@ impl RoundError {
         match self {
             RoundError::Open(e) => e.reason(),
             RoundError::Intake(e) => e.reason(),
+            RoundError::Inbox(e) => e.reason(),
         }
     }
 }
@@ -165,10 +168,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
 
     let mut session: Option<Session> = None;
     let mut backoff = Backoff::default();
+    // The folder inbox wakes the loop by its events; an S3 inbox is listed on a schedule.
+    let idle_wait = if config.s3_inbox.is_some() {
+        config.inbox_poll
+    } else {
+        Duration::from_secs(60)
+    };
     while !stop.load(Ordering::SeqCst) {
         let wait = match round(config, &mut session, &mut backoff) {
             Ok(Round::Done { settling: true }) => config.settle.max(Duration::from_millis(200)),
-            Ok(Round::Done { settling: false }) => Duration::from_secs(60),
+            Ok(Round::Done { settling: false }) => idle_wait,
             Ok(Round::FilesFailed {
                 settling,
                 next_retry,
@@ -176,7 +185,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
                 let idle = if settling {
                     config.settle.max(Duration::from_millis(200))
                 } else {
-                    Duration::from_secs(60)
+                    idle_wait
                 };
                 next_retry.map_or(idle, |d| d.min(idle))
             }
@@ -235,7 +244,8 @@ pub fn round(
     };
     // A long-running agent crosses midnight: "today" is asked every round.
     s.today = config.today();
-    let summary: RunSummary = super::run_round(&mut s.env(), config.settle, backoff)?;
+    let (summary, _) = s.round(config.settle, backoff)?;
+    let summary: RunSummary = summary;
     if summary.files > 0 {
         tracing::info!(
             files = summary.files,

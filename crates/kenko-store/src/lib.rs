@@ -215,6 +215,26 @@ pub struct LedgerEntry {
     pub destination: String,
     /// True once the input has been moved out of the inbox.
     pub moved: bool,
+    /// Where the delivery came from when not a local file: `s3://BUCKET/KEY`, its version id
+    /// and ETag (JSON, from the S3 inbox), so a restart knows this object version was taken.
+    pub origin: Option<String>,
+}
+
+/// The schema version this build writes; an older database is migrated at open, a newer one
+/// is refused (an older agent must not write a schema it does not know).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The stored schema version, refused when it is newer than this build's.
+pub(crate) fn check_schema_version(stored: &str) -> Result<i64> {
+    let v: i64 = stored
+        .parse()
+        .map_err(|_| StoreError::Migrate(format!("schema_version {stored:?} is not a number")))?;
+    if v > SCHEMA_VERSION {
+        return Err(StoreError::Migrate(format!(
+            "the database has schema version {v}, newer than this agent's {SCHEMA_VERSION}; run the newer agent"
+        )));
+    }
+    Ok(v)
 }
 
 /// One line of a monthly fee summary.

@@ -88,7 +88,7 @@ INSERT INTO kenko_meta (key, value) VALUES ('register_generation', '0') ON CONFL
 "#;
 
 const LEDGER_COLUMNS: &str =
-    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved";
+    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin";
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -111,6 +111,7 @@ fn ledger_from_row(row: &postgres::Row) -> Result<LedgerEntry> {
         reasons_json: row.get(7),
         destination: row.get(8),
         moved: row.get(9),
+        origin: row.get(10),
     })
 }
 
@@ -126,6 +127,24 @@ impl PostgresStore {
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
         tx.batch_execute(SCHEMA)
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        // Concurrent agents starting together migrate one at a time.
+        tx.batch_execute("LOCK TABLE kenko_meta IN EXCLUSIVE MODE")
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let version: String = tx
+            .query_one(
+                "SELECT value FROM kenko_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .map_err(|e| StoreError::Migrate(e.to_string()))?
+            .get(0);
+        let version = crate::check_schema_version(&version)?;
+        if version < 2 {
+            tx.batch_execute(
+                "ALTER TABLE intake_ledger ADD COLUMN IF NOT EXISTS origin TEXT; \
+                 UPDATE kenko_meta SET value = '2' WHERE key = 'schema_version';",
+            )
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        }
         tx.commit()
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
         Ok(PostgresStore { client })
@@ -300,8 +319,8 @@ impl Store for PostgresStore {
         self.client
             .execute(
                 "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
-                 rejected, reasons_json, disposition, moved, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, now())",
+                 rejected, reasons_json, disposition, moved, finished_at, origin) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, now(), $10)",
                 &[
                     &e.sha256,
                     &e.file_name,
@@ -312,6 +331,7 @@ impl Store for PostgresStore {
                     &e.rejected,
                     &e.reasons_json,
                     &e.destination,
+                    &e.origin,
                 ],
             )
             .map_err(q("insert rejected ledger entry"))?;
@@ -639,7 +659,7 @@ impl IntakeTx for PostgresIntake<'_> {
         tx.execute(
             "UPDATE intake_ledger SET status = $2, encoding = $3, rows = $4, accepted = $5, \
              rejected = $6, reasons_json = $7, disposition = $8, finished_at = now(), \
-             sha256 = $9 WHERE id = $1",
+             sha256 = $9, origin = $10 WHERE id = $1",
             &[
                 &intake_id,
                 &e.status.as_str(),
@@ -650,6 +670,7 @@ impl IntakeTx for PostgresIntake<'_> {
                 &e.reasons_json,
                 &e.destination,
                 &e.sha256,
+                &e.origin,
             ],
         )
         .map_err(q("complete ledger entry"))?;

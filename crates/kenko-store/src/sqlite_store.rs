@@ -148,6 +148,31 @@ impl SqliteStore {
         })?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let migrate = |e: rusqlite::Error| StoreError::Migrate(e.to_string());
+        // IMMEDIATE: two agents opening one file migrate one at a time.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(migrate)?;
+        let version: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(migrate)?;
+        let version = match crate::check_schema_version(&version) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        };
+        if version < 2 {
+            conn.execute_batch(
+                "ALTER TABLE intake_ledger ADD COLUMN origin TEXT; \
+                 UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+            )
+            .map_err(migrate)?;
+        }
+        conn.execute_batch("COMMIT").map_err(migrate)?;
         Ok(SqliteStore { conn })
     }
 }
@@ -166,11 +191,12 @@ fn ledger_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
         reasons_json: row.get(7)?,
         destination: row.get(8)?,
         moved: row.get::<_, i64>(9)? != 0,
+        origin: row.get(10)?,
     })
 }
 
 const LEDGER_COLUMNS: &str =
-    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved";
+    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin";
 
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -312,8 +338,8 @@ impl Store for SqliteStore {
         self.conn
             .execute(
                 "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
-                 rejected, reasons_json, disposition, moved, started_at, finished_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10)",
+                 rejected, reasons_json, disposition, moved, started_at, finished_at, origin) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, ?11)",
                 params![
                     e.sha256,
                     e.file_name,
@@ -324,7 +350,8 @@ impl Store for SqliteStore {
                     e.rejected,
                     e.reasons_json,
                     e.destination,
-                    now()
+                    now(),
+                    e.origin
                 ],
             )
             .map_err(q("insert rejected ledger entry"))?;
@@ -556,8 +583,8 @@ impl IntakeTx for SqliteIntake<'_> {
         let SqliteIntake { tx, intake_id } = *self;
         tx.execute(
             "UPDATE intake_ledger SET status = ?2, encoding = ?3, rows = ?4, accepted = ?5, \
-             rejected = ?6, reasons_json = ?7, disposition = ?8, finished_at = ?9, sha256 = ?10 \
-             WHERE id = ?1",
+             rejected = ?6, reasons_json = ?7, disposition = ?8, finished_at = ?9, sha256 = ?10, \
+             origin = ?11 WHERE id = ?1",
             params![
                 intake_id,
                 e.status.as_str(),
@@ -568,7 +595,8 @@ impl IntakeTx for SqliteIntake<'_> {
                 e.reasons_json,
                 e.destination,
                 now(),
-                e.sha256
+                e.sha256,
+                e.origin
             ],
         )
         .map_err(q("complete ledger entry"))?;

@@ -92,6 +92,7 @@ fn entry(sha: &str, accepted: i64) -> LedgerEntry {
         reasons_json: "{}".into(),
         destination: format!("processed/{sha}.csv"),
         moved: false,
+        origin: None,
     }
 }
 
@@ -209,5 +210,69 @@ fn a_register_replacement_that_fails_part_way_changes_nothing() {
         seen.sort();
         assert_eq!(seen, (1..=10).collect::<Vec<_>>(), "{url}");
         assert_eq!(store.register_generation().unwrap(), generation, "{url}");
+    }
+}
+
+/// Sets the stored schema version behind the store's back, as an older or newer agent left it.
+fn set_schema_version(url: &str, version: &str, drop_origin: bool) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        if drop_origin {
+            conn.execute_batch("ALTER TABLE intake_ledger DROP COLUMN origin")
+                .unwrap();
+        }
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [version],
+        )
+        .unwrap();
+    } else {
+        let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        if drop_origin {
+            c.batch_execute("ALTER TABLE intake_ledger DROP COLUMN origin")
+                .unwrap();
+        }
+        c.execute(
+            "UPDATE kenko_meta SET value = $1 WHERE key = 'schema_version'",
+            &[&version],
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn an_older_schema_is_migrated_keeping_its_ledger_and_a_newer_one_is_refused() {
+    let stores = Stores::new("schema");
+    for url in &stores.urls {
+        {
+            let mut store = kenko_store::open(url).unwrap();
+            let tx = store.begin_intake("old.csv").unwrap();
+            tx.commit(&entry("bbbb", 0), &[]).unwrap();
+        }
+        // The database as a version-1 agent left it: no origin column.
+        set_schema_version(url, "1", true);
+        {
+            let mut store = kenko_store::open(url).unwrap();
+            let old = store.ledger_get("bbbb").unwrap().expect("the ledger kept");
+            assert_eq!(old.origin, None, "{url}");
+            let mut e = entry("cccc", 0);
+            e.origin = Some(r#"{"uri":"s3://b/inbox/x.csv","etag":"\"e\""}"#.into());
+            let tx = store.begin_intake("new.csv").unwrap();
+            tx.commit(&e, &[]).unwrap();
+            assert_eq!(
+                store.ledger_get("cccc").unwrap().unwrap().origin,
+                e.origin,
+                "{url}: the migrated ledger stores origins"
+            );
+        }
+        // Opening again is a no-op.
+        kenko_store::open(url).unwrap();
+
+        set_schema_version(url, "9", false);
+        let err = kenko_store::open(url)
+            .err()
+            .expect("a newer schema is refused");
+        assert!(err.to_string().contains("schema version 9"), "{url}: {err}");
+        assert_eq!(err.reason(), "store_migration_failed", "{url}");
     }
 }

@@ -1,0 +1,343 @@
+//! The S3 inbox against the local AWS emulator (moto_server on 127.0.0.1): deliveries put
+//! under `PREFIX/inbox/` of a versioned intake bucket are loaded or returned, their reports
+//! and the originals land under `reports/`, `processed/` and `returned/` in the bucket, the
+//! ledger records each object's version and ETag, and a kill -9 of the real binary at every
+//! step ends, after a rerun, exactly as an uninterrupted run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    reason = "test code: a failure is the answer, and tests set up files, clocks and environment directly"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::moto::{credentials, start_moto, Moto};
+use common::{generate, Workspace};
+use kenko_aws::aws_sdk_s3 as s3;
+use kenko_aws::Endpoint;
+use kenko_sample::SampleEncoding;
+
+const BUCKET: &str = "koshigaya-intake-123456789012-ap-northeast-1";
+const INBOX: &str = "s3://koshigaya-intake-123456789012-ap-northeast-1/health/";
+
+struct Bucket {
+    rt: tokio::runtime::Runtime,
+    client: s3::Client,
+}
+
+impl Bucket {
+    fn create(moto: &Moto) -> Bucket {
+        credentials();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ep = Endpoint {
+            region: "ap-northeast-1".into(),
+            endpoint_url: Some(moto.url.clone()),
+            service_urls: vec![],
+        };
+        let client = rt.block_on(async {
+            let c = kenko_aws::s3_client(&ep, "ap-northeast-1").await;
+            c.create_bucket()
+                .bucket(BUCKET)
+                .create_bucket_configuration(
+                    s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(s3::types::BucketLocationConstraint::ApNortheast1)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            c.put_bucket_versioning()
+                .bucket(BUCKET)
+                .versioning_configuration(
+                    s3::types::VersioningConfiguration::builder()
+                        .status(s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            c
+        });
+        Bucket { rt, client }
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) {
+        self.rt.block_on(async {
+            self.client
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(s3::primitives::ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    /// Every current object: key → bytes.
+    fn objects(&self) -> BTreeMap<String, Vec<u8>> {
+        self.rt.block_on(async {
+            let mut out = BTreeMap::new();
+            let list = self
+                .client
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .send()
+                .await
+                .unwrap();
+            for o in list.contents() {
+                let key = o.key().unwrap().to_string();
+                let got = self
+                    .client
+                    .get_object()
+                    .bucket(BUCKET)
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap();
+                let bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
+                out.insert(key, bytes);
+            }
+            out
+        })
+    }
+}
+
+fn agent(ws: &Workspace, moto: &Moto) -> Command {
+    let mut c = ws.cmd();
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "ap-northeast-1")
+        .env("KENKO_AWS_ENDPOINT_URL", &moto.url)
+        .env("KENKO_INBOX", INBOX);
+    c
+}
+
+fn run_once(ws: &Workspace, moto: &Moto) -> serde_json::Value {
+    let out = agent(ws, moto)
+        .args(["intake", "run-once", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "run-once failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The ledger with each origin's version id and ETag replaced by whether they are there
+/// (version ids differ from run to run).
+fn ledger(ws: &Workspace) -> Vec<String> {
+    let mut store = kenko_store::open(&ws.database_url).unwrap();
+    store
+        .ledger_all()
+        .unwrap()
+        .into_iter()
+        .map(|mut e| {
+            let origin: Option<serde_json::Value> =
+                e.origin.take().map(|o| serde_json::from_str(&o).unwrap());
+            let origin = origin.map(|o| {
+                format!(
+                    "{} version={} etag={}",
+                    o["uri"].as_str().unwrap(),
+                    o["version_id"].as_str().is_some_and(|v| !v.is_empty()),
+                    o["etag"].as_str().is_some_and(|v| !v.is_empty()),
+                )
+            });
+            format!("{e:?} origin={origin:?}")
+        })
+        .collect()
+}
+
+struct Month {
+    good: Vec<u8>,
+    broken: Vec<u8>,
+}
+
+fn month() -> Month {
+    let residents = kenko_sample::generate_residents(1_000, 14);
+    let good = generate(&residents, 2_000, SampleEncoding::Cp932, 0.1, 31).bytes;
+    // A file whose header names no column of the contract: returned whole.
+    let broken = "列1,列2\r\n1,2\r\n".as_bytes().to_vec();
+    Month { good, broken }
+}
+
+fn deliver(bucket: &Bucket, m: &Month) {
+    bucket.put("health/inbox/2024-10_越谷クリニック.csv", &m.good);
+    bucket.put("health/inbox/2024-10_b.csv", &m.broken);
+}
+
+#[test]
+fn deliveries_in_s3_are_loaded_returned_reported_and_moved_out_of_the_inbox() {
+    let moto = start_moto();
+    let bucket = Bucket::create(&moto);
+    let ws = Workspace::sqlite();
+    ws.import_residents(1_000, 14);
+    let m = month();
+    deliver(&bucket, &m);
+
+    let s = run_once(&ws, &moto);
+    assert_eq!(
+        (s["loaded"].as_u64(), s["returned"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let objects = bucket.objects();
+    let keys: Vec<&str> = objects.keys().map(String::as_str).collect();
+    assert!(
+        !keys.iter().any(|k| k.starts_with("health/inbox/")),
+        "the inbox is empty: {keys:?}"
+    );
+    assert_eq!(
+        objects["health/processed/2024-10_越谷クリニック.csv"], m.good,
+        "the original, byte for byte"
+    );
+    assert_eq!(objects["health/returned/2024-10_b.csv"], m.broken);
+    for prefix in [
+        "health/reports/intake/2024-10_越谷クリニック.",
+        "health/reports/returns/2024-10_越谷クリニック.",
+        "health/reports/intake/2024-10_b.",
+        "health/reports/returns/2024-10_b.",
+        "health/reports/fees/fees-",
+    ] {
+        assert!(
+            keys.iter().any(|k| k.starts_with(prefix)),
+            "{prefix}* in the bucket: {keys:?}"
+        );
+    }
+    // The ledger knows which object version it took.
+    let l = ledger(&ws);
+    assert_eq!(l.len(), 2);
+    for e in &l {
+        assert!(
+            e.contains("s3://koshigaya-intake-123456789012-ap-northeast-1/health/inbox/")
+                && e.contains("version=true etag=true"),
+            "{e}"
+        );
+    }
+    // The pod keeps no clear copy of the originals; the bucket does.
+    assert!(!ws
+        .data
+        .join("processed/2024-10_越谷クリニック.csv")
+        .exists());
+
+    // A second round finds nothing; the same bytes delivered again are a duplicate.
+    let s = run_once(&ws, &moto);
+    assert_eq!(s["files"].as_u64(), Some(0), "{s}");
+    bucket.put("health/inbox/again.csv", &m.good);
+    let s = run_once(&ws, &moto);
+    assert_eq!(s["duplicates"].as_u64(), Some(1), "{s}");
+    let objects = bucket.objects();
+    assert!(objects
+        .keys()
+        .any(|k| k.starts_with("health/processed/duplicates/again")));
+    assert!(!objects.keys().any(|k| k.starts_with("health/inbox/")));
+    assert_eq!(
+        ledger(&ws).len(),
+        2,
+        "a duplicate is not a new ledger entry"
+    );
+}
+
+/// Runs the agent until it stops at `point`, kills it with SIGKILL.
+fn kill_at(ws: &Workspace, moto: &Moto, point: &str) {
+    let mut child = agent(ws, moto)
+        .env("KENKO_TEST_CRASHPOINT", point)
+        .args(["intake", "run-once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reached = BufReader::new(stderr)
+        .lines()
+        .any(|l| l.unwrap() == format!("kenko-crashpoint: {point}"));
+    assert!(reached, "the agent never reached crash point {point}");
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+}
+
+#[test]
+fn kill_9_at_every_s3_step_then_rerun_ends_like_an_uninterrupted_run() {
+    let m = month();
+    let reference = {
+        let moto = start_moto();
+        let bucket = Bucket::create(&moto);
+        let ws = Workspace::sqlite();
+        ws.import_residents(1_000, 14);
+        deliver(&bucket, &m);
+        run_once(&ws, &moto);
+        let records = kenko_store::open(&ws.database_url)
+            .unwrap()
+            .record_lines()
+            .unwrap();
+        (bucket.objects(), ledger(&ws), records)
+    };
+    assert!(reference.2.len() > 1_500);
+    assert!(
+        !reference.0.keys().any(|k| k.contains(".kenko/pending/")),
+        "no report is left aside after a clean run"
+    );
+
+    // Each step, with the working directory kept (a restarted process) and lost (a new pod
+    // with a fresh emptyDir): the bucket and the store must hold all that matters.
+    let points = [
+        "s3-staged",
+        "after-reports",
+        "rows-inserted",
+        "after-commit",
+        "after-move",
+        "s3-reported",
+        "s3-copied",
+        "s3-deleted",
+    ];
+    for (point, new_pod) in points.iter().flat_map(|p| [(*p, false), (*p, true)]) {
+        let moto = start_moto();
+        let bucket = Bucket::create(&moto);
+        let ws = Workspace::sqlite();
+        ws.import_residents(1_000, 14);
+        deliver(&bucket, &m);
+        kill_at(&ws, &moto, point);
+        if new_pod {
+            for dir in ["inbox", "processed", "returned", "reports"] {
+                let _ = std::fs::remove_dir_all(ws.data.join(dir));
+            }
+        }
+        let point = if new_pod {
+            format!("{point} (new pod)")
+        } else {
+            point.to_string()
+        };
+        let s = run_once(&ws, &moto);
+        assert_eq!(
+            s["failed"].as_u64(),
+            Some(0),
+            "after a crash at {point}: {s}"
+        );
+        let objects = bucket.objects();
+        assert_eq!(
+            objects.keys().collect::<Vec<_>>(),
+            reference.0.keys().collect::<Vec<_>>(),
+            "bucket keys after a crash at {point}"
+        );
+        assert!(
+            objects == reference.0,
+            "bucket contents after a crash at {point}"
+        );
+        assert_eq!(ledger(&ws), reference.1, "ledger after a crash at {point}");
+        let records = kenko_store::open(&ws.database_url)
+            .unwrap()
+            .record_lines()
+            .unwrap();
+        assert!(records == reference.2, "records after a crash at {point}");
+    }
+}
