@@ -341,3 +341,87 @@ fn kill_9_at_every_s3_step_then_rerun_ends_like_an_uninterrupted_run() {
         assert!(records == reference.2, "records after a crash at {point}");
     }
 }
+
+#[test]
+fn two_agents_racing_on_one_inbox_and_one_postgresql_end_like_one_clean_run() {
+    let m = month();
+    let snapshot = |ws: &Workspace, bucket: &Bucket| {
+        let records = kenko_store::open(&ws.database_url)
+            .unwrap()
+            .record_lines()
+            .unwrap();
+        (bucket.objects(), ledger(ws), records)
+    };
+    let reference = {
+        let moto = start_moto();
+        let bucket = Bucket::create(&moto);
+        let ws = Workspace::postgres();
+        ws.import_residents(1_000, 14);
+        deliver(&bucket, &m);
+        run_once(&ws, &moto);
+        snapshot(&ws, &bucket)
+    };
+    let moto = start_moto();
+    let bucket = Bucket::create(&moto);
+    let a = Workspace::postgres();
+    a.import_residents(1_000, 14);
+    let b = a.another_agent();
+    for round in 0..3 {
+        // Each round delivers the month again under new names, so both agents find work.
+        for (name, bytes) in [("g", &m.good), ("b", &m.broken)] {
+            bucket.put(&format!("health/inbox/r{round}-{name}.csv"), bytes);
+        }
+        let mut both: Vec<_> = [&a, &b]
+            .into_iter()
+            .map(|ws| {
+                agent(ws, &moto)
+                    .args(["intake", "run-once", "--json"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in both.drain(..) {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: an agent failed: {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let (objects, ledger_after, records) = snapshot(&a, &bucket);
+    assert!(records == reference.2, "each row loaded once");
+    assert!(
+        !objects
+            .keys()
+            .any(|k| k.starts_with("health/inbox/") || k.contains(".kenko/pending/")),
+        "every delivery finished: {:?}",
+        objects.keys().collect::<Vec<_>>()
+    );
+    // Round 0's files are taken once; every later copy of the same bytes is a duplicate,
+    // once: no agent took the other's commit for a re-delivery.
+    assert_eq!(ledger_after.len(), 2, "{ledger_after:#?}");
+    let moved: Vec<&str> = objects
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("health/processed/") || k.starts_with("health/returned/"))
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            "health/processed/duplicates/r1-b.csv",
+            "health/processed/duplicates/r1-g.csv",
+            "health/processed/duplicates/r2-b.csv",
+            "health/processed/duplicates/r2-g.csv",
+            "health/processed/r0-g.csv",
+            "health/returned/r0-b.csv",
+        ]
+    );
+    assert_eq!(
+        objects["health/processed/r0-g.csv"], m.good,
+        "the first delivery is the processed one"
+    );
+}

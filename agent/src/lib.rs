@@ -44,6 +44,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "config_invalid",
     "inbox_watch_failed",
     "inbox_unreachable",
+    "inbox_delivery_vanished",
     "retry_not_returned",
     "retry_already_loaded",
     "certificate_unreadable",

@@ -62,6 +62,26 @@ impl Workspace {
         }
     }
 
+    /// Another agent on this workspace's store (another pod of the same stack): its own data
+    /// directory, the same database and the same data key.
+    #[allow(dead_code, reason = "not every test binary runs two agents")]
+    pub fn another_agent(&self) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("keys")).unwrap();
+        std::fs::copy(
+            self.data.join("keys/records.key"),
+            data.join("keys/records.key"),
+        )
+        .unwrap();
+        Workspace {
+            dir,
+            data,
+            database_url: self.database_url.clone(),
+            _pg: None,
+        }
+    }
+
     /// The agent with this workspace's flags and a clean environment.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(agent_bin());

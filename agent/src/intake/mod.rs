@@ -843,8 +843,10 @@ fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError
     Ok(())
 }
 
-/// A file whose bytes are already in the ledger: either a crash left its move undone
-/// (finish it), or it is a re-delivery (skip it).
+/// A file whose bytes are already in the ledger: either a crash left its move undone, or it
+/// is the very S3 object version the ledger took (another agent on the same inbox committed
+/// it first, or a crash came after the commit): finish it; otherwise it is a re-delivery
+/// (skip it).
 fn finish_known(
     env: &mut Env<'_>,
     path: &Path,
@@ -854,7 +856,9 @@ fn finish_known(
     let short = &entry.sha256[..12];
     let reasons: BTreeMap<String, u64> =
         serde_json::from_str(&entry.reasons_json).unwrap_or_default();
-    let (disposition, dest) = if !entry.moved && entry.file_name == name {
+    let origin = s3inbox::origin_of(path);
+    let same_delivery = origin.is_some() && entry.origin == origin;
+    let (disposition, dest) = if (!entry.moved && entry.file_name == name) || same_delivery {
         let dest = env.dirs.root.join(&entry.destination);
         move_input(env, path, &dest)?;
         env.store.ledger_mark_moved(&entry.sha256)?;

@@ -38,6 +38,8 @@ pub enum S3InboxError {
     Io(#[from] PathError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
+    #[error("{object}: the delivery was deleted from the inbox before it was copied to its destination; the ledger has it, the bucket no longer does")]
+    Vanished { object: String },
 }
 
 impl S3InboxError {
@@ -46,6 +48,7 @@ impl S3InboxError {
             S3InboxError::Aws(_) => "inbox_unreachable",
             S3InboxError::Io(_) => "io_failed",
             S3InboxError::Intake(e) => e.reason(),
+            S3InboxError::Vanished { .. } => "inbox_delivery_vanished",
         }
     }
 }
@@ -198,7 +201,10 @@ impl S3Inbox {
                 }
             }
             let part = env.dirs.inbox.join(format!(".{}.s3part", obj.name));
-            let (fetched, sha256) = self.fetch_to(&obj.key, &part)?;
+            let Some((fetched, sha256)) = self.fetch_to(&obj.key, &part)? else {
+                // Listed, then gone: another agent on this inbox finished it.
+                continue;
+            };
             let origin = Origin {
                 uri: self.uri(&obj.key),
                 version_id: fetched.version_id.clone(),
@@ -242,7 +248,7 @@ impl S3Inbox {
         &self,
         key: &str,
         path: &Path,
-    ) -> Result<(kenko_aws::inbox::Fetched, String), S3InboxError> {
+    ) -> Result<Option<(kenko_aws::inbox::Fetched, String)>, S3InboxError> {
         struct Hashing<W> {
             inner: W,
             hasher: Sha256,
@@ -269,16 +275,21 @@ impl S3Inbox {
             inner: std::io::BufWriter::with_capacity(1 << 16, file),
             hasher: Sha256::new(),
         };
-        let fetched = self.rt.block_on(kenko_aws::inbox::fetch(
+        let Some(fetched) = self.rt.block_on(kenko_aws::inbox::fetch(
             &self.client,
             &self.bucket,
             key,
             &mut w,
-        ))?;
+        ))?
+        else {
+            drop(w);
+            std::fs::remove_file(path).map_err(at(path))?;
+            return Ok(None);
+        };
         let sha256 = hex::encode(std::mem::take(&mut w.hasher).finalize());
         let file = w.inner.into_inner().map_err(|e| at(path)(e.into_error()))?;
         file.sync_all().map_err(at(path))?;
-        Ok((fetched, sha256))
+        Ok(Some((fetched, sha256)))
     }
 
     /// Reports up, the object version to its destination, then out of `inbox/`; the local
@@ -321,13 +332,24 @@ impl S3Inbox {
         }
         crashpoint::hit("s3-reported");
         let to = format!("{}{destination}", self.prefix);
-        self.rt.block_on(kenko_aws::inbox::copy(
+        let copied = self.rt.block_on(kenko_aws::inbox::copy(
             &self.client,
             &self.bucket,
             &st.key,
             st.version_id.as_deref(),
             &to,
         ))?;
+        // The version is gone only when another agent copied and deleted it: its copy must
+        // be there, or the delivery was removed by someone else and that is said.
+        if !copied
+            && !self
+                .rt
+                .block_on(kenko_aws::inbox::exists(&self.client, &self.bucket, &to))?
+        {
+            return Err(S3InboxError::Vanished {
+                object: self.uri(&st.key),
+            });
+        }
         crashpoint::hit("s3-copied");
         self.rt.block_on(kenko_aws::inbox::delete(
             &self.client,

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
@@ -85,21 +86,19 @@ pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Lis
 }
 
 /// Streams the current version of `key` into `out` (the caller's file, hashed as written);
-/// returns the version it got.
+/// returns the version it got, or `None` when the object is gone (another agent took it).
 pub async fn fetch(
     client: &Client,
     bucket: &str,
     key: &str,
     out: &mut dyn Write,
-) -> Result<Fetched, AwsError> {
+) -> Result<Option<Fetched>, AwsError> {
     let resource = format!("s3://{bucket}/{key}");
-    let got = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(api("GetObject", &resource))?;
+    let got = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(got) => got,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(api("GetObject", &resource)(e)),
+    };
     let version_id = got.version_id().map(str::to_string);
     let etag = got.e_tag().unwrap_or_default().to_string();
     let mut body = got.body;
@@ -116,34 +115,47 @@ pub async fn fetch(
         })?;
         bytes += chunk.len() as u64;
     }
-    Ok(Fetched {
+    Ok(Some(Fetched {
         version_id,
         etag,
         bytes,
-    })
+    }))
 }
 
-/// Copies one version of `from` to `to` in the same bucket (server side).
+/// Copies one version of `from` to `to` in the same bucket (server side). Returns false when
+/// that version is gone (another agent finished the delivery and deleted it).
 pub async fn copy(
     client: &Client,
     bucket: &str,
     from: &str,
     version_id: Option<&str>,
     to: &str,
-) -> Result<(), AwsError> {
+) -> Result<bool, AwsError> {
     let source = match version_id {
         Some(v) => format!("{bucket}/{}?versionId={v}", encode_key(from)),
         None => format!("{bucket}/{}", encode_key(from)),
     };
-    client
+    match client
         .copy_object()
         .bucket(bucket)
         .key(to)
         .copy_source(source)
         .send()
         .await
-        .map_err(api("CopyObject", &format!("s3://{bucket}/{to}")))?;
-    Ok(())
+    {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.code(), Some("NoSuchKey" | "NoSuchVersion")) => Ok(false),
+        Err(e) => Err(api("CopyObject", &format!("s3://{bucket}/{to}"))(e)),
+    }
+}
+
+/// Whether `key` exists.
+pub async fn exists(client: &Client, bucket: &str, key: &str) -> Result<bool, AwsError> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+        Err(e) => Err(api("HeadObject", &format!("s3://{bucket}/{key}"))(e)),
+    }
 }
 
 /// Deletes one version of `key` (so a delivery re-sent under the same name meanwhile stays),
