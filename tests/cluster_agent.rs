@@ -446,11 +446,17 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
         service_urls: vec![],
     };
     // The account as Terraform leaves it: the records bucket in Tokyo and its replica in
-    // Osaka, versioned, with data; the stack's KMS key; the database's EBS volume, detached
-    // now that the stack is scaled to zero.
+    // Osaka, and the intake bucket with the stack's processed deliveries under its prefix,
+    // versioned, with data; the stack's KMS key; the database's EBS volume, detached now that
+    // the stack is scaled to zero.
     let records = "kenko-prod-records-123456789012-ap-northeast-1";
     let replica = "kenko-prod-records-123456789012-ap-northeast-3";
-    for (bucket, region) in [(records, "ap-northeast-1"), (replica, "ap-northeast-3")] {
+    let intake = "kenko-prod-intake-123456789012-ap-northeast-1";
+    for (bucket, region, under) in [
+        (records, "ap-northeast-1", "records/2026-10"),
+        (replica, "ap-northeast-3", "records/2026-10"),
+        (intake, "ap-northeast-1", "hachioji/processed"),
+    ] {
         let c = kenko_aws::s3_client(&ep, region).await;
         c.create_bucket()
             .bucket(bucket)
@@ -475,7 +481,7 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
         for i in 0..3 {
             c.put_object()
                 .bucket(bucket)
-                .key(format!("records/2026-10/{i}.parquet"))
+                .key(format!("{under}/{i}.parquet"))
                 .body(s3::primitives::ByteStream::from(vec![b'r'; 1000]))
                 .send()
                 .await
@@ -559,7 +565,7 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
         .iter()
         .map(|t| t.to_string())
         .collect();
-    assert_eq!(locations.len(), 7, "{locations:?}");
+    assert_eq!(locations.len(), 8, "{locations:?}");
     let ns = "hachioji";
     let mut r = ErasureRequest::new(
         "decommission-hachioji",

@@ -534,6 +534,8 @@ fn the_running_agent_takes_files_found_at_start_and_watched_and_serves_metrics()
     let mut child = ws
         .cmd()
         .env("KENKO_SETTLE_SECS", "1")
+        // As a stack's intake Deployment sets it: every series names the stack.
+        .env("KENKO_STACK", "hachioji")
         .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "run"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -561,14 +563,14 @@ fn the_running_agent_takes_files_found_at_start_and_watched_and_serves_metrics()
     let mut metrics = String::new();
     wait_for("metrics", Duration::from_secs(30), || {
         metrics = http_get(port, "/metrics").unwrap_or_default();
-        metrics.contains("kenko_intake_files_total{outcome=\"loaded\"} 3")
+        metrics.contains("kenko_intake_files_total{outcome=\"loaded\",stack=\"hachioji\"} 3")
     });
     for name in [
-        "kenko_intake_rows_total{outcome=\"accepted\"}",
+        "kenko_intake_rows_total{outcome=\"accepted\",stack=\"hachioji\"}",
         "kenko_intake_rejections_total{reason=",
-        "kenko_intake_file_duration_seconds_bucket",
-        "kenko_intake_last_success_timestamp_seconds",
-        "kenko_intake_register_residents 1000",
+        "kenko_intake_file_duration_seconds_bucket{",
+        "kenko_intake_last_success_timestamp_seconds{stack=\"hachioji\"}",
+        "kenko_intake_register_residents{stack=\"hachioji\"} 1000",
     ] {
         assert!(
             metrics.contains(name),

@@ -79,6 +79,8 @@ struct IntakeSection {
     /// `s3://BUCKET/PREFIX/`; absent: the folder DATA_DIR/inbox.
     inbox: Option<String>,
     poll_secs: Option<u64>,
+    /// When an S3 inbox is listed: a 5-field cron in Asia/Tokyo (instead of `poll_secs`).
+    schedule: Option<String>,
     vaccine_master: Option<PathBuf>,
     data_key_file: Option<PathBuf>,
 }
@@ -95,6 +97,10 @@ pub enum ConfigError {
     LogFormat(String),
     #[error("intake inbox {0:?}: expected s3://BUCKET/PREFIX/ (the folder inbox is DATA_DIR/inbox and needs no setting)")]
     Inbox(String),
+    #[error("intake schedule {schedule:?}: {message} (expected a 5-field cron such as \"*/10 * * * *\", in Asia/Tokyo)")]
+    Schedule { schedule: String, message: String },
+    #[error("database credentials from the environment need a postgres:// database URL without user or password")]
+    Credentials,
 }
 
 impl ConfigError {
@@ -103,13 +109,16 @@ impl ConfigError {
             ConfigError::File { .. } => "config_invalid",
             ConfigError::Master { .. } => "master_invalid",
             ConfigError::Key(k) => k.reason(),
-            ConfigError::LogFormat(_) | ConfigError::Inbox(_) => "config_invalid",
+            ConfigError::LogFormat(_)
+            | ConfigError::Inbox(_)
+            | ConfigError::Schedule { .. }
+            | ConfigError::Credentials => "config_invalid",
         }
     }
 }
 
-/// The resolved configuration.
-#[derive(Debug, Clone)]
+/// The resolved configuration. Its `Debug` names the database without its password.
+#[derive(Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
@@ -122,8 +131,10 @@ pub struct Config {
     pub today: Option<NaiveDate>,
     /// `[intake] inbox`: the S3 inbox, when deliveries arrive in S3.
     pub s3_inbox: Option<String>,
-    /// How often an S3 inbox is listed when idle.
+    /// How often an S3 inbox is listed when idle (without a schedule).
     pub inbox_poll: Duration,
+    /// When an S3 inbox is listed (`[intake] schedule`), instead of every `inbox_poll`.
+    pub inbox_schedule: Option<crate::intake::schedule::Schedule>,
     /// `[residency]`: the scheduled AWS residency audit of `run` (off by default).
     pub residency: crate::account_audit::ResidencyConfig,
     /// The `[access]` section (resolved by `access::cli::settings`).
@@ -148,6 +159,20 @@ pub struct PodEnv {
     pub host_root: String,
     /// `KENKO_ORGANIZATION`: the organisation named on erasure certificates.
     pub organization: String,
+    /// The database user and password, from the stack's credentials Secret (the
+    /// configuration's URL carries none).
+    pub database_user: Option<String>,
+    pub database_password: Option<Password>,
+}
+
+/// A password held in memory: zeroized on drop, never shown by `Debug`.
+#[derive(Clone)]
+pub struct Password(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
 }
 
 impl PodEnv {
@@ -163,8 +188,69 @@ impl PodEnv {
             pod_name: var("POD_NAME"),
             host_root: var("KENKO_HOST_ROOT").unwrap_or_default(),
             organization: var("KENKO_ORGANIZATION").unwrap_or_default(),
+            database_user: var(kenko_api::intake::ENV_DATABASE_USER),
+            database_password: var(kenko_api::intake::ENV_DATABASE_PASSWORD)
+                .map(|p| Password(zeroize::Zeroizing::new(p))),
         }
     }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &kenko_store::redact_url(&self.database_url))
+            .field("s3_inbox", &self.s3_inbox)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The database URL with the user and password the Pod's environment gives (percent-encoded);
+/// unchanged without them.
+fn with_credentials(
+    url: String,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> Result<String, ConfigError> {
+    if user.is_none() && password.is_none() {
+        return Ok(url);
+    }
+    let Some(rest) = url.strip_prefix("postgres://") else {
+        return Err(ConfigError::Credentials);
+    };
+    if rest.split('/').next().unwrap_or_default().contains('@') {
+        return Err(ConfigError::Credentials);
+    }
+    let enc = |v: &str| {
+        let mut out = String::with_capacity(v.len());
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    let userinfo = match (user, password) {
+        (None, None) => return Ok(url),
+        (Some(u), Some(p)) => format!("{}:{}", enc(u), enc(p)),
+        (Some(u), None) => enc(u),
+        (None, Some(p)) => format!(":{}", enc(p)),
+    };
+    Ok(format!("postgres://{userinfo}@{rest}"))
+}
+
+/// `KENKO_STACK`: the HealthStack this agent works for (its intake Deployment sets it); every
+/// metric carries it as the label `stack`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "configuration: the one place env is read"
+)]
+pub fn stack_label() -> Option<String> {
+    std::env::var(kenko_api::intake::ENV_STACK)
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 /// `KENKO_AWS_REGION_ENDPOINTS`: per-region endpoint overrides of the residency audit (the
@@ -212,6 +298,21 @@ impl Config {
             "json" => true,
             other => return Err(ConfigError::LogFormat(other.to_string())),
         };
+        let pod = PodEnv::from_env();
+        let database_url = with_credentials(
+            database_url,
+            pod.database_user.as_deref(),
+            pod.database_password.as_ref().map(|p| p.0.as_str()),
+        )?;
+        let inbox_schedule = match &file.intake.schedule {
+            Some(cron) => Some(crate::intake::schedule::Schedule::parse(cron).map_err(
+                |message| ConfigError::Schedule {
+                    schedule: cron.clone(),
+                    message,
+                },
+            )?),
+            None => None,
+        };
         let s3_inbox = flags.inbox.clone().or(file.intake.inbox);
         if let Some(uri) = &s3_inbox {
             if kenko_aws::inbox::parse_inbox(uri).is_err() {
@@ -220,6 +321,7 @@ impl Config {
         }
         Ok(Config {
             s3_inbox,
+            inbox_schedule,
             inbox_poll: Duration::from_secs(
                 flags
                     .inbox_poll_secs
@@ -250,7 +352,7 @@ impl Config {
             today: flags.today,
             residency: file.residency,
             access: file.access,
-            pod: PodEnv::from_env(),
+            pod,
             data_dir,
         })
     }
@@ -301,6 +403,58 @@ pub fn display_path(base: &Path, p: &str) -> String {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configuration_the_controller_renders_for_a_stack_is_one_the_agent_reads() {
+        use kenko_api::intake;
+        let stack = kenko_api::samples::hachioji();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(intake::CONFIG_FILE);
+        std::fs::write(&path, intake::agent_config(&stack)).unwrap();
+        let flags = GlobalFlags {
+            config: Some(path),
+            ..Default::default()
+        };
+        let c = Config::resolve(&flags).unwrap();
+        assert_eq!(
+            c.s3_inbox.as_deref(),
+            Some(stack.spec.intake.inbox.as_str())
+        );
+        assert_eq!(c.database_url, intake::database_url(&stack));
+        assert_eq!(c.data_dir, PathBuf::from(intake::WORK_DIR));
+        assert_eq!(
+            c.data_key_file,
+            PathBuf::from(intake::DATA_KEY_DIR).join(intake::DATA_KEY_FILE)
+        );
+        assert_eq!(
+            c.inbox_schedule.as_ref().map(|s| s.pattern()),
+            Some(stack.spec.intake.schedule.as_str())
+        );
+        assert_eq!(c.metrics_addr.port() as i32, intake::METRICS_PORT);
+        assert!(c.json_logs);
+    }
+
+    #[test]
+    fn credentials_from_the_secret_join_the_url_encoded_and_never_show_in_debug() {
+        let url = with_credentials(
+            "postgres://db:5432/kenko".into(),
+            Some("kenko"),
+            Some("p@ss/w:rd"),
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://kenko:p%40ss%2Fw%3Ard@db:5432/kenko");
+        assert_eq!(
+            with_credentials("postgres://db/kenko".into(), None, None).unwrap(),
+            "postgres://db/kenko"
+        );
+        assert!(matches!(
+            with_credentials("postgres://a:b@db/kenko".into(), Some("u"), Some("p")),
+            Err(ConfigError::Credentials)
+        ));
+        let mut c = Config::resolve(&GlobalFlags::default()).unwrap();
+        c.database_url = url;
+        assert!(!format!("{c:?}").contains("p%40ss"), "{c:?}");
+    }
 
     #[test]
     fn defaults_live_under_the_data_dir() {

@@ -28,7 +28,7 @@ pub enum KeyError {
     Io { path: PathBuf, message: String },
     #[error("data key {path}: expected 32 bytes, found {len}")]
     Length { path: PathBuf, len: usize },
-    #[error("data key {path}: permissions {mode:o} let others read it; expected 0600")]
+    #[error("data key {path}: permissions {mode:o} let others read it; expected 0600 (or 0400/0440 for a key mounted from a Secret)")]
     Permissions { path: PathBuf, mode: u32 },
     #[error("ciphertext was made under another key or has been altered")]
     Decrypt,
@@ -167,13 +167,16 @@ impl DataKey {
 }
 
 /// Reads a 32-byte secret key file, or creates one (random, mode 0600, written under a
-/// temporary name, synced, renamed) when it does not exist. Refuses a file others can read.
+/// temporary name, synced, renamed) when it does not exist. Refuses a file others can read or
+/// its group can change; a read-only file its group may read (0440: a key mounted from a
+/// Kubernetes Secret, group-owned by the pod's `fsGroup`) is accepted.
 pub fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
+            let group_read_of_read_only = mode & 0o070 == 0o040 && mode & 0o200 == 0;
+            if mode & 0o007 != 0 || (mode & 0o070 != 0 && !group_read_of_read_only) {
                 return Err(KeyError::Permissions {
                     path: path.to_path_buf(),
                     mode,
@@ -271,6 +274,22 @@ mod tests {
             DataKey::load_or_create(&path),
             Err(KeyError::Permissions { .. })
         ));
+        for refused in [0o640, 0o460, 0o444] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(refused)).unwrap();
+            assert!(
+                matches!(
+                    DataKey::load_or_create(&path),
+                    Err(KeyError::Permissions { .. })
+                ),
+                "{refused:o}"
+            );
+        }
+        // A key mounted from a Secret: read-only, its group the pod's fsGroup.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        assert_eq!(
+            DataKey::load_or_create(&path).unwrap().id_hex(),
+            k1.id_hex()
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&path, b"short").unwrap();
         assert!(matches!(

@@ -1,5 +1,6 @@
 //! Prometheus metrics (one registry, served on `--metrics-addr` at `/metrics`). Label values
-//! are reason codes and outcomes only: never a file name, a resident or any personal value.
+//! are reason codes, outcomes and the stack's name only: never a file name, a resident or any
+//! personal value.
 
 use std::sync::LazyLock;
 
@@ -28,7 +29,11 @@ pub struct Metrics {
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
-    let registry = Registry::new();
+    // In a stack's intake every series names the stack, so one Prometheus tells stacks apart
+    // without relabelling.
+    let stack = crate::config::stack_label()
+        .map(|s| std::collections::HashMap::from([("stack".to_string(), s)]));
+    let registry = Registry::new_custom(None, stack).expect("a valid stack label");
     let files = IntCounterVec::new(
         Opts::new(
             "kenko_intake_files_total",

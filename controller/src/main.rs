@@ -20,6 +20,10 @@ enum Cli {
         /// This replica's identity in the Lease.
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// The agent image each HealthStack's intake (`NAME-intake`) runs; the manifests set
+        /// it from the agent DaemonSet's image.
+        #[arg(long, env = "KENKO_AGENT_IMAGE", default_value = "kenko-agent")]
+        agent_image: String,
     },
     /// Write the CRDs generated from the API types (one file per CRD).
     Crdgen {
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<ExitCode> {
             metrics_addr,
             lease_namespace,
             identity,
+            agent_image,
         } => {
             tracing_subscriber::fmt()
                 .json()
@@ -70,6 +75,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 metrics_addr,
                 lease_namespace,
                 identity,
+                agent_image,
             };
             match rt.block_on(kenko_controller::run::run(settings)) {
                 Ok(()) => Ok(ExitCode::SUCCESS),

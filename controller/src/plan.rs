@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, Container, ContainerPort, EnvVar, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort,
-    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -23,6 +25,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     Condition, LabelSelector, ObjectMeta, OwnerReference, Time,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kenko_api::intake;
 use kenko_api::names::StackNames;
 use kenko_api::reasons::{condition, reason};
 use kenko_api::{AccountAudit, HealthStack, ResidencyPolicySpec, Target, JAPAN_REGIONS};
@@ -175,6 +178,8 @@ pub fn names(stack: &HealthStack) -> StackNames {
 /// One object to apply.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Child {
+    /// Created once, never read back or replaced (the controller may not read Secrets).
+    Secret(GeneratedSecret),
     ServiceAccount(ServiceAccount),
     Role(Role),
     RoleBinding(RoleBinding),
@@ -198,6 +203,7 @@ impl Child {
             )
         }
         match self {
+            Child::Secret(o) => format!("Secret/{}", o.metadata.name.clone().unwrap_or_default()),
             Child::ServiceAccount(o) => id(o),
             Child::Role(o) => id(o),
             Child::RoleBinding(o) => id(o),
@@ -209,6 +215,51 @@ impl Child {
             Child::NetworkPolicy(o) => id(o),
             Child::PodDisruptionBudget(o) => id(o),
         }
+    }
+}
+
+/// A Secret the controller creates once with values it generates (the plan stays pure: the
+/// reconciler draws the random values at creation). It is never read back, so a value once
+/// created is never changed, and the controller needs only `create` on Secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedSecret {
+    pub metadata: ObjectMeta,
+    /// Values that are not secret (a user name).
+    pub fixed: BTreeMap<String, String>,
+    /// Keys whose values are generated at creation.
+    pub random: Vec<(String, Random)>,
+}
+
+/// What a generated value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Random {
+    /// 32 random alphanumerics (~190 bits; no character a connection string must escape).
+    Password,
+    /// 32 random bytes (a data key).
+    Key32,
+}
+
+/// An environment variable from a Secret's key.
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
     }
 }
 
@@ -367,7 +418,11 @@ fn dns_egress() -> NetworkPolicyEgressRule {
 /// Every child of a compliant stack, in apply order (identities and policy first, storage
 /// before the workloads that mount it). A non-compliant stack gets none: no volume is
 /// created where its data could leave Japan.
-pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
+#[allow(
+    clippy::vec_init_then_push,
+    reason = "children in apply order, some of them conditional: one push per child reads as the list"
+)]
+pub fn children(stack: &HealthStack, residency: &Residency, agent_image: &str) -> Vec<Child> {
     if *residency != Residency::Compliant {
         return vec![];
     }
@@ -407,6 +462,30 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
             namespace: stack.metadata.namespace.clone(),
             api_group: None,
         }]),
+    }));
+
+    // The intake's identity: no Kubernetes API access at all (its AWS role comes from the
+    // EKS Pod Identity association Terraform makes for this ServiceAccount).
+    out.push(Child::ServiceAccount(ServiceAccount {
+        metadata: meta(stack, &n.intake, "intake"),
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    }));
+    // Secrets, created once: the managed database's credentials and the stack's data key.
+    if managed.is_some() {
+        out.push(Child::Secret(GeneratedSecret {
+            metadata: meta(stack, &n.db_credentials, "database"),
+            fixed: BTreeMap::from([(
+                intake::SECRET_USERNAME.to_string(),
+                intake::DATABASE_USER.to_string(),
+            )]),
+            random: vec![(intake::SECRET_PASSWORD.to_string(), Random::Password)],
+        }));
+    }
+    out.push(Child::Secret(GeneratedSecret {
+        metadata: meta(stack, &n.data_key, "intake"),
+        fixed: BTreeMap::new(),
+        random: vec![(intake::DATA_KEY_FILE.to_string(), Random::Key32)],
     }));
 
     // Network: deny everything, then allow app → database, DNS, and the VPC endpoints.
@@ -492,7 +571,10 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
                 }),
                 policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
                 ingress: Some(vec![NetworkPolicyIngressRule {
-                    from: Some(vec![peer_labels(stack, "app")]),
+                    from: Some(vec![
+                        peer_labels(stack, "app"),
+                        peer_labels(stack, "intake"),
+                    ]),
                     ports: Some(vec![tcp(5432)]),
                 }]),
                 egress: Some(vec![dns_egress()]),
@@ -500,24 +582,63 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
         }));
     }
 
-    // The agent's configuration for this stack (no secrets, no personal data).
+    // The intake's network: the database, DNS and the VPC endpoints (S3) out; in, only
+    // metrics scrapes from the stack's namespace and kenko-system.
+    let mut intake_egress = vec![dns_egress()];
+    if managed.is_some() {
+        intake_egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![peer_labels(stack, "database")]),
+            ports: Some(vec![tcp(5432)]),
+        });
+    }
+    if !s.network.allowed_egress_cidrs.is_empty() {
+        intake_egress.push(NetworkPolicyEgressRule {
+            to: Some(blocks(&s.network.allowed_egress_cidrs)),
+            ports: Some(vec![tcp(443)]),
+        });
+    }
+    if let Some(ext) = &s.database.external {
+        intake_egress.push(NetworkPolicyEgressRule {
+            to: Some(blocks(&ext.cidrs)),
+            ports: Some(vec![tcp(ext.port)]),
+        });
+    }
+    let namespace_peer = |ns: &str| NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                ns.to_string(),
+            )])),
+            match_expressions: None,
+        }),
+        ..Default::default()
+    };
+    out.push(Child::NetworkPolicy(NetworkPolicy {
+        metadata: meta(stack, &n.intake, "network"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector(stack, "intake")),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![
+                    namespace_peer(&stack.metadata.namespace.clone().unwrap_or_default()),
+                    namespace_peer(CONTROL_NAMESPACE),
+                ]),
+                ports: Some(vec![tcp(intake::METRICS_PORT)]),
+            }]),
+            egress: Some(intake_egress),
+        }),
+    }));
+
+    // The agent's configuration for this stack, in the agent's own format (no secrets, no
+    // personal data).
     out.push(Child::ConfigMap(ConfigMap {
         metadata: meta(stack, &n.agent_config, "agent"),
         data: Some(BTreeMap::from([(
-            "kenko.toml".to_string(),
-            format!(
-                "# kenko-agent configuration for {stack_name}, written by the controller.\n\
-                 municipality_code = \"{}\"\n\
-                 inbox = \"{}\"\n\
-                 intake_schedule = \"{}\"\n\
-                 office_hours = \"{}\"\n\
-                 suspended = {}\n",
-                s.municipality.code,
-                s.intake.inbox,
-                s.intake.schedule,
-                s.monitoring.office_hours,
-                s.suspend
-            ),
+            intake::CONFIG_FILE.to_string(),
+            intake::agent_config(stack),
         )])),
         ..Default::default()
     }));
@@ -569,11 +690,22 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
                             name: "postgres".into(),
                             image: Some(db.image.clone()),
                             ports: Some(vec![port("postgres", 5432)]),
-                            env: Some(vec![EnvVar {
-                                name: "PGDATA".into(),
-                                value: Some("/var/lib/postgresql/data/pgdata".into()),
-                                value_from: None,
-                            }]),
+                            // The image initialises the database with the generated
+                            // credentials on first start (and refuses to start without).
+                            env: Some(vec![
+                                plain_env("PGDATA", "/var/lib/postgresql/data/pgdata"),
+                                plain_env("POSTGRES_DB", intake::DATABASE_NAME),
+                                secret_env(
+                                    "POSTGRES_USER",
+                                    &n.db_credentials,
+                                    intake::SECRET_USERNAME,
+                                ),
+                                secret_env(
+                                    "POSTGRES_PASSWORD",
+                                    &n.db_credentials,
+                                    intake::SECRET_PASSWORD,
+                                ),
+                            ]),
                             security_context: Some(SecurityContext {
                                 // PostgreSQL writes its socket and pid under /var/run.
                                 read_only_root_filesystem: Some(false),
@@ -666,6 +798,7 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
         }),
         status: None,
     }));
+    out.push(Child::Deployment(intake_deployment(stack, agent_image)));
     out.push(Child::Service(Service {
         metadata: meta(stack, &n.app, "app"),
         spec: Some(ServiceSpec {
@@ -695,6 +828,147 @@ pub fn children(stack: &HealthStack, residency: &Residency) -> Vec<Child> {
         status: None,
     }));
     out
+}
+
+/// The namespace of kenko's controller and its monitoring (metrics scrapes come from there).
+pub const CONTROL_NAMESPACE: &str = "kenko-system";
+
+/// `NAME-intake`: `kenko-agent run` with the configuration the controller rendered, one
+/// replica (zero when suspended or decommissioning). A second replica or a restart mid-file
+/// never loads a file twice: the ledger is in the stack's database, and everything that must
+/// survive is in the bucket or the database, so the working directory is memory
+/// (`emptyDir`, `medium: Memory`): a delivery never touches a node's disk.
+fn intake_deployment(stack: &HealthStack, agent_image: &str) -> Deployment {
+    let s = &stack.spec;
+    let n = names(stack);
+    let stack_name = stack.metadata.name.clone().unwrap_or_default();
+    let mut env = vec![
+        plain_env(intake::ENV_STACK, &stack_name),
+        plain_env("AWS_REGION", &s.storage.region),
+        plain_env("TZ", "Asia/Tokyo"),
+    ];
+    let credentials = match (&s.database.managed, &s.database.external) {
+        (None, Some(ext)) => ext.secret_name.clone(),
+        _ => n.db_credentials.clone(),
+    };
+    env.push(secret_env(
+        intake::ENV_DATABASE_USER,
+        &credentials,
+        intake::SECRET_USERNAME,
+    ));
+    env.push(secret_env(
+        intake::ENV_DATABASE_PASSWORD,
+        &credentials,
+        intake::SECRET_PASSWORD,
+    ));
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(intake::METRICS_PORT),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    let quantity = |q: &str| Quantity(q.to_string());
+    Deployment {
+        metadata: meta(stack, &n.intake, "intake"),
+        spec: Some(DeploymentSpec {
+            replicas: Some(if s.suspend { 0 } else { 1 }),
+            selector: LabelSelector {
+                match_labels: Some(selector(stack, "intake")),
+                match_expressions: None,
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(stack, "intake")),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(n.intake.clone()),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(pod_security(65532)),
+                    containers: vec![Container {
+                        name: "intake".into(),
+                        image: Some(agent_image.to_string()),
+                        args: Some(vec![
+                            "run".into(),
+                            "--config".into(),
+                            format!("{}/{}", intake::CONFIG_DIR, intake::CONFIG_FILE),
+                        ]),
+                        ports: Some(vec![port("metrics", intake::METRICS_PORT)]),
+                        env: Some(env),
+                        liveness_probe: Some(probe("/healthz")),
+                        readiness_probe: Some(probe("/readyz")),
+                        resources: Some(ResourceRequirements {
+                            requests: Some(BTreeMap::from([
+                                ("cpu".to_string(), quantity("250m")),
+                                ("memory".to_string(), quantity("256Mi")),
+                            ])),
+                            // The working directory is memory: the largest delivery plus
+                            // the agent's own flat ~128 MiB.
+                            limits: Some(BTreeMap::from([(
+                                "memory".to_string(),
+                                quantity("1536Mi"),
+                            )])),
+                            ..Default::default()
+                        }),
+                        security_context: Some(restricted()),
+                        volume_mounts: Some(vec![
+                            VolumeMount {
+                                name: "config".into(),
+                                mount_path: intake::CONFIG_DIR.into(),
+                                read_only: Some(true),
+                                ..Default::default()
+                            },
+                            VolumeMount {
+                                name: "data-key".into(),
+                                mount_path: intake::DATA_KEY_DIR.into(),
+                                read_only: Some(true),
+                                ..Default::default()
+                            },
+                            VolumeMount {
+                                name: "work".into(),
+                                mount_path: intake::WORK_DIR.into(),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: n.agent_config.clone(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "data-key".into(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(n.data_key.clone()),
+                                default_mode: Some(0o400),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "work".into(),
+                            empty_dir: Some(EmptyDirVolumeSource {
+                                medium: Some("Memory".into()),
+                                size_limit: Some(quantity("1Gi")),
+                            }),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
 }
 
 /// Every place the stack's data lives: what its decommissioning ErasureRequest lists. Each is

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -77,6 +79,9 @@ pub struct Context {
     pub wait: Duration,
     /// The controller's namespace, where the trusted signers' ConfigMap lives.
     pub namespace: String,
+    /// The agent image each stack's intake runs (`KENKO_AGENT_IMAGE`, set by the manifests'
+    /// kustomization from the agent DaemonSet's image).
+    pub agent_image: String,
     /// The last Event published per stack and condition, so a reconcile that starts from a
     /// cached stack whose new status has not arrived yet does not publish it twice.
     pub published: Published,
@@ -127,10 +132,63 @@ where
     .map_err(kube_err("apply", name))
 }
 
-/// Applies one child; returns the app Deployment's available replicas when it is that.
+/// Creates a generated Secret unless it exists. The answer to a create of an existing object
+/// is 409 and carries nothing of it: the controller never reads a Secret, and a value once
+/// generated (a password the database was initialised with, the data key of the records) is
+/// never replaced.
+async fn create_secret(api: Api<Secret>, generated: &plan::GeneratedSecret) -> Result<(), Error> {
+    use rand::Rng;
+    let name = generated.metadata.name.clone().unwrap_or_default();
+    let mut data = std::collections::BTreeMap::new();
+    for (k, v) in &generated.fixed {
+        data.insert(k.clone(), k8s_openapi::ByteString(v.clone().into_bytes()));
+    }
+    let mut rng = rand::rngs::OsRng;
+    for (k, kind) in &generated.random {
+        let bytes = match kind {
+            plan::Random::Password => (&mut rng)
+                .sample_iter(rand::distributions::Alphanumeric)
+                .take(32)
+                .collect::<Vec<u8>>(),
+            plan::Random::Key32 => {
+                let mut b = vec![0u8; 32];
+                rng.fill(&mut b[..]);
+                b
+            }
+        };
+        data.insert(k.clone(), k8s_openapi::ByteString(bytes));
+    }
+    let secret = Secret {
+        metadata: generated.metadata.clone(),
+        data: Some(data),
+        immutable: Some(true),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let result = api.create(&params, &secret).await;
+    // The request body held the values; it is dropped here, and only the name is ever logged.
+    drop(secret);
+    match result {
+        Ok(_) => {
+            tracing::info!(secret = %name, "generated secret created");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(kube_err("create", format!("Secret/{name}"))(e)),
+    }
+}
+
+/// Applies one child; returns a Deployment's available replicas when it is one.
 async fn apply_child(client: &kube::Client, ns: &str, child: &Child) -> Result<Option<i32>, Error> {
     let c = client.clone();
     match child {
+        Child::Secret(o) => create_secret(Api::<Secret>::namespaced(c, ns), o)
+            .await
+            .map(|_| None),
         Child::ServiceAccount(o) => apply(Api::<ServiceAccount>::namespaced(c, ns), o)
             .await
             .map(|_| None),
@@ -314,10 +372,11 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
         audit,
         ..Default::default()
     };
-    for child in plan::children(stack, &verdict) {
+    let app = format!("Deployment/{}", plan::names(stack).app);
+    for child in plan::children(stack, &verdict, &ctx.agent_image) {
         match apply_child(&ctx.client, &ns, &child).await {
-            Ok(Some(available)) => observed.app_available = available,
-            Ok(None) => {}
+            Ok(Some(available)) if child.id() == app => observed.app_available = available,
+            Ok(_) => {}
             Err(e) => {
                 // The first failure stops the pass (later children may depend on it) and is
                 // reported as Degraded; the error policy retries with backoff.
@@ -538,7 +597,7 @@ async fn decommission(
     // 1. No more writes: the app and the database scale to zero.
     let mut stopped = stack.clone();
     stopped.spec.suspend = true;
-    for child in plan::children(&stopped, &Residency::Compliant) {
+    for child in plan::children(&stopped, &Residency::Compliant, &ctx.agent_image) {
         if matches!(child, Child::Deployment(_) | Child::StatefulSet(_)) {
             apply_child(&ctx.client, ns, &child).await?;
         }

@@ -30,6 +30,8 @@ pub struct Settings {
     pub metrics_addr: SocketAddr,
     pub lease_namespace: String,
     pub identity: String,
+    /// The agent image each stack's intake runs.
+    pub agent_image: String,
 }
 
 /// Why the controller could not start. `reason()` is stable.
@@ -140,6 +142,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ),
         wait: Duration::from_secs(30),
         namespace: settings.lease_namespace.clone(),
+        agent_image: settings.agent_image.clone(),
         published: Default::default(),
     });
     let stacks = Api::<HealthStack>::all(client.clone());

@@ -46,6 +46,7 @@ async fn run(
             ),
             wait: Duration::from_secs(30),
             namespace: "kenko-system".into(),
+            agent_image: "kenko-agent".into(),
             published: Default::default(),
         });
         reconcile(Arc::new(stack), ctx).await
@@ -91,20 +92,28 @@ fn storage_class(zone: &str) -> Value {
     .unwrap()
 }
 
+/// Where generated Secrets are created (a POST to the collection; never read back).
+const SECRETS: &str = "/api/v1/namespaces/city/secrets";
+
 /// Where each planned child is applied.
 fn child_paths() -> Vec<String> {
     [
         "/api/v1/namespaces/city/serviceaccounts/hachioji-app",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/city/roles/hachioji-app",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/city/rolebindings/hachioji-app",
+        "/api/v1/namespaces/city/serviceaccounts/hachioji-intake",
+        SECRETS,
+        SECRETS,
         "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-default-deny",
         "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-app",
         "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-db",
+        "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-intake",
         "/api/v1/namespaces/city/configmaps/hachioji-agent",
         "/api/v1/namespaces/city/persistentvolumeclaims/hachioji-data",
         "/api/v1/namespaces/city/services/hachioji-db",
         "/apis/apps/v1/namespaces/city/statefulsets/hachioji-db",
         "/apis/apps/v1/namespaces/city/deployments/hachioji-app",
+        "/apis/apps/v1/namespaces/city/deployments/hachioji-intake",
         "/api/v1/namespaces/city/services/hachioji-app",
         "/apis/policy/v1/namespaces/city/poddisruptionbudgets/hachioji-app",
     ]
@@ -114,9 +123,17 @@ fn child_paths() -> Vec<String> {
 }
 
 fn apply_steps(available: i64) -> Vec<Step> {
+    apply_steps_with(available, Reply::echo())
+}
+
+/// The children's steps, the Secrets' creates answered with `secrets`.
+fn apply_steps_with(available: i64, secrets: Reply) -> Vec<Step> {
     child_paths()
         .into_iter()
         .map(|p| {
+            if p == SECRETS {
+                return step("POST", p, secrets.clone());
+            }
             let extra = if p.contains("/deployments/") {
                 json!({"status": {"availableReplicas": available}})
             } else {
@@ -185,7 +202,8 @@ async fn a_new_stack_gets_its_finalizer_exactly_its_children_and_a_status() {
         ])
     );
     // Every child by server-side apply, one field manager, forced (drift is overwritten).
-    for s in &seen[3..16] {
+    let children = &seen[3..3 + child_paths().len()];
+    for s in children.iter().filter(|s| s.path != SECRETS) {
         assert_eq!(s.content_type, "application/apply-patch+yaml", "{}", s.path);
         assert!(
             s.query.contains("fieldManager=kenko-controller"),
@@ -199,7 +217,41 @@ async fn a_new_stack_gets_its_finalizer_exactly_its_children_and_a_status() {
             s.path
         );
     }
-    let status = &seen[16].body;
+    // The generated Secrets: created (never applied, never read back), immutable, owned,
+    // a 32-character password and a 32-byte data key.
+    let secrets: Vec<&Seen> = children.iter().filter(|s| s.path == SECRETS).collect();
+    assert_eq!(secrets.len(), 2);
+    for s in &secrets {
+        assert_eq!(s.method, "POST");
+        assert!(
+            s.query.contains("fieldManager=kenko-controller"),
+            "{}",
+            s.query
+        );
+        assert_eq!(s.body["immutable"], true);
+        assert_eq!(
+            s.body["metadata"]["ownerReferences"][0]["kind"],
+            "HealthStack"
+        );
+    }
+    let decoded = |s: &Seen, key: &str| -> Vec<u8> {
+        serde_json::from_value::<k8s_openapi::ByteString>(s.body["data"][key].clone())
+            .unwrap()
+            .0
+    };
+    assert_eq!(
+        secrets[0].body["metadata"]["name"],
+        "hachioji-db-credentials"
+    );
+    assert_eq!(decoded(secrets[0], "username"), b"kenko");
+    let password = decoded(secrets[0], "password");
+    assert_eq!(password.len(), 32);
+    assert!(password.iter().all(u8::is_ascii_alphanumeric));
+    assert_eq!(secrets[1].body["metadata"]["name"], "hachioji-data-key");
+    let key = decoded(secrets[1], "records.key");
+    assert_eq!(key.len(), 32);
+    assert_ne!(key, password, "drawn independently");
+    let status = &seen[3 + child_paths().len()].body;
     assert_eq!(status["status"]["observedGeneration"], 1);
     assert_eq!(
         status_of(condition(status, "ResidencyCompliant")),
@@ -342,8 +394,10 @@ fn ready_stack() -> HealthStack {
 async fn drift_is_corrected_by_applying_the_planned_children_again() {
     // Someone scaled the app to 5 and edited a NetworkPolicy: the next pass applies the
     // planned objects with force, taking the fields back.
+    // The Secrets exist already: a create answered AlreadyExists is success, and nothing
+    // reads or replaces them.
     let mut script = reads("ap-northeast-1a");
-    script.extend(apply_steps(2));
+    script.extend(apply_steps_with(2, Reply::AlreadyExists));
     script.push(step(
         "PATCH",
         format!("{STACKS}/hachioji/status"),
@@ -351,6 +405,12 @@ async fn drift_is_corrected_by_applying_the_planned_children_again() {
     ));
     let (result, seen) = run(ready_stack(), script).await;
     result.unwrap();
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.path.starts_with(SECRETS) && s.method != "POST"),
+        "no Secret is read, patched or deleted"
+    );
     let deployment = seen
         .iter()
         .find(|s| s.path.ends_with("/deployments/hachioji-app"))
@@ -385,18 +445,14 @@ async fn suspend_scales_writers_to_zero_and_shows_as_a_condition() {
     ));
     let (result, seen) = run(s, script).await;
     result.unwrap();
-    for kind in ["/deployments/hachioji-app", "/statefulsets/hachioji-db"] {
+    for kind in [
+        "/deployments/hachioji-app",
+        "/deployments/hachioji-intake",
+        "/statefulsets/hachioji-db",
+    ] {
         let obj = seen.iter().find(|s| s.path.ends_with(kind)).unwrap();
         assert_eq!(obj.body["spec"]["replicas"], 0, "{kind}");
     }
-    let cm = seen
-        .iter()
-        .find(|s| s.path.ends_with("/configmaps/hachioji-agent"))
-        .unwrap();
-    assert!(cm.body["data"]["kenko.toml"]
-        .as_str()
-        .unwrap()
-        .contains("suspended = true"));
     let event = seen.iter().find(|s| s.path.ends_with("/events")).unwrap();
     assert_eq!(event.body["reason"], "Suspended");
     assert_eq!(
@@ -440,6 +496,11 @@ fn scale_down_steps() -> Vec<Step> {
         step(
             "PATCH",
             "/apis/apps/v1/namespaces/city/deployments/hachioji-app",
+            Reply::Echo(json!({})),
+        ),
+        step(
+            "PATCH",
+            "/apis/apps/v1/namespaces/city/deployments/hachioji-intake",
             Reply::Echo(json!({})),
         ),
     ]
@@ -615,7 +676,8 @@ async fn deleting_a_stack_stops_writes_and_asks_for_an_erasure_of_every_location
     result.unwrap();
     assert_eq!(seen[0].body["spec"]["replicas"], 0);
     assert_eq!(seen[1].body["spec"]["replicas"], 0);
-    let request = &seen[6].body;
+    assert_eq!(seen[2].body["spec"]["replicas"], 0, "the intake stops too");
+    let request = &seen[7].body;
     assert_eq!(
         request["spec"]["targets"],
         json!(locations()),
@@ -624,8 +686,8 @@ async fn deleting_a_stack_stops_writes_and_asks_for_an_erasure_of_every_location
     assert_eq!(request["spec"]["stack"], "hachioji");
     assert_eq!(request["spec"]["stackUid"], UID);
     assert!(request["spec"]["approvedBy"].is_null());
-    assert_eq!(seen[7].body["reason"], "AwaitingApproval");
-    let status = &seen[8].body;
+    assert_eq!(seen[8].body["reason"], "AwaitingApproval");
+    let status = &seen[9].body;
     assert_eq!(
         status_of(condition(status, "Decommissioning")),
         ("True".into(), "AwaitingApproval".into())
@@ -669,13 +731,13 @@ async fn the_finalizer_is_released_only_when_verified_certificates_cover_every_l
     s.metadata.finalizers = Some(vec!["other.example/keep".into(), plan::FINALIZER.into()]);
     let (result, seen) = run(s, script).await;
     result.unwrap();
-    assert_eq!(seen[5].body["reason"], "Certified");
-    assert!(seen[5].body["note"]
+    assert_eq!(seen[6].body["reason"], "Certified");
+    assert!(seen[6].body["note"]
         .as_str()
         .unwrap()
         .contains("000003-cloud, 000007-media"));
     assert_eq!(
-        status_of(condition(&seen[6].body, "Decommissioning")),
+        status_of(condition(&seen[7].body, "Decommissioning")),
         ("True".into(), "Certified".into())
     );
     // Only kenko's finalizer goes, and only if it is still where it was read.
@@ -705,7 +767,7 @@ async fn kept(signers: Reply, certs: Vec<Value>) -> Value {
     script.push(status_step());
     let (result, seen) = run(deleted(ready_stack()), script).await;
     result.unwrap();
-    assert_eq!(seen[6].body["type"], "Warning");
+    assert_eq!(seen[7].body["type"], "Warning");
     condition(&seen.last().unwrap().body, "Decommissioning").clone()
 }
 
@@ -797,7 +859,7 @@ async fn a_retried_decommission_asks_only_for_what_no_certificate_covers() {
     script.push(status_step());
     let (result, seen) = run(deleted(ready_stack()), script).await;
     result.unwrap();
-    assert_eq!(seen[6].body["spec"]["targets"], json!(all[3..].to_vec()));
+    assert_eq!(seen[7].body["spec"]["targets"], json!(all[3..].to_vec()));
     let c = condition(&seen.last().unwrap().body, "Decommissioning");
     assert!(c["message"].as_str().unwrap().contains(&format!(
         "{} of {} locations left",
@@ -820,13 +882,13 @@ async fn a_failed_erasure_keeps_the_stack_and_says_why() {
     script.push(status_step());
     let (result, seen) = run(deleted(ready_stack()), script).await;
     result.unwrap();
-    assert_eq!(seen[6].body["type"], "Warning");
+    assert_eq!(seen[7].body["type"], "Warning");
     let c = condition(&seen.last().unwrap().body, "Decommissioning");
     assert_eq!(status_of(c), ("True".into(), "ErasureFailed".into()));
     let m = c["message"].as_str().unwrap();
     assert!(m.contains("erase_verification_failed"), "{m}");
     assert_eq!(
-        seen[6].body["note"].as_str().unwrap(),
+        seen[7].body["note"].as_str().unwrap(),
         m,
         "the Event says what the condition says"
     );

@@ -20,6 +20,7 @@ pub mod decode;
 pub mod inbox;
 pub mod report;
 pub mod s3inbox;
+pub mod schedule;
 pub mod session;
 pub mod watch;
 

@@ -169,15 +169,15 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
     let mut session: Option<Session> = None;
     let mut backoff = Backoff::default();
     // The folder inbox wakes the loop by its events; an S3 inbox is listed on a schedule.
-    let idle_wait = if config.s3_inbox.is_some() {
-        config.inbox_poll
-    } else {
-        Duration::from_secs(60)
+    let idle_wait = || match (&config.s3_inbox, &config.inbox_schedule) {
+        (Some(_), Some(schedule)) => schedule.wait_from(kenko_intake::clock::now()),
+        (Some(_), None) => config.inbox_poll,
+        (None, _) => Duration::from_secs(60),
     };
     while !stop.load(Ordering::SeqCst) {
         let wait = match round(config, &mut session, &mut backoff) {
             Ok(Round::Done { settling: true }) => config.settle.max(Duration::from_millis(200)),
-            Ok(Round::Done { settling: false }) => idle_wait,
+            Ok(Round::Done { settling: false }) => idle_wait(),
             Ok(Round::FilesFailed {
                 settling,
                 next_retry,
@@ -185,7 +185,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
                 let idle = if settling {
                     config.settle.max(Duration::from_millis(200))
                 } else {
-                    idle_wait
+                    idle_wait()
                 };
                 next_retry.map_or(idle, |d| d.min(idle))
             }

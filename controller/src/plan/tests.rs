@@ -4,6 +4,8 @@ use super::*;
 use k8s_openapi::api::core::v1::{TopologySelectorLabelRequirement, TopologySelectorTerm};
 use kenko_api::samples::hachioji;
 
+const AGENT_IMAGE: &str = "registry.city.example/kenko/kenko-agent@sha256:0123";
+
 fn stack() -> HealthStack {
     let mut s = hachioji();
     s.metadata.namespace = Some("city".into());
@@ -123,7 +125,7 @@ fn residency_verdicts() {
 
 #[test]
 fn a_compliant_stack_gets_exactly_its_children_and_a_violating_one_none() {
-    let ids: Vec<String> = children(&stack(), &Residency::Compliant)
+    let ids: Vec<String> = children(&stack(), &Residency::Compliant, AGENT_IMAGE)
         .iter()
         .map(Child::id)
         .collect();
@@ -133,14 +135,19 @@ fn a_compliant_stack_gets_exactly_its_children_and_a_violating_one_none() {
             "ServiceAccount/hachioji-app",
             "Role/hachioji-app",
             "RoleBinding/hachioji-app",
+            "ServiceAccount/hachioji-intake",
+            "Secret/hachioji-db-credentials",
+            "Secret/hachioji-data-key",
             "NetworkPolicy/hachioji-default-deny",
             "NetworkPolicy/hachioji-app",
             "NetworkPolicy/hachioji-db",
+            "NetworkPolicy/hachioji-intake",
             "ConfigMap/hachioji-agent",
             "PersistentVolumeClaim/hachioji-data",
             "Service/hachioji-db",
             "StatefulSet/hachioji-db",
             "Deployment/hachioji-app",
+            "Deployment/hachioji-intake",
             "Service/hachioji-app",
             "PodDisruptionBudget/hachioji-app",
         ]
@@ -149,12 +156,15 @@ fn a_compliant_stack_gets_exactly_its_children_and_a_violating_one_none() {
         reason: reason::STORAGE_CLASS_OUTSIDE_JAPAN,
         message: String::new(),
     };
-    assert!(children(&stack(), &v).is_empty(), "no PVC outside Japan");
+    assert!(
+        children(&stack(), &v, AGENT_IMAGE).is_empty(),
+        "no PVC outside Japan"
+    );
 }
 
 #[test]
 fn every_pod_meets_the_restricted_profile_and_is_owned() {
-    for child in children(&stack(), &Residency::Compliant) {
+    for child in children(&stack(), &Residency::Compliant, AGENT_IMAGE) {
         let (meta, spec) = match &child {
             Child::Deployment(d) => (&d.metadata, d.spec.as_ref().unwrap().template.spec.clone()),
             Child::StatefulSet(s) => (&s.metadata, s.spec.as_ref().unwrap().template.spec.clone()),
@@ -184,7 +194,7 @@ fn every_pod_meets_the_restricted_profile_and_is_owned() {
 
 #[test]
 fn network_policies_allow_nothing_to_the_internet() {
-    for child in children(&stack(), &Residency::Compliant) {
+    for child in children(&stack(), &Residency::Compliant, AGENT_IMAGE) {
         let Child::NetworkPolicy(np) = child else {
             continue;
         };
@@ -204,7 +214,7 @@ fn network_policies_allow_nothing_to_the_internet() {
 fn suspend_scales_every_writer_to_zero() {
     let mut s = stack();
     s.spec.suspend = true;
-    for child in children(&s, &Residency::Compliant) {
+    for child in children(&s, &Residency::Compliant, AGENT_IMAGE) {
         match child {
             Child::Deployment(d) => assert_eq!(d.spec.unwrap().replicas, Some(0)),
             Child::StatefulSet(st) => assert_eq!(st.spec.unwrap().replicas, Some(0)),
@@ -222,7 +232,7 @@ fn suspend_scales_every_writer_to_zero() {
 
 #[test]
 fn the_image_is_pinned_by_digest() {
-    let d = children(&stack(), &Residency::Compliant)
+    let d = children(&stack(), &Residency::Compliant, AGENT_IMAGE)
         .into_iter()
         .find_map(|c| match c {
             Child::Deployment(d) => Some(d),
@@ -256,6 +266,7 @@ fn data_locations_cover_volumes_buckets_replicas_backups_in_both_regions_and_the
             "pvc:data-hachioji-db-0",
             "s3://kenko-prod-records-123456789012-ap-northeast-1",
             "s3://kenko-prod-records-123456789012-ap-northeast-3",
+            "s3://kenko-prod-intake-123456789012-ap-northeast-1/hachioji/",
             "backup-vault:ap-northeast-1/kenko-prod-tokyo",
             "backup-vault:ap-northeast-3/kenko-prod-osaka",
             "kms:arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
@@ -265,9 +276,8 @@ fn data_locations_cover_volumes_buckets_replicas_backups_in_both_regions_and_the
         !locations.iter().any(|l| l.starts_with("datakey:")),
         "never the agent's own data key"
     );
-    // An S3 inbox is a location too; an external database has no volume of the stack's.
+    // The S3 inbox is a location too; an external database has no volume of the stack's.
     let mut s = stack();
-    s.spec.intake.inbox = "s3://kenko-prod-intake-123456789012-ap-northeast-1/hachioji/".into();
     s.spec.database.managed = None;
     s.spec.database.external = Some(kenko_api::ExternalDatabase {
         host: "db.internal".into(),
@@ -299,7 +309,7 @@ fn an_external_database_is_reachable_on_its_port_without_endpoint_cidrs() {
         secret_name: "db".into(),
         cidrs: vec!["10.40.64.0/24".into()],
     });
-    let kids = children(&s, &Residency::Compliant);
+    let kids = children(&s, &Residency::Compliant, AGENT_IMAGE);
     let app = kids
         .iter()
         .find_map(|c| match c {
@@ -332,7 +342,7 @@ fn a_public_egress_range_is_refused_before_anything_is_applied() {
     s.spec.network.allowed_egress_cidrs = vec!["8.0.0.0/8".into()];
     let v = residency(&s, &ResidencyPolicySpec::default(), Some(&tokyo()));
     assert_eq!(reason_of(&v), reason::EGRESS_NOT_PRIVATE);
-    assert!(children(&s, &v).is_empty());
+    assert!(children(&s, &v, AGENT_IMAGE).is_empty());
 }
 
 #[test]
@@ -451,4 +461,213 @@ fn the_account_audit_decides_residency_but_never_stops_the_app() {
         reason::BACKUP_SAME_REGION
     );
     assert_eq!(status_of(&cs, "Ready").0, "False");
+}
+
+fn intake_of(kids: &[Child]) -> (Deployment, NetworkPolicy) {
+    let d = kids
+        .iter()
+        .find_map(|c| match c {
+            Child::Deployment(d) if d.metadata.name.as_deref() == Some("hachioji-intake") => {
+                Some(d.clone())
+            }
+            _ => None,
+        })
+        .expect("the intake Deployment");
+    let n = kids
+        .iter()
+        .find_map(|c| match c {
+            Child::NetworkPolicy(n) if n.metadata.name.as_deref() == Some("hachioji-intake") => {
+                Some(n.clone())
+            }
+            _ => None,
+        })
+        .expect("the intake NetworkPolicy");
+    (d, n)
+}
+
+fn secret_ref(c: &Container, env: &str) -> (String, String) {
+    let r = c
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == env)
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .unwrap_or_else(|| panic!("{env} from a Secret"));
+    (r.name.clone(), r.key.clone())
+}
+
+#[test]
+fn the_intake_runs_the_agent_image_with_the_rendered_config_its_secrets_and_memory_only() {
+    let kids = children(&stack(), &Residency::Compliant, AGENT_IMAGE);
+    let (d, _) = intake_of(&kids);
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("hachioji-intake"));
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(false),
+        "no API access"
+    );
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some(AGENT_IMAGE));
+    assert_eq!(
+        c.args.clone().unwrap(),
+        ["run", "--config", "/etc/kenko/kenko.toml"]
+    );
+    assert_eq!(
+        secret_ref(c, intake::ENV_DATABASE_PASSWORD),
+        ("hachioji-db-credentials".into(), "password".into())
+    );
+    let volumes = pod.volumes.unwrap();
+    let by_name = |n: &str| volumes.iter().find(|v| v.name == n).unwrap().clone();
+    assert_eq!(
+        by_name("config").config_map.unwrap().name,
+        "hachioji-agent",
+        "the ConfigMap the controller renders"
+    );
+    assert_eq!(
+        by_name("data-key").secret.unwrap().secret_name.as_deref(),
+        Some("hachioji-data-key")
+    );
+    let work = by_name("work").empty_dir.unwrap();
+    assert_eq!(
+        work.medium.as_deref(),
+        Some("Memory"),
+        "no delivery on a node's disk"
+    );
+    // The rendered configuration is the one mounted, with the S3 inbox of the spec.
+    let cm = kids
+        .iter()
+        .find_map(|k| match k {
+            Child::ConfigMap(cm) => Some(cm.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let toml = &cm.data.unwrap()[intake::CONFIG_FILE];
+    assert!(
+        toml.contains(&format!("inbox = \"{}\"", stack().spec.intake.inbox)),
+        "{toml}"
+    );
+    assert!(!toml.to_lowercase().contains("password"), "{toml}");
+
+    // An external database: its own Secret, and no generated credentials.
+    let mut s = stack();
+    s.spec.database.managed = None;
+    s.spec.database.external = Some(kenko_api::ExternalDatabase {
+        host: "db.internal".into(),
+        port: 6432,
+        secret_name: "city-db".into(),
+        cidrs: vec!["10.40.64.0/24".into()],
+    });
+    let kids = children(&s, &Residency::Compliant, AGENT_IMAGE);
+    assert!(!kids
+        .iter()
+        .any(|k| k.id() == "Secret/hachioji-db-credentials"));
+    let (d, np) = intake_of(&kids);
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        secret_ref(&pod.containers[0], intake::ENV_DATABASE_USER),
+        ("city-db".into(), "username".into())
+    );
+    let ports: Vec<_> = np
+        .spec
+        .unwrap()
+        .egress
+        .unwrap()
+        .iter()
+        .flat_map(|e| e.ports.clone().unwrap_or_default())
+        .filter_map(|p| p.port)
+        .collect();
+    assert!(ports.contains(&IntOrString::Int(6432)), "{ports:?}");
+}
+
+#[test]
+fn the_intake_reaches_only_its_database_dns_and_the_endpoints() {
+    let (_, np) = intake_of(&children(&stack(), &Residency::Compliant, AGENT_IMAGE));
+    let spec = np.spec.unwrap();
+    let egress = spec.egress.unwrap();
+    let mut allowed: Vec<String> = egress
+        .iter()
+        .map(|e| {
+            let to: Vec<String> =
+                e.to.iter()
+                    .flatten()
+                    .map(|p| match (&p.ip_block, &p.pod_selector) {
+                        (Some(b), _) => b.cidr.clone(),
+                        (None, Some(sel)) => sel
+                            .match_labels
+                            .as_ref()
+                            .and_then(|l| {
+                                l.get("app.kubernetes.io/component")
+                                    .or_else(|| l.get("k8s-app"))
+                                    .cloned()
+                            })
+                            .unwrap_or_else(|| "any pod".into()),
+                        (None, None) => "namespace".into(),
+                    })
+                    .collect();
+            let ports: Vec<String> = e
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| format!("{:?}", p.port))
+                .collect();
+            format!("{to:?} {ports:?}")
+        })
+        .collect();
+    allowed.sort();
+    assert_eq!(
+        allowed,
+        [
+            r#"["10.20.0.0/24"] ["Some(Int(443))"]"#,
+            r#"["database"] ["Some(Int(5432))"]"#,
+            r#"["kube-dns"] ["Some(Int(53))", "Some(Int(53))"]"#,
+        ],
+        "DNS, the stack's database, the VPC endpoints: nothing else"
+    );
+    let ingress = spec.ingress.unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        ingress[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(intake::METRICS_PORT)),
+        "only metrics scrapes come in"
+    );
+}
+
+#[test]
+fn the_database_lets_in_the_app_and_the_intake_only() {
+    let kids = children(&stack(), &Residency::Compliant, AGENT_IMAGE);
+    let np = kids
+        .iter()
+        .find_map(|c| match c {
+            Child::NetworkPolicy(n) if n.metadata.name.as_deref() == Some("hachioji-db") => {
+                Some(n.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    let from: Vec<String> = np.spec.unwrap().ingress.unwrap()[0]
+        .from
+        .iter()
+        .flatten()
+        .filter_map(|p| p.pod_selector.as_ref())
+        .filter_map(|s| s.match_labels.as_ref())
+        .filter_map(|l| l.get("app.kubernetes.io/component").cloned())
+        .collect();
+    assert_eq!(from, ["app", "intake"]);
+    // The managed database starts with the generated credentials.
+    let st = kids
+        .iter()
+        .find_map(|c| match c {
+            Child::StatefulSet(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let c = &st.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(
+        secret_ref(c, "POSTGRES_PASSWORD"),
+        ("hachioji-db-credentials".into(), "password".into())
+    );
 }

@@ -202,10 +202,15 @@ fn default_retention() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct IntakeSpec {
-    /// When the agent scans the inbox (cron, Asia/Tokyo).
+    /// When the stack's intake (the Deployment `NAME-intake`) lists an S3 inbox: a 5-field
+    /// cron in Asia/Tokyo, each firing one round (default every 10 minutes). A folder inbox
+    /// on one machine is watched continuously and ignores it.
     #[schemars(length(min = 1, max = 64))]
     pub schedule: String,
-    /// Inbox: a folder on the node or `s3://bucket/prefix` (then erased on decommissioning).
+    /// Inbox: `s3://bucket/prefix/` (the Terraform intake bucket; deliveries under
+    /// `prefix/inbox/`, results under `processed/`, `returned/` and `reports/`; erased on
+    /// decommissioning), or a folder, which only a single-machine agent takes in: the
+    /// cluster's intake takes an S3 inbox only.
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new(format!("!self.startsWith('s3://') || {}", crate::s3_location_rule())).message("intake.inbox must be a folder or s3://bucket[/prefix]"))]
     pub inbox: String,

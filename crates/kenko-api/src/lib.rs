@@ -9,6 +9,7 @@
 
 pub mod erasure;
 pub mod health_stack;
+pub mod intake;
 pub mod names;
 pub mod reasons;
 pub mod residency;

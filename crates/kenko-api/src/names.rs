@@ -14,7 +14,17 @@ pub struct StackNames {
     /// The managed database's volume: the StatefulSet `NAME-db`'s claim template `data`,
     /// ordinal 0.
     pub db_pvc: String,
+    /// The agent's configuration for the stack (rendered by [`crate::intake::agent_config`]).
     pub agent_config: String,
+    /// What takes in the stack's deliveries: a Deployment, its ServiceAccount and
+    /// NetworkPolicy.
+    pub intake: String,
+    /// The managed database's credentials (`username`, `password`), generated once by the
+    /// controller; an external database names its own Secret.
+    pub db_credentials: String,
+    /// The stack's data key (32 random bytes under `records.key`), generated once by the
+    /// controller: the key of its tokens and My Number ciphertexts.
+    pub data_key: String,
 }
 
 impl StackNames {
@@ -25,6 +35,9 @@ impl StackNames {
             data_pvc: format!("{stack}-data"),
             db_pvc: format!("data-{stack}-db-0"),
             agent_config: format!("{stack}-agent"),
+            intake: format!("{stack}-intake"),
+            db_credentials: format!("{stack}-db-credentials"),
+            data_key: format!("{stack}-data-key"),
         }
     }
 

@@ -44,7 +44,10 @@ pub fn hachioji() -> HealthStack {
                 schedule: "0 18 * * *".into(),
                 retention_years: 20,
             },
-            intake: IntakeSpec::default(),
+            intake: IntakeSpec {
+                schedule: "*/10 * * * *".into(),
+                inbox: "s3://kenko-prod-intake-123456789012-ap-northeast-1/hachioji/".into(),
+            },
             monitoring: MonitoringSpec::default(),
             network: NetworkSpec {
                 allowed_egress_cidrs: vec!["10.20.0.0/24".into()],

@@ -35,6 +35,8 @@ pub enum Reply {
     Echo(Value),
     /// 404 with a Kubernetes `Status` body.
     NotFound,
+    /// 409 AlreadyExists with a Kubernetes `Status` body (a create of an existing object).
+    AlreadyExists,
 }
 
 impl Reply {
@@ -59,7 +61,7 @@ pub struct Step {
     pub query: Vec<&'static str>,
     /// The JSON body the request must carry, when it matters.
     pub body: Option<Value>,
-    /// The reply's HTTP status (ignored for [`Reply::NotFound`]).
+    /// The reply's HTTP status (ignored for [`Reply::NotFound`] and [`Reply::AlreadyExists`]).
     pub status: u16,
     pub reply: Reply,
 }
@@ -165,6 +167,10 @@ pub async fn serve(mut handle: Handle, steps: Vec<Step>) -> Vec<Seen> {
             Reply::NotFound => (
                 404,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+            ),
+            Reply::AlreadyExists => (
+                409,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409, "message": "already exists"}),
             ),
         };
         send.send_response(

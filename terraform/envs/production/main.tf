@@ -67,6 +67,10 @@ module "agent_identity" {
   trail_kms_key_arn = module.audit_logging.kms_key_arn
   data_bucket_arns  = module.storage.bucket_arns
   data_kms_key_arns = values(module.storage.data_kms_key_arns)
+
+  intake_bucket_arn  = module.storage.intake_bucket_arn
+  intake_kms_key_arn = module.storage.data_kms_key_arns[var.primary_region]
+  stacks             = var.stacks
 }
 
 module "guardrails" {

@@ -115,6 +115,16 @@ variable "organization_role_arn" {
   default     = null
 }
 
+variable "stacks" {
+  description = "The HealthStacks of the cluster (name, namespace, and prefix of the intake bucket): each one's intake gets the intake role through EKS Pod Identity."
+  type = list(object({
+    name      = string
+    namespace = string
+    prefix    = string
+  }))
+  default = []
+}
+
 variable "tags" {
   description = "Extra tags for every resource."
   type        = map(string)

@@ -45,3 +45,28 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "intake_bucket_arn" {
+  description = "ARN of the intake bucket (storage module): each stack's intake works under its prefix."
+  type        = string
+}
+
+variable "intake_kms_key_arn" {
+  description = "KMS key of the intake bucket (storage module's Tokyo data key)."
+  type        = string
+}
+
+variable "stacks" {
+  description = "The HealthStacks whose intake gets the intake role: name and namespace of the HealthStack, and its prefix of the intake bucket (spec.intake.inbox = s3://BUCKET/PREFIX/)."
+  type = list(object({
+    name      = string
+    namespace = string
+    prefix    = string
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for s in var.stacks : can(regex("^[a-z0-9][a-z0-9-]*$", s.prefix))])
+    error_message = "Each stack's prefix is one path segment of lower-case letters, digits and '-' (no slash, no wildcard)."
+  }
+}

@@ -8,6 +8,11 @@ output "intake_bucket" {
   value       = aws_s3_bucket.intake.id
 }
 
+output "intake_bucket_arn" {
+  description = "ARN of the intake inbox bucket (Tokyo)."
+  value       = aws_s3_bucket.intake.arn
+}
+
 output "certificates_bucket" {
   description = "Name of the erasure certificate bucket (Tokyo, Object Lock COMPLIANCE)."
   value       = aws_s3_bucket.certificates.id

@@ -1,7 +1,8 @@
 //! Static checks of kenko's Kubernetes manifests (`manifests/`).
 //!
 //! [`kustomize`] builds a kustomization the way `kubectl apply -k` would, for the subset of
-//! kustomize kenko uses (`resources`, `images`, `namespace`, `configMapGenerator`); any other
+//! kustomize kenko uses (`resources`, `images`, `namespace`, `configMapGenerator`, and
+//! `replacements` by kind, name and `[name=X]` field paths, after the images); any other
 //! field is a violation, so no check ever runs on something other than what would be applied.
 //! The result is a [`Build`]: the objects, and every file read to make them. Each check is a
 //! function from objects (or a build) to [`Violation`]s, as for the Terraform, so a test prints
@@ -223,13 +224,14 @@ impl Build {
     }
 }
 
-const KUSTOMIZATION_FIELDS: [&str; 6] = [
+const KUSTOMIZATION_FIELDS: [&str; 7] = [
     "apiVersion",
     "kind",
     "resources",
     "images",
     "namespace",
     "configMapGenerator",
+    "replacements",
 ];
 
 /// Builds the kustomization in `repo/dir` (`dir` relative to the repository root).
@@ -405,8 +407,72 @@ fn build_dir(
             images.insert(name.to_string(), new);
         }
     }
+    // Replacements run after the images, as kustomize runs them.
+    for r in k
+        .get("replacements")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = replace(&mut objects, r) {
+            violations.push(bad("kustomize-supported", e));
+        }
+    }
     visiting.pop();
     objects
+}
+
+/// One `replacements:` entry: `source: {kind, name, fieldPath}`, `targets: [{select: {kind,
+/// name}, fieldPaths: [...]}]`. A path is dot-separated; `[name=X]` picks the element of a
+/// list whose `name` is X. A source or target path that does not resolve is an error, as it
+/// is for kustomize.
+fn replace(objects: &mut [Object], r: &Value) -> Result<(), String> {
+    let pick = |objects: &[Object], sel: &Value| -> Option<usize> {
+        objects
+            .iter()
+            .position(|o| o.kind() == str_at(sel, &["kind"]) && o.name() == str_at(sel, &["name"]))
+    };
+    let source = r.get("source").ok_or("a replacement with a source")?;
+    let from =
+        pick(objects, source).ok_or_else(|| format!("the replacement source {source} to exist"))?;
+    let value = resolve(
+        &mut objects[from].value.clone(),
+        str_at(source, &["fieldPath"]),
+    )
+    .cloned()
+    .ok_or_else(|| format!("the replacement source path of {source} to resolve"))?;
+    for target in r
+        .get("targets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let sel = target
+            .get("select")
+            .ok_or("a replacement target with select")?;
+        let to =
+            pick(objects, sel).ok_or_else(|| format!("the replacement target {sel} to exist"))?;
+        for path in strings(target.get("fieldPaths")) {
+            let slot = resolve(&mut objects[to].value, &path)
+                .ok_or_else(|| format!("the replacement target path {path} to resolve"))?;
+            *slot = value.clone();
+        }
+    }
+    Ok(())
+}
+
+fn resolve<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    let mut cur = v;
+    for seg in path.split('.') {
+        cur = match seg.strip_prefix("[name=").and_then(|s| s.strip_suffix(']')) {
+            Some(name) => cur
+                .as_array_mut()?
+                .iter_mut()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some(name))?,
+            None => cur.get_mut(seg)?,
+        };
+    }
+    Some(cur)
 }
 
 /// The image `current` becomes under one `images:` entry, if the entry names it.

@@ -556,6 +556,7 @@ const CONTROLLER_CLUSTER_ROLE: &[&str] = &[
     "core persistentvolumeclaims create",
     "core persistentvolumeclaims patch",
     "core persistentvolumeclaims delete",
+    "core secrets create",
     "networking.k8s.io networkpolicies get",
     "networking.k8s.io networkpolicies list",
     "networking.k8s.io networkpolicies watch",
@@ -1595,4 +1596,37 @@ fn the_image_transform_handles_tags_and_digests() {
         ]
     );
     assert_reported(&images_overridable(&build), "image-overridable");
+}
+
+/// The controller deploys each stack's intake with the agent image: the image it is told
+/// (KENKO_AGENT_IMAGE) is, after the kustomization, exactly the agent DaemonSet's.
+#[test]
+fn the_intake_the_controller_deploys_runs_the_same_agent_image_as_the_daemonset() {
+    let ds = object(top(), "DaemonSet", "kenko-agent");
+    let containers = |o: &Object| {
+        o.value["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let agent = containers(&ds)
+        .into_iter()
+        .find(|c| c["name"] == "agent")
+        .unwrap();
+    let image = agent["image"].as_str().unwrap().to_string();
+    assert_eq!(Some(&image), top().images.get("kenko-agent"));
+    let controller = containers(&object(top(), "Deployment", "kenko-controller"))
+        .into_iter()
+        .find(|c| c["name"] == "controller")
+        .unwrap();
+    let told = controller["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "KENKO_AGENT_IMAGE")
+        .expect("the controller is told the agent image")["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(told, image);
 }

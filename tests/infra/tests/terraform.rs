@@ -1280,3 +1280,22 @@ fn the_agent_role_reads_widely_but_writes_only_what_an_approved_erasure_needs() 
         "production gives the agent its role"
     );
 }
+
+/// Each stack's intake gets its AWS role through the ServiceAccount the controller creates:
+/// the Pod Identity association names it as kenko_api names it.
+#[test]
+fn the_intake_role_is_associated_with_the_service_account_the_controller_creates() {
+    let text = std::fs::read_to_string(terraform_dir().join("modules/agent-identity/intake.tf"))
+        .expect("the intake identity");
+    let suffix = kenko_api::names::StackNames::of("STACK")
+        .intake
+        .strip_prefix("STACK")
+        .expect("the intake's name is the stack's name and a suffix")
+        .to_string();
+    let want = format!("service_account = \"${{each.value.name}}{suffix}\"");
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == want),
+        "intake.tf associates `{want}`"
+    );
+}

@@ -1,0 +1,110 @@
+//! A stack's intake in the cluster, defined once for the two parts that must agree: the
+//! controller, which deploys `STACK-intake` and renders its configuration, and the agent,
+//! which reads that configuration (a test parses the rendered file with the agent's own
+//! loader). Paths, ports, Secret keys and environment names live here and nowhere else.
+
+use crate::names::StackNames;
+use crate::HealthStack;
+
+/// The ConfigMap key (and file name) of the agent's configuration.
+pub const CONFIG_FILE: &str = "kenko.toml";
+/// Where the configuration ConfigMap is mounted.
+pub const CONFIG_DIR: &str = "/etc/kenko";
+/// The agent's working directory: a memory-backed `emptyDir` (the bucket and the database
+/// hold everything that must survive; a delivery is never written to a node's disk).
+pub const WORK_DIR: &str = "/var/lib/kenko";
+/// Where the data key Secret is mounted.
+pub const DATA_KEY_DIR: &str = "/var/run/secrets/kenko";
+/// The data key Secret's key (and file name).
+pub const DATA_KEY_FILE: &str = "records.key";
+/// The agent's metrics and probes (`/metrics`, `/healthz`, `/readyz`).
+pub const METRICS_PORT: i32 = 9464;
+/// The managed database's role and database name.
+pub const DATABASE_USER: &str = "kenko";
+pub const DATABASE_NAME: &str = "kenko";
+/// Keys of a database credentials Secret (the managed one, or `database.external.secretName`).
+pub const SECRET_USERNAME: &str = "username";
+pub const SECRET_PASSWORD: &str = "password";
+/// Environment the Deployment sets from the credentials Secret; the agent adds them to the
+/// database URL, which carries none.
+pub const ENV_DATABASE_USER: &str = "KENKO_DATABASE_USER";
+pub const ENV_DATABASE_PASSWORD: &str = "KENKO_DATABASE_PASSWORD";
+/// The stack's name, as metrics label it.
+pub const ENV_STACK: &str = "KENKO_STACK";
+
+/// The stack's database, without credentials: the managed StatefulSet's Service, or the
+/// external host.
+pub fn database_url(stack: &HealthStack) -> String {
+    let s = &stack.spec;
+    let n = StackNames::of(&stack.metadata.name.clone().unwrap_or_default());
+    match (&s.database.managed, &s.database.external) {
+        (None, Some(ext)) => format!("postgres://{}:{}/{DATABASE_NAME}", ext.host, ext.port),
+        _ => format!("postgres://{}:5432/{DATABASE_NAME}", n.db),
+    }
+}
+
+/// The agent's configuration file for the stack, in the agent's own format (no secrets, no
+/// personal data). `intake.schedule` is when an S3 inbox is listed.
+pub fn agent_config(stack: &HealthStack) -> String {
+    let s = &stack.spec;
+    let name = stack.metadata.name.clone().unwrap_or_default();
+    let mut out = format!(
+        "# kenko-agent configuration for the HealthStack {name}, written by kenko-controller.\n\
+         data_dir = {data_dir}\n\
+         database_url = {db}\n\
+         metrics_addr = \"0.0.0.0:{METRICS_PORT}\"\n\
+         log_format = \"json\"\n\
+         [intake]\n\
+         data_key_file = {key}\n\
+         schedule = {schedule}\n",
+        data_dir = toml_string(WORK_DIR),
+        db = toml_string(&database_url(stack)),
+        key = toml_string(&format!("{DATA_KEY_DIR}/{DATA_KEY_FILE}")),
+        schedule = toml_string(&s.intake.schedule),
+    );
+    if s.intake.inbox.starts_with("s3://") {
+        out.push_str(&format!("inbox = {}\n", toml_string(&s.intake.inbox)));
+    }
+    out
+}
+
+/// A TOML basic string (the values are validated by the CRD, but a quote or backslash must
+/// never end the string early).
+fn toml_string(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_managed_database_is_the_stacks_own_service_and_an_external_one_its_host() {
+        let mut s = crate::samples::hachioji();
+        assert_eq!(database_url(&s), "postgres://hachioji-db:5432/kenko");
+        s.spec.database.managed = None;
+        s.spec.database.external = Some(crate::health_stack::ExternalDatabase {
+            host: "db.internal".into(),
+            port: 6432,
+            secret_name: "db".into(),
+            cidrs: vec!["10.0.0.0/24".into()],
+        });
+        assert_eq!(database_url(&s), "postgres://db.internal:6432/kenko");
+    }
+
+    #[test]
+    fn a_quote_in_a_value_cannot_end_the_string() {
+        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+}
