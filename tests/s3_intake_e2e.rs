@@ -425,3 +425,85 @@ fn two_agents_racing_on_one_inbox_and_one_postgresql_end_like_one_clean_run() {
         "the first delivery is the processed one"
     );
 }
+
+#[test]
+fn the_register_arrives_in_the_bucket_and_is_imported_whole_before_the_deliveries() {
+    let m = month();
+    let reference = {
+        let moto = start_moto();
+        let bucket = Bucket::create(&moto);
+        let ws = Workspace::sqlite();
+        ws.import_residents(1_000, 14);
+        deliver(&bucket, &m);
+        run_once(&ws, &moto);
+        kenko_store::open(&ws.database_url)
+            .unwrap()
+            .record_lines()
+            .unwrap()
+    };
+    let moto = start_moto();
+    let bucket = Bucket::create(&moto);
+    let ws = Workspace::sqlite();
+
+    // A refused extract (a data row where the header belongs): reported by position and
+    // field, never by value; nothing imported; the extract leaves register/ for rejected/.
+    let residents = kenko_sample::generate_residents(1_000, 14);
+    let mut good = Vec::new();
+    kenko_sample::write_resident_csv(&mut good, &residents).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let headerless = text.lines().skip(1).collect::<Vec<_>>().join("\r\n");
+    let first_row = text.lines().nth(1).unwrap().to_string();
+    bucket.put("health/register/2024-10-01.csv", headerless.as_bytes());
+    let out = agent(&ws, &moto)
+        .args(["intake", "run-once", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "no register, no intake");
+    assert!(stderr.contains("register is empty"), "{stderr}");
+    let objects = bucket.objects();
+    let report =
+        String::from_utf8(objects["health/reports/register/2024-10-01.csv.json"].clone()).unwrap();
+    assert!(report.contains("register_bad_header"), "{report}");
+    assert!(
+        report.contains("s3://koshigaya-intake-123456789012-ap-northeast-1/health/register/2024-10-01.csv: the header"),
+        "the error names the object: {report}"
+    );
+    for cell in first_row.split(',').filter(|c| c.len() > 2) {
+        assert!(
+            !report.contains(cell) && !stderr.contains(cell),
+            "a value leaked: {cell}"
+        );
+    }
+    assert!(objects.contains_key("health/register/rejected/2024-10-01.csv"));
+    assert!(!objects.contains_key("health/register/2024-10-01.csv"));
+
+    // The next extract is imported whole before the month's deliveries are checked, and the
+    // pod keeps no copy of it.
+    bucket.put("health/register/2024-10-02.csv", &good);
+    deliver(&bucket, &m);
+    let s = run_once(&ws, &moto);
+    assert_eq!(
+        (s["loaded"].as_u64(), s["returned"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let records = kenko_store::open(&ws.database_url)
+        .unwrap()
+        .record_lines()
+        .unwrap();
+    assert!(
+        records == reference,
+        "the same records as with a local import"
+    );
+    let objects = bucket.objects();
+    assert!(
+        !objects
+            .keys()
+            .any(|k| k.starts_with("health/register/")
+                && !k.starts_with("health/register/rejected/")),
+        "{:?}",
+        objects.keys().collect::<Vec<_>>()
+    );
+    assert!(!ws.data.join(".register.s3part").exists());
+}

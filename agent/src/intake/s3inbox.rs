@@ -38,6 +38,8 @@ pub enum S3InboxError {
     Io(#[from] PathError),
     #[error(transparent)]
     Intake(#[from] IntakeError),
+    #[error(transparent)]
+    Register(#[from] crate::register::RegisterError),
     #[error("{object}: the delivery was deleted from the inbox before it was copied to its destination; the ledger has it, the bucket no longer does")]
     Vanished { object: String },
 }
@@ -48,6 +50,7 @@ impl S3InboxError {
             S3InboxError::Aws(_) => "inbox_unreachable",
             S3InboxError::Io(_) => "io_failed",
             S3InboxError::Intake(e) => e.reason(),
+            S3InboxError::Register(e) => e.reason(),
             S3InboxError::Vanished { .. } => "inbox_delivery_vanished",
         }
     }
@@ -366,6 +369,113 @@ impl S3Inbox {
         }
         tracing::info!(object = %to, "s3 inbox: delivery moved out of inbox/");
         Ok(())
+    }
+
+    /// Imports the resident register extract waiting under `PREFIX/register/`, if any: the
+    /// last in key order (name extracts by date, `2024-10-01.csv`); older ones waiting beside
+    /// it are superseded. The import replaces the stored register in one transaction, never
+    /// half. An extract that is refused (its error names row and field, never a value) goes to
+    /// `register/rejected/` with a report under `reports/register/`, and the register in use
+    /// stays. Imported or refused, the extract then leaves `register/` (deleted by version;
+    /// the versioned bucket keeps it as noncurrent until its lifecycle expires it), and the
+    /// local copy, which holds every resident's data, is removed at once. A crash before the
+    /// delete imports the same extract again: the same state. Returns the residents imported.
+    pub fn sync_register(
+        &self,
+        store: &mut dyn kenko_store::Store,
+        key: &crate::crypto::DataKey,
+        dirs: &super::Dirs,
+    ) -> Result<Option<usize>, S3InboxError> {
+        let waiting: Vec<_> = self
+            .rt
+            .block_on(kenko_aws::inbox::list_folder(
+                &self.client,
+                &self.bucket,
+                &self.prefix,
+                "register",
+            ))?
+            .into_iter()
+            .filter(|o| inbox::is_candidate_name(&o.name))
+            .collect();
+        let Some(latest) = waiting.last() else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(&dirs.root).map_err(at(&dirs.root))?;
+        let local = dirs.root.join(".register.s3part");
+        let fetched = self.fetch_to(&latest.key, &local);
+        let result = match fetched {
+            Ok(Some((f, _))) => {
+                let imported = crate::register::import(store, key, &local);
+                Some((f, imported))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let _ = std::fs::remove_file(&local);
+                return Err(e);
+            }
+        };
+        // Every resident's data: gone from the working directory before anything else.
+        match std::fs::remove_file(&local) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(at(&local)(e).into()),
+        }
+        let Some((fetched, imported)) = result else {
+            // Taken by another agent meanwhile.
+            return Ok(None);
+        };
+        let count = match imported {
+            Ok(n) => {
+                tracing::info!(
+                    extract = %self.uri(&latest.key),
+                    residents = n,
+                    "s3 inbox: register extract imported"
+                );
+                Some(n)
+            }
+            // The store failed, not the extract: it stays in register/ for the next round.
+            Err(e @ crate::register::RegisterError::Store(_)) => return Err(e.into()),
+            Err(e) => {
+                let reason = e.reason();
+                // The error names the local copy; the operator knows the object.
+                let message = e
+                    .to_string()
+                    .replace(&local.display().to_string(), &self.uri(&latest.key));
+                tracing::error!(extract = %self.uri(&latest.key), reason, error = %message, "s3 inbox: register extract refused; the register in use stays");
+                let report = serde_json::json!({
+                    "extract": self.uri(&latest.key),
+                    "imported": false,
+                    "reason": reason,
+                    "error": message,
+                });
+                self.put(
+                    &format!("reports/register/{}.json", latest.name),
+                    serde_json::to_vec_pretty(&report).expect("json"),
+                )?;
+                self.rt.block_on(kenko_aws::inbox::copy(
+                    &self.client,
+                    &self.bucket,
+                    &latest.key,
+                    fetched.version_id.as_deref(),
+                    &format!("{}register/rejected/{}", self.prefix, latest.name),
+                ))?;
+                None
+            }
+        };
+        for o in &waiting {
+            let version = if o.key == latest.key {
+                fetched.version_id.clone()
+            } else {
+                None
+            };
+            self.rt.block_on(kenko_aws::inbox::delete(
+                &self.client,
+                &self.bucket,
+                &o.key,
+                version.as_deref(),
+            ))?;
+        }
+        Ok(count)
     }
 
     /// Where a report waits for its file's commit: outside `reports/`, where institutions

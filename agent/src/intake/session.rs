@@ -80,6 +80,16 @@ impl Session {
         let key = config.load_key()?;
         let master = config.load_master()?;
         let mut store = kenko_store::open(&config.database_url)?;
+        let s3 = config
+            .s3_inbox
+            .as_deref()
+            .map(|uri| S3Inbox::open(uri, &kenko_aws::Endpoint::from_env()))
+            .transpose()?;
+        let dirs = config.dirs();
+        // In the cluster the register arrives in the bucket, before anything needs it.
+        if let (Some(inbox), Register::Load) = (&s3, register) {
+            inbox.sync_register(store.as_mut(), &key, &dirs)?;
+        }
         let register = match register {
             Register::Load => load_register(store.as_mut())?,
             Register::Skip => RegisterIndex::default(),
@@ -89,18 +99,18 @@ impl Session {
             register,
             master,
             key,
-            dirs: config.dirs(),
+            dirs,
             today: config.today(),
-            s3: config
-                .s3_inbox
-                .as_deref()
-                .map(|uri| S3Inbox::open(uri, &kenko_aws::Endpoint::from_env()))
-                .transpose()?,
+            s3,
         })
     }
 
-    /// Reloads the register when the store holds a newer one (a `residents import` since).
+    /// Imports a register extract waiting in the S3 inbox's bucket, then reloads the register
+    /// when the store holds a newer one (an import since).
     pub fn refresh_register(&mut self) -> Result<(), OpenError> {
+        if let Some(inbox) = &self.s3 {
+            inbox.sync_register(self.store.as_mut(), &self.key, &self.dirs)?;
+        }
         let generation = self.store.register_generation()?;
         if self.register.generation() != generation {
             self.register = load_register(self.store.as_mut())?;

@@ -48,9 +48,19 @@ pub fn parse_inbox(uri: &str) -> Result<(String, String), AwsError> {
     ))
 }
 
-/// The objects directly under `PREFIX/inbox/` (no deeper folders), oldest key order.
+/// The objects directly under `PREFIX/inbox/` (no deeper folders), in key order.
 pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Listed>, AwsError> {
-    let inbox = format!("{prefix}inbox/");
+    list_folder(client, bucket, prefix, "inbox").await
+}
+
+/// The objects directly under `PREFIX/FOLDER/` (no deeper folders), in key order.
+pub async fn list_folder(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    folder: &str,
+) -> Result<Vec<Listed>, AwsError> {
+    let inbox = format!("{prefix}{folder}/");
     let resource = format!("s3://{bucket}/{inbox}");
     let mut out = Vec::new();
     let mut token: Option<String> = None;

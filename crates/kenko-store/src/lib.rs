@@ -288,6 +288,8 @@ pub trait Store: Send {
     fn ledger_forget_rejected(&mut self, sha256: &str) -> Result<bool>;
 
     /// Records a file that was rejected as a whole (nothing loaded), in its own transaction.
+    /// When another agent recorded the same bytes first, its entry stands and this is a no-op
+    /// (two agents on one inbox reject the same file the same way).
     fn ledger_insert_rejected(&mut self, entry: &LedgerEntry) -> Result<()>;
 
     /// Starts an intake transaction for a file (its hash is known only once it has been read).

@@ -320,7 +320,8 @@ impl Store for PostgresStore {
             .execute(
                 "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
                  rejected, reasons_json, disposition, moved, finished_at, origin) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, now(), $10)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, now(), $10) \
+                 ON CONFLICT (sha256) DO NOTHING",
                 &[
                     &e.sha256,
                     &e.file_name,

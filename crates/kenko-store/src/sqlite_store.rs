@@ -339,7 +339,8 @@ impl Store for SqliteStore {
             .execute(
                 "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
                  rejected, reasons_json, disposition, moved, started_at, finished_at, origin) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, ?11)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, ?11) \
+                 ON CONFLICT (sha256) DO NOTHING",
                 params![
                     e.sha256,
                     e.file_name,
