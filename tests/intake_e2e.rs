@@ -578,6 +578,13 @@ fn the_running_agent_takes_files_found_at_start_and_watched_and_serves_metrics()
         );
     }
     assert!(http_get(port, "/healthz").unwrap().ends_with("ok"));
+    // What the controller reads into the HealthStack's status.
+    let status = http_get(port, kenko_api::intake::STATUS_PATH).unwrap();
+    let body = status.split("\r\n\r\n").nth(1).unwrap_or(&status);
+    let report: kenko_api::intake::IntakeReport = serde_json::from_str(body).unwrap();
+    assert_eq!(report.files_loaded, 3, "{report:?}");
+    assert_eq!(report.reason, "IntakeOk", "{report:?}");
+    assert!(report.last_file_at.is_some());
     // SIGTERM: the agent stops by itself.
     let pid = child.id().to_string();
     assert!(Command::new("kill")

@@ -150,7 +150,8 @@ pub fn render() -> String {
     String::from_utf8(buf).expect("metrics are UTF-8")
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` resolves.
+/// Serves `/metrics`, `/healthz`, `/readyz` and the intake's `/intake/status` until
+/// `shutdown` resolves.
 pub async fn serve(
     addr: std::net::SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -159,7 +160,17 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/metrics", get(|| async { render() }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
+        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            kenko_api::intake::STATUS_PATH,
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    serde_json::to_string(&crate::intake::status::report())
+                        .expect("a report serialises"),
+                )
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving metrics");
     axum::serve(listener, app)

@@ -799,6 +799,21 @@ pub fn children(stack: &HealthStack, residency: &Residency, agent_image: &str) -
         status: None,
     }));
     out.push(Child::Deployment(intake_deployment(stack, agent_image)));
+    // Where the controller reads the intake's status and Prometheus its metrics.
+    out.push(Child::Service(Service {
+        metadata: meta(stack, &n.intake, "intake"),
+        spec: Some(ServiceSpec {
+            selector: Some(selector(stack, "intake")),
+            ports: Some(vec![ServicePort {
+                name: Some("metrics".into()),
+                port: intake::METRICS_PORT,
+                target_port: Some(IntOrString::Int(intake::METRICS_PORT)),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }));
     out.push(Child::Service(Service {
         metadata: meta(stack, &n.app, "app"),
         spec: Some(ServiceSpec {
@@ -1049,6 +1064,80 @@ pub struct Observed {
     pub apply_error: Option<String>,
     /// The last account audit, from the ResidencyPolicy's status (`None`: none reported yet).
     pub audit: Option<AccountAudit>,
+    /// What the stack's intake reported, checked ([`intake_observation`]); `None` when it was
+    /// not asked (suspended, nothing deployed).
+    pub intake: Option<IntakeObserved>,
+}
+
+/// The stack's intake as the controller believes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeObserved {
+    pub healthy: bool,
+    pub reason: &'static str,
+    pub message: String,
+    /// The counts and times, when a report was read.
+    pub status: Option<kenko_api::IntakeStatus>,
+}
+
+/// Checks what `NAME-intake` answered (or why it could not be read). The intake is another
+/// identity: a reason outside the known set, a time that is not RFC 3339, or a message that is
+/// not one line is not believed as given.
+pub fn intake_observation(
+    answer: Result<kenko_api::intake::IntakeReport, String>,
+) -> IntakeObserved {
+    let report = match answer {
+        Ok(r) => r,
+        Err(why) => {
+            return IntakeObserved {
+                healthy: false,
+                reason: reason::INTAKE_NOT_REPORTING,
+                message: kenko_api::status_message(&format!(
+                    "the intake's status could not be read: {why}"
+                )),
+                status: None,
+            }
+        }
+    };
+    let Some(known) = reason::INTAKE_REPORTED
+        .iter()
+        .find(|r| **r == report.reason)
+    else {
+        return IntakeObserved {
+            healthy: false,
+            reason: reason::INTAKE_NOT_REPORTING,
+            message: "the intake reported a reason kenko does not know".into(),
+            status: None,
+        };
+    };
+    let time = |t: &Option<String>| {
+        t.as_ref()
+            .filter(|t| t.len() <= 40 && chrono::DateTime::parse_from_rfc3339(t).is_ok())
+            .cloned()
+    };
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    IntakeObserved {
+        healthy: *known == reason::INTAKE_OK,
+        reason: known,
+        message: kenko_api::status_message(&report.message),
+        status: Some(kenko_api::IntakeStatus {
+            last_round_at: time(&report.last_round_at),
+            last_file_at: time(&report.last_file_at),
+            files_loaded: count(report.files_loaded),
+            files_returned: count(report.files_returned),
+            rows_accepted: count(report.rows_accepted),
+            rows_rejected: count(report.rows_rejected),
+        }),
+    }
+}
+
+/// Where the controller asks a stack's intake for its status: its Service.
+pub fn intake_authority(stack: &HealthStack) -> String {
+    format!(
+        "{}.{}.svc:{}",
+        names(stack).intake,
+        stack.metadata.namespace.clone().unwrap_or_default(),
+        intake::METRICS_PORT
+    )
 }
 
 /// What the last account audit means for a stack: `None` when it found nothing wrong (or no
@@ -1204,6 +1293,26 @@ pub fn conditions(
             reason::NOT_DECOMMISSIONING,
             String::new(),
         ),
+        match (&observed.intake, s.suspend) {
+            (_, true) => c(
+                condition::INTAKE_HEALTHY,
+                false,
+                reason::SUSPENDED,
+                "the intake is scaled to zero".into(),
+            ),
+            (Some(i), false) => c(
+                condition::INTAKE_HEALTHY,
+                i.healthy,
+                i.reason,
+                i.message.clone(),
+            ),
+            (None, false) => c(
+                condition::INTAKE_HEALTHY,
+                false,
+                reason::INTAKE_NOT_REPORTING,
+                "the intake has not been asked yet".into(),
+            ),
+        },
     ]
 }
 

@@ -82,6 +82,8 @@ pub struct Context {
     /// The agent image each stack's intake runs (`KENKO_AGENT_IMAGE`, set by the manifests'
     /// kustomization from the agent DaemonSet's image).
     pub agent_image: String,
+    /// Where to ask every stack's intake for its status instead of its Service (tests).
+    pub intake_authority: Option<String>,
     /// The last Event published per stack and condition, so a reconcile that starts from a
     /// cached stack whose new status has not arrived yet does not publish it twice.
     pub published: Published,
@@ -182,6 +184,54 @@ async fn create_secret(api: Api<Secret>, generated: &plan::GeneratedSecret) -> R
     }
 }
 
+/// Asks a stack's intake for its report: one HTTP/1.0 GET, two seconds at most, a bounded
+/// answer. What it says is checked by [`plan::intake_observation`]; this only fetches.
+async fn read_intake_status(authority: &str) -> Result<kenko_api::intake::IntakeReport, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("{authority}: {e}"))?;
+        let host = authority.split(':').next().unwrap_or(authority);
+        conn.write_all(
+            format!(
+                "GET {} HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\n\r\n",
+                kenko_api::intake::STATUS_PATH
+            )
+            .as_bytes(),
+        )
+        .await
+        .map_err(|e| format!("{authority}: {e}"))?;
+        let limit = kenko_api::intake::MAX_REPORT_BYTES as u64 + 1024;
+        let mut answer = Vec::new();
+        (&mut conn)
+            .take(limit + 1)
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|e| format!("{authority}: {e}"))?;
+        if answer.len() as u64 > limit {
+            return Err(format!("{authority}: the answer is longer than a report"));
+        }
+        Ok::<Vec<u8>, String>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .map_err(|_| format!("{authority}: no answer within 2 s"))??;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("{authority}: not an HTTP answer"))?;
+    let head = String::from_utf8_lossy(&answer[..split]);
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "{authority}: {}",
+            head.lines().next().unwrap_or_default()
+        ));
+    }
+    serde_json::from_slice(&answer[split + 4..])
+        .map_err(|e| format!("{authority}: not an intake report ({e})"))
+}
+
 /// Applies one child; returns a Deployment's available replicas when it is one.
 async fn apply_child(client: &kube::Client, ns: &str, child: &Child) -> Result<Option<i32>, Error> {
     let c = client.clone();
@@ -245,13 +295,26 @@ async fn write_status(
     conditions: Vec<Condition>,
     erasure_request: Option<String>,
 ) -> Result<(), Error> {
-    let status = serde_json::json!({
+    write_status_with(api, stack, conditions, erasure_request, None).await
+}
+
+async fn write_status_with(
+    api: &Api<HealthStack>,
+    stack: &HealthStack,
+    conditions: Vec<Condition>,
+    erasure_request: Option<String>,
+    intake: Option<&kenko_api::IntakeStatus>,
+) -> Result<(), Error> {
+    let mut status = serde_json::json!({
         "status": {
             "observedGeneration": stack.metadata.generation,
             "conditions": conditions,
             "erasureRequest": erasure_request,
         }
     });
+    if let Some(i) = intake {
+        status["status"]["intake"] = serde_json::to_value(i).expect("a status serialises");
+    }
     api.patch_status(
         &stack.name_any(),
         &PatchParams::default(),
@@ -396,6 +459,15 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
             }
         }
     }
+    if verdict == Residency::Compliant && !stack.spec.suspend {
+        let authority = ctx
+            .intake_authority
+            .clone()
+            .unwrap_or_else(|| plan::intake_authority(stack));
+        observed.intake = Some(plan::intake_observation(
+            read_intake_status(&authority).await,
+        ));
+    }
     let conditions = plan::conditions(stack, &verdict, &observed, &now());
     let previous = stack
         .status
@@ -447,7 +519,8 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
         .iter()
         .any(|c| c.type_ == condition::READY && c.status == "True");
     ctx.metrics.set_conditions(stack, &conditions);
-    write_status(&stacks, stack, conditions, None).await?;
+    let intake = observed.intake.as_ref().and_then(|i| i.status.as_ref());
+    write_status_with(&stacks, stack, conditions, None, intake).await?;
     Ok(
         if ready || stack.spec.suspend || verdict != Residency::Compliant {
             Action::requeue(Duration::from_secs(300))

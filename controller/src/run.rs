@@ -143,6 +143,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         wait: Duration::from_secs(30),
         namespace: settings.lease_namespace.clone(),
         agent_image: settings.agent_image.clone(),
+        intake_authority: None,
         published: Default::default(),
     });
     let stacks = Api::<HealthStack>::all(client.clone());

@@ -31,6 +31,18 @@ async fn run(
     Result<kube::runtime::controller::Action, kenko_controller::reconcile::Error>,
     Vec<Seen>,
 ) {
+    run_with(stack, script, format!("127.0.0.1:{}", closed_port())).await
+}
+
+/// As [`run`], every stack's intake asked at `intake` (a loopback server of the test).
+async fn run_with(
+    stack: HealthStack,
+    script: Vec<Step>,
+    intake: String,
+) -> (
+    Result<kube::runtime::controller::Action, kenko_controller::reconcile::Error>,
+    Vec<Seen>,
+) {
     let (client, handle) = kenko_test_support::mock();
     let server = tokio::spawn(serve(handle, script));
     let result = {
@@ -47,6 +59,7 @@ async fn run(
             wait: Duration::from_secs(30),
             namespace: "kenko-system".into(),
             agent_image: "kenko-agent".into(),
+            intake_authority: Some(intake),
             published: Default::default(),
         });
         reconcile(Arc::new(stack), ctx).await
@@ -57,6 +70,15 @@ async fn run(
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     };
     (result, seen)
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 const STACKS: &str = "/apis/kenko.io/v1alpha1/namespaces/city/healthstacks";
@@ -114,6 +136,7 @@ fn child_paths() -> Vec<String> {
         "/apis/apps/v1/namespaces/city/statefulsets/hachioji-db",
         "/apis/apps/v1/namespaces/city/deployments/hachioji-app",
         "/apis/apps/v1/namespaces/city/deployments/hachioji-intake",
+        "/api/v1/namespaces/city/services/hachioji-intake",
         "/api/v1/namespaces/city/services/hachioji-app",
         "/apis/policy/v1/namespaces/city/poddisruptionbudgets/hachioji-app",
     ]
@@ -386,6 +409,7 @@ fn ready_stack() -> HealthStack {
         observed_generation: Some(1),
         conditions: plan::conditions(&s, &plan::Residency::Compliant, &observed, &now),
         erasure_request: None,
+        intake: None,
     });
     s
 }
@@ -425,6 +449,69 @@ async fn drift_is_corrected_by_applying_the_planned_children_again() {
         status_of(condition(&seen.last().unwrap().body, "Ready")),
         ("True".into(), "Reconciled".into())
     );
+}
+
+/// Serves one HTTP answer on loopback (the stack's intake as the controller meets it).
+fn intake_server(answer: String) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(answer.as_bytes());
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_intakes_report_is_checked_into_the_status_and_intake_healthy() {
+    let report = json!({"reason": "IntakeOk", "message": "3 file(s) loaded, 1 returned since the intake started",
+        "lastRoundAt": "2026-12-06T09:00:00Z", "lastFileAt": "2026-12-06T08:50:00Z",
+        "filesLoaded": 3, "filesReturned": 1, "rowsAccepted": 2900, "rowsRejected": 100});
+    let answer = format!("HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{report}");
+    let mut script = reads("ap-northeast-1a");
+    script.extend(apply_steps(2));
+    script.push(step(
+        "PATCH",
+        format!("{STACKS}/hachioji/status"),
+        Reply::Json(serde_json::to_value(stack()).unwrap()),
+    ));
+    let (result, seen) = run_with(ready_stack(), script, intake_server(answer)).await;
+    result.unwrap();
+    let status = &seen.last().unwrap().body;
+    assert_eq!(
+        status_of(condition(status, "IntakeHealthy")),
+        ("True".into(), "IntakeOk".into())
+    );
+    assert_eq!(status["status"]["intake"]["filesLoaded"], 3);
+    assert_eq!(status["status"]["intake"]["rowsRejected"], 100);
+    assert_eq!(
+        status["status"]["intake"]["lastFileAt"],
+        "2026-12-06T08:50:00Z"
+    );
+
+    // An intake that says something kenko does not know is not believed.
+    let forged = json!({"reason": "AllGood", "message": "trust me", "filesLoaded": 99,
+        "filesReturned": 0, "rowsAccepted": 0, "rowsRejected": 0});
+    let answer = format!("HTTP/1.0 200 OK\r\n\r\n{forged}");
+    let mut script = reads("ap-northeast-1a");
+    script.extend(apply_steps(2));
+    script.push(step(
+        "PATCH",
+        format!("{STACKS}/hachioji/status"),
+        Reply::Json(serde_json::to_value(stack()).unwrap()),
+    ));
+    let (result, seen) = run_with(ready_stack(), script, intake_server(answer)).await;
+    result.unwrap();
+    let status = &seen.last().unwrap().body;
+    assert_eq!(
+        status_of(condition(status, "IntakeHealthy")),
+        ("False".into(), "IntakeNotReporting".into())
+    );
+    assert!(status["status"].get("intake").is_none(), "{status}");
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ pub mod report;
 pub mod s3inbox;
 pub mod schedule;
 pub mod session;
+pub mod status;
 pub mod watch;
 
 use std::collections::BTreeMap;

@@ -194,6 +194,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
                 ROUND_RETRY.max(config.settle)
             }
             Err(e) => {
+                super::status::after_failure(e.reason());
                 Event::RoundFailed {
                     reason: e.reason(),
                     error: &e,
@@ -246,6 +247,7 @@ pub fn round(
     s.today = config.today();
     let (summary, _) = s.round(config.settle, backoff)?;
     let summary: RunSummary = summary;
+    super::status::after_round(&summary);
     if summary.files > 0 {
         tracing::info!(
             files = summary.files,

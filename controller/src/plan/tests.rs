@@ -148,6 +148,7 @@ fn a_compliant_stack_gets_exactly_its_children_and_a_violating_one_none() {
             "StatefulSet/hachioji-db",
             "Deployment/hachioji-app",
             "Deployment/hachioji-intake",
+            "Service/hachioji-intake",
             "Service/hachioji-app",
             "PodDisruptionBudget/hachioji-app",
         ]
@@ -424,6 +425,7 @@ fn the_account_audit_decides_residency_but_never_stops_the_app() {
         app_available: 2,
         apply_error: None,
         audit,
+        intake: None,
     };
     // No audit reported yet, or a clean one: the spec checks alone decide.
     for a in [None, Some(audit(0, 0))] {
@@ -670,4 +672,60 @@ fn the_database_lets_in_the_app_and_the_intake_only() {
         secret_ref(c, "POSTGRES_PASSWORD"),
         ("hachioji-db-credentials".into(), "password".into())
     );
+}
+
+#[test]
+fn what_the_intake_reports_is_checked_before_it_is_believed() {
+    use kenko_api::intake::IntakeReport;
+    let good = IntakeReport {
+        reason: "IntakeOk".into(),
+        message: "3 file(s) loaded".into(),
+        last_round_at: Some("2026-12-06T09:00:00Z".into()),
+        last_file_at: Some("not a time".into()),
+        files_loaded: 3,
+        files_returned: 1,
+        rows_accepted: u64::MAX,
+        rows_rejected: 2,
+    };
+    let o = intake_observation(Ok(good.clone()));
+    assert!(o.healthy);
+    let st = o.status.unwrap();
+    assert_eq!(st.last_round_at.as_deref(), Some("2026-12-06T09:00:00Z"));
+    assert_eq!(st.last_file_at, None, "a time that is not one is dropped");
+    assert_eq!(st.rows_accepted, i64::MAX, "bounded");
+
+    let o = intake_observation(Ok(IntakeReport {
+        reason: "Ready".into(),
+        ..good.clone()
+    }));
+    assert_eq!((o.healthy, o.reason), (false, reason::INTAKE_NOT_REPORTING));
+    assert!(o.status.is_none(), "nothing of an unknown report is shown");
+
+    let o = intake_observation(Ok(IntakeReport {
+        reason: "RegisterMissing".into(),
+        message: "line one\nline two".into(),
+        ..good
+    }));
+    assert_eq!((o.healthy, o.reason), (false, reason::REGISTER_MISSING));
+    assert!(!o.message.contains('\n'), "{}", o.message);
+
+    let o = intake_observation(Err("connection refused".into()));
+    assert_eq!(o.reason, reason::INTAKE_NOT_REPORTING);
+    assert!(o.message.contains("connection refused"));
+
+    // The condition: the intake's own reason, or Suspended.
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let observed = Observed {
+        intake: Some(o),
+        ..Default::default()
+    };
+    let cs = conditions(&stack(), &Residency::Compliant, &observed, &now);
+    assert_eq!(
+        status_of(&cs, "IntakeHealthy").1,
+        reason::INTAKE_NOT_REPORTING
+    );
+    let mut s = stack();
+    s.spec.suspend = true;
+    let cs = conditions(&s, &Residency::Compliant, &observed, &now);
+    assert_eq!(status_of(&cs, "IntakeHealthy").1, reason::SUSPENDED);
 }

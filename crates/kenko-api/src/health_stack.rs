@@ -266,7 +266,8 @@ pub struct NetworkSpec {
 pub struct HealthStackStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing, Degraded, ResidencyCompliant, BackupConfigured, Decommissioning.
+    /// Ready, Progressing, Degraded, ResidencyCompliant, BackupConfigured, Decommissioning,
+    /// IntakeHealthy.
     #[serde(default)]
     #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Vec<Condition>,
@@ -274,4 +275,30 @@ pub struct HealthStackStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub erasure_request: Option<String>,
+    /// The stack's intake as `NAME-intake` last reported it (checked by the controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake: Option<IntakeStatus>,
+}
+
+/// The last intake of a stack: when its intake last finished a round and took a file, and
+/// what it took since its pod started.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct IntakeStatus {
+    /// RFC 3339, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 40))]
+    pub last_round_at: Option<String>,
+    /// RFC 3339, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 40))]
+    pub last_file_at: Option<String>,
+    #[schemars(range(min = 0))]
+    pub files_loaded: i64,
+    #[schemars(range(min = 0))]
+    pub files_returned: i64,
+    #[schemars(range(min = 0))]
+    pub rows_accepted: i64,
+    #[schemars(range(min = 0))]
+    pub rows_rejected: i64,
 }

@@ -31,6 +31,32 @@ pub const ENV_DATABASE_USER: &str = "KENKO_DATABASE_USER";
 pub const ENV_DATABASE_PASSWORD: &str = "KENKO_DATABASE_PASSWORD";
 /// The stack's name, as metrics label it.
 pub const ENV_STACK: &str = "KENKO_STACK";
+/// Where the intake reports its state (on [`METRICS_PORT`], through the Service `NAME-intake`).
+pub const STATUS_PATH: &str = "/intake/status";
+/// The most the controller reads of a report: anything longer is not a report.
+pub const MAX_REPORT_BYTES: usize = 4096;
+
+/// What `NAME-intake` reports at [`STATUS_PATH`], counted since it started. The controller
+/// reads it into the HealthStack's status and the `IntakeHealthy` condition, and believes
+/// only what it can check: a reason it knows, bounded counts, a one-line message.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntakeReport {
+    /// One of [`crate::reasons::reason::INTAKE_REPORTED`].
+    pub reason: String,
+    /// One line: what is wrong, or what the last round did (never a personal value).
+    pub message: String,
+    /// When the last round ended (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_round_at: Option<String>,
+    /// When the last file was taken (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_file_at: Option<String>,
+    pub files_loaded: u64,
+    pub files_returned: u64,
+    pub rows_accepted: u64,
+    pub rows_rejected: u64,
+}
 
 /// The stack's database, without credentials: the managed StatefulSet's Service, or the
 /// external host.

@@ -24,8 +24,8 @@ pub use erasure::{
 };
 pub use health_stack::{
     AppSpec, BackupSpec, DatabaseSpec, ExternalDatabase, HealthStack, HealthStackSpec,
-    HealthStackStatus, IntakeSpec, ManagedDatabase, MonitoringSpec, Municipality, NetworkSpec,
-    StorageSpec,
+    HealthStackStatus, IntakeSpec, IntakeStatus, ManagedDatabase, MonitoringSpec, Municipality,
+    NetworkSpec, StorageSpec,
 };
 pub use residency::{
     AccountAudit, AuditFinding, ResidencyPolicy, ResidencyPolicySpec, ResidencyPolicyStatus,

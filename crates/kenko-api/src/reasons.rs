@@ -8,6 +8,8 @@ pub mod condition {
     pub const RESIDENCY_COMPLIANT: &str = "ResidencyCompliant";
     pub const BACKUP_CONFIGURED: &str = "BackupConfigured";
     pub const DECOMMISSIONING: &str = "Decommissioning";
+    /// Whether the stack's intake (`NAME-intake`) takes its deliveries in.
+    pub const INTAKE_HEALTHY: &str = "IntakeHealthy";
 }
 
 pub mod reason {
@@ -50,8 +52,40 @@ pub mod reason {
     /// certificate can release a stack.
     pub const NO_TRUSTED_SIGNERS: &str = "NoTrustedSigners";
 
+    /// IntakeHealthy: the last round went through.
+    pub const INTAKE_OK: &str = "IntakeOk";
+    /// The stack's store has no resident register yet (every row would be returned).
+    pub const REGISTER_MISSING: &str = "RegisterMissing";
+    pub const DATABASE_UNREACHABLE: &str = "DatabaseUnreachable";
+    pub const INBOX_UNREACHABLE: &str = "InboxUnreachable";
+    /// More than a fifth of the rows taken since the intake started were returned.
+    pub const HIGH_RETURN_RATE: &str = "HighReturnRate";
+    /// A round failed for another reason (the message says which).
+    pub const INTAKE_FAILING: &str = "IntakeFailing";
+    /// The controller could not read the intake's status (not running, not ready, or its
+    /// answer was not a status).
+    pub const INTAKE_NOT_REPORTING: &str = "IntakeNotReporting";
+    /// The intake has not finished a round yet.
+    pub const INTAKE_STARTING: &str = "IntakeStarting";
+    /// The reasons the intake itself reports (anything else it says is not believed).
+    pub const INTAKE_REPORTED: &[&str] = &[
+        INTAKE_OK,
+        INTAKE_STARTING,
+        REGISTER_MISSING,
+        DATABASE_UNREACHABLE,
+        INBOX_UNREACHABLE,
+        HIGH_RETURN_RATE,
+        INTAKE_FAILING,
+    ];
+
     /// The reasons an operator acts on (each has a runbook; a test checks it).
     pub const PROBLEMS: &[&str] = &[
+        REGISTER_MISSING,
+        DATABASE_UNREACHABLE,
+        INBOX_UNREACHABLE,
+        HIGH_RETURN_RATE,
+        INTAKE_FAILING,
+        INTAKE_NOT_REPORTING,
         REGION_NOT_ALLOWED,
         BACKUP_SAME_REGION,
         RETENTION_TOO_SHORT,
