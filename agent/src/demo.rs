@@ -31,9 +31,9 @@ pub fn run(config: &Config, size: DemoSize, out: &mut dyn Write) -> anyhow::Resu
         .with_context(|| format!("creating {}", dirs.root.display()))?;
     let samples = dirs.root.join("samples");
     std::fs::create_dir_all(&samples)?;
-    let key = config.load_key()?;
     let master = config.load_master()?;
     let mut store = kenko_store::open(&config.database_url)?;
+    let key = crate::keysource::data_key(config, store.as_mut())?;
 
     // 1. The register.
     let register_csv = samples.join("residents.csv");

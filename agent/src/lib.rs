@@ -14,6 +14,7 @@ pub mod demo;
 pub mod erase;
 pub mod fsutil;
 pub mod intake;
+pub mod keysource;
 pub mod metrics;
 pub mod register;
 pub mod shutdown;
@@ -38,6 +39,8 @@ pub const FAILURE_REASONS: &[&str] = &[
     "datakey_malformed",
     "datakey_permissions",
     "datakey_mismatch",
+    "datakey_unavailable",
+    "datakey_missing",
     "master_invalid",
     "master_syntax",
     "master_empty",

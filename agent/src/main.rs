@@ -159,11 +159,37 @@ fn main() -> ExitCode {
     match run(cli.command, &config) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "kenko-agent failed");
-            eprintln!("kenko-agent: {e:#}");
+            match reason_of(&e) {
+                Some(reason) => {
+                    tracing::error!(reason, error = format!("{e:#}"), "kenko-agent failed");
+                    eprintln!("kenko-agent: {e:#} [reason: {reason}]");
+                }
+                None => {
+                    tracing::error!(error = format!("{e:#}"), "kenko-agent failed");
+                    eprintln!("kenko-agent: {e:#}");
+                }
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The stable reason of a failed command, where its error has one (the runbooks name it).
+fn reason_of(e: &anyhow::Error) -> Option<&'static str> {
+    use kenko_agent::intake::session::OpenError;
+    use kenko_agent::keysource::KeySourceError;
+    e.chain().find_map(|c| {
+        c.downcast_ref::<OpenError>()
+            .map(OpenError::reason)
+            .or_else(|| {
+                c.downcast_ref::<KeySourceError>()
+                    .map(KeySourceError::reason)
+            })
+            .or_else(|| {
+                c.downcast_ref::<kenko_store::StoreError>()
+                    .map(|e| e.reason())
+            })
+    })
 }
 
 fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {

@@ -482,11 +482,15 @@ pub fn children(stack: &HealthStack, residency: &Residency, agent_image: &str) -
             random: vec![(intake::SECRET_PASSWORD.to_string(), Random::Password)],
         }));
     }
-    out.push(Child::Secret(GeneratedSecret {
-        metadata: meta(stack, &n.data_key, "intake"),
-        fixed: BTreeMap::new(),
-        random: vec![(intake::DATA_KEY_FILE.to_string(), Random::Key32)],
-    }));
+    // Without a KMS key the data key is a Secret; with one there is no clear copy anywhere
+    // but the intake's memory (the wrapped key lives in the stack's database).
+    if stack.spec.storage.kms_key_arn.is_none() {
+        out.push(Child::Secret(GeneratedSecret {
+            metadata: meta(stack, &n.data_key, "intake"),
+            fixed: BTreeMap::new(),
+            random: vec![(intake::DATA_KEY_FILE.to_string(), Random::Key32)],
+        }));
+    }
 
     // Network: deny everything, then allow app → database, DNS, and the VPC endpoints.
     out.push(Child::NetworkPolicy(NetworkPolicy {
@@ -856,6 +860,56 @@ pub const CONTROL_NAMESPACE: &str = "kenko-system";
 fn intake_deployment(stack: &HealthStack, agent_image: &str) -> Deployment {
     let s = &stack.spec;
     let n = names(stack);
+    let quantity = |q: &str| Quantity(q.to_string());
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: intake::CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "work".into(),
+            mount_path: intake::WORK_DIR.into(),
+            ..Default::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: n.agent_config.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "work".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(quantity("1Gi")),
+            }),
+            ..Default::default()
+        },
+    ];
+    // The data key file only without a KMS key (with one, the wrapped key is in the database).
+    if s.storage.kms_key_arn.is_none() {
+        mounts.push(VolumeMount {
+            name: "data-key".into(),
+            mount_path: intake::DATA_KEY_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(Volume {
+            name: "data-key".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(n.data_key.clone()),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
     let stack_name = stack.metadata.name.clone().unwrap_or_default();
     let mut env = vec![
         plain_env(intake::ENV_STACK, &stack_name),
@@ -885,7 +939,6 @@ fn intake_deployment(stack: &HealthStack, agent_image: &str) -> Deployment {
         period_seconds: Some(10),
         ..Default::default()
     };
-    let quantity = |q: &str| Quantity(q.to_string());
     Deployment {
         metadata: meta(stack, &n.intake, "intake"),
         spec: Some(DeploymentSpec {
@@ -929,54 +982,10 @@ fn intake_deployment(stack: &HealthStack, agent_image: &str) -> Deployment {
                             ..Default::default()
                         }),
                         security_context: Some(restricted()),
-                        volume_mounts: Some(vec![
-                            VolumeMount {
-                                name: "config".into(),
-                                mount_path: intake::CONFIG_DIR.into(),
-                                read_only: Some(true),
-                                ..Default::default()
-                            },
-                            VolumeMount {
-                                name: "data-key".into(),
-                                mount_path: intake::DATA_KEY_DIR.into(),
-                                read_only: Some(true),
-                                ..Default::default()
-                            },
-                            VolumeMount {
-                                name: "work".into(),
-                                mount_path: intake::WORK_DIR.into(),
-                                ..Default::default()
-                            },
-                        ]),
+                        volume_mounts: Some(mounts),
                         ..Default::default()
                     }],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: n.agent_config.clone(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "data-key".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(n.data_key.clone()),
-                                default_mode: Some(0o400),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "work".into(),
-                            empty_dir: Some(EmptyDirVolumeSource {
-                                medium: Some("Memory".into()),
-                                size_limit: Some(quantity("1Gi")),
-                            }),
-                            ..Default::default()
-                        },
-                    ]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },

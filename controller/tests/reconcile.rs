@@ -117,32 +117,43 @@ fn storage_class(zone: &str) -> Value {
 /// Where generated Secrets are created (a POST to the collection; never read back).
 const SECRETS: &str = "/api/v1/namespaces/city/secrets";
 
-/// Where each planned child is applied.
+/// Where each planned child of [`stack`] is applied (its data key is wrapped by its KMS key:
+/// one generated Secret, the database's credentials).
 fn child_paths() -> Vec<String> {
-    [
+    child_paths_with_secrets(1)
+}
+
+fn child_paths_with_secrets(secrets: usize) -> Vec<String> {
+    let mut out: Vec<String> = [
         "/api/v1/namespaces/city/serviceaccounts/hachioji-app",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/city/roles/hachioji-app",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/city/rolebindings/hachioji-app",
         "/api/v1/namespaces/city/serviceaccounts/hachioji-intake",
-        SECRETS,
-        SECRETS,
-        "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-default-deny",
-        "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-app",
-        "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-db",
-        "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-intake",
-        "/api/v1/namespaces/city/configmaps/hachioji-agent",
-        "/api/v1/namespaces/city/persistentvolumeclaims/hachioji-data",
-        "/api/v1/namespaces/city/services/hachioji-db",
-        "/apis/apps/v1/namespaces/city/statefulsets/hachioji-db",
-        "/apis/apps/v1/namespaces/city/deployments/hachioji-app",
-        "/apis/apps/v1/namespaces/city/deployments/hachioji-intake",
-        "/api/v1/namespaces/city/services/hachioji-intake",
-        "/api/v1/namespaces/city/services/hachioji-app",
-        "/apis/policy/v1/namespaces/city/poddisruptionbudgets/hachioji-app",
     ]
     .into_iter()
     .map(String::from)
-    .collect()
+    .collect();
+    out.extend(std::iter::repeat_n(SECRETS.to_string(), secrets));
+    out.extend(
+        [
+            "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-default-deny",
+            "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-app",
+            "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-db",
+            "/apis/networking.k8s.io/v1/namespaces/city/networkpolicies/hachioji-intake",
+            "/api/v1/namespaces/city/configmaps/hachioji-agent",
+            "/api/v1/namespaces/city/persistentvolumeclaims/hachioji-data",
+            "/api/v1/namespaces/city/services/hachioji-db",
+            "/apis/apps/v1/namespaces/city/statefulsets/hachioji-db",
+            "/apis/apps/v1/namespaces/city/deployments/hachioji-app",
+            "/apis/apps/v1/namespaces/city/deployments/hachioji-intake",
+            "/api/v1/namespaces/city/services/hachioji-intake",
+            "/api/v1/namespaces/city/services/hachioji-app",
+            "/apis/policy/v1/namespaces/city/poddisruptionbudgets/hachioji-app",
+        ]
+        .into_iter()
+        .map(String::from),
+    );
+    out
 }
 
 fn apply_steps(available: i64) -> Vec<Step> {
@@ -151,7 +162,11 @@ fn apply_steps(available: i64) -> Vec<Step> {
 
 /// The children's steps, the Secrets' creates answered with `secrets`.
 fn apply_steps_with(available: i64, secrets: Reply) -> Vec<Step> {
-    child_paths()
+    steps_for(child_paths(), available, secrets)
+}
+
+fn steps_for(paths: Vec<String>, available: i64, secrets: Reply) -> Vec<Step> {
+    paths
         .into_iter()
         .map(|p| {
             if p == SECRETS {
@@ -240,10 +255,10 @@ async fn a_new_stack_gets_its_finalizer_exactly_its_children_and_a_status() {
             s.path
         );
     }
-    // The generated Secrets: created (never applied, never read back), immutable, owned,
-    // a 32-character password and a 32-byte data key.
+    // The generated Secret: created (never applied, never read back), immutable, owned, a
+    // 32-character password. (The data key is wrapped by the stack's KMS key: no Secret.)
     let secrets: Vec<&Seen> = children.iter().filter(|s| s.path == SECRETS).collect();
-    assert_eq!(secrets.len(), 2);
+    assert_eq!(secrets.len(), 1);
     for s in &secrets {
         assert_eq!(s.method, "POST");
         assert!(
@@ -270,10 +285,6 @@ async fn a_new_stack_gets_its_finalizer_exactly_its_children_and_a_status() {
     let password = decoded(secrets[0], "password");
     assert_eq!(password.len(), 32);
     assert!(password.iter().all(u8::is_ascii_alphanumeric));
-    assert_eq!(secrets[1].body["metadata"]["name"], "hachioji-data-key");
-    let key = decoded(secrets[1], "records.key");
-    assert_eq!(key.len(), 32);
-    assert_ne!(key, password, "drawn independently");
     let status = &seen[3 + child_paths().len()].body;
     assert_eq!(status["status"]["observedGeneration"], 1);
     assert_eq!(
@@ -296,6 +307,43 @@ async fn a_new_stack_gets_its_finalizer_exactly_its_children_and_a_status() {
         status_of(condition(status, "Decommissioning")),
         ("False".into(), "NotDecommissioning".into())
     );
+}
+
+#[tokio::test]
+async fn a_stack_without_a_kms_key_gets_its_data_key_as_a_generated_secret() {
+    let mut s = stack();
+    s.spec.storage.kms_key_arn = None;
+    let mut script = vec![step(
+        "PATCH",
+        format!("{STACKS}/hachioji"),
+        Reply::Json(serde_json::to_value(&s).unwrap()),
+    )];
+    script.extend(reads("ap-northeast-1a"));
+    let paths = child_paths_with_secrets(2);
+    let n = paths.len();
+    script.extend(steps_for(paths, 0, Reply::echo()));
+    script.push(step(
+        "PATCH",
+        format!("{STACKS}/hachioji/status"),
+        Reply::Json(serde_json::to_value(&s).unwrap()),
+    ));
+    let (result, seen) = run(s, script).await;
+    result.unwrap();
+    let secrets: Vec<&Seen> = seen[3..3 + n]
+        .iter()
+        .filter(|s| s.path == SECRETS)
+        .collect();
+    assert_eq!(secrets.len(), 2);
+    let decoded = |s: &Seen, key: &str| -> Vec<u8> {
+        serde_json::from_value::<k8s_openapi::ByteString>(s.body["data"][key].clone())
+            .unwrap()
+            .0
+    };
+    assert_eq!(secrets[1].body["metadata"]["name"], "hachioji-data-key");
+    assert_eq!(secrets[1].body["immutable"], true);
+    let key = decoded(secrets[1], "records.key");
+    assert_eq!(key.len(), 32);
+    assert_ne!(key, decoded(secrets[0], "password"), "drawn independently");
 }
 
 #[tokio::test]

@@ -82,6 +82,20 @@ impl Workspace {
         }
     }
 
+    /// A data directory of its own on this workspace's database, with nothing copied (no
+    /// key file).
+    #[allow(dead_code, reason = "not every test binary needs it")]
+    pub fn on_same_database(&self) -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Workspace {
+            dir,
+            data,
+            database_url: self.database_url.clone(),
+            _pg: None,
+        }
+    }
+
     /// The agent with this workspace's flags and a clean environment.
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(agent_bin());

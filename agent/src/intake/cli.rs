@@ -45,8 +45,8 @@ pub enum IntakeCommand {
 pub fn residents(cmd: ResidentsCommand, config: &Config) -> anyhow::Result<ExitCode> {
     match cmd {
         ResidentsCommand::Import { file } => {
-            let key = config.load_key()?;
             let mut store = kenko_store::open(&config.database_url)?;
+            let key = crate::keysource::data_key(config, store.as_mut())?;
             let n = register::import(store.as_mut(), &key, &file)?;
             tracing::info!(residents = n, "resident register replaced");
             println!("imported {n} residents");

@@ -25,6 +25,8 @@ pub enum OpenError {
     Register(#[from] RegisterError),
     #[error(transparent)]
     Inbox(#[from] S3InboxError),
+    #[error(transparent)]
+    Key(#[from] crate::keysource::KeySourceError),
 }
 
 impl OpenError {
@@ -34,13 +36,19 @@ impl OpenError {
             OpenError::Store(e) => e.reason(),
             OpenError::Register(e) => e.reason(),
             OpenError::Inbox(e) => e.reason(),
+            OpenError::Key(e) => e.reason(),
         }
     }
 
     /// A store that is down or a register being replaced can come back; a broken master or
     /// key file will not until someone fixes it.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, OpenError::Config(_))
+        match self {
+            OpenError::Config(_) => false,
+            // KMS out of reach can come back; a key that is not the store's will not.
+            OpenError::Key(e) => e.reason() == "datakey_unavailable",
+            _ => true,
+        }
     }
 }
 
@@ -77,9 +85,9 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// Opens the store and reads the key, the master and (if asked) the register.
     pub fn open(config: &Config, register: Register) -> Result<Session, OpenError> {
-        let key = config.load_key()?;
         let master = config.load_master()?;
         let mut store = kenko_store::open(&config.database_url)?;
+        let key = crate::keysource::data_key(config, store.as_mut())?;
         let s3 = config
             .s3_inbox
             .as_deref()

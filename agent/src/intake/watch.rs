@@ -151,7 +151,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
     config
         .load_master()
         .map_err(|e| WatchError::Open(e.into()))?;
-    config.load_key().map_err(|e| WatchError::Open(e.into()))?;
+    // An existing key file is checked here (a missing one is the session's to decide: made
+    // for an empty store, refused for one with data); a KMS key is unwrapped by the session.
+    if config.kms_key_arn.is_none() && config.data_key_file.exists() {
+        config.load_key().map_err(|e| WatchError::Open(e.into()))?;
+    }
     let (tx, rx) = mpsc::channel();
     let watch_error = |e: notify::Error| WatchError::Watch {
         path: dirs.inbox.display().to_string(),

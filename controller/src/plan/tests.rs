@@ -137,7 +137,6 @@ fn a_compliant_stack_gets_exactly_its_children_and_a_violating_one_none() {
             "RoleBinding/hachioji-app",
             "ServiceAccount/hachioji-intake",
             "Secret/hachioji-db-credentials",
-            "Secret/hachioji-data-key",
             "NetworkPolicy/hachioji-default-deny",
             "NetworkPolicy/hachioji-app",
             "NetworkPolicy/hachioji-db",
@@ -529,10 +528,9 @@ fn the_intake_runs_the_agent_image_with_the_rendered_config_its_secrets_and_memo
         "hachioji-agent",
         "the ConfigMap the controller renders"
     );
-    assert_eq!(
-        by_name("data-key").secret.unwrap().secret_name.as_deref(),
-        Some("hachioji-data-key")
-    );
+    // The stack has a KMS key: the data key is wrapped in its database, and no Secret or
+    // file holds it in clear.
+    assert!(volumes.iter().all(|v| v.name != "data-key"), "{volumes:?}");
     let work = by_name("work").empty_dir.unwrap();
     assert_eq!(
         work.medium.as_deref(),
@@ -553,6 +551,32 @@ fn the_intake_runs_the_agent_image_with_the_rendered_config_its_secrets_and_memo
         "{toml}"
     );
     assert!(!toml.to_lowercase().contains("password"), "{toml}");
+    assert!(
+        toml.contains(&format!(
+            "kms_key_arn = \"{}\"\nstack = \"city/hachioji\"",
+            stack().spec.storage.kms_key_arn.unwrap()
+        )),
+        "{toml}"
+    );
+    assert!(!toml.contains("data_key_file"), "{toml}");
+
+    // Without a KMS key: the generated Secret, mounted read-only, owner-only.
+    let mut s = stack();
+    s.spec.storage.kms_key_arn = None;
+    let kids = children(&s, &Residency::Compliant, AGENT_IMAGE);
+    assert!(kids.iter().any(|k| k.id() == "Secret/hachioji-data-key"));
+    let (d, _) = intake_of(&kids);
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let key = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "data-key")
+        .unwrap()
+        .secret
+        .unwrap();
+    assert_eq!(key.secret_name.as_deref(), Some("hachioji-data-key"));
+    assert_eq!(key.default_mode, Some(0o400));
 
     // An external database: its own Secret, and no generated credentials.
     let mut s = stack();

@@ -81,17 +81,37 @@ pub fn agent_config(stack: &HealthStack) -> String {
          metrics_addr = \"0.0.0.0:{METRICS_PORT}\"\n\
          log_format = \"json\"\n\
          [intake]\n\
-         data_key_file = {key}\n\
          schedule = {schedule}\n",
         data_dir = toml_string(WORK_DIR),
         db = toml_string(&database_url(stack)),
-        key = toml_string(&format!("{DATA_KEY_DIR}/{DATA_KEY_FILE}")),
         schedule = toml_string(&s.intake.schedule),
     );
+    // The data key: wrapped by the stack's KMS key in its database (envelope encryption,
+    // bound to `NAMESPACE/NAME`), or the Secret's file when the stack has no KMS key.
+    match &s.storage.kms_key_arn {
+        Some(arn) => out.push_str(&format!(
+            "kms_key_arn = {}\nstack = {}\n",
+            toml_string(arn),
+            toml_string(&key_context(stack)),
+        )),
+        None => out.push_str(&format!(
+            "data_key_file = {}\n",
+            toml_string(&format!("{DATA_KEY_DIR}/{DATA_KEY_FILE}"))
+        )),
+    }
     if s.intake.inbox.starts_with("s3://") {
         out.push_str(&format!("inbox = {}\n", toml_string(&s.intake.inbox)));
     }
     out
+}
+
+/// The stack as the KMS encryption context of its data key names it: `NAMESPACE/NAME`.
+pub fn key_context(stack: &HealthStack) -> String {
+    format!(
+        "{}/{}",
+        stack.metadata.namespace.as_deref().unwrap_or("default"),
+        stack.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// A TOML basic string (the values are validated by the CRD, but a quote or backslash must

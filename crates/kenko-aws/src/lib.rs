@@ -16,6 +16,7 @@ use aws_sdk_s3::Client;
 pub mod audit;
 pub mod backup;
 pub mod cloudtrail;
+pub mod datakey;
 pub mod inbox;
 
 /// Why an AWS operation failed. `reason()` is stable.

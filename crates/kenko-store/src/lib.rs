@@ -315,6 +315,17 @@ pub trait Store: Send {
     /// Up to `limit` stored My Number ciphertexts with their 宛名番号 (records first, then
     /// the register): the locations a cryptographic erase reads before and after.
     fn sample_ciphertexts(&mut self, limit: i64) -> Result<Vec<(i64, Vec<u8>)>>;
+
+    /// A metadata value (`kenko_meta`): the data key's id and, under KMS, its wrapped form.
+    fn meta(&mut self, key: &str) -> Result<Option<String>>;
+
+    /// Stores a metadata value unless one is there, and returns the one that is: of two
+    /// agents racing to record a key, both end with the winner's.
+    fn meta_insert(&mut self, key: &str, value: &str) -> Result<String>;
+
+    /// Whether anything made under a data key is stored (records or a register): a new key
+    /// may be made only for a store that holds nothing.
+    fn holds_data(&mut self) -> Result<bool>;
 }
 
 /// Why [`Store::replace_residents`] failed.

@@ -467,6 +467,36 @@ impl Store for PostgresStore {
             .map_err(q("ciphertext sample"))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
+
+    fn meta(&mut self, key: &str) -> Result<Option<String>> {
+        let row = self
+            .client
+            .query_opt("SELECT value FROM kenko_meta WHERE key = $1", &[&key])
+            .map_err(q("read metadata"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn meta_insert(&mut self, key: &str, value: &str) -> Result<String> {
+        self.client
+            .execute(
+                "INSERT INTO kenko_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&key, &value],
+            )
+            .map_err(q("write metadata"))?;
+        self.meta(key)?
+            .ok_or_else(|| StoreError::query("read metadata", "the value just stored is gone"))
+    }
+
+    fn holds_data(&mut self) -> Result<bool> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM residents)",
+                &[],
+            )
+            .map_err(q("look for stored data"))?;
+        Ok(row.get(0))
+    }
 }
 
 struct PostgresIntake<'s> {

@@ -492,6 +492,34 @@ impl Store for SqliteStore {
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(q("ciphertext sample"))
     }
+
+    fn meta(&mut self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(q("read metadata"))
+    }
+
+    fn meta_insert(&mut self, key: &str, value: &str) -> Result<String> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map_err(q("write metadata"))?;
+        self.meta(key)?
+            .ok_or_else(|| StoreError::query("read metadata", "the value just stored is gone"))
+    }
+
+    fn holds_data(&mut self) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM residents)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(q("look for stored data"))
+    }
 }
 
 struct SqliteIntake<'s> {
