@@ -583,6 +583,8 @@ fn the_running_agent_takes_files_found_at_start_and_watched_and_serves_metrics()
     let body = status.split("\r\n\r\n").nth(1).unwrap_or(&status);
     let report: kenko_api::intake::IntakeReport = serde_json::from_str(body).unwrap();
     assert_eq!(report.files_loaded, 3, "{report:?}");
+    // KENKO_TODAY is in 2024-11: the ledger's counts for claim month 2024-10.
+    assert_eq!(report.claim_month.as_deref(), Some("2024-10"), "{report:?}");
     assert_eq!(report.reason, "IntakeOk", "{report:?}");
     assert!(report.last_file_at.is_some());
     // SIGTERM: the agent stops by itself.

@@ -12,7 +12,7 @@
 //! machine is shared, and the best run is the one least disturbed by neighbours.
 //!
 //! Environment: KENKO_BENCH_ROWS (comma list, default "100000,1000000"),
-//! KENKO_BENCH_RESIDENTS (default 340000), KENKO_BENCH_DIR (default /var/tmp/kenko-bench,
+//! KENKO_BENCH_RESIDENTS (default 340000), KENKO_BENCH_ONLY (variants: sqlite,checks,pg), KENKO_BENCH_DIR (default /var/tmp/kenko-bench,
 //! generated files are cached there), KENKO_BENCH_POSTGRES (default
 //! postgres://postgres@127.0.0.1:5432; "off" skips PostgreSQL).
 #![allow(
@@ -31,6 +31,10 @@ use kenko_sample::{self as sample, IntakeSpec, SampleEncoding};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_kenko-agent");
 const TODAY: &str = "2024-11-15";
+/// The columns of kenko's `records` table that an intake writes (all but the serial id).
+const RECORD_COLUMNS: &str = "intake_id, dup_key, row_no, resident_no, mynumber_token, \
+    mynumber_ct, vaccinated_on, institution, age, claim_month, exam, lot_no, vaccine, moved_in, \
+    prescreen_doctor, vaccinating_doctor, payment, fee, dose_centi_ml, remarks1, remarks2, remarks3";
 
 struct Row {
     rows: usize,
@@ -61,6 +65,9 @@ fn main() {
         .map(|s| s.parse().expect("KENKO_BENCH_REPEAT: a number"))
         .unwrap_or(3)
         .max(1);
+    // KENKO_BENCH_ONLY: a comma list of the variants to run (sqlite, checks, pg); all by default.
+    let only = std::env::var("KENKO_BENCH_ONLY").unwrap_or_default();
+    let want = |v: &str| only.is_empty() || only.split(',').any(|o| o.trim() == v);
     std::fs::create_dir_all(&dir).unwrap();
     for tool in ["sqlite3", "psql"] {
         if Command::new(tool).arg("--version").output().is_err() {
@@ -113,88 +120,93 @@ fn main() {
         let mb = std::fs::metadata(&cp932).unwrap().len() as f64 / 1e6;
         eprintln!("{rows} rows, {mb:.0} MB (CP932)");
 
-        // kenko → SQLite
-        let (secs, summary) = best_of(repeat, || {
-            let ws = dir.join(format!("ws-sqlite-{rows}"));
-            let _ = std::fs::remove_dir_all(&ws);
-            let url = format!("sqlite://{}", ws.join("kenko.db").display());
-            let r = kenko_intake(&ws, &url, &register, &cp932);
-            let _ = std::fs::remove_dir_all(&ws);
-            r
-        });
-        results.push(Row {
-            rows,
-            what: "kenko intake → SQLite",
-            secs,
-            rss_kib: summary["peak_rss_kib"].as_u64(),
-            note: format!(
-                "accepted {}, returned {}",
-                summary["accepted"], summary["rejected"]
-            ),
-        });
-
-        // The checks alone on one thread, no store: the floor under any intake that checks.
-        let (secs, ()) = best_of(repeat, || {
-            let ws = dir.join(format!("ws-check-{rows}"));
-            let _ = std::fs::remove_dir_all(&ws);
-            let url = format!("sqlite://{}", ws.join("kenko.db").display());
-            let agent = |args: &[&str]| {
-                let mut c = Command::new(AGENT);
-                c.env("KENKO_TODAY", TODAY)
-                    .env("KENKO_LOG", "warn")
-                    .arg("--data-dir")
-                    .arg(&ws)
-                    .arg("--database-url")
-                    .arg(&url)
-                    .args(args);
-                c
-            };
-            run(&mut agent(&[
-                "residents",
-                "import",
-                register.to_str().unwrap(),
-            ]));
-            let t = Instant::now();
-            run(&mut agent(&["intake", "check", cp932.to_str().unwrap()]));
-            let secs = t.elapsed().as_secs_f64();
-            let _ = std::fs::remove_dir_all(&ws);
-            (secs, ())
-        });
-        checks_only.push((rows, secs));
-
-        // sqlite3 .import of the same rows (UTF-8), no checks.
-        let db = dir.join(format!("import-{rows}.db"));
-        let mut n = String::new();
-        let (secs, ()) = best_of(repeat, || {
-            let _ = std::fs::remove_file(&db);
-            let cols: Vec<String> = (1..=22).map(|i| format!("c{i} TEXT")).collect();
-            run(Command::new("sqlite3")
-                .arg(&db)
-                .arg(format!("CREATE TABLE t ({});", cols.join(", "))));
-            let t = Instant::now();
-            run(Command::new("sqlite3")
-                .arg(&db)
-                .arg(".mode csv")
-                .arg(format!(".import --skip 1 {} t", utf8.display())));
-            let secs = t.elapsed().as_secs_f64();
-            n = output(
-                Command::new("sqlite3")
+        if want("sqlite") {
+            // kenko → SQLite
+            let (secs, summary) = best_of(repeat, || {
+                let ws = dir.join(format!("ws-sqlite-{rows}"));
+                let _ = std::fs::remove_dir_all(&ws);
+                let url = format!("sqlite://{}", ws.join("kenko.db").display());
+                let r = kenko_intake(&ws, &url, &register, &cp932);
+                let _ = std::fs::remove_dir_all(&ws);
+                r
+            });
+            results.push(Row {
+                rows,
+                what: "kenko intake → SQLite",
+                secs,
+                rss_kib: summary["peak_rss_kib"].as_u64(),
+                note: format!(
+                    "accepted {}, returned {}",
+                    summary["accepted"], summary["rejected"]
+                ),
+            });
+        }
+        if want("checks") {
+            // The checks alone on one thread, no store: the floor under any intake that checks.
+            let (secs, ()) = best_of(repeat, || {
+                let ws = dir.join(format!("ws-check-{rows}"));
+                let _ = std::fs::remove_dir_all(&ws);
+                let url = format!("sqlite://{}", ws.join("kenko.db").display());
+                let agent = |args: &[&str]| {
+                    let mut c = Command::new(AGENT);
+                    c.env("KENKO_TODAY", TODAY)
+                        .env("KENKO_LOG", "warn")
+                        .arg("--data-dir")
+                        .arg(&ws)
+                        .arg("--database-url")
+                        .arg(&url)
+                        .args(args);
+                    c
+                };
+                run(&mut agent(&[
+                    "residents",
+                    "import",
+                    register.to_str().unwrap(),
+                ]));
+                let t = Instant::now();
+                run(&mut agent(&["intake", "check", cp932.to_str().unwrap()]));
+                let secs = t.elapsed().as_secs_f64();
+                let _ = std::fs::remove_dir_all(&ws);
+                (secs, ())
+            });
+            checks_only.push((rows, secs));
+        }
+        if want("sqlite") {
+            // sqlite3 .import of the same rows (UTF-8), no checks.
+            let db = dir.join(format!("import-{rows}.db"));
+            let mut n = String::new();
+            let (secs, ()) = best_of(repeat, || {
+                let _ = std::fs::remove_file(&db);
+                let cols: Vec<String> = (1..=22).map(|i| format!("c{i} TEXT")).collect();
+                run(Command::new("sqlite3")
                     .arg(&db)
-                    .arg("SELECT COUNT(*) FROM t;"),
-            );
-            (secs, ())
-        });
-        results.push(Row {
-            rows,
-            what: "sqlite3 .import (no checks)",
-            secs,
-            rss_kib: None,
-            note: format!("{} rows imported", n.trim()),
-        });
-        let _ = std::fs::remove_file(&db);
-
-        if let Some(pg) = &pg {
+                    .arg(format!("CREATE TABLE t ({});", cols.join(", "))));
+                let t = Instant::now();
+                run(Command::new("sqlite3")
+                    .arg(&db)
+                    .arg(".mode csv")
+                    .arg(format!(".import --skip 1 {} t", utf8.display())));
+                let secs = t.elapsed().as_secs_f64();
+                n = output(
+                    Command::new("sqlite3")
+                        .arg(&db)
+                        .arg("SELECT COUNT(*) FROM t;"),
+                );
+                (secs, ())
+            });
+            results.push(Row {
+                rows,
+                what: "sqlite3 .import (no checks)",
+                secs,
+                rss_kib: None,
+                note: format!("{} rows imported", n.trim()),
+            });
+            let _ = std::fs::remove_file(&db);
+        }
+        if let (Some(pg), true) = (&pg, want("pg")) {
             // kenko → PostgreSQL
+            // The rows kenko stored, as CSV: what `psql \copy` loads into the same table.
+            let stored = dir.join(format!("stored-{rows}.csv"));
             let (secs, summary) = best_of(repeat, || {
                 let name = format!("kenko_bench_{rows}");
                 let url = fresh_db(pg, &name);
@@ -202,6 +214,13 @@ fn main() {
                 let _ = std::fs::remove_dir_all(&ws);
                 let r = kenko_intake(&ws, &url, &register, &cp932);
                 let _ = std::fs::remove_dir_all(&ws);
+                run(Command::new("psql")
+                    .arg(&url)
+                    .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+                    .arg(format!(
+                        "\\copy (SELECT {RECORD_COLUMNS} FROM records ORDER BY id) TO '{}' WITH (FORMAT csv)",
+                        stored.display()
+                    )));
                 drop_db(pg, &name);
                 r
             });
@@ -216,7 +235,46 @@ fn main() {
                 ),
             });
 
-            // psql \copy of the same rows, no checks.
+            // psql \copy of the rows kenko stored into the very table kenko loads (the same
+            // columns, types, sequence and unique index, created by kenko itself), no checks.
+            let (secs, ()) = best_of(repeat, || {
+                let name = format!("kenko_bench_same_{rows}");
+                let url = fresh_db(pg, &name);
+                let ws = dir.join(format!("ws-same-{rows}"));
+                let _ = std::fs::remove_dir_all(&ws);
+                run(Command::new(AGENT)
+                    .env("KENKO_LOG", "warn")
+                    .arg("--data-dir")
+                    .arg(&ws)
+                    .arg("--database-url")
+                    .arg(&url)
+                    .args(["intake", "ledger"]));
+                let t = Instant::now();
+                run(Command::new("psql")
+                    .arg(&url)
+                    .args(["-q", "-v", "ON_ERROR_STOP=1", "-c"])
+                    .arg(format!(
+                        "\\copy records ({RECORD_COLUMNS}) FROM '{}' WITH (FORMAT csv)",
+                        stored.display()
+                    )));
+                let secs = t.elapsed().as_secs_f64();
+                let _ = std::fs::remove_dir_all(&ws);
+                drop_db(pg, &name);
+                (secs, ())
+            });
+            let stored_rows = std::fs::read(&stored)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0);
+            results.push(Row {
+                rows,
+                what: "psql \\copy, kenko's table",
+                secs,
+                rss_kib: None,
+                note: format!("the {stored_rows} rows kenko stored, same table and unique index"),
+            });
+            let _ = std::fs::remove_file(&stored);
+
+            // psql \copy of the file's rows into 22 text columns, no index, no checks.
             let (secs, ()) = best_of(repeat, || {
                 let name = format!("kenko_bench_copy_{rows}");
                 let url = fresh_db(pg, &name);
@@ -239,10 +297,10 @@ fn main() {
             });
             results.push(Row {
                 rows,
-                what: "psql \\copy (no checks)",
+                what: "psql \\copy, text columns",
                 secs,
                 rss_kib: None,
-                note: String::new(),
+                note: "the file's rows, 22 text columns, no index".into(),
             });
         }
     }

@@ -1024,6 +1024,12 @@ pub fn data_locations(stack: &HealthStack) -> Result<Vec<Target>, String> {
     // The stack's own key, last: its deletion makes every copy unreadable, backups included.
     // (Never the agent's own data key: the agent serves every stack with it.)
     if let Some(k) = &s.storage.kms_key_arn {
+        // A multi-Region key (Terraform's per-stack key, `mrk-`) has its replica in the other
+        // Japanese region, where the Osaka backups can be restored: it goes first, then the
+        // primary, so no copy of the key outlives the erasure.
+        if let Some(replica) = osaka_replica(k) {
+            out.push(format!("kms:{replica}"));
+        }
         out.push(format!("kms:{k}"));
     }
     let mut targets = Vec::new();
@@ -1034,6 +1040,21 @@ pub fn data_locations(stack: &HealthStack) -> Result<Vec<Target>, String> {
         }
     }
     Ok(targets)
+}
+
+/// The ARN of a multi-Region key's replica in the other Japanese region (the same key id).
+pub fn osaka_replica(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ["arn", partition, "kms", region, account, key] = parts.as_slice() else {
+        return None;
+    };
+    let other = match *region {
+        "ap-northeast-1" => "ap-northeast-3",
+        "ap-northeast-3" => "ap-northeast-1",
+        _ => return None,
+    };
+    key.starts_with("key/mrk-")
+        .then(|| format!("arn:{partition}:kms:{other}:{account}:{key}"))
 }
 
 /// A condition with the given fields, keeping the transition time when the status did not
@@ -1124,11 +1145,15 @@ pub fn intake_observation(
             .cloned()
     };
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let month = report.claim_month.as_ref().filter(|m| {
+        m.len() == 7 && chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_ok()
+    });
     IntakeObserved {
         healthy: *known == reason::INTAKE_OK,
         reason: known,
         message: kenko_api::status_message(&report.message),
         status: Some(kenko_api::IntakeStatus {
+            claim_month: month.cloned(),
             last_round_at: time(&report.last_round_at),
             last_file_at: time(&report.last_file_at),
             files_loaded: count(report.files_loaded),

@@ -518,7 +518,7 @@ fn intake_server(answer: String) -> String {
 async fn the_intakes_report_is_checked_into_the_status_and_intake_healthy() {
     let report = json!({"reason": "IntakeOk", "message": "3 file(s) loaded, 1 returned since the intake started",
         "lastRoundAt": "2026-12-06T09:00:00Z", "lastFileAt": "2026-12-06T08:50:00Z",
-        "filesLoaded": 3, "filesReturned": 1, "rowsAccepted": 2900, "rowsRejected": 100});
+        "claimMonth": "2026-11", "filesLoaded": 3, "filesReturned": 1, "rowsAccepted": 2900, "rowsRejected": 100});
     let answer = format!("HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{report}");
     let mut script = reads("ap-northeast-1a");
     script.extend(apply_steps(2));
@@ -535,6 +535,7 @@ async fn the_intakes_report_is_checked_into_the_status_and_intake_healthy() {
         ("True".into(), "IntakeOk".into())
     );
     assert_eq!(status["status"]["intake"]["filesLoaded"], 3);
+    assert_eq!(status["status"]["intake"]["claimMonth"], "2026-11");
     assert_eq!(status["status"]["intake"]["rowsRejected"], 100);
     assert_eq!(
         status["status"]["intake"]["lastFileAt"],

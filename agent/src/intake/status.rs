@@ -1,7 +1,8 @@
 //! What the running intake reports at `/intake/status` (kenko_api::intake::IntakeReport): the
-//! last round's outcome as an `IntakeHealthy` reason, and counts since the agent started. The
-//! controller reads it into the HealthStack's status. Reason codes and counts only: never a
-//! file's content or any personal value.
+//! last round's outcome as an `IntakeHealthy` reason, and the claim month's counts from the
+//! stack's ledger (so every replica and every restart tell the same). The controller reads it
+//! into the HealthStack's status. Reason codes and counts only: never a file's content or any
+//! personal value.
 
 use std::sync::{LazyLock, Mutex};
 
@@ -34,13 +35,29 @@ pub fn healthy_reason(code: &str) -> &'static str {
     }
 }
 
-/// Counts a finished round and says whether the intake is healthy.
-pub fn after_round(summary: &RunSummary) {
+/// The claim month of deliveries taken in on `today` (Asia/Tokyo): last month, and the UTC
+/// instant its intake window opened (the first of this month, 00:00 JST).
+pub fn claim_window(today: chrono::NaiveDate) -> (String, chrono::DateTime<chrono::Utc>) {
+    use chrono::Datelike;
+    let first = today.with_day(1).unwrap_or(today);
+    let claim = first.pred_opt().unwrap_or(first);
+    let start = chrono::FixedOffset::east_opt(9 * 3600)
+        .and_then(|jst| first.and_hms_opt(0, 0, 0)?.and_local_timezone(jst).single())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    (format!("{:04}-{:02}", claim.year(), claim.month()), start)
+}
+
+/// Records a finished round with the claim month's totals from the ledger, and says whether
+/// the intake is healthy.
+pub fn after_round(summary: &RunSummary, month: &str, totals: kenko_store::LedgerTotals) {
     let mut s = STATUS.lock().unwrap_or_else(|p| p.into_inner());
-    s.files_loaded += summary.loaded;
-    s.files_returned += summary.returned;
-    s.rows_accepted += summary.accepted;
-    s.rows_rejected += summary.rejected;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    s.claim_month = Some(month.to_string());
+    s.files_loaded = n(totals.files_loaded);
+    s.files_returned = n(totals.files_returned);
+    s.rows_accepted = n(totals.rows_accepted);
+    s.rows_rejected = n(totals.rows_rejected);
     s.last_round_at = Some(now());
     if summary.files > 0 {
         s.last_file_at = s.last_round_at.clone();
@@ -49,7 +66,7 @@ pub fn after_round(summary: &RunSummary) {
     if rows >= 100 && s.rows_rejected * 5 > rows {
         s.reason = reason::HIGH_RETURN_RATE.into();
         s.message = format!(
-            "{} of {rows} rows returned since the intake started",
+            "{} of {rows} rows returned for claim month {month}",
             s.rows_rejected
         );
     } else if let Some(f) = summary.failures.first() {
@@ -58,7 +75,7 @@ pub fn after_round(summary: &RunSummary) {
     } else {
         s.reason = reason::INTAKE_OK.into();
         s.message = format!(
-            "{} file(s) loaded, {} returned since the intake started",
+            "{} file(s) loaded, {} returned for claim month {month}",
             s.files_loaded, s.files_returned
         );
     }
@@ -75,4 +92,19 @@ pub fn after_failure(code: &str) {
 /// The report `/intake/status` serves.
 pub fn report() -> IntakeReport {
     STATUS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_of_a_month_claim_the_month_before_from_its_first_day_in_tokyo() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let (month, start) = claim_window(d("2024-11-15"));
+        assert_eq!(month, "2024-10");
+        assert_eq!(start.to_rfc3339(), "2024-10-31T15:00:00+00:00");
+        let (month, _) = claim_window(d("2025-01-01"));
+        assert_eq!(month, "2024-12");
+    }
 }

@@ -251,7 +251,12 @@ pub fn round(
     s.today = config.today();
     let (summary, _) = s.round(config.settle, backoff)?;
     let summary: RunSummary = summary;
-    super::status::after_round(&summary);
+    let (month, since) = super::status::claim_window(s.today);
+    // Counts from the ledger: the same whichever replica answers, and across restarts.
+    match s.store.ledger_totals_since(since) {
+        Ok(totals) => super::status::after_round(&summary, &month, totals),
+        Err(e) => super::status::after_failure(e.reason()),
+    }
     if summary.files > 0 {
         tracing::info!(
             files = summary.files,

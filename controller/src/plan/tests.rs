@@ -269,8 +269,15 @@ fn data_locations_cover_volumes_buckets_replicas_backups_in_both_regions_and_the
             "s3://kenko-prod-intake-123456789012-ap-northeast-1/hachioji/",
             "backup-vault:ap-northeast-1/kenko-prod-tokyo",
             "backup-vault:ap-northeast-3/kenko-prod-osaka",
-            "kms:arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            // The stack's multi-Region key: the Osaka replica, then the primary.
+            "kms:arn:aws:kms:ap-northeast-3:123456789012:key/mrk-0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+            "kms:arn:aws:kms:ap-northeast-1:123456789012:key/mrk-0f1e2d3c4b5a69788796a5b4c3d2e1f0",
         ]
+    );
+    // A single-Region key has no replica.
+    assert_eq!(
+        osaka_replica("arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab"),
+        None
     );
     assert!(
         !locations.iter().any(|l| l.starts_with("datakey:")),
@@ -706,6 +713,7 @@ fn what_the_intake_reports_is_checked_before_it_is_believed() {
         message: "3 file(s) loaded".into(),
         last_round_at: Some("2026-12-06T09:00:00Z".into()),
         last_file_at: Some("not a time".into()),
+        claim_month: Some("2026-11".into()),
         files_loaded: 3,
         files_returned: 1,
         rows_accepted: u64::MAX,
@@ -717,6 +725,16 @@ fn what_the_intake_reports_is_checked_before_it_is_believed() {
     assert_eq!(st.last_round_at.as_deref(), Some("2026-12-06T09:00:00Z"));
     assert_eq!(st.last_file_at, None, "a time that is not one is dropped");
     assert_eq!(st.rows_accepted, i64::MAX, "bounded");
+    assert_eq!(st.claim_month.as_deref(), Some("2026-11"));
+    let o = intake_observation(Ok(IntakeReport {
+        claim_month: Some("2026-11; DROP".into()),
+        ..good.clone()
+    }));
+    assert_eq!(
+        o.status.unwrap().claim_month,
+        None,
+        "a month that is not one is dropped"
+    );
 
     let o = intake_observation(Ok(IntakeReport {
         reason: "Ready".into(),

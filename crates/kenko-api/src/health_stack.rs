@@ -281,10 +281,15 @@ pub struct HealthStackStatus {
 }
 
 /// The last intake of a stack: when its intake last finished a round and took a file, and
-/// what it took since its pod started.
+/// what its intakes took in for the claim month (files finished since the first of this
+/// month, Asia/Tokyo: the deliveries that claim last month), from the stack's ledger.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct IntakeStatus {
+    /// The claim month the counts are for (`YYYY-MM`: last month, Asia/Tokyo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 7))]
+    pub claim_month: Option<String>,
     /// RFC 3339, UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 40))]

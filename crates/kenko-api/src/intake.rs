@@ -36,7 +36,8 @@ pub const STATUS_PATH: &str = "/intake/status";
 /// The most the controller reads of a report: anything longer is not a report.
 pub const MAX_REPORT_BYTES: usize = 4096;
 
-/// What `NAME-intake` reports at [`STATUS_PATH`], counted since it started. The controller
+/// What `NAME-intake` reports at [`STATUS_PATH`]: its last round, and the claim month's
+/// counts from the stack's ledger (every replica and restart included). The controller
 /// reads it into the HealthStack's status and the `IntakeHealthy` condition, and believes
 /// only what it can check: a reason it knows, bounded counts, a one-line message.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, Default)]
@@ -52,6 +53,10 @@ pub struct IntakeReport {
     /// When the last file was taken (RFC 3339, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_file_at: Option<String>,
+    /// The claim month the counts below are for (`YYYY-MM`), from the stack's ledger:
+    /// files finished since the first of the month after it (Asia/Tokyo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_month: Option<String>,
     pub files_loaded: u64,
     pub files_returned: u64,
     pub rows_accepted: u64,

@@ -33,7 +33,7 @@ pub fn hachioji() -> HealthStack {
                     "s3://kenko-prod-records-123456789012-ap-northeast-3".into(),
                 ),
                 kms_key_arn: Some(
-                    "arn:aws:kms:ap-northeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                    "arn:aws:kms:ap-northeast-1:123456789012:key/mrk-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
                         .into(),
                 ),
             },

@@ -196,6 +196,15 @@ impl std::fmt::Display for LedgerStatus {
     }
 }
 
+/// Files and rows the ledger counts over a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LedgerTotals {
+    pub files_loaded: i64,
+    pub files_returned: i64,
+    pub rows_accepted: i64,
+    pub rows_rejected: i64,
+}
+
 /// The ledger's view of one delivered file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
@@ -322,6 +331,11 @@ pub trait Store: Send {
     /// Stores a metadata value unless one is there, and returns the one that is: of two
     /// agents racing to record a key, both end with the winner's.
     fn meta_insert(&mut self, key: &str, value: &str) -> Result<String>;
+
+    /// What the intakes finished at or after `since` (UTC) took in: the HealthStack's
+    /// status shows this for the claim month.
+    fn ledger_totals_since(&mut self, since: chrono::DateTime<chrono::Utc>)
+        -> Result<LedgerTotals>;
 
     /// Whether anything made under a data key is stored (records or a register): a new key
     /// may be made only for a store that holds nothing.

@@ -511,6 +511,30 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::query("read metadata", "the value just stored is gone"))
     }
 
+    fn ledger_totals_since(
+        &mut self,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::LedgerTotals> {
+        // finished_at is RFC 3339 UTC with milliseconds: text order is time order.
+        let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(status = 'loaded'), 0), COALESCE(SUM(status = 'rejected'), 0), \
+                 COALESCE(SUM(accepted), 0), COALESCE(SUM(rejected), 0) \
+                 FROM intake_ledger WHERE status <> 'loading' AND finished_at >= ?1",
+                [since],
+                |r| {
+                    Ok(crate::LedgerTotals {
+                        files_loaded: r.get(0)?,
+                        files_returned: r.get(1)?,
+                        rows_accepted: r.get(2)?,
+                        rows_rejected: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(q("ledger totals"))
+    }
+
     fn holds_data(&mut self) -> Result<bool> {
         self.conn
             .query_row(

@@ -172,6 +172,75 @@ fn duplicates_and_key_collisions_behave_the_same_on_both_stores() {
     assert_eq!(a, b);
 }
 
+/// Across batches of one file and against earlier files: a row repeating one of an earlier
+/// batch, a key collision with an earlier batch, and a batch holding a row loaded by an
+/// earlier file half-way through (PostgreSQL copies optimistically and must fall back for
+/// that batch alone, keeping the batches before it).
+#[test]
+fn duplicates_across_batches_and_a_loaded_row_mid_file_end_the_same_on_both_stores() {
+    let stores = Stores::new("batches");
+    for url in &stores.urls {
+        let mut store = kenko_store::open(url).unwrap();
+        let old = record(9, "2024-09-30", "INF", 2);
+        let mut tx = store.begin_intake("september.csv").unwrap();
+        assert_eq!(
+            tx.insert_batch(std::slice::from_ref(&old)).unwrap(),
+            [InsertOutcome::Inserted]
+        );
+        tx.commit(&entry("old", 1), &[fee("2024-09", 1)]).unwrap();
+
+        let a = record(1, "2024-10-01", "INF", 2);
+        let c = record(3, "2024-10-03", "INF", 3);
+        let mut tx = store.begin_intake("october.csv").unwrap();
+        let first = tx.insert_batch(&[a.clone(), c]).unwrap();
+        assert_eq!(first, [InsertOutcome::Inserted; 2], "{url}");
+        // Batch 2: A again (a duplicate within the file, found across batches), and B
+        // forced onto A's key (a collision with an earlier batch: stored under the next probe).
+        let a_again = record(1, "2024-10-01", "INF", 4);
+        let mut b = record(2, "2024-10-02", "INF", 5);
+        b.dup_key = a.dup_key;
+        let d = record(4, "2024-10-04", "INF", 6);
+        let second = tx.insert_batch(&[a_again, b, d]).unwrap();
+        assert_eq!(
+            second,
+            [
+                InsertOutcome::DuplicateInFile,
+                InsertOutcome::Inserted,
+                InsertOutcome::Inserted
+            ],
+            "{url}"
+        );
+        // Batch 3: new rows around September's row.
+        let e = record(5, "2024-10-05", "INF", 7);
+        let mut old_again = old.clone();
+        old_again.row_no = 8;
+        let f = record(6, "2024-10-06", "INF", 9);
+        let third = tx.insert_batch(&[e, old_again, f]).unwrap();
+        assert_eq!(
+            third,
+            [
+                InsertOutcome::Inserted,
+                InsertOutcome::DuplicateOfLoaded,
+                InsertOutcome::Inserted
+            ],
+            "{url}"
+        );
+        // Batch 4, after the fall-back: still right.
+        let g = record(7, "2024-10-07", "INF", 10);
+        let c_again = record(3, "2024-10-03", "INF", 11);
+        let fourth = tx.insert_batch(&[g, c_again]).unwrap();
+        assert_eq!(
+            fourth,
+            [InsertOutcome::Inserted, InsertOutcome::DuplicateInFile],
+            "{url}"
+        );
+        tx.commit(&entry("oct", 7), &[fee("2024-10", 7)]).unwrap();
+        assert_eq!(store.record_count().unwrap(), 8, "{url}");
+    }
+    let lines = |url: &str| kenko_store::open(url).unwrap().record_lines().unwrap();
+    assert_eq!(lines(&stores.urls[0]), lines(&stores.urls[1]));
+}
+
 fn resident(no: i64) -> StoredResident {
     StoredResident {
         resident_no: no,

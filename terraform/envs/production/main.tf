@@ -38,6 +38,7 @@ module "storage" {
 
   name                        = var.name
   certificate_retention_years = var.certificate_retention_years
+  stacks                      = var.stacks
 }
 
 module "backup" {
@@ -71,6 +72,11 @@ module "agent_identity" {
   intake_bucket_arn  = module.storage.intake_bucket_arn
   intake_kms_key_arn = module.storage.data_kms_key_arns[var.primary_region]
   stacks             = var.stacks
+
+  # Each stack's own key: its intake wraps the data key with the primary; an approved
+  # decommissioning schedules both for deletion.
+  stack_kms_key_arns         = { for k, key in module.storage.stack_kms_key_arns : k => key.primary }
+  stack_replica_kms_key_arns = { for k, key in module.storage.stack_kms_key_arns : k => key.replica }
 }
 
 module "guardrails" {

@@ -44,3 +44,8 @@ output "agent_role_arn" {
   description = "The kenko agent's IAM role (EKS Pod Identity for kenko-node/kenko-agent)."
   value       = module.agent_identity.role_arn
 }
+
+output "stack_kms_key_arns" {
+  description = "Each HealthStack's spec.storage.kmsKeyArn, by \"namespace/name\": the primary (Tokyo) of the stack's own multi-Region key (storage module's stack_kms_key_arns), never the shared data key."
+  value       = { for k, key in module.storage.stack_kms_key_arns : k => key.primary }
+}

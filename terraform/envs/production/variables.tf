@@ -116,7 +116,7 @@ variable "organization_role_arn" {
 }
 
 variable "stacks" {
-  description = "The HealthStacks of the cluster (name, namespace, and prefix of the intake bucket): each one's intake gets the intake role through EKS Pod Identity."
+  description = "The HealthStacks of the cluster (name, namespace, and prefix of the intake bucket): each one's intake gets the intake role through EKS Pod Identity, and each gets its own KMS key (output stack_kms_key_arns)."
   type = list(object({
     name      = string
     namespace = string

@@ -144,10 +144,16 @@ data "aws_iam_policy_document" "erase" {
     }
   }
 
+  # The data keys, and each stack's own key in both regions (a multi-Region primary is
+  # deleted only after its replica, so decommissioning a stack schedules both).
   statement {
-    sid       = "CryptoErase"
-    actions   = ["kms:ScheduleKeyDeletion", "kms:DescribeKey"]
-    resources = var.data_kms_key_arns
+    sid     = "CryptoErase"
+    actions = ["kms:ScheduleKeyDeletion", "kms:DescribeKey"]
+    resources = concat(
+      var.data_kms_key_arns,
+      values(var.stack_kms_key_arns),
+      values(var.stack_replica_kms_key_arns),
+    )
   }
 }
 

@@ -70,3 +70,15 @@ variable "stacks" {
     error_message = "Each stack's prefix is one path segment of lower-case letters, digits and '-' (no slash, no wildcard)."
   }
 }
+
+variable "stack_kms_key_arns" {
+  description = "Each stack's own KMS key, by \"namespace/name\" (the primary ARNs of the storage module's stack_kms_key_arns, as in the HealthStack's spec.storage.kmsKeyArn): that stack's intake, and only it, wraps and unwraps the stack's data key with it. A stack without an entry has no KMS key (its data key is a Secret)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "stack_replica_kms_key_arns" {
+  description = "The Osaka replicas of the stacks' keys, by \"namespace/name\" (the replica ARNs of the storage module's stack_kms_key_arns): the agent schedules them for deletion, with the primaries, to crypto-erase a decommissioned stack."
+  type        = map(string)
+  default     = {}
+}

@@ -115,6 +115,71 @@ resource "aws_kms_alias" "certificates_osaka" {
 }
 
 # ---------------------------------------------------------------------------------------------
+# One KMS key per HealthStack, its own: it wraps the stack's record data key (envelope
+# encryption; the agent calls kms:GenerateDataKey once and kms:Decrypt at each start, with the
+# encryption context {"kenko:purpose": "record-data-key", "kenko:stack": "NAMESPACE/NAME"}).
+# Its primary ARN goes into the HealthStack's spec.storage.kmsKeyArn (output
+# stack_kms_key_arns). Decommissioning the stack schedules deletion of the primary and its
+# Osaka replica: that crypto-erases the stack (its database, snapshots and Osaka backups) and
+# no other stack, unlike the shared data key above, which encrypts every stack's buckets.
+#
+# Multi-Region, so that the stack's Osaka backups can be restored in Osaka if Tokyo is lost:
+# the replica has the same key material and unwraps the same data key there.
+
+locals {
+  stacks = { for s in var.stacks : "${s.namespace}/${s.name}" => s }
+}
+
+resource "aws_kms_key" "stack" {
+  for_each = local.stacks
+
+  description             = "${var.name}: HealthStack ${each.key}'s own key, wrapping its records' data key (Tokyo primary; deleting it and its replica crypto-erases the stack)"
+  multi_region            = true
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.key_administration.json
+
+  tags = merge(var.tags, {
+    "kenko:stack"     = each.value.name
+    "kenko:namespace" = each.value.namespace
+    "kenko:data"      = "stack-data-key"
+  })
+}
+
+# Alias names take '/', which a namespace or name cannot contain, so no two stacks collide.
+resource "aws_kms_alias" "stack" {
+  for_each = local.stacks
+
+  name          = "alias/${var.name}-stack/${each.value.namespace}/${each.value.name}"
+  target_key_id = aws_kms_key.stack[each.key].key_id
+}
+
+resource "aws_kms_replica_key" "stack" {
+  for_each = local.stacks
+  provider = aws.osaka
+
+  description             = "${var.name}: HealthStack ${each.key}'s own key (Osaka replica, restores its Osaka backups)"
+  primary_key_arn         = aws_kms_key.stack[each.key].arn
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.key_administration.json
+
+  tags = merge(var.tags, {
+    "kenko:stack"      = each.value.name
+    "kenko:namespace"  = each.value.namespace
+    "kenko:data"       = "stack-data-key"
+    "kenko:replica-of" = "stack-data-key"
+  })
+}
+
+resource "aws_kms_alias" "stack_osaka" {
+  for_each = local.stacks
+  provider = aws.osaka
+
+  name          = "alias/${var.name}-stack/${each.value.namespace}/${each.value.name}"
+  target_key_id = aws_kms_replica_key.stack[each.key].key_id
+}
+
+# ---------------------------------------------------------------------------------------------
 # records (Tokyo): exports and files of the health management system.
 
 resource "aws_s3_bucket" "records" {

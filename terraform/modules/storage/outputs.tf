@@ -54,3 +54,13 @@ output "certificate_kms_key_arns" {
     (data.aws_region.osaka.name)   = aws_kms_key.certificates_osaka.arn
   }
 }
+
+output "stack_kms_key_arns" {
+  description = "Each HealthStack's own multi-Region KMS key, by \"namespace/name\": primary (Tokyo) goes into the HealthStack's spec.storage.kmsKeyArn; replica (Osaka) has the same key material. Scheduling deletion of both crypto-erases the stack (its database, snapshots and Osaka backups) and no other stack."
+  value = {
+    for k, key in aws_kms_key.stack : k => {
+      primary = key.arn
+      replica = aws_kms_replica_key.stack[k].arn
+    }
+  }
+}

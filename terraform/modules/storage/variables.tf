@@ -35,3 +35,18 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "stacks" {
+  description = "The HealthStacks of the cluster: name and namespace of the HealthStack, and its prefix of the intake bucket (the same list as agent-identity's). Each gets its own multi-Region KMS key (stack_kms_key_arns) for its records' data key."
+  type = list(object({
+    name      = string
+    namespace = string
+    prefix    = string
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for s in var.stacks : can(regex("^[a-z0-9][a-z0-9-]*$", s.prefix))])
+    error_message = "Each stack's prefix is one path segment of lower-case letters, digits and '-' (no slash, no wildcard)."
+  }
+}

@@ -8,9 +8,10 @@
 //! Values are worked out the way Terraform would where that is possible without a provider:
 //! `var.*` from the variables' defaults (or from the arguments an environment passes to a module
 //! call), `local.*` from the locals, and a few pure functions (`ceil`, `floor`, `max`, `min`,
-//! `toset`, `concat`). Anything that depends on a provider (`data.*`, resource attributes) is
-//! unknown; a rule that needs such a value reports that it cannot be checked statically rather
-//! than passing.
+//! `toset`, `concat`, `keys`, `values`, `contains`, `merge`), with `each.*` for one element of a
+//! `for_each`. Anything that depends on a provider (`data.*`, resource attributes) is unknown;
+//! a rule that needs such a value reports that it cannot be checked statically rather than
+//! passing.
 //!
 //! Provider convention in modules: `aws` is the primary region (Tokyo, ap-northeast-1) and
 //! `aws.osaka` the backup region (Osaka, ap-northeast-3); [`env_wiring`] checks that every
@@ -341,6 +342,26 @@ impl Module {
         self.locals.get(name)
     }
 
+    /// The `(each.key, each.value)` pairs of a `for_each` expression (a map, or a set of
+    /// strings), if it can be worked out statically.
+    pub fn for_each_elements(&self, expr: &Expression) -> Option<Vec<(Value, Value)>> {
+        match self.eval(expr)? {
+            Value::Object(map) => Some(map.into_iter().map(|(k, v)| (Value::from(k), v)).collect()),
+            Value::Array(items) => Some(items.into_iter().map(|v| (v.clone(), v)).collect()),
+            _ => None,
+        }
+    }
+
+    /// The value of an expression for one element of a `for_each` (`each.key`, `each.value`).
+    pub fn eval_each(&self, expr: &Expression, key: &Value, value: &Value) -> Option<Value> {
+        let mut ctx = context(&self.vars, &self.locals);
+        let mut each = hcl::Map::new();
+        each.insert("key".to_string(), key.clone());
+        each.insert("value".to_string(), value.clone());
+        ctx.declare_var("each", Value::Object(each));
+        expr.evaluate(&ctx).ok()
+    }
+
     /// Every `resource` (not `data`) block.
     pub fn resources(&self) -> impl Iterator<Item = Resource<'_>> {
         self.all_blocks("resource", false)
@@ -596,6 +617,52 @@ fn context<'a>(vars: &hcl::Map<String, Value>, locals: &hcl::Map<String, Value>)
                     }
                 }
                 Ok(Value::Array(out))
+            }),
+    );
+    ctx.declare_func(
+        "merge",
+        FuncDef::builder()
+            .variadic_param(ParamType::Any)
+            .build(|args| {
+                let mut out = hcl::Map::new();
+                for arg in args.iter() {
+                    match arg {
+                        Value::Object(map) => out.extend(map.clone()),
+                        Value::Null => {}
+                        _ => return Err("merge: not a map".to_string()),
+                    }
+                }
+                Ok(Value::Object(out))
+            }),
+    );
+    ctx.declare_func(
+        "keys",
+        FuncDef::builder()
+            .param(ParamType::Any)
+            .build(|args| match &args[0] {
+                Value::Object(map) => Ok(Value::Array(
+                    map.keys().map(|k| Value::from(k.clone())).collect(),
+                )),
+                _ => Err("keys: not a map".to_string()),
+            }),
+    );
+    ctx.declare_func(
+        "values",
+        FuncDef::builder()
+            .param(ParamType::Any)
+            .build(|args| match &args[0] {
+                Value::Object(map) => Ok(Value::Array(map.values().cloned().collect())),
+                _ => Err("values: not a map".to_string()),
+            }),
+    );
+    ctx.declare_func(
+        "contains",
+        FuncDef::builder()
+            .param(ParamType::array_of(ParamType::Any))
+            .param(ParamType::Any)
+            .build(|args| {
+                let list = args[0].as_array().cloned().unwrap_or_default();
+                Ok(Value::Bool(list.contains(&args[1])))
             }),
     );
     ctx.declare_func(
@@ -1292,45 +1359,84 @@ pub fn eks_private(m: &Module) -> Vec<Violation> {
 /// A statement of an `aws_iam_policy_document`.
 #[derive(Debug, Clone, Default)]
 pub struct Statement {
+    pub sid: Option<String>,
     pub effect: String,
     pub actions: Vec<String>,
     pub not_actions: Vec<String>,
+    /// The ARNs, where they can be worked out statically (empty otherwise).
+    pub resources: Vec<String>,
     /// (test, variable, values)
     pub conditions: Vec<(String, String, Vec<String>)>,
 }
 
+fn statement(body: &Body, ctx: &Context<'_>) -> Statement {
+    let text = |body: &Body, key: &str| {
+        attr(body, key)
+            .and_then(|e| e.evaluate(ctx).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+    };
+    let list = |body: &Body, key: &str| {
+        attr(body, key)
+            .and_then(|e| e.evaluate(ctx).ok())
+            .and_then(|v| strings(&v))
+            .unwrap_or_default()
+    };
+    // The written-out `condition` blocks.
+    let conditions = nested(body, &["condition"])
+        .into_iter()
+        .map(|c| {
+            (
+                text(c, "test").unwrap_or_default(),
+                text(c, "variable").unwrap_or_default(),
+                list(c, "values"),
+            )
+        })
+        .collect();
+    Statement {
+        sid: text(body, "sid"),
+        effect: text(body, "effect").unwrap_or_else(|| "Allow".to_string()),
+        actions: list(body, "actions"),
+        not_actions: list(body, "not_actions"),
+        resources: list(body, "resources"),
+        conditions,
+    }
+}
+
 /// The statements of `data "aws_iam_policy_document" NAME`, values worked out statically.
+/// A `dynamic "statement"` block gives one statement per element of its `for_each` (none
+/// when `for_each` cannot be worked out).
 pub fn policy_statements(m: &Module, name: &str) -> Option<Vec<Statement>> {
     let doc = m
         .data_of("aws_iam_policy_document")
         .find(|d| d.name == name)?;
-    let text = |body: &Body, key: &str| m.string(body, key);
-    let list = |body: &Body, key: &str| {
-        attr(body, key)
-            .and_then(|e| m.eval(e))
-            .and_then(|v| strings(&v))
-            .unwrap_or_default()
-    };
-    Some(
-        nested(doc.body, &["statement"])
-            .into_iter()
-            .map(|s| Statement {
-                effect: text(s, "effect").unwrap_or_else(|| "Allow".to_string()),
-                actions: list(s, "actions"),
-                not_actions: list(s, "not_actions"),
-                conditions: nested(s, &["condition"])
-                    .into_iter()
-                    .map(|c| {
-                        (
-                            text(c, "test").unwrap_or_default(),
-                            text(c, "variable").unwrap_or_default(),
-                            list(c, "values"),
-                        )
-                    })
-                    .collect(),
-            })
-            .collect(),
-    )
+    let ctx = context(&m.vars, &m.locals);
+    let mut out: Vec<Statement> = nested(doc.body, &["statement"])
+        .into_iter()
+        .map(|s| statement(s, &ctx))
+        .collect();
+    for dynamic in blocks(doc.body, "dynamic").filter(|b| label(b, 0) == Some("statement")) {
+        let iterator = attr(dynamic.body(), "iterator")
+            .map(render)
+            .unwrap_or_else(|| "statement".to_string());
+        let elements: Vec<(Value, Value)> = match attr(dynamic.body(), "for_each")
+            .and_then(|e| e.evaluate(&ctx).ok())
+        {
+            Some(Value::Object(map)) => map.into_iter().map(|(k, v)| (Value::from(k), v)).collect(),
+            Some(Value::Array(items)) => items.into_iter().map(|v| (v.clone(), v)).collect(),
+            _ => Vec::new(),
+        };
+        for content in nested(dynamic.body(), &["content"]) {
+            for (key, value) in &elements {
+                let mut inner = context(&m.vars, &m.locals);
+                let mut each = hcl::Map::new();
+                each.insert("key".to_string(), key.clone());
+                each.insert("value".to_string(), value.clone());
+                inner.declare_var(iterator.clone(), Value::Object(each));
+                out.push(statement(content, &inner));
+            }
+        }
+    }
+    Some(out)
 }
 
 fn denies_outside_japan(s: &Statement) -> bool {
@@ -1580,6 +1686,458 @@ pub fn vpc_endpoints(m: &Module) -> Vec<Violation> {
                 format!("an interface VPC endpoint for com.amazonaws.REGION.{service}"),
             ));
         }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each HealthStack's own KMS key (the data key's envelope; deleting it crypto-erases the stack)
+
+/// The `(namespace, name)` of each stack in a module's `var.stacks`.
+pub fn stacks_of(m: &Module) -> Vec<(String, String)> {
+    m.var("stacks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let s = s.as_object()?;
+            Some((
+                s.get("namespace")?.as_str()?.to_string(),
+                s.get("name")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// A `map(string)` variable's value.
+fn string_map(m: &Module, name: &str) -> BTreeMap<String, String> {
+    m.var(name)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
+fn for_each_keys(m: &Module, r: &Resource<'_>) -> Option<BTreeSet<String>> {
+    let elements = m.for_each_elements(r.attr("for_each")?)?;
+    elements
+        .iter()
+        .map(|(k, _)| k.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The storage module, with `var.stacks` set: each stack (`for_each` keyed `namespace/name`)
+/// has its own `aws_kms_key` in the primary region, multi-Region, rotated, described and tagged
+/// `kenko:stack` with the stack's name; an `aws_kms_replica_key` of it in Osaka; an alias in
+/// both regions, no two stacks sharing one; and the output `stack_kms_key_arns` gives both ARNs.
+pub fn stack_kms_keys(m: &Module) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let file = m.first_file();
+    let want: BTreeSet<String> = stacks_of(m)
+        .iter()
+        .map(|(ns, name)| format!("{ns}/{name}"))
+        .collect();
+    if want.is_empty() {
+        out.push(m.violation(
+            &file,
+            "var.stacks",
+            "stack-kms-key",
+            "at least one stack in var.stacks (the per-stack keys cannot be checked without)",
+        ));
+        return out;
+    }
+    let per_stack = |r: &Resource<'_>| for_each_keys(m, r).is_some_and(|keys| keys == want);
+    let primaries: Vec<Resource<'_>> = m.resources_of("aws_kms_key").filter(per_stack).collect();
+    let [primary] = primaries.as_slice() else {
+        out.push(m.violation(
+            &file,
+            "aws_kms_key",
+            "stack-kms-key",
+            format!(
+                "exactly one aws_kms_key with for_each keyed \"namespace/name\" over var.stacks \
+                    ({want:?}), found {}",
+                primaries.len()
+            ),
+        ));
+        return out;
+    };
+    if primary.provider() != PRIMARY_PROVIDER {
+        out.push(primary.violation(
+            "stack-kms-key",
+            format!("the primary region's provider {PRIMARY_PROVIDER}"),
+        ));
+    }
+    if !is_true(primary.value("multi_region")) {
+        out.push(primary.violation(
+            "stack-kms-key",
+            "multi_region = true (the Osaka backups are restored with its replica)",
+        ));
+    }
+    if !is_true(primary.value("enable_key_rotation")) {
+        out.push(primary.violation("stack-kms-key", "enable_key_rotation = true"));
+    }
+    let elements = primary
+        .attr("for_each")
+        .and_then(|e| m.for_each_elements(e))
+        .unwrap_or_default();
+    for (key, value) in &elements {
+        let stack = key.as_str().unwrap_or_default();
+        let name = value
+            .as_object()
+            .and_then(|v| v.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let description = primary
+            .attr("description")
+            .and_then(|e| m.eval_each(e, key, value))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if !description.contains(stack) {
+            out.push(primary.violation(
+                "stack-kms-key",
+                format!("a description naming the stack {stack}, not {description:?}"),
+            ));
+        }
+        let tag = primary
+            .attr("tags")
+            .and_then(|e| m.eval_each(e, key, value))
+            .and_then(|t| {
+                t.as_object()?
+                    .get("kenko:stack")?
+                    .as_str()
+                    .map(str::to_string)
+            });
+        if tag.as_deref() != Some(name) {
+            out.push(primary.violation(
+                "stack-kms-key",
+                format!("tags with \"kenko:stack\" = {name:?} for {stack}, not {tag:?}"),
+            ));
+        }
+    }
+
+    // The Osaka replica of each.
+    let replicas: Vec<Resource<'_>> = m
+        .resources_of("aws_kms_replica_key")
+        .filter(per_stack)
+        .filter(|r| {
+            r.attr("primary_key_arn").is_some_and(|e| {
+                references(e, "aws_kms_key").contains(&primary.name.to_string())
+                    && render(e).contains("[each.key]")
+            })
+        })
+        .collect();
+    let [replica] = replicas.as_slice() else {
+        out.push(m.violation(
+            &file,
+            "aws_kms_replica_key",
+            "stack-kms-key-replica",
+            format!(
+                "exactly one aws_kms_replica_key per stack (for_each over the same stacks) with \
+                    primary_key_arn = {}[each.key].arn, found {}",
+                primary.address(),
+                replicas.len()
+            ),
+        ));
+        return out;
+    };
+    if replica.provider() != OSAKA_PROVIDER {
+        out.push(replica.violation(
+            "stack-kms-key-replica",
+            format!("provider = {OSAKA_PROVIDER}, not {}", replica.provider()),
+        ));
+    }
+
+    // Aliases in both regions, one per stack.
+    for (key, provider) in [(primary, PRIMARY_PROVIDER), (replica, OSAKA_PROVIDER)] {
+        let aliases: Vec<Resource<'_>> = m
+            .resources_of("aws_kms_alias")
+            .filter(per_stack)
+            .filter(|a| a.provider() == provider)
+            .filter(|a| {
+                a.attr("target_key_id")
+                    .is_some_and(|e| references(e, key.rtype).contains(&key.name.to_string()))
+            })
+            .collect();
+        let [alias] = aliases.as_slice() else {
+            out.push(key.violation(
+                "stack-kms-key",
+                format!("one aws_kms_alias per stack ({provider}) targeting this key"),
+            ));
+            continue;
+        };
+        let names: BTreeSet<String> = elements
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = m.eval_each(alias.attr("name")?, k, v)?;
+                name.as_str().map(str::to_string)
+            })
+            .collect();
+        if names.len() != elements.len() {
+            out.push(alias.violation(
+                "stack-kms-key",
+                format!("a different alias name for each stack, got {names:?}"),
+            ));
+        }
+    }
+
+    // The output the HealthStacks' spec.storage.kmsKeyArn comes from.
+    let output = m
+        .top_blocks("output")
+        .find(|(_, b)| label(b, 0) == Some("stack_kms_key_arns"));
+    match output {
+        Some((out_file, block)) => {
+            let value = attr(block.body(), "value").map(render).unwrap_or_default();
+            let description = m.string(block.body(), "description").unwrap_or_default();
+            for (what, ok) in [
+                (
+                    format!("its value naming {} as primary", primary.address()),
+                    value.contains("primary")
+                        && value.contains(&format!("aws_kms_key.{}", primary.name)),
+                ),
+                (
+                    format!("its value naming {} as replica", replica.address()),
+                    value.contains("replica")
+                        && value.contains(&format!("aws_kms_replica_key.{}", replica.name)),
+                ),
+                (
+                    "a description saying the primary goes into spec.storage.kmsKeyArn".to_string(),
+                    description.contains("spec.storage.kmsKeyArn"),
+                ),
+            ] {
+                if !ok {
+                    out.push(m.violation(
+                        out_file,
+                        "output.stack_kms_key_arns",
+                        "stack-kms-key-output",
+                        what,
+                    ));
+                }
+            }
+        }
+        None => out.push(m.violation(
+            &file,
+            "output.stack_kms_key_arns",
+            "stack-kms-key-output",
+            "an output stack_kms_key_arns: \"namespace/name\" => { primary, replica }",
+        )),
+    }
+    out
+}
+
+/// How kenko names what the intake's key statements must match. The tests fill it in from
+/// `kenko_api` and the agent's code, which this crate does not depend on.
+#[derive(Debug, Clone)]
+pub struct StackNaming {
+    /// The ServiceAccount of stack NAME's intake (`NAME-intake`).
+    pub intake_service_account: fn(&str) -> String,
+    /// The encryption context key naming the stack (`kenko:stack`).
+    pub context_key: String,
+    /// That key's value for the stack NAMESPACE/NAME.
+    pub context_value: fn(&str, &str) -> String,
+}
+
+/// The agent-identity module, with `var.stacks` and `var.stack_kms_key_arns` set: for each
+/// stack with a key, exactly one statement of the intake policy grants on that key, naming
+/// only it, allowing kms:GenerateDataKey and kms:Decrypt and nothing else (and one more
+/// allows kms:DescribeKey, with the session-tag conditions only), and only to the
+/// stack's own intake (StringEquals on the Pod Identity session tags kubernetes-namespace and
+/// kubernetes-service-account) for the stack's own encryption context.
+pub fn intake_stack_keys(m: &Module, naming: &StackNaming) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let file = m.first_file();
+    let keys = string_map(m, "stack_kms_key_arns");
+    let stacks: Vec<(String, String, String)> = stacks_of(m)
+        .into_iter()
+        .filter_map(|(ns, name)| {
+            let arn = keys.get(&format!("{ns}/{name}"))?.clone();
+            Some((ns, name, arn))
+        })
+        .collect();
+    let address = "data.aws_iam_policy_document.intake";
+    if stacks.is_empty() {
+        out.push(m.violation(
+            &file,
+            address,
+            "intake-stack-key",
+            "at least one stack in var.stacks with its key in var.stack_kms_key_arns (cannot \
+                be checked without)",
+        ));
+        return out;
+    }
+    let Some(statements) = policy_statements(m, "intake") else {
+        out.push(m.violation(
+            &file,
+            address,
+            "intake-stack-key",
+            "a policy document intake",
+        ));
+        return out;
+    };
+    for s in &statements {
+        let kms = s.actions.iter().any(|a| a.starts_with("kms:") || a == "*");
+        if kms && s.resources.is_empty() {
+            out.push(m.violation(
+                &file,
+                address,
+                "intake-stack-key",
+                format!("KMS statements whose resources can be worked out, not {s:?}"),
+            ));
+        }
+    }
+    for (ns, name, arn) in &stacks {
+        let stack = format!("{ns}/{name}");
+        let (describing, granting): (Vec<&Statement>, Vec<&Statement>) = statements
+            .iter()
+            .filter(|s| s.resources.iter().any(|r| r == arn || r == "*"))
+            .partition(|s| s.actions == ["kms:DescribeKey"]);
+        // kms:DescribeKey carries no encryption context: its own statement, the same two
+        // session-tag conditions, the stack's key only.
+        match describing.as_slice() {
+            [d] => {
+                let tags = [
+                    ("aws:PrincipalTag/kubernetes-namespace", ns.clone()),
+                    (
+                        "aws:PrincipalTag/kubernetes-service-account",
+                        (naming.intake_service_account)(name),
+                    ),
+                ];
+                let ok = d.effect == "Allow"
+                    && d.resources == [arn.clone()]
+                    && d.conditions.len() == tags.len()
+                    && tags.iter().all(|(variable, value)| {
+                        d.conditions.iter().any(|(test, v, values)| {
+                            test == "StringEquals"
+                                && v == variable
+                                && values == std::slice::from_ref(value)
+                        })
+                    });
+                if !ok {
+                    out.push(m.violation(
+                        &file,
+                        address,
+                        "intake-stack-key",
+                        format!(
+                            "the kms:DescribeKey statement on {stack}'s key: resources = [{arn}] \
+                             only, StringEquals on kubernetes-namespace and \
+                             kubernetes-service-account (got {d:?})"
+                        ),
+                    ));
+                }
+            }
+            found => out.push(m.violation(
+                &file,
+                address,
+                "intake-stack-key",
+                format!(
+                    "exactly one kms:DescribeKey statement on {stack}'s key {arn} (the intake \
+                     checks the key's state before unwrapping), found {}",
+                    found.len()
+                ),
+            )),
+        }
+        let [s] = granting.as_slice() else {
+            out.push(m.violation(
+                &file,
+                address,
+                "intake-stack-key",
+                format!(
+                    "exactly one statement granting on {stack}'s key {arn}, found {}",
+                    granting.len()
+                ),
+            ));
+            continue;
+        };
+        let mut problems = Vec::new();
+        if s.effect != "Allow" || !s.not_actions.is_empty() {
+            problems.push("Effect Allow with actions".to_string());
+        }
+        if s.resources != [arn.clone()] {
+            problems.push(format!("resources = [{arn}] only, not {:?}", s.resources));
+        }
+        let actions: BTreeSet<&str> = s.actions.iter().map(String::as_str).collect();
+        if actions != BTreeSet::from(["kms:Decrypt", "kms:GenerateDataKey"]) {
+            problems.push(format!(
+                "actions kms:GenerateDataKey and kms:Decrypt only, not {actions:?}"
+            ));
+        }
+        let wanted = [
+            (
+                "aws:PrincipalTag/kubernetes-namespace".to_string(),
+                ns.clone(),
+            ),
+            (
+                "aws:PrincipalTag/kubernetes-service-account".to_string(),
+                (naming.intake_service_account)(name),
+            ),
+            (
+                format!("kms:EncryptionContext:{}", naming.context_key),
+                (naming.context_value)(ns, name),
+            ),
+        ];
+        for (variable, value) in &wanted {
+            let found = s.conditions.iter().any(|(test, v, values)| {
+                test == "StringEquals" && v == variable && values == std::slice::from_ref(value)
+            });
+            if !found {
+                problems.push(format!("condition StringEquals {variable} = [{value:?}]"));
+            }
+        }
+        for problem in problems {
+            out.push(m.violation(
+                &file,
+                address,
+                "intake-stack-key",
+                format!("the statement on {stack}'s key: {problem} (got {s:?})"),
+            ));
+        }
+    }
+    out
+}
+
+/// The agent-identity module, with the stacks' keys set: the erase policy may schedule the
+/// deletion of every stack's key, the primary and the Osaka replica.
+pub fn erase_covers_stack_keys(m: &Module) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let file = m.first_file();
+    let address = "data.aws_iam_policy_document.erase";
+    let primaries = string_map(m, "stack_kms_key_arns");
+    let replicas = string_map(m, "stack_replica_kms_key_arns");
+    if primaries.is_empty() || replicas.is_empty() {
+        out.push(m.violation(
+            &file,
+            address,
+            "erase-stack-keys",
+            "var.stack_kms_key_arns and var.stack_replica_kms_key_arns set (cannot be checked \
+                without)",
+        ));
+        return out;
+    }
+    let statements = policy_statements(m, "erase").unwrap_or_default();
+    let erasable: BTreeSet<&str> = statements
+        .iter()
+        .filter(|s| s.effect == "Allow" && s.actions.iter().any(|a| a == "kms:ScheduleKeyDeletion"))
+        .flat_map(|s| s.resources.iter().map(String::as_str))
+        .collect();
+    for (kind, keys) in [("primary", &primaries), ("replica", &replicas)] {
+        for (stack, arn) in keys {
+            if !erasable.contains(arn.as_str()) {
+                out.push(m.violation(
+                    &file,
+                    address,
+                    "erase-stack-keys",
+                    format!("kms:ScheduleKeyDeletion on {stack}'s {kind} key {arn}"),
+                ));
+            }
+        }
+    }
+    if !primaries.keys().eq(replicas.keys()) {
+        out.push(m.violation(
+            &file,
+            address,
+            "erase-stack-keys",
+            "a replica for every stack's primary key",
+        ));
     }
     out
 }

@@ -11,9 +11,10 @@ use std::path::PathBuf;
 
 use kenko_infra_tests::{
     backups, buckets_protected, check_module, check_tree, cloudtrail, eks_private,
-    endpoint_services, env_wiring, load_tree, module_calls, no_internet_path, object_lock,
-    policy_statements, provider_regions, regions_in, regions_in_japan, replication_to_osaka,
-    required_presence, scp_guardrails, vpc_endpoints, wired_modules, Module, Violation,
+    endpoint_services, env_wiring, erase_covers_stack_keys, intake_stack_keys, load_tree,
+    module_calls, no_internet_path, object_lock, policy_statements, provider_regions, regions_in,
+    regions_in_japan, render, replication_to_osaka, required_presence, scp_guardrails,
+    stack_kms_keys, vpc_endpoints, wired_modules, Module, StackNaming, Violation,
     REQUIRED_INTERFACE_ENDPOINTS,
 };
 
@@ -1297,5 +1298,358 @@ fn the_intake_role_is_associated_with_the_service_account_the_controller_creates
         text.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == want),
         "intake.tf associates `{want}`"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each HealthStack's own KMS key: the envelope of its records' data key. Decommissioning a
+// stack schedules that key's deletion (primary and Osaka replica), so it must be the stack's
+// alone, and only the stack's own intake may use it.
+
+/// Two stacks, one whose namespace differs from its name, as an environment passes them.
+const STACKS: &str = r#"[
+  { "name": "hachioji", "namespace": "hachioji", "prefix": "hachioji" },
+  { "name": "tama", "namespace": "health", "prefix": "tama" }
+]"#;
+
+fn primary_arn(n: u8) -> String {
+    format!(
+        "arn:aws:kms:ap-northeast-1:123456789012:key/mrk-{}",
+        n.to_string().repeat(32)
+    )
+}
+
+fn replica_arn(n: u8) -> String {
+    format!(
+        "arn:aws:kms:ap-northeast-3:123456789012:key/mrk-{}",
+        n.to_string().repeat(32)
+    )
+}
+
+/// The `.tf` files of one directory, with `from` replaced by `to` in `file` (when given).
+fn module_edited(dir: &str, edit: Option<(&str, &str, &str)>) -> Module {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(terraform_dir().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tf"))
+        .collect();
+    paths.sort();
+    let mut edited = false;
+    let files: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            let mut text = std::fs::read_to_string(p).unwrap();
+            if let Some((file, from, to)) = edit {
+                if file == name {
+                    assert!(text.contains(from), "{from:?} not in {dir}/{file}");
+                    text = text.replacen(from, to, 1);
+                    edited = true;
+                }
+            }
+            (format!("terraform/{dir}/{name}"), text)
+        })
+        .collect();
+    assert!(edit.is_none() || edited, "no file {edit:?} in {dir}");
+    Module::parse(dir, &files).unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn overrides(json: serde_json::Value) -> hcl::Map<String, hcl::Value> {
+    match hcl::to_value(json).unwrap() {
+        hcl::Value::Object(map) => map,
+        other => panic!("not an object: {other:?}"),
+    }
+}
+
+fn storage_with_stacks(edit: Option<(&str, &str, &str)>) -> Module {
+    let stacks: serde_json::Value = serde_json::from_str(STACKS).unwrap();
+    module_edited("modules/storage", edit).with_overrides(
+        "module.storage (stacks)/".to_string(),
+        &overrides(serde_json::json!({ "name": "kenko-prod", "stacks": stacks })),
+    )
+}
+
+fn agent_identity_with_stacks(edit: Option<(&str, &str, &str)>) -> Module {
+    let stacks: serde_json::Value = serde_json::from_str(STACKS).unwrap();
+    module_edited("modules/agent-identity", edit).with_overrides(
+        "module.agent_identity (stacks)/".to_string(),
+        &overrides(serde_json::json!({
+            "name": "kenko-prod",
+            "cluster_name": "kenko-prod",
+            "trail_bucket_arn": "arn:aws:s3:::kenko-prod-trail",
+            "trail_kms_key_arn": "arn:aws:kms:ap-northeast-1:123456789012:key/trail",
+            "data_bucket_arns": ["arn:aws:s3:::kenko-prod-records"],
+            "data_kms_key_arns": [
+                "arn:aws:kms:ap-northeast-1:123456789012:key/data",
+                "arn:aws:kms:ap-northeast-3:123456789012:key/data-osaka"
+            ],
+            "intake_bucket_arn": "arn:aws:s3:::kenko-prod-intake",
+            "intake_kms_key_arn": "arn:aws:kms:ap-northeast-1:123456789012:key/data",
+            "stacks": stacks,
+            "stack_kms_key_arns": {
+                "hachioji/hachioji": primary_arn(1),
+                "health/tama": primary_arn(2)
+            },
+            "stack_replica_kms_key_arns": {
+                "hachioji/hachioji": replica_arn(1),
+                "health/tama": replica_arn(2)
+            }
+        })),
+    )
+}
+
+/// The encryption context key by which the agent names the stack on every KMS call: the key
+/// of `kenko_aws::datakey::context` whose value is the `stack` argument (read from the source,
+/// as this crate does not build the AWS SDK).
+fn stack_context_key() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("crates/kenko-aws/src/datakey.rs"))
+        .expect("the agent's data key code");
+    let start = text
+        .find("pub fn context(stack: &str)")
+        .expect("kenko_aws::datakey::context(stack)");
+    let body = &text[start..start + text[start..].find("\n}\n").expect("its end")];
+    let entries: Vec<(&str, &str)> = body
+        .split("(\"")
+        .skip(1)
+        .filter_map(|entry| {
+            let (key, rest) = entry.split_once("\", ")?;
+            Some((key, rest.split(')').next()?.trim()))
+        })
+        .collect();
+    let stack: Vec<&str> = entries
+        .iter()
+        .filter(|(_, value)| value.starts_with("stack.") || *value == "stack")
+        .map(|(key, _)| *key)
+        .collect();
+    assert_eq!(
+        stack.len(),
+        1,
+        "one context entry carries the stack: {entries:?}"
+    );
+    stack[0].to_string()
+}
+
+fn naming() -> StackNaming {
+    StackNaming {
+        intake_service_account: |name| kenko_api::names::StackNames::of(name).intake,
+        context_key: stack_context_key(),
+        context_value: |namespace, name| {
+            let mut stack = kenko_api::samples::hachioji();
+            stack.metadata.namespace = Some(namespace.to_string());
+            stack.metadata.name = Some(name.to_string());
+            kenko_api::intake::key_context(&stack)
+        },
+    }
+}
+
+#[test]
+fn the_names_the_key_statements_must_match_are_kenkos() {
+    let naming = naming();
+    assert_eq!(naming.context_key, "kenko:stack");
+    assert_eq!((naming.context_value)("health", "tama"), "health/tama");
+    assert_eq!((naming.intake_service_account)("tama"), "tama-intake");
+}
+
+#[test]
+fn each_stack_gets_its_own_multi_region_key_with_an_osaka_replica() {
+    let storage = storage_with_stacks(None);
+    assert_clean(&stack_kms_keys(&storage));
+    // Still every bucket and key rule, with the stacks' keys in.
+    assert_clean(&check_module(&storage));
+    // Nothing to check on the defaults (no stacks) is said, not passed.
+    let defaults = module_edited("modules/storage", None);
+    assert_eq!(rules(&stack_kms_keys(&defaults)), ["stack-kms-key"]);
+}
+
+#[test]
+fn a_stack_key_that_is_not_multi_region_or_not_the_stacks_is_reported() {
+    let m = storage_with_stacks(Some(("main.tf", "multi_region            = true", "")));
+    assert_reported(&stack_kms_keys(&m), "stack-kms-key");
+    // One shared key for every stack.
+    let m = storage_with_stacks(Some((
+        "main.tf",
+        "resource \"aws_kms_key\" \"stack\" {\n  for_each = local.stacks\n",
+        "resource \"aws_kms_key\" \"stack\" {\n",
+    )));
+    assert_reported(&stack_kms_keys(&m), "stack-kms-key");
+    let m = storage_with_stacks(Some((
+        "main.tf",
+        "\"kenko:stack\"     = each.value.name",
+        "\"kenko:stack\"     = var.name",
+    )));
+    assert_reported(&stack_kms_keys(&m), "stack-kms-key");
+}
+
+#[test]
+fn a_stack_key_without_its_osaka_replica_is_reported() {
+    let m = storage_with_stacks(Some((
+        "main.tf",
+        "resource \"aws_kms_replica_key\" \"stack\" {\n  for_each = local.stacks\n  provider = aws.osaka\n",
+        "resource \"aws_kms_replica_key\" \"stack\" {\n  for_each = local.stacks\n",
+    )));
+    assert_reported(&stack_kms_keys(&m), "stack-kms-key-replica");
+    let m = storage_with_stacks(Some((
+        "main.tf",
+        "primary_key_arn         = aws_kms_key.stack[each.key].arn",
+        "primary_key_arn         = aws_kms_key.data.arn",
+    )));
+    assert_reported(&stack_kms_keys(&m), "stack-kms-key-replica");
+    let m = storage_with_stacks(Some((
+        "outputs.tf",
+        "replica = aws_kms_replica_key.stack[k].arn",
+        "replica = key.arn",
+    )));
+    assert_reported(&stack_kms_keys(&m), "stack-kms-key-output");
+}
+
+#[test]
+fn each_stacks_intake_may_use_its_own_key_only() {
+    let m = agent_identity_with_stacks(None);
+    assert_clean(&intake_stack_keys(&m, &naming()));
+    let statements = policy_statements(&m, "intake").unwrap();
+    let on_stack_keys: Vec<_> = statements
+        .iter()
+        .filter(|s| s.resources.iter().any(|r| r.contains(":key/mrk-")))
+        .collect();
+    // Two stacks, each: use (GenerateDataKey, Decrypt) and DescribeKey.
+    assert_eq!(on_stack_keys.len(), 4, "{statements:#?}");
+    // Without keys there is nothing to check, and that is said.
+    let defaults = module_edited("modules/agent-identity", None);
+    assert_eq!(
+        rules(&intake_stack_keys(&defaults, &naming())),
+        ["intake-stack-key"]
+    );
+}
+
+#[test]
+fn an_intake_key_statement_without_its_conditions_is_reported() {
+    let naming = naming();
+    for (from, to) in [
+        (
+            "variable = \"aws:PrincipalTag/kubernetes-namespace\"",
+            "variable = \"aws:PrincipalTag/eks-cluster-name\"",
+        ),
+        (
+            "values   = [\"${statement.value.name}-intake\"]",
+            "values   = [\"${statement.value.name}\"]",
+        ),
+        (
+            "variable = \"kms:EncryptionContext:kenko:stack\"",
+            "variable = \"kms:EncryptionContext:stack\"",
+        ),
+        (
+            "values   = [statement.key]",
+            "values   = [statement.value.name]",
+        ),
+        ("test     = \"StringEquals\"\n        variable = \"aws:PrincipalTag/kubernetes-service-account\"",
+         "test     = \"StringLike\"\n        variable = \"aws:PrincipalTag/kubernetes-service-account\""),
+    ] {
+        let m = agent_identity_with_stacks(Some(("intake.tf", from, to)));
+        let violations = intake_stack_keys(&m, &naming);
+        assert_eq!(
+            rules(&violations),
+            ["intake-stack-key", "intake-stack-key"],
+            "{from} -> {to}: {}",
+            listing(&violations)
+        );
+    }
+}
+
+#[test]
+fn an_intake_key_statement_naming_every_stacks_key_is_reported() {
+    let naming = naming();
+    let m = agent_identity_with_stacks(Some((
+        "intake.tf",
+        "resources = [var.stack_kms_key_arns[statement.key]]",
+        "resources = values(var.stack_kms_key_arns)",
+    )));
+    assert_reported(&intake_stack_keys(&m, &naming), "intake-stack-key");
+    let m = agent_identity_with_stacks(Some((
+        "intake.tf",
+        "actions   = [\"kms:GenerateDataKey\", \"kms:Decrypt\"]",
+        "actions   = [\"kms:GenerateDataKey\", \"kms:Decrypt\", \"kms:ScheduleKeyDeletion\"]",
+    )));
+    assert_reported(&intake_stack_keys(&m, &naming), "intake-stack-key");
+    // DescribeKey widened to any key: reported.
+    let m = agent_identity_with_stacks(Some((
+        "intake.tf",
+        "actions   = [\"kms:DescribeKey\"]\n      resources = [var.stack_kms_key_arns[statement.key]]",
+        "actions   = [\"kms:DescribeKey\"]\n      resources = values(var.stack_kms_key_arns)",
+    )));
+    assert_reported(&intake_stack_keys(&m, &naming), "intake-stack-key");
+    // The statements deleted: no stack's intake can unwrap its data key.
+    let m = agent_identity_with_stacks(Some((
+        "intake.tf",
+        "dynamic \"statement\" {",
+        "dynamic \"unused\" {",
+    )));
+    assert_reported(&intake_stack_keys(&m, &naming), "intake-stack-key");
+}
+
+#[test]
+fn the_erase_role_may_schedule_both_keys_of_every_stack_for_deletion() {
+    let m = agent_identity_with_stacks(None);
+    assert_clean(&erase_covers_stack_keys(&m));
+    let m = agent_identity_with_stacks(Some((
+        "main.tf",
+        "      values(var.stack_replica_kms_key_arns),\n",
+        "",
+    )));
+    let violations = erase_covers_stack_keys(&m);
+    assert_eq!(
+        rules(&violations),
+        ["erase-stack-keys"; 2],
+        "{}",
+        listing(&violations)
+    );
+    assert!(violations.iter().all(|v| v.expected.contains("replica")));
+}
+
+/// Production hands the same stacks to storage and agent-identity, the stacks' keys from one
+/// to the other, and the primaries out for the HealthStacks' spec.storage.kmsKeyArn.
+#[test]
+fn production_wires_each_stacks_key_from_storage_to_its_intake_and_out() {
+    let modules = tree();
+    let env = module(&modules, "envs/production");
+    let calls = module_calls(env);
+    let argument = |call: &str, key: &str| {
+        let call = calls
+            .iter()
+            .find(|c| c.name == call)
+            .unwrap_or_else(|| panic!("module.{call}"));
+        call.block
+            .body()
+            .attributes()
+            .find(|a| a.key() == key)
+            .map(|a| {
+                render(a.expr())
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|| panic!("module.{} sets {key}", call.name))
+    };
+    assert_eq!(argument("storage", "stacks"), "var.stacks");
+    assert_eq!(argument("agent_identity", "stacks"), "var.stacks");
+    let primary = argument("agent_identity", "stack_kms_key_arns");
+    assert!(
+        primary.contains("module.storage.stack_kms_key_arns") && primary.contains(".primary"),
+        "{primary}"
+    );
+    let replica = argument("agent_identity", "stack_replica_kms_key_arns");
+    assert!(
+        replica.contains("module.storage.stack_kms_key_arns") && replica.contains(".replica"),
+        "{replica}"
+    );
+    let output = env
+        .top_blocks("output")
+        .find(|(_, b)| b.labels().first().map(|l| l.as_str()) == Some("stack_kms_key_arns"))
+        .and_then(|(_, b)| b.body().attributes().find(|a| a.key() == "value"))
+        .map(|a| render(a.expr()))
+        .expect("production outputs stack_kms_key_arns");
+    assert!(
+        output.contains("module.storage.stack_kms_key_arns") && output.contains(".primary"),
+        "{output}"
     );
 }
