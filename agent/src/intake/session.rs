@@ -87,6 +87,13 @@ impl Session {
     pub fn open(config: &Config, register: Register) -> Result<Session, OpenError> {
         let master = config.load_master()?;
         let mut store = kenko_store::open(&config.database_url)?;
+        if let Ok(Some(encrypted)) = store.connection_encrypted() {
+            tracing::info!(
+                database = %kenko_store::redact_url(&config.database_url),
+                tls = encrypted,
+                "database connected"
+            );
+        }
         let key = crate::keysource::data_key(config, store.as_mut())?;
         let s3 = config
             .s3_inbox

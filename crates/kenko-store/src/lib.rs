@@ -9,6 +9,7 @@
 
 mod postgres_store;
 mod sqlite_store;
+mod tls;
 
 use chrono::NaiveDate;
 use kenko_intake::Token;
@@ -336,6 +337,12 @@ pub trait Store: Send {
     /// status shows this for the claim month.
     fn ledger_totals_since(&mut self, since: chrono::DateTime<chrono::Utc>)
         -> Result<LedgerTotals>;
+
+    /// Whether the connection to the store is encrypted (`None`: an embedded store, no
+    /// connection).
+    fn connection_encrypted(&mut self) -> Result<Option<bool>> {
+        Ok(None)
+    }
 
     /// Whether anything made under a data key is stored (records or a register): a new key
     /// may be made only for a store that holds nothing.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, NoTls, Transaction};
+use postgres::{Client, Transaction};
 
 use crate::{
     record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, LedgerStatus, ReplaceError,
@@ -122,10 +122,7 @@ fn ledger_from_row(row: &postgres::Row) -> Result<LedgerEntry> {
 impl PostgresStore {
     /// Connects and creates or upgrades the schema.
     pub fn connect(url: &str) -> Result<PostgresStore> {
-        let mut client = Client::connect(url, NoTls).map_err(|e| StoreError::Open {
-            target: crate::redact_url(url),
-            message: e.to_string(),
-        })?;
+        let mut client = crate::tls::connect(url)?;
         let mut tx = client
             .transaction()
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
@@ -517,6 +514,17 @@ impl Store for PostgresStore {
             rows_accepted: row.get(2),
             rows_rejected: row.get(3),
         })
+    }
+
+    fn connection_encrypted(&mut self) -> Result<Option<bool>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .map_err(q("read connection state"))?;
+        Ok(Some(row.is_some_and(|r| r.get::<_, bool>(0))))
     }
 
     fn holds_data(&mut self) -> Result<bool> {

@@ -345,3 +345,72 @@ fn an_older_schema_is_migrated_keeping_its_ledger_and_a_newer_one_is_refused() {
         assert_eq!(err.reason(), "store_migration_failed", "{url}");
     }
 }
+
+/// TLS to the local PostgreSQL (Debian's, `ssl = on` with its snakeoil certificate for
+/// `localhost`): encrypted by default where the server offers it, verified against a root
+/// certificate with `verify-full`, refused when the name or the root does not match, and
+/// plain only when asked.
+#[test]
+fn the_database_connection_is_encrypted_where_the_server_offers_tls_and_verified_when_asked() {
+    let mut admin = postgres::Client::connect(&format!("{}/postgres", pg_base()), postgres::NoTls)
+        .expect("PostgreSQL on 127.0.0.1:5432 (the test command starts it)");
+    let ssl: String = admin.query_one("SHOW ssl", &[]).unwrap().get(0);
+    let cert: String = admin.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    let stores = Stores::new("tls");
+    let url = &stores.urls[1];
+    if ssl != "on" {
+        // Without TLS on the server: prefer falls back to plain, require refuses.
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI's PostgreSQL must offer TLS (Debian's default)"
+        );
+        let mut s = kenko_store::open(url).unwrap();
+        assert_eq!(s.connection_encrypted().unwrap(), Some(false));
+        assert!(kenko_store::open(&format!("{url}?sslmode=require")).is_err());
+        return;
+    }
+    let mut s = kenko_store::open(url).unwrap();
+    assert_eq!(
+        s.connection_encrypted().unwrap(),
+        Some(true),
+        "prefer: encrypted"
+    );
+    let mut s = kenko_store::open(&format!("{url}?sslmode=disable")).unwrap();
+    assert_eq!(
+        s.connection_encrypted().unwrap(),
+        Some(false),
+        "disable: plain"
+    );
+
+    // verify-full against the server's own certificate as the root, by the name it bears.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let mut s =
+        kenko_store::open(&format!("{by_name}?sslmode=verify-full&sslrootcert={cert}")).unwrap();
+    assert_eq!(s.connection_encrypted().unwrap(), Some(true));
+    // ... refused for an address the certificate does not name,
+    let e = kenko_store::open(&format!("{url}?sslmode=verify-full&sslrootcert={cert}"))
+        .err()
+        .expect("a certificate for localhost is not one for 127.0.0.1");
+    assert_eq!(e.reason(), "store_unavailable", "{e}");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // ... and for a root that did not sign it.
+    let other = stores._dir.path().join("other-root.pem");
+    std::fs::write(&other, OTHER_ROOT).unwrap();
+    let e = kenko_store::open(&format!(
+        "{by_name}?sslmode=verify-full&sslrootcert={}",
+        other.display()
+    ))
+    .err()
+    .expect("an unrelated root");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // A missing root file is named.
+    let e = kenko_store::open(&format!(
+        "{by_name}?sslmode=verify-full&sslrootcert=/nonexistent.pem"
+    ))
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("/nonexistent.pem"), "{e}");
+}
+
+/// A self-signed CA certificate that signed nothing here.
+const OTHER_ROOT: &str = include_str!("fixtures/other-root.pem");
