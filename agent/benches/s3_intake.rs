@@ -16,12 +16,14 @@
     reason = "a benchmark: a failure is the answer, and it sets up its files and clock directly"
 )]
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
 use kenko_aws::aws_sdk_s3 as s3;
+
+#[path = "../../tests/common/moto.rs"]
+mod moto;
 use kenko_intake::YearMonth;
 use kenko_sample::{self as sample, IntakeSpec, SampleEncoding};
 
@@ -42,14 +44,9 @@ fn main() {
     let residents_n = env_num("KENKO_BENCH_RESIDENTS", 100_000);
     let pg = std::env::var("KENKO_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let moto_bin = std::env::var_os("KENKO_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/kenko-venv/bin/moto_server"));
-    assert!(
-        moto_bin.exists(),
-        "{} is missing: run the test command once (it creates the venv)",
-        moto_bin.display()
-    );
+    // Started first: a missing emulator fails before minutes of generation.
+    let moto = moto::start_moto();
+    moto::credentials();
     let dir = tempfile::tempdir().unwrap();
 
     // The register and the month's deliveries, generated once.
@@ -75,26 +72,7 @@ fn main() {
     eprintln!("{files} deliveries of {rows} rows ({mb} MB CP932), {residents_n} residents");
 
     // The emulator, the bucket, the deliveries.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut moto = Command::new(&moto_bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let url = format!("http://127.0.0.1:{port}");
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let url = moto.url.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -200,8 +178,7 @@ fn main() {
         drop_db(&pg, "kenko_bench_local");
         (secs, summary(&out.stdout))
     };
-    let _ = moto.kill();
-    let _ = moto.wait();
+    drop(moto);
 
     let total = (files * rows) as f64;
     println!("\nS3 intake benchmark: {files} CP932 deliveries of {rows} rows ({mb} MB), {residents_n}-resident register, PostgreSQL");
