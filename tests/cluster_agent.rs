@@ -272,6 +272,8 @@ async fn an_access_alert_becomes_a_warning_event_about_the_agents_pod() {
         rule: "access.bulk_read".into(),
         severity: "warning".into(),
         actor: "S0123".into(),
+        stack: "hachioji/hachioji".into(),
+        receivers: vec!["city-health".into()],
         detail: "distinct residents".into(),
         window_start: "2026-11-02T00:00:00Z".into(),
         window_end: "2026-11-02T01:00:00Z".into(),
@@ -303,6 +305,7 @@ async fn an_access_alert_becomes_a_warning_event_about_the_agents_pod() {
         "312",
         "threshold 200",
         "access-bulk-read.md",
+        "on stack hachioji/hachioji",
     ] {
         assert!(note.contains(want), "{want} not in {note}");
     }

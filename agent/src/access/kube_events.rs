@@ -68,10 +68,15 @@ pub fn event_for(r: &AlertRecord) -> Event {
         type_: EventType::Warning,
         reason: alertname(&r.rule),
         note: Some(format!(
-            "{} ({}) by {}: {} {} from {} to {} (threshold {}); alert {}; runbook {}",
+            "{} ({}) by {}{}: {} {} from {} to {} (threshold {}); alert {}; runbook {}",
             r.rule,
             r.severity,
             r.actor,
+            if r.stack.is_empty() {
+                String::new()
+            } else {
+                format!(" on stack {}", r.stack)
+            },
             r.count,
             r.detail,
             r.window_start,

@@ -111,8 +111,9 @@ pub static ACCESS_METRICS: LazyLock<AccessMetrics> = LazyLock::new(|| {
     }
 });
 
-/// The alert's deterministic id: the same rule, actor and window start always give the same
-/// id, so a restart that sees the same events again produces the same ids.
+/// The alert's deterministic id: the same rule, actor, stack and window start always give the
+/// same id, so a restart that sees the same events again produces the same ids. (An alert of
+/// no stack has the id it had before alerts named stacks.)
 pub fn alert_id(a: &Alert) -> String {
     let mut h = Sha256::new();
     h.update(a.rule_id.as_bytes());
@@ -120,6 +121,10 @@ pub fn alert_id(a: &Alert) -> String {
     h.update(a.actor.as_bytes());
     h.update([0]);
     h.update(a.window_start.to_be_bytes());
+    if !a.stack.is_empty() {
+        h.update([0]);
+        h.update(a.stack.as_bytes());
+    }
     hex::encode(&h.finalize()[..8])
 }
 
@@ -132,6 +137,12 @@ pub struct AlertRecord {
     pub rule: String,
     pub severity: String,
     pub actor: String,
+    /// The HealthStack (`namespace/name`) the alert concerns; absent when it is no one stack's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stack: String,
+    /// The stack's Alertmanager receivers (`spec.monitoring.alertReceivers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<String>,
     pub detail: String,
     /// UTC, RFC 3339.
     pub window_start: String,
@@ -150,6 +161,8 @@ impl AlertRecord {
             rule: a.rule_id.into(),
             severity: a.severity.as_str().into(),
             actor: a.actor.clone(),
+            stack: a.stack.clone(),
+            receivers: Vec::new(),
             detail: a.detail.into(),
             window_start: format_utc(a.window_start),
             window_end: format_utc(a.window_end),
@@ -162,6 +175,12 @@ impl AlertRecord {
 
     pub fn resolved(&self) -> bool {
         self.status == "resolved"
+    }
+
+    /// With the receivers of its stack.
+    pub fn with_receivers(mut self, receivers: &[String]) -> AlertRecord {
+        self.receivers = receivers.to_vec();
+        self
     }
 }
 
@@ -429,17 +448,27 @@ pub fn alertmanager_body(alerts: &[&AlertRecord], now: i64) -> String {
             } else {
                 (now + 5 * RESEND.as_secs() as i64).max(start + 1)
             };
+            let mut labels = serde_json::json!({
+                "alertname": alertname(&r.rule),
+                "rule": r.rule,
+                "severity": r.severity,
+                "actor": r.actor,
+                "alert_id": r.id,
+                "service": "kenko-access",
+            });
+            if let Some((ns, name)) = r.stack.split_once('/') {
+                labels["stack"] = name.into();
+                labels["namespace"] = ns.into();
+            }
+            if !r.receivers.is_empty() {
+                // Comma-framed, so a route matches one receiver with
+                // `kenko_receivers=~".*,NAME,.*"` (docs/access-log-format.md).
+                labels["kenko_receivers"] = format!(",{},", r.receivers.join(",")).into();
+            }
             serde_json::json!({
-                "labels": {
-                    "alertname": alertname(&r.rule),
-                    "rule": r.rule,
-                    "severity": r.severity,
-                    "actor": r.actor,
-                    "alert_id": r.id,
-                    "service": "kenko-access",
-                },
+                "labels": labels,
                 "annotations": {
-                    "summary": format!("{}: {} by {} ({} over threshold {}, {} firing(s))", r.rule, r.detail, r.actor, r.count, r.threshold, r.firings),
+                    "summary": format!("{}: {} by {}{} ({} over threshold {}, {} firing(s))", r.rule, r.detail, r.actor, if r.stack.is_empty() { String::new() } else { format!(" on stack {}", r.stack) }, r.count, r.threshold, r.firings),
                     "detail": r.detail,
                     "count": r.count.to_string(),
                     "threshold": r.threshold.to_string(),
@@ -537,6 +566,8 @@ mod tests {
             rule: "access.off_hours".into(),
             severity: "warning".into(),
             actor: "S1".into(),
+            stack: String::new(),
+            receivers: vec![],
             detail: "closed_day".into(),
             window_start: "2026-11-07T01:00:00Z".into(),
             window_end: "2026-11-07T01:00:00Z".into(),
@@ -566,5 +597,51 @@ mod tests {
             .map(|l| serde_json::from_str::<AlertRecord>(l).unwrap().id)
             .collect();
         assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn alerts_of_a_stack_carry_its_name_and_receivers_to_alertmanager() {
+        let a = Alert {
+            rule_id: "access.privilege_change",
+            rule: kenko_access::Rule::PrivilegeChange,
+            severity: kenko_access::Severity::Warning,
+            actor: "op@example.jp".into(),
+            stack: "hachioji/hachioji".into(),
+            detail: "db_pod_exec",
+            window_start: 1_790_000_000,
+            window_end: 1_790_000_000,
+            count: 1,
+            threshold: 0,
+            firings: 1,
+            runbook: "access-privilege-change.md",
+        };
+        let r = AlertRecord::new(&a, false, "runbooks/x.md".into())
+            .with_receivers(&["city-health".into(), "asp-oncall".into()]);
+        let body: serde_json::Value =
+            serde_json::from_str(&alertmanager_body(&[&r], 1_790_000_100)).unwrap();
+        let labels = &body[0]["labels"];
+        assert_eq!(labels["stack"], "hachioji");
+        assert_eq!(labels["namespace"], "hachioji");
+        assert_eq!(labels["kenko_receivers"], ",city-health,asp-oncall,");
+        assert!(body[0]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("on stack hachioji/hachioji"));
+        // Another stack's same firing is another alert.
+        let other = Alert {
+            stack: "fuchu/fuchu".into(),
+            ..a.clone()
+        };
+        assert_ne!(alert_id(&a), alert_id(&other));
+        let none = Alert {
+            stack: String::new(),
+            ..a
+        };
+        let body: serde_json::Value = serde_json::from_str(&alertmanager_body(
+            &[&AlertRecord::new(&none, false, String::new())],
+            1_790_000_100,
+        ))
+        .unwrap();
+        assert!(body[0]["labels"].get("stack").is_none());
     }
 }

@@ -20,7 +20,7 @@ use crate::roster::{Person, PersonKind, Roster, Scope, Status, Terminals};
 use crate::Rule;
 
 /// Changes whenever the same spec would generate different output (benchmarks cache by it).
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -606,6 +606,17 @@ const X_OPERATOR: usize = 2;
 
 const ACCOUNT: &str = "111122223333";
 
+/// The names kenko itself gives, so the defaults are tested against them: the HealthStack
+/// `hachioji` in its namespace, the controller's children (`STACK-db-0`, `STACK-app-…`,
+/// `STACK-db-credentials`, `STACK-data-key`: `kenko_api::StackNames`) and Terraform's records
+/// bucket (`NAME-records-ACCOUNT-REGION`). The agent's tests check them against both.
+pub const STACK_NAMESPACE: &str = "hachioji";
+pub const DB_POD: &str = "hachioji-db-0";
+pub const APP_POD: &str = "hachioji-app-7f9c5d";
+pub const DB_SECRET: &str = "hachioji-db-credentials";
+pub const DATA_KEY_SECRET: &str = "hachioji-data-key";
+pub const RECORDS_BUCKET: &str = "kenko-prod-records-111122223333-ap-northeast-1";
+
 struct CloudEv {
     t_ms: i64,
     line: String,
@@ -742,7 +753,7 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
             "healthstacks",
             None,
             "kenko.example.jp",
-            "kenko",
+            STACK_NAMESPACE,
             None,
             200,
             next(),
@@ -756,7 +767,7 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
                 "configmaps",
                 None,
                 "",
-                "kenko",
+                STACK_NAMESPACE,
                 Some("kenko-agent"),
                 200,
                 next(),
@@ -771,8 +782,8 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
                 "secrets",
                 None,
                 "",
-                "kenko",
-                Some("db-credentials"),
+                STACK_NAMESPACE,
+                Some(DB_SECRET),
                 200,
                 next(),
             ));
@@ -805,14 +816,14 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
     while t < midnight_ms + to * 1000 {
         let n = next();
         if rng.chance(0.7) {
-            ct.push(s3_get(t, &app, "kenko-records", n));
+            ct.push(s3_get(t, &app, RECORDS_BUCKET, n));
         } else {
             ct.push(ct_line(
                 t,
                 &app,
                 "s3.amazonaws.com",
                 "PutObject",
-                "{\"bucketName\":\"kenko-records\",\"key\":\"records/new\"}",
+                "{\"bucketName\":\"kenko-prod-records-111122223333-ap-northeast-1\",\"key\":\"records/new\"}",
                 "null",
                 "[]",
                 n,
@@ -827,7 +838,7 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
     let backup = role_identity("AWSBackupDefaultServiceRole", "AWSBackup-a1b2");
     for i in 0..200 {
         let t = midnight_ms + 2 * 3_600_000 + i * 4_000;
-        ct.push(s3_get(t, &backup, "kenko-records", next()));
+        ct.push(s3_get(t, &backup, RECORDS_BUCKET, next()));
         if i % 10 == 0 {
             ct.push(kms_decrypt(
                 t + 100,
@@ -866,8 +877,8 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
                         "pods",
                         Some("log"),
                         "",
-                        "kenko",
-                        Some("kenko-web-7f9c"),
+                        STACK_NAMESPACE,
+                        Some(APP_POD),
                         200,
                         next(),
                     )),
@@ -879,8 +890,8 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
                         "deployments",
                         None,
                         "apps",
-                        "kenko",
-                        Some("kenko-web"),
+                        STACK_NAMESPACE,
+                        Some("hachioji-app"),
                         200,
                         next(),
                     )),
@@ -902,8 +913,8 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
                         "pods",
                         Some("exec"),
                         "",
-                        "kenko",
-                        Some("kenko-web-7f9c"),
+                        STACK_NAMESPACE,
+                        Some(APP_POD),
                         101,
                         next(),
                     )),
@@ -915,7 +926,7 @@ fn cloud_day(w: &World, day: i64, k8s: &mut Vec<CloudEv>, ct: &mut Vec<CloudEv>)
                         "pods",
                         None,
                         "",
-                        "kenko",
+                        STACK_NAMESPACE,
                         None,
                         200,
                         next(),
@@ -1388,8 +1399,8 @@ fn inject(
                 "pods",
                 Some("exec"),
                 "",
-                "kenko",
-                Some("postgres-0"),
+                STACK_NAMESPACE,
+                Some(DB_POD),
                 101,
                 next_id,
             ));
@@ -1411,8 +1422,8 @@ fn inject(
                 "secrets",
                 None,
                 "",
-                "kenko",
-                Some("records-data-key"),
+                STACK_NAMESPACE,
+                Some(DATA_KEY_SECRET),
                 200,
                 next_id,
             ));
@@ -1442,7 +1453,7 @@ fn inject(
                 cev.push(s3_get(
                     t0 + i * 5_000,
                     &ident,
-                    "kenko-records",
+                    RECORDS_BUCKET,
                     next_id + i as u64,
                 ));
             }
@@ -1473,7 +1484,7 @@ fn inject(
                 cev.push(s3_get(
                     t0 + i * 2_000,
                     ident,
-                    "kenko-records",
+                    RECORDS_BUCKET,
                     next_id + i as u64,
                 ));
             }
@@ -1525,7 +1536,17 @@ fn inject(
         Kind::RetiredOperator => {
             let u = opname(p.actor);
             kev.push(k8s_line(
-                t0, &u, og, "list", "pods", None, "", "kenko", None, 200, next_id,
+                t0,
+                &u,
+                og,
+                "list",
+                "pods",
+                None,
+                "",
+                STACK_NAMESPACE,
+                None,
+                200,
+                next_id,
             ));
             truth(
                 Rule::RetiredAccount,

@@ -30,7 +30,7 @@ pub mod roster;
 
 pub use calendar::{Calendar, Date, OfficeHours};
 pub use chain::{Chain, DailyDigest, Finding, SegmentRecord};
-pub use detect::{Alert, Config, Detector, DetectorState};
+pub use detect::{Alert, Config, Detector, DetectorState, StackScope};
 pub use event::{Action, ActorKind, Event, Outcome, ParseError, Principals, Source};
 pub use roster::{Person, Roster, RosterError};
 

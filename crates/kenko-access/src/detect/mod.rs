@@ -34,7 +34,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{jst_day, jst_second_of_day, weekday_of_days, Calendar};
-use crate::event::{matches_any, Action, ActorKind, Event, Outcome};
+use crate::event::{glob, matches_any, Action, ActorKind, Event, Outcome, Source};
 use crate::roster::{PersonKind, Roster};
 
 mod rules;
@@ -85,14 +85,21 @@ pub struct Config {
     pub volume_floor: f32,
     /// ... and an hour never fires below this many events. Default 100.
     pub volume_min_events: u32,
-    /// S3 buckets holding business data (patterns: exact, or prefix ending in `*`).
-    /// Default `kenko-records*`, `kenko-backup*`.
+    /// S3 buckets holding business data (glob patterns, `*` anywhere). Default: the names
+    /// kenko's Terraform gives them, `*-records-*` (`NAME-records-ACCOUNT-REGION` and its
+    /// Osaka replica) and `*-intake-*` (the deliveries, with names and My Numbers), and the
+    /// older `kenko-records*`, `kenko-backup*`.
     pub records_buckets: Vec<String>,
     /// KMS keys protecting business data (key ARN patterns). Default `*` (every key).
     pub records_kms_keys: Vec<String>,
     /// Database pods (`namespace/name` patterns; a pattern without `/` matches the name in any
-    /// namespace). Default `postgres*`, `kenko-db*`.
+    /// namespace). Default: the controller's name for a stack's database pod, `*-db-*`
+    /// (`STACK-db-0`), and `postgres*`, `kenko-db*`.
     pub db_pods: Vec<String>,
+    /// The HealthStacks watched (in the cluster: one per HealthStack, from its spec and the
+    /// names the controller gives its children). Their patterns add to the ones above, alerts
+    /// name the stack an event concerns, and a stack's office hours judge its own staff.
+    pub stacks: Vec<StackScope>,
     /// Check Kubernetes and AWS people against the roster too. Default true.
     pub check_operators: bool,
     /// Repeated firings for one (rule, actor) within this many seconds update one alert.
@@ -122,13 +129,53 @@ impl Default for Config {
             volume_sigmas: 5.0,
             volume_floor: 0.5,
             volume_min_events: 100,
-            records_buckets: vec!["kenko-records*".into(), "kenko-backup*".into()],
+            records_buckets: vec![
+                "*-records-*".into(),
+                "*-intake-*".into(),
+                "kenko-records*".into(),
+                "kenko-backup*".into(),
+            ],
             records_kms_keys: vec!["*".into()],
-            db_pods: vec!["postgres*".into(), "kenko-db*".into()],
+            db_pods: vec!["*-db-*".into(), "postgres*".into(), "kenko-db*".into()],
+            stacks: Vec::new(),
             check_operators: true,
             group_interval_secs: 4 * 3600,
             max_actors: 65_536,
         }
+    }
+}
+
+/// One HealthStack as the monitor knows it: where its data is and what its pods are called.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StackScope {
+    /// `namespace/name`: what alerts name.
+    pub stack: String,
+    pub namespace: String,
+    /// Its database pods (`namespace/name` globs, e.g. `hachioji/hachioji-db-*`).
+    pub db_pods: Vec<String>,
+    /// Where its records are: `bucket` or `bucket/prefix` (an S3 event on that bucket under
+    /// that key prefix is the stack's).
+    pub records: Vec<String>,
+    /// Its KMS keys (ARN globs).
+    pub kms_keys: Vec<String>,
+    /// Its office hours (the default calendar's when None).
+    pub office_hours: Option<crate::calendar::OfficeHours>,
+}
+
+impl StackScope {
+    fn holds_object(&self, bucket: &str, key: Option<&str>) -> bool {
+        self.records.iter().any(|r| match r.split_once('/') {
+            None => glob(r, bucket),
+            Some((b, prefix)) => {
+                glob(b, bucket) && key.is_some_and(|k| k.starts_with(prefix.trim_end_matches('*')))
+            }
+        })
+    }
+
+    fn holds_bucket(&self, bucket: &str) -> bool {
+        self.records
+            .iter()
+            .any(|r| glob(r.split_once('/').map_or(r.as_str(), |(b, _)| b), bucket))
     }
 }
 
@@ -141,6 +188,9 @@ pub struct Alert {
     pub severity: Severity,
     /// The account (staff id, Kubernetes user, AWS principal).
     pub actor: String,
+    /// The HealthStack (`namespace/name`) the events concern; empty when none can be told
+    /// (an IAM change, a cluster-wide role).
+    pub stack: String,
     /// A fixed word that narrows the rule (e.g. `rbac_change`, `s3_object_read`, `print`).
     pub detail: &'static str,
     /// UTC epoch seconds.
@@ -302,10 +352,15 @@ struct ActorState {
 pub struct Detector {
     cfg: Config,
     roster: Roster,
-    cal: Calendar,
+    /// The calendar of each stack index (0: events of no stack).
+    cals: Vec<Calendar>,
+    /// Stack names by index (0 is "": no stack); `cfg.stacks[i]` is index `i + 1`.
+    stacks: Vec<Box<str>>,
+    /// The stack of the event being observed.
+    cur_stack: u16,
     ids: FxHashMap<Box<str>, u32>,
     actors: Vec<ActorState>,
-    groups: FxHashMap<(Rule, u32), Group>,
+    groups: FxHashMap<GroupKey, Group>,
     new: Vec<Alert>,
     closed: Vec<Alert>,
     now: i64,
@@ -326,12 +381,26 @@ impl std::fmt::Debug for Detector {
 
 const OVERFLOW: &str = "(other)";
 
+/// Most stack names a detector keeps apart (names of stacks gone since a checkpoint included).
+const MAX_STACKS: usize = 4096;
+
+/// One open alert per rule, actor and stack.
+type GroupKey = (Rule, u32, u16);
+
 impl Detector {
     pub fn new(cfg: Config, roster: Roster, cal: Calendar) -> Detector {
+        let mut cals = vec![cal.clone()];
+        let mut stacks: Vec<Box<str>> = vec!["".into()];
+        for s in &cfg.stacks {
+            cals.push(s.office_hours.map_or_else(|| cal.clone(), Calendar::new));
+            stacks.push(s.stack.as_str().into());
+        }
         Detector {
             cfg,
             roster,
-            cal,
+            cals,
+            stacks,
+            cur_stack: 0,
             ids: FxHashMap::default(),
             actors: Vec::new(),
             groups: FxHashMap::default(),
@@ -387,6 +456,66 @@ impl Detector {
         self.take_closed()
     }
 
+    /// The calendar of the event being observed (its stack's office hours).
+    pub(super) fn cal(&self) -> &Calendar {
+        &self.cals[usize::from(self.cur_stack).min(self.cals.len() - 1)]
+    }
+
+    /// The index of a stack name (added when new, up to [`MAX_STACKS`]).
+    pub(super) fn stack_index(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.stacks.iter().position(|s| &**s == name) {
+            return i as u16;
+        }
+        if self.stacks.len() >= MAX_STACKS {
+            return 0;
+        }
+        self.stacks.push(name.into());
+        (self.stacks.len() - 1) as u16
+    }
+
+    /// Which stack an event concerns: the one its input belongs to, else the one whose
+    /// namespace (a pod, a secret), bucket and key prefix, or KMS key it touches.
+    fn resolve_stack(&mut self, ev: &Event<'_>) -> u16 {
+        if let Some(s) = ev.stack.as_deref() {
+            return self.stack_index(s);
+        }
+        let Some(res) = ev.resource.as_deref() else {
+            return 0;
+        };
+        let scopes = &self.cfg.stacks;
+        let found = match ev.source {
+            Source::K8sAudit => match res.split_once('/') {
+                // `namespace/name`; an RBAC `resource/name` has no stack namespace.
+                Some((ns, _)) => scopes
+                    .iter()
+                    .position(|s| s.namespace == ns && s.db_pods.iter().any(|p| glob(p, res)))
+                    .or_else(|| scopes.iter().position(|s| s.namespace == ns)),
+                None => None,
+            },
+            Source::CloudTrail => match ev.action {
+                Action::KmsDecrypt => scopes
+                    .iter()
+                    .position(|s| s.kms_keys.iter().any(|p| glob(p, res))),
+                _ => scopes
+                    .iter()
+                    .position(|s| s.holds_object(res, ev.object.as_deref()))
+                    .or_else(|| {
+                        // A bucket of one stack only, whatever the key.
+                        let mut m = scopes
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.holds_bucket(res));
+                        match (m.next(), m.next()) {
+                            (Some((i, _)), None) => Some(i),
+                            _ => None,
+                        }
+                    }),
+            },
+            Source::Health => None,
+        };
+        found.map_or(0, |i| (i + 1) as u16)
+    }
+
     fn intern(&mut self, id: &str) -> u32 {
         if let Some(&i) = self.ids.get(id) {
             return i;
@@ -432,7 +561,8 @@ impl Detector {
         agg: Agg,
     ) {
         let t = end;
-        if let Some(g) = self.groups.get_mut(&(rule, actor)) {
+        let key = (rule, actor, self.cur_stack);
+        if let Some(g) = self.groups.get_mut(&key) {
             if t - g.last <= self.cfg.group_interval_secs {
                 let a = &mut g.alert;
                 a.count = match agg {
@@ -445,7 +575,7 @@ impl Detector {
                 g.last = g.last.max(t);
                 return;
             }
-            let g = self.groups.remove(&(rule, actor)).expect("looked up above");
+            let g = self.groups.remove(&key).expect("looked up above");
             self.closed.push(g.alert);
         }
         let alert = Alert {
@@ -453,6 +583,7 @@ impl Detector {
             rule,
             severity: rule.severity(),
             actor: self.actors[actor as usize].id.to_string(),
+            stack: self.stacks[usize::from(self.cur_stack)].to_string(),
             detail,
             window_start: start,
             window_end: end,
@@ -462,12 +593,12 @@ impl Detector {
             runbook: rule.runbook(),
         };
         self.new.push(alert.clone());
-        self.groups.insert((rule, actor), Group { alert, last: t });
+        self.groups.insert(key, Group { alert, last: t });
     }
 
     fn expire(&mut self) {
         let limit = self.now - self.cfg.group_interval_secs;
-        let mut done: Vec<(Rule, u32)> = self
+        let mut done: Vec<GroupKey> = self
             .groups
             .iter()
             .filter(|(_, g)| g.last < limit)
@@ -491,6 +622,7 @@ impl Detector {
                 self.next_expiry = self.now + 60;
             }
         }
+        self.cur_stack = self.resolve_stack(ev);
         let a = self.intern(&ev.actor);
         let day = jst_day(ev.time);
         let cur = self.actors[a as usize].day;

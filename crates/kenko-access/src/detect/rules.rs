@@ -97,12 +97,12 @@ impl Detector {
                 Agg::Sum,
             );
         }
-        if !self.cal.is_within(
+        if !self.cal().is_within(
             t,
             self.cfg.off_hours_grace_before_min,
             self.cfg.off_hours_grace_after_min,
         ) {
-            let detail = if self.cal.is_business_day(day) {
+            let detail = if self.cal().is_business_day(day) {
                 "outside_office_hours"
             } else {
                 "closed_day"
@@ -161,7 +161,10 @@ impl Detector {
                 let thr = self.cfg.export_records_per_day;
                 if std::mem::replace(&mut st.export_fired, true) {
                     // Already raised today: a later export updates the open alert only.
-                    if let Some(g) = self.groups.get_mut(&(Rule::ExportVolume, a)) {
+                    if let Some(g) = self
+                        .groups
+                        .get_mut(&(Rule::ExportVolume, a, self.cur_stack))
+                    {
                         if t - g.last <= self.cfg.group_interval_secs {
                             g.alert.count = g.alert.count.max(sum);
                             g.alert.window_end = g.alert.window_end.max(t);
@@ -179,7 +182,7 @@ impl Detector {
     }
 
     pub(super) fn slot_day(&self, day: i64) -> usize {
-        if self.cal.is_weekday_closure(day) {
+        if self.cal().is_weekday_closure(day) {
             6
         } else {
             weekday_of_days(day).index() as usize
@@ -335,18 +338,23 @@ impl Detector {
     pub(super) fn data_read(&mut self, ev: &Event<'_>, a: u32) {
         let detail = match ev.action {
             Action::ObjectRead
-                if ev
-                    .resource
-                    .as_deref()
-                    .is_some_and(|b| matches_any(&self.cfg.records_buckets, b)) =>
+                if ev.resource.as_deref().is_some_and(|b| {
+                    matches_any(&self.cfg.records_buckets, b)
+                        || self.cfg.stacks.iter().any(|s| s.holds_bucket(b))
+                }) =>
             {
                 "s3_object_read"
             }
             Action::KmsDecrypt
-                if matches_any(
-                    &self.cfg.records_kms_keys,
-                    ev.resource.as_deref().unwrap_or(""),
-                ) =>
+                if {
+                    let k = ev.resource.as_deref().unwrap_or("");
+                    matches_any(&self.cfg.records_kms_keys, k)
+                        || self
+                            .cfg
+                            .stacks
+                            .iter()
+                            .any(|s| s.kms_keys.iter().any(|p| glob(p, k)))
+                } =>
             {
                 "kms_decrypt"
             }
@@ -359,12 +367,10 @@ impl Detector {
     pub(super) fn is_db_pod(&self, resource: Option<&str>) -> bool {
         let Some(r) = resource else { return false };
         let name = r.rsplit_once('/').map_or(r, |(_, n)| n);
-        self.cfg.db_pods.iter().any(|p| {
+        let stack_pods = self.cfg.stacks.iter().flat_map(|s| s.db_pods.iter());
+        self.cfg.db_pods.iter().chain(stack_pods).any(|p| {
             let target = if p.contains('/') { r } else { name };
-            match p.strip_suffix('*') {
-                Some(prefix) => target.starts_with(prefix),
-                None => p == target,
-            }
+            glob(p, target)
         })
     }
 }

@@ -32,6 +32,9 @@ pub const DETAILS: &[&str] = &[
 pub struct SavedAlert {
     pub rule: String,
     pub actor: String,
+    /// The stack (`namespace/name`; empty for none, and in checkpoints older than stacks).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stack: String,
     pub detail: String,
     pub window_start: i64,
     pub window_end: i64,
@@ -45,6 +48,7 @@ impl SavedAlert {
         SavedAlert {
             rule: a.rule_id.to_string(),
             actor: a.actor.clone(),
+            stack: a.stack.clone(),
             detail: a.detail.to_string(),
             window_start: a.window_start,
             window_end: a.window_end,
@@ -66,6 +70,7 @@ impl SavedAlert {
             rule,
             severity: rule.severity(),
             actor: self.actor.clone(),
+            stack: self.stack.clone(),
             detail,
             window_start: self.window_start,
             window_end: self.window_end,
@@ -185,13 +190,15 @@ impl Detector {
         let mut groups: Vec<SavedGroup> = self
             .groups
             .iter()
-            .map(|(&(_, actor), g)| SavedGroup {
+            .map(|(&(_, actor, _), g)| SavedGroup {
                 actor,
                 last: g.last,
                 alert: SavedAlert::from_alert(&g.alert),
             })
             .collect();
-        groups.sort_by(|a, b| (a.actor, &a.alert.rule).cmp(&(b.actor, &b.alert.rule)));
+        groups.sort_by(|a, b| {
+            (a.actor, &a.alert.rule, &a.alert.stack).cmp(&(b.actor, &b.alert.rule, &b.alert.stack))
+        });
         DetectorState {
             now: self.now,
             next_expiry: self.next_expiry,
@@ -279,8 +286,9 @@ impl Detector {
                 return Err(StateError("alert group of an unknown actor"));
             }
             let alert = g.alert.to_alert()?;
+            let stack = d.stack_index(&alert.stack);
             d.groups.insert(
-                (alert.rule, g.actor),
+                (alert.rule, g.actor, stack),
                 Group {
                     alert,
                     last: g.last,

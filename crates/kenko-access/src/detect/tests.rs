@@ -52,6 +52,8 @@ fn view(actor: &str, time: i64, resident: u32) -> Event<'static> {
         })),
         outcome: Outcome::Success,
         resource: None,
+        object: None,
+        stack: None,
     }
 }
 
@@ -70,6 +72,8 @@ fn cloud(actor: &str, kind: ActorKind, time: i64, action: Action, res: &str) -> 
         terminal: None,
         outcome: Outcome::Success,
         resource: Some(Cow::Owned(res.to_string())),
+        object: None,
+        stack: None,
     }
 }
 
@@ -204,7 +208,7 @@ fn bulk_read_fires_far_over_the_personal_baseline() {
     let mut evs = Vec::new();
     let mut day = mon();
     for _ in 0..9 {
-        if d.cal.is_business_day(day.days()) {
+        if d.cal().is_business_day(day.days()) {
             evs.extend(normal_day("SV", day, 40, day.days() as u32 * 1000));
         }
         day = day.succ();
@@ -510,7 +514,7 @@ fn provider_data_reads() {
 fn weeks(d: &mut Detector, from: Date, days: u32) -> Date {
     let mut day = from;
     for i in 0..days {
-        if d.cal.is_business_day(day.days()) {
+        if d.cal().is_business_day(day.days()) {
             let per_hour = 280 + (i * 7919 % 40);
             for e in normal_day("N1", day, per_hour, i * 1000) {
                 d.observe(&e);
@@ -588,7 +592,7 @@ fn saved_state_continues_exactly() {
         let d = detector();
         let mut day = mon();
         for i in 0..23 {
-            if d.cal.is_business_day(day.days()) {
+            if d.cal().is_business_day(day.days()) {
                 evs.extend(normal_day("N1", day, 280 + (i * 7919 % 40), i * 1000));
             }
             day = day.succ();
@@ -654,4 +658,205 @@ fn distinct_window_is_bounded() {
         assert!(w.insert(i % 7, i as u32, 4096) <= 7);
     }
     assert_eq!(w.in_window, 7);
+}
+
+#[test]
+fn patterns_take_a_star_anywhere() {
+    use crate::event::glob;
+    assert!(glob("*-db-*", "hachioji-db-0"));
+    assert!(glob("hachioji/*-db-*", "hachioji/hachioji-db-0"));
+    assert!(!glob("*-db-*", "hachioji-app-5d9c"));
+    assert!(glob(
+        "*-records-*",
+        "kenko-prod-records-111122223333-ap-northeast-1"
+    ));
+    assert!(glob("kenko-records*", "kenko-records"));
+    assert!(glob("a*b*c", "aXbYbZc"));
+    assert!(!glob("a*b*c", "aXbYbZ"));
+    assert!(glob("exact", "exact") && !glob("exact", "exact2") && !glob("exact", "exac"));
+    assert!(glob("*", "") && glob("**", "x"));
+}
+
+/// The defaults know the names kenko itself gives: the controller's `STACK-db-0` and the
+/// Terraform buckets `NAME-records-ACCOUNT-REGION`, `NAME-intake-ACCOUNT-REGION`.
+#[test]
+fn the_defaults_match_kenkos_own_names() {
+    let t = at("2026-11-10T10:00:00+09:00");
+    let op = ActorKind::CloudOperator;
+    let evs = [
+        cloud("OP1", op, t, Action::PodExec, "hachioji/hachioji-db-0"),
+        cloud(
+            "OP1",
+            op,
+            t + 1,
+            Action::ObjectRead,
+            "kenko-prod-records-111122223333-ap-northeast-1",
+        ),
+        cloud(
+            "OP1",
+            op,
+            t + 2,
+            Action::ObjectRead,
+            "kenko-prod-intake-111122223333-ap-northeast-1",
+        ),
+    ];
+    let mut d = detector();
+    let alerts = run(&mut d, &evs);
+    let details: Vec<&str> = alerts.iter().map(|a| a.detail).collect();
+    assert!(details.contains(&"db_pod_exec"), "{alerts:#?}");
+    assert_eq!(
+        details.iter().filter(|d| **d == "s3_object_read").count(),
+        1,
+        "two reads by one actor group into one alert: {alerts:#?}"
+    );
+    assert_eq!(
+        alerts
+            .iter()
+            .find(|a| a.detail == "s3_object_read")
+            .unwrap()
+            .count,
+        2
+    );
+}
+
+fn two_stacks() -> Config {
+    let scope = |ns: &str, prefix: &str, hours: Option<&str>| StackScope {
+        stack: format!("{ns}/{ns}"),
+        namespace: ns.into(),
+        db_pods: vec![format!("{ns}/{ns}-db-*")],
+        records: vec![format!("city-records-111122223333-ap-northeast-1/{prefix}")],
+        kms_keys: vec![format!("arn:aws:kms:ap-northeast-1:111122223333:key/{ns}")],
+        office_hours: hours.and_then(crate::calendar::OfficeHours::parse),
+    };
+    Config {
+        // Nothing from the defaults: the stacks' own names only.
+        records_buckets: vec![],
+        records_kms_keys: vec![],
+        db_pods: vec![],
+        stacks: vec![
+            scope("hachioji", "hachioji/", None),
+            scope("fuchu", "fuchu/", Some("10:00-12:00")),
+        ],
+        ..Config::default()
+    }
+}
+
+#[test]
+fn alerts_name_the_stack_an_event_concerns() {
+    let t = at("2026-11-10T10:00:00+09:00");
+    let op = ActorKind::CloudOperator;
+    let s3 = |stack: &str, time: i64| {
+        let mut e = cloud(
+            "OP1",
+            op,
+            time,
+            Action::ObjectRead,
+            "city-records-111122223333-ap-northeast-1",
+        );
+        e.object = Some(Cow::Owned(format!("{stack}/records/2026/x")));
+        e
+    };
+    let k8s = |time: i64, pod: &str| Event {
+        source: Source::K8sAudit,
+        ..cloud("OP1", op, time, Action::PodExec, pod)
+    };
+    let evs = [
+        k8s(t, "fuchu/fuchu-db-0"),
+        k8s(t + 1, "fuchu/fuchu-app-1"),
+        s3("hachioji", t + 2),
+        s3("fuchu", t + 3),
+        s3("elsewhere", t + 4),
+        cloud(
+            "OP1",
+            op,
+            t + 5,
+            Action::KmsDecrypt,
+            "arn:aws:kms:ap-northeast-1:111122223333:key/hachioji",
+        ),
+        cloud("OP1", op, t + 6, Action::IamChange, "AttachRolePolicy"),
+    ];
+    let mut d = Detector::new(
+        two_stacks(),
+        Roster::parse(ROSTER).unwrap(),
+        Calendar::default(),
+    );
+    let alerts = run(&mut d, &evs);
+    let mut got: Vec<(&str, &str, &str, u64)> = alerts
+        .iter()
+        .map(|a| (a.rule_id, a.stack.as_str(), a.detail, a.count))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            // The exec into fuchu's database (its app pod is no database); the IAM change is
+            // no stack's.
+            ("access.privilege_change", "", "iam_change", 1),
+            ("access.privilege_change", "fuchu/fuchu", "db_pod_exec", 1),
+            // Same rule and actor, three stacks: three alerts. A key outside every stack's
+            // prefix of the shared bucket is still a read of business data, of no one stack.
+            ("access.provider_data_read", "", "s3_object_read", 1),
+            (
+                "access.provider_data_read",
+                "fuchu/fuchu",
+                "s3_object_read",
+                1
+            ),
+            // hachioji's read and its key's decrypt, one alert.
+            (
+                "access.provider_data_read",
+                "hachioji/hachioji",
+                "s3_object_read",
+                2
+            ),
+        ],
+        "{alerts:#?}"
+    );
+    // The stack survives a checkpoint.
+    let mut d = Detector::new(
+        two_stacks(),
+        Roster::parse(ROSTER).unwrap(),
+        Calendar::default(),
+    );
+    for e in &evs[..1] {
+        d.observe(e);
+    }
+    let saved = d.save_state();
+    let mut r = Detector::restore(
+        two_stacks(),
+        Roster::parse(ROSTER).unwrap(),
+        Calendar::default(),
+        &saved,
+    )
+    .unwrap();
+    r.observe(&k8s(t + 60, "fuchu/fuchu-db-1"));
+    let open: Vec<&Alert> = r.open_alerts().collect();
+    assert_eq!(open.len(), 1, "the restored group took the second exec");
+    assert_eq!(
+        (open[0].stack.as_str(), open[0].firings),
+        ("fuchu/fuchu", 2)
+    );
+}
+
+#[test]
+fn a_stacks_office_hours_judge_its_own_staff() {
+    // 14:30 on a Tuesday: inside the default hours (08:30-17:15), but past fuchu's 10:00-12:00
+    // and its two hours of grace.
+    let t = at("2026-11-10T14:30:00+09:00");
+    let mut d = Detector::new(
+        two_stacks(),
+        Roster::parse(ROSTER).unwrap(),
+        Calendar::default(),
+    );
+    let mut a = view("N1", t, 1);
+    a.stack = Some(Cow::Borrowed("hachioji/hachioji"));
+    let mut b = view("N2", t, 2);
+    b.stack = Some(Cow::Borrowed("fuchu/fuchu"));
+    let alerts = run(&mut d, &[a, b]);
+    let off: Vec<(&str, &str)> = alerts
+        .iter()
+        .filter(|x| x.rule == Rule::OffHours)
+        .map(|x| (x.actor.as_str(), x.stack.as_str()))
+        .collect();
+    assert_eq!(off, vec![("N2", "fuchu/fuchu")], "{alerts:#?}");
 }

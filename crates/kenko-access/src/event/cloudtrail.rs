@@ -44,6 +44,8 @@ pub(super) struct RawCtRequest<'a> {
     pub(super) bucket_name: Option<Scalar<'a>>,
     #[serde(borrow, rename = "keyId")]
     pub(super) key_id: Option<Scalar<'a>>,
+    #[serde(borrow)]
+    pub(super) key: Option<Scalar<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -170,11 +172,12 @@ pub(super) fn cloudtrail_event<'a>(
         None => return Err(cx.err("userIdentity", Problem::Missing)),
     };
     let (actor, actor_kind) = principal(id, cx, principals)?;
-    let (mut bucket, mut key_id) = (None, None);
+    let (mut bucket, mut key_id, mut object) = (None, None, None);
     match raw.request_parameters {
         Some(Obj::Is(r)) => {
             bucket = cx.opt_str(r.bucket_name, "bucketName")?;
             key_id = cx.opt_str(r.key_id, "keyId")?;
+            object = cx.opt_str(r.key, "key")?;
         }
         Some(Obj::Not) | None => {}
     }
@@ -236,7 +239,14 @@ pub(super) fn cloudtrail_event<'a>(
         case_ref: None,
         terminal: None,
         outcome,
+        // The object key only of S3 events (it says which stack's prefix was touched).
+        object: if source.as_ref() == "s3.amazonaws.com" {
+            object
+        } else {
+            None
+        },
         resource,
+        stack: None,
     })
 }
 

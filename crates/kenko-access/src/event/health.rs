@@ -109,6 +109,8 @@ pub(super) fn build_health(raw: RawHealth<'_>, line_no: u64) -> Result<Event<'_>
         terminal: cx.opt_str(raw.terminal, "terminal")?,
         outcome,
         resource: None,
+        object: None,
+        stack: None,
     })
 }
 

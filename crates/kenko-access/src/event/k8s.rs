@@ -152,5 +152,7 @@ pub fn parse_k8s_line<'a>(
         terminal: None,
         outcome,
         resource,
+        object: None,
+        stack: None,
     }))
 }

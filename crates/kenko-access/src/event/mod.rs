@@ -32,7 +32,7 @@ pub use cloudtrail::{parse_cloudtrail_file, parse_cloudtrail_line, CloudTrailRec
 pub use health::parse_health_line;
 use json::*;
 pub use k8s::parse_k8s_line;
-pub use principals::{matches_any, Principals};
+pub use principals::{glob, matches_any, Principals};
 
 /// Where an event came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -136,6 +136,11 @@ pub struct Event<'a> {
     /// The object acted on: `namespace/name` of a pod or secret, an RBAC `resource/name`, an S3
     /// bucket, a KMS key ARN, the IAM API call.
     pub resource: Option<Cow<'a, str>>,
+    /// The S3 object key of an S3 data event (which stack's prefix of a shared bucket).
+    pub object: Option<Cow<'a, str>>,
+    /// The HealthStack (`namespace/name`) the input belongs to, when the input itself tells
+    /// (a stack's app pod log); otherwise the detector finds it from the resource.
+    pub stack: Option<Cow<'a, str>>,
 }
 
 impl fmt::Debug for Event<'_> {
@@ -153,6 +158,8 @@ impl fmt::Debug for Event<'_> {
             .field("terminal", &self.terminal)
             .field("outcome", &self.outcome)
             .field("resource", &self.resource)
+            .field("object", &self.object.as_ref().map(|_| "<object key>"))
+            .field("stack", &self.stack)
             .finish()
     }
 }
@@ -175,6 +182,8 @@ impl Event<'_> {
             terminal: o(self.terminal),
             outcome: self.outcome,
             resource: o(self.resource),
+            object: o(self.object),
+            stack: o(self.stack),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! How Kubernetes user names and AWS principals are sorted into actor kinds (patterns with `*`).
 
 /// How Kubernetes user names and AWS principals are sorted into [`ActorKind`]s. Patterns are
-/// exact names, or prefixes when they end in `*`.
+/// [`glob`]s: `*` anywhere stands for any run of characters.
 #[derive(Clone, Debug)]
 pub struct Principals {
     /// Kubernetes users that are workloads. Default `system:*` (service accounts, nodes,
@@ -56,10 +56,33 @@ impl Default for Principals {
     }
 }
 
-/// Whether `name` matches one of the patterns (exact, or prefix when the pattern ends in `*`).
+/// Whether `name` matches one of the patterns ([`glob`]).
 pub fn matches_any(patterns: &[String], name: &str) -> bool {
-    patterns.iter().any(|p| match p.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => p == name,
-    })
+    patterns.iter().any(|p| glob(p, name))
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters (none
+/// included) anywhere in the pattern (`*-db-*` matches `hachioji-db-0`) and every other
+/// character stands for itself. Linear in practice: one backtrack point, the last `*`.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    // Where the last `*` was, and the name position it currently absorbs up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
