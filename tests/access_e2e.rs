@@ -1097,3 +1097,125 @@ fn an_unreachable_cloudtrail_bucket_is_counted_and_stalls_nothing() {
     let log = std::fs::read_to_string(ws.p("agent.log")).unwrap();
     assert!(log.contains("access_cloudtrail_s3_failed"), "{log}");
 }
+
+/// A line as the kubelet writes a container's stdout (the CRI log format).
+fn cri(stream: &str, text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(&format!(
+            "2026-11-02T00:00:00.000000001Z {stream} F {line}\n"
+        ));
+    }
+    out
+}
+
+/// In the cluster: the kubelet's container logs of two stacks' app pods (`STACK-app-…`,
+/// container `app`, CRI format with a line split in parts), followed through a container
+/// restart (`1.log`) and a rotation, each alert naming its stack and carrying its receivers;
+/// another pod of the namespace and the app's stderr are not its access log; `kill -9` and a
+/// restart count every line once.
+#[test]
+fn a_stacks_app_pod_logs_are_its_access_log() {
+    let extra = "checkpoint_secs = 0\npod_logs = \"PODS\"\n\
+        [[access.stacks]]\nstack = \"hachioji/hachioji\"\nnamespace = \"hachioji\"\napp_pods = \"hachioji-app-*\"\noffice_hours = \"08:30-17:15\"\nalert_receivers = [\"hachioji-health\"]\n\
+        [[access.stacks]]\nstack = \"fuchu/fuchu\"\nnamespace = \"fuchu\"\napp_pods = \"fuchu-app-*\"\noffice_hours = \"08:30-09:00\"\n";
+    let ws = Ws::new("");
+    let pods = ws.p("pods");
+    let ws = Ws {
+        extra: extra.replace("PODS", pods.to_str().unwrap()),
+        ..ws
+    };
+    ws.write_config();
+    let dir = |pod: &str| {
+        let (ns, _) = pod.split_once('-').unwrap();
+        let d = pods.join(format!(
+            "{ns}_{pod}_0c9e4a52-3d1f-4d7b-9a51-6f0e2b7c1d10/app"
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let h = dir("hachioji-app-5d9c7b-x2x4k");
+    let f = dir("fuchu-app-6b7d8c-q9w2e");
+    let other = dir("hachioji-intake-7c8d9e-a1b2c");
+    // Before the agent starts: 20 normal views, and a retired clerk's view split in two parts.
+    append(&h.join("0.log"), &cri("stdout", &normal_lines(20, 0)));
+    let old = health("10:00:00", "OLD", "T4", "view", 2, "D01");
+    let (a, b) = old.trim_end().split_at(30);
+    append(
+        &h.join("0.log"),
+        &format!("2026-11-02T01:00:00.1Z stdout P {a}\n2026-11-02T01:00:00.1Z stdout F {b}\n"),
+    );
+    // The app's stderr and another container of the namespace are not the access log.
+    append(
+        &h.join("0.log"),
+        &cri("stderr", &health("10:01:00", "OLD", "T4", "view", 3, "D01")),
+    );
+    append(
+        &other.join("0.log"),
+        &cri("stdout", &health("10:02:00", "OLD", "T4", "view", 4, "D01")),
+    );
+    // fuchu's office hours end at 09:00 (+2 h grace): N2 at 13:00 is outside them.
+    append(
+        &f.join("0.log"),
+        &cri("stdout", &health("13:00:00", "N2", "T2", "view", 5, "D02")),
+    );
+    let mut agent = ws.start();
+    wait_for(30, "the two stacks' alerts", || {
+        let a = ws.alerts();
+        a.iter()
+            .any(|r| r.rule == "access.retired_account" && r.stack == "hachioji/hachioji")
+            && a.iter()
+                .any(|r| r.rule == "access.off_hours" && r.stack == "fuchu/fuchu")
+    });
+    wait_for(30, "every app line once", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(22.0)
+    });
+    let alerts = ws.alerts();
+    let retired: Vec<&AlertRecord> = alerts
+        .iter()
+        .filter(|r| r.rule == "access.retired_account")
+        .collect();
+    assert_eq!(
+        retired.len(),
+        1,
+        "stderr and the intake pod are not read: {alerts:?}"
+    );
+    assert_eq!(retired[0].receivers, vec!["hachioji-health".to_string()]);
+    assert!(
+        !alerts
+            .iter()
+            .any(|r| r.rule == "access.off_hours" && r.stack == "hachioji/hachioji"),
+        "N1's morning is inside hachioji's hours: {alerts:?}"
+    );
+    assert_eq!(ws.metric("kenko_access_pod_logs"), Some(2.0));
+    // A container restart (1.log beside 0.log), and kubelet's rotation of it.
+    append(&h.join("1.log"), &cri("stdout", &normal_lines(10, 100)));
+    wait_for(30, "the restarted container's log", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(32.0)
+    });
+    std::fs::rename(h.join("1.log"), h.join("1.log.20261102-101500")).unwrap();
+    append(&h.join("1.log"), &cri("stdout", &normal_lines(5, 200)));
+    wait_for(30, "the rotated log's successor", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(37.0)
+    });
+    // kill -9 while lines arrive, then a restart: each line once.
+    append(
+        &f.join("0.log"),
+        &cri(
+            "stdout",
+            &normal_lines(7, 300).replace("N1", "N2").replace("T1", "T2"),
+        ),
+    );
+    kill9(&mut agent);
+    append(&h.join("1.log"), &cri("stdout", &normal_lines(4, 400)));
+    let mut agent = ws.start();
+    wait_for(30, "everything once after the restart", || {
+        ws.checkpoint_events("health") == 48
+            && ws.metric("kenko_access_events_total{source=\"health\"}") == Some(48.0)
+    });
+    sigterm(&mut agent);
+    assert_eq!(ws.checkpoint_events("health"), 48);
+    let ids: Vec<(String, String)> = ws.alerts().into_iter().map(|r| (r.id, r.status)).collect();
+    let unique: BTreeSet<&(String, String)> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no alert written twice: {ids:?}");
+}

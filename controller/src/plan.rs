@@ -774,7 +774,7 @@ pub fn children(stack: &HealthStack, residency: &Residency, agent_image: &str) -
                     automount_service_account_token: Some(false),
                     security_context: Some(pod_security(65532)),
                     containers: vec![Container {
-                        name: "app".into(),
+                        name: kenko_api::access::APP_CONTAINER.into(),
                         image: Some(image),
                         ports: Some(vec![port("http", 8080)]),
                         env: Some(app_env),

@@ -27,6 +27,9 @@ pub struct Checkpoint {
     pub lines: BTreeMap<String, LinePosition>,
     /// The path each line input had (a changed path starts that input afresh).
     pub paths: BTreeMap<String, String>,
+    /// Stacks' app pod logs (container logs under `pod_logs`), by path.
+    #[serde(default)]
+    pub pod_logs: BTreeMap<String, LinePosition>,
     /// CloudTrail files taken in (relative to the folder).
     pub cloudtrail_done: BTreeSet<String>,
     /// Events taken in, by source name, since the first start.

@@ -174,6 +174,7 @@ fn check(
                 source: *source,
                 bytes,
                 first_line: 0,
+                stack: None,
             });
         }
     }

@@ -81,6 +81,10 @@ pub struct Segment {
     /// Lines of the file before this segment (line numbers in errors continue from it).
     pub first_line: u64,
     pub bytes: Vec<u8>,
+    /// The stack whose input this is (a stack's app pod log).
+    pub stack: Option<String>,
+    /// The bytes are CRI log lines (a container log), to unwrap before parsing.
+    pub cri: bool,
 }
 
 /// Where a line input stands (saved in the checkpoint).
@@ -109,6 +113,11 @@ pub struct LineInput {
     pub source: Source,
     pub path: PathBuf,
     pub pos: LinePosition,
+    /// The stack this input belongs to (a stack's app pod log); None for a configured file.
+    pub stack: Option<String>,
+    /// A container log in the CRI format: only whole records (a line's P parts with their F)
+    /// are taken.
+    pub cri: bool,
     file: Option<(File, FileId)>,
     /// Events of what happened since the last call to [`LineInput::take_changes`].
     changes: Vec<Change>,
@@ -123,10 +132,21 @@ impl LineInput {
             source,
             path,
             pos,
+            stack: None,
+            cri: false,
             file: None,
             changes: Vec::new(),
             at_end: false,
             size: 0,
+        }
+    }
+
+    /// A stack's container log (CRI format).
+    pub fn pod_log(stack: String, path: PathBuf, pos: LinePosition) -> LineInput {
+        LineInput {
+            stack: Some(stack),
+            cri: true,
+            ..LineInput::new(Source::Health, path, pos)
         }
     }
 
@@ -244,6 +264,8 @@ impl LineInput {
         buf.truncate(got);
         let keep = if final_read {
             buf.len()
+        } else if self.cri {
+            kenko_access::cri::complete_end(&buf)
         } else {
             match memrchr_newline(&buf) {
                 Some(i) => i + 1,
@@ -267,12 +289,70 @@ impl LineInput {
             start: self.pos.offset,
             first_line: self.pos.lines,
             bytes: buf,
+            stack: self.stack.clone(),
+            cri: self.cri,
         };
         self.pos.offset += keep as u64;
         self.pos.lines += lines;
         self.at_end = self.pos.offset >= len;
         Ok(Some(seg))
     }
+}
+
+/// The container logs of the stacks' app pods under the kubelet's log folder: for every pod
+/// folder `NAMESPACE_POD_UID` of a stack's namespace whose pod name matches its `app_pods`, the
+/// logs `N.log` (one per container restart) of its [`kenko_api::access::APP_CONTAINER`]
+/// container, with the stack they belong to. Rotated files (`N.log.DATE`) are found by the
+/// followed file's identity instead.
+pub fn pod_logs(
+    root: &Path,
+    stacks: &[kenko_api::access::StackAccess],
+) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // Neither a namespace nor a pod name nor a uid can hold `_`.
+        let mut parts = name.split('_');
+        let (Some(ns), Some(pod), Some(_uid), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Some(stack) = stacks
+            .iter()
+            .find(|s| s.namespace == ns && kenko_access::event::glob(&s.app_pods, pod))
+        else {
+            continue;
+        };
+        let dir = e.path().join(kenko_api::access::APP_CONTAINER);
+        let files = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for f in files {
+            let f = f?;
+            let fname = f.file_name();
+            let Some(fname) = fname.to_str() else {
+                continue;
+            };
+            let is_log = fname
+                .strip_suffix(".log")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_log {
+                out.push((f.path(), stack.stack.clone()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn memrchr_newline(b: &[u8]) -> Option<usize> {

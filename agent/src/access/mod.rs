@@ -115,6 +115,8 @@ const LOGGED_ERRORS: usize = 20;
 
 /// Most bytes read from one line input in one step (so a long catch-up still checkpoints).
 pub const STEP_BYTES: usize = 8 << 20;
+/// How often the kubelet's log folder is looked at for new app pods.
+const POD_SCAN: Duration = Duration::from_secs(5);
 /// Most CloudTrail files taken in one step.
 const STEP_FILES: usize = 64;
 
@@ -123,6 +125,9 @@ pub struct Monitor {
     s: AccessSettings,
     det: Detector,
     lines: Vec<LineInput>,
+    /// The stacks' app pod logs being followed, by path (found by [`input::pod_logs`]).
+    pods: BTreeMap<PathBuf, LineInput>,
+    last_pod_scan: Option<Instant>,
     ct: Option<CloudTrailDir>,
     chain: ChainLog,
     alerts: AlertFile,
@@ -154,9 +159,14 @@ impl Monitor {
     /// Opens the monitor from its checkpoint (or from the start of every input).
     pub fn open(s: AccessSettings) -> Result<Monitor, AccessError> {
         LazyMetrics::touch();
-        if s.health_log.is_none() && s.k8s_audit_log.is_none() && s.cloudtrail_dir.is_none() {
+        if s.health_log.is_none()
+            && s.pod_logs.is_none()
+            && s.k8s_audit_log.is_none()
+            && s.cloudtrail_dir.is_none()
+        {
             return Err(AccessError::NotConfigured(
-                "no input: set health_log, k8s_audit_log or cloudtrail_dir in [access]".into(),
+                "no input: set health_log, pod_logs, k8s_audit_log or cloudtrail_dir in [access]"
+                    .into(),
             ));
         }
         let roster_path = s.roster.clone().ok_or_else(|| {
@@ -195,6 +205,28 @@ impl Monitor {
                 lines.push(LineInput::new(source, path.clone(), pos));
             }
         }
+        // Checkpointed pod logs: their stack is found again by a scan; a log of no stack now
+        // (the stack went away) is still read to its end.
+        let found = match (&s.pod_logs, &cp) {
+            (Some(root), Some(_)) => input::pod_logs(root, &s.stacks).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let pods = cp
+            .as_ref()
+            .map(|c| {
+                c.pod_logs
+                    .iter()
+                    .map(|(path, pos)| {
+                        let path = PathBuf::from(path);
+                        let stack = found
+                            .iter()
+                            .find(|(p, _)| *p == path)
+                            .map_or_else(String::new, |(_, st)| st.clone());
+                        (path.clone(), LineInput::pod_log(stack, path, pos.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let ct = s.cloudtrail_dir.as_ref().map(|d| {
             CloudTrailDir::new(
                 d.clone(),
@@ -221,6 +253,8 @@ impl Monitor {
         let m = Monitor {
             det,
             lines,
+            pods,
+            last_pod_scan: None,
             ct,
             chain,
             alerts,
@@ -252,7 +286,10 @@ impl Monitor {
             let mut open: Vec<&Alert> = self.det.open_alerts().collect();
             open.sort_by(|a, b| (a.window_start, &a.actor).cmp(&(b.window_start, &b.actor)));
             for a in open {
-                am.send(AlertRecord::new(a, false, self.s.runbook_url(a.runbook)));
+                am.send(
+                    AlertRecord::new(a, false, self.s.runbook_url(a.runbook))
+                        .with_receivers(self.s.receivers(&a.stack)),
+                );
             }
         }
     }
@@ -281,12 +318,38 @@ impl Monitor {
         }
     }
 
+    /// Finds the stacks' app pod logs (at most every [`POD_SCAN`]): a new pod's log is read
+    /// from its start; a log whose pod is gone is dropped once it has been read to its end.
+    fn scan_pods(&mut self) -> Result<(), AccessError> {
+        let Some(root) = self.s.pod_logs.clone() else {
+            return Ok(());
+        };
+        if self.last_pod_scan.is_some_and(|t| t.elapsed() < POD_SCAN) {
+            return Ok(());
+        }
+        self.last_pod_scan = Some(Instant::now());
+        let found = input::pod_logs(&root, &self.s.stacks).map_err(|e| AccessError::Input {
+            path: root.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.pods.retain(|path, li| !li.at_end || path.exists());
+        for (path, stack) in found {
+            self.pods.entry(path.clone()).or_insert_with(|| {
+                tracing::info!(path = %path.display(), stack = %stack, "access monitor: following an app pod's log");
+                LineInput::pod_log(stack, path, Default::default())
+            });
+        }
+        ACCESS_METRICS.pod_logs.set(self.pods.len() as i64);
+        Ok(())
+    }
+
     /// Takes in what is new in every input. Returns whether anything was read.
     pub fn step(&mut self) -> Result<bool, AccessError> {
         self.reload_roster();
+        self.scan_pods()?;
         let now = kenko_intake::clock::now().timestamp();
         let mut segs = Vec::new();
-        for li in &mut self.lines {
+        for li in self.lines.iter_mut().chain(self.pods.values_mut()) {
             let seg = li.poll(STEP_BYTES)?;
             for c in li.take_changes() {
                 let kind = match c {
@@ -364,12 +427,19 @@ impl Monitor {
                 }
             }
         }
+        // Container logs: the app's own lines out of their CRI wrapping (one for one).
+        let unwrapped: Vec<Option<Vec<u8>>> = segs
+            .iter()
+            .map(|s| s.cri.then(|| kenko_access::cri::unwrap(&s.bytes)))
+            .collect();
         let batches: Vec<LineBatch<'_>> = segs
             .iter()
-            .map(|s| LineBatch {
+            .zip(&unwrapped)
+            .map(|(s, u)| LineBatch {
                 source: s.source,
-                bytes: &s.bytes,
+                bytes: u.as_deref().unwrap_or(&s.bytes),
                 first_line: s.first_line,
+                stack: s.stack.as_deref().filter(|st| !st.is_empty()),
             })
             .collect();
         let mut logged = 0;
@@ -425,7 +495,8 @@ impl Monitor {
             .map(|a| (a, false))
             .chain(closed.iter().map(|a| (a, true)))
         {
-            let r = AlertRecord::new(a, resolved, self.s.runbook_url(a.runbook));
+            let r = AlertRecord::new(a, resolved, self.s.runbook_url(a.runbook))
+                .with_receivers(self.s.receivers(&a.stack));
             if !resolved {
                 ACCESS_METRICS
                     .alerts
@@ -480,6 +551,10 @@ impl Monitor {
             cp.paths
                 .insert(label, li.path.to_string_lossy().into_owned());
         }
+        for (path, li) in &self.pods {
+            cp.pod_logs
+                .insert(path.to_string_lossy().into_owned(), li.pos.clone());
+        }
         if let Some(ct) = &self.ct {
             cp.cloudtrail_done = ct.done.clone();
         }
@@ -503,7 +578,7 @@ impl Monitor {
 
     fn update_lag(&mut self) {
         let mut behind = [false; 3];
-        for li in &self.lines {
+        for li in self.lines.iter().chain(self.pods.values()) {
             behind[src_index(li.source)] |= !li.at_end;
         }
         if let Some(ct) = &self.ct {

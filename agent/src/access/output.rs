@@ -33,6 +33,7 @@ pub struct AccessMetrics {
     pub running: IntGauge,
     pub last_checkpoint: IntGauge,
     pub chain_undigested: IntGauge,
+    pub pod_logs: IntGauge,
 }
 
 pub static ACCESS_METRICS: LazyLock<AccessMetrics> = LazyLock::new(|| {
@@ -107,6 +108,10 @@ pub static ACCESS_METRICS: LazyLock<AccessMetrics> = LazyLock::new(|| {
         chain_undigested: gauge(
             "kenko_access_chain_undigested_segments",
             "Chained segments not yet covered by a daily digest.",
+        ),
+        pod_logs: gauge(
+            "kenko_access_pod_logs",
+            "App pod logs (container logs of the stacks' app pods on this node) being followed.",
         ),
     }
 });

@@ -17,6 +17,14 @@ pub struct AccessSection {
     pub enabled: bool,
     /// The health system's access log (JSON lines), followed as it grows and rotates.
     pub health_log: Option<PathBuf>,
+    /// The kubelet's container logs (`/var/log/pods` on a node): the `app` container of each
+    /// stack's app pods (`[[access.stacks]]`) is followed there, in the CRI log format, as
+    /// that stack's health access log. Set by the cluster agent.
+    pub pod_logs: Option<PathBuf>,
+    /// The HealthStacks watched (in the cluster: one per HealthStack, derived from it by
+    /// `kenko_api::access::stack_access`; by hand elsewhere).
+    #[serde(default)]
+    pub stacks: Vec<kenko_api::access::StackAccess>,
     /// The Kubernetes audit log (JSON lines).
     pub k8s_audit_log: Option<PathBuf>,
     /// A folder of CloudTrail log files (`*.json.gz`, searched recursively).
@@ -74,6 +82,8 @@ pub struct Thresholds {
 pub struct AccessSettings {
     pub enabled: bool,
     pub health_log: Option<PathBuf>,
+    pub pod_logs: Option<PathBuf>,
+    pub stacks: Vec<kenko_api::access::StackAccess>,
     pub k8s_audit_log: Option<PathBuf>,
     pub cloudtrail_dir: Option<PathBuf>,
     /// (bucket, prefix) of CloudTrail's S3 prefix, downloaded into `cloudtrail_dir`.
@@ -158,6 +168,31 @@ impl AccessSection {
             records_kms_keys,
             db_pods
         );
+        for st in &self.stacks {
+            let bad = |message: String| SettingsError {
+                field: "stacks",
+                message,
+            };
+            let hours = OfficeHours::parse(&st.office_hours).ok_or_else(|| {
+                bad(format!(
+                    "{}: office_hours: expected HH:MM-HH:MM (Asia/Tokyo), e.g. 08:30-17:15",
+                    st.stack
+                ))
+            })?;
+            if st.namespace.is_empty() || st.stack.split_once('/').is_none() {
+                return Err(bad(
+                    "expected stack = \"NAMESPACE/NAME\" and its namespace".to_string()
+                ));
+            }
+            detect.stacks.push(kenko_access::StackScope {
+                stack: st.stack.clone(),
+                namespace: st.namespace.clone(),
+                db_pods: st.db_pods.clone(),
+                records: st.records.clone(),
+                kms_keys: st.kms_keys.clone(),
+                office_hours: Some(hours),
+            });
+        }
         let mut principals = Principals::default();
         if let Some(h) = &t.home_accounts {
             principals.home_accounts = h.clone();
@@ -165,6 +200,8 @@ impl AccessSection {
         Ok(AccessSettings {
             enabled: self.enabled,
             health_log: self.health_log.clone(),
+            pod_logs: self.pod_logs.clone(),
+            stacks: self.stacks.clone(),
             k8s_audit_log: self.k8s_audit_log.clone(),
             cloudtrail_dir,
             cloudtrail_s3,
@@ -204,6 +241,14 @@ impl AccessSettings {
     /// The tamper-evidence chain's directory (what `audit-log verify` takes).
     pub fn chain_dir(&self) -> PathBuf {
         self.state_dir.join("chain")
+    }
+
+    /// The Alertmanager receivers of a stack's alerts (none for alerts of no stack).
+    pub fn receivers(&self, stack: &str) -> &[String] {
+        self.stacks
+            .iter()
+            .find(|s| s.stack == stack)
+            .map_or(&[], |s| s.alert_receivers.as_slice())
     }
 
     /// The `runbook_url` of a runbook path (`runbooks/…`).

@@ -11,6 +11,8 @@ pub struct LineBatch<'a> {
     pub source: Source,
     pub bytes: &'a [u8],
     pub first_line: u64,
+    /// The HealthStack (`namespace/name`) the input belongs to (a stack's app pod log).
+    pub stack: Option<&'a str>,
 }
 
 /// Events taken in, and unreadable lines, by source (indexed by `Source as usize`).
@@ -44,6 +46,7 @@ pub fn feed<'a>(
 ) -> FeedCounts {
     struct Stream<'a> {
         source: Source,
+        stack: Option<&'a str>,
         rest: &'a [u8],
         line_no: u64,
         head: Option<Event<'a>>,
@@ -66,7 +69,10 @@ pub fn feed<'a>(
                 Source::CloudTrail => parse_cloudtrail_line(line, s.line_no, p),
             };
             match parsed {
-                Ok(Some(ev)) => {
+                Ok(Some(mut ev)) => {
+                    if let Some(stack) = s.stack {
+                        ev.stack = Some(std::borrow::Cow::Borrowed(stack));
+                    }
                     s.head = Some(ev);
                     return;
                 }
@@ -83,6 +89,7 @@ pub fn feed<'a>(
         .iter()
         .map(|b| Stream {
             source: b.source,
+            stack: b.stack,
             rest: b.bytes,
             line_no: b.first_line,
             head: None,

@@ -22,6 +22,7 @@
 
 pub mod calendar;
 pub mod chain;
+pub mod cri;
 pub mod detect;
 pub mod event;
 pub mod feed;

@@ -109,5 +109,6 @@ fn batch(source: Source, bytes: &[u8]) -> LineBatch<'_> {
         source,
         bytes,
         first_line: 0,
+        stack: None,
     }
 }

@@ -7,6 +7,7 @@
 //! backups in the other region, retention at least 20 years, no self-approval), and again by
 //! the controller against the cluster's [`ResidencyPolicy`].
 
+pub mod access;
 pub mod erasure;
 pub mod health_stack;
 pub mod intake;
