@@ -1219,3 +1219,162 @@ fn a_stacks_app_pod_logs_are_its_access_log() {
     let unique: BTreeSet<&(String, String)> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "no alert written twice: {ids:?}");
 }
+
+/// On EKS the Kubernetes audit log is in CloudWatch Logs (`/aws/eks/CLUSTER/cluster`, streams
+/// `kube-apiserver-audit-…`): read from the emulator's streams into the spool the monitor
+/// follows, killed with `kill -9` before and after an append's commit, each event lands once;
+/// an operator's exec into the stack's database pod alerts with the defaults; the group's other
+/// streams (the API server's own log) are not the audit log.
+#[test]
+fn the_kubernetes_audit_log_is_read_from_cloudwatch_logs_exactly_once() {
+    use kenko_aws::cwlogs::aws_sdk_cloudwatchlogs as logs;
+    common::moto::credentials();
+    let moto = common::moto::start_moto();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = rt.block_on(kenko_aws::cwlogs::logs_client(
+        &kenko_aws::Endpoint {
+            region: "ap-northeast-1".into(),
+            endpoint_url: Some(moto.url.clone()),
+            service_urls: vec![],
+        },
+        "ap-northeast-1",
+    ));
+    let group = kenko_aws::cwlogs::eks_log_group("kenko-prod");
+    rt.block_on(client.create_log_group().log_group_name(&group).send())
+        .unwrap();
+    for s in [
+        "kube-apiserver-audit-0a1b2c",
+        "kube-apiserver-audit-3d4e5f",
+        "kube-apiserver-0a1b2c",
+    ] {
+        rt.block_on(
+            client
+                .create_log_stream()
+                .log_group_name(&group)
+                .log_stream_name(s)
+                .send(),
+        )
+        .unwrap();
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut seq = 0i64;
+    let mut put = |stream: &str, lines: Vec<String>| {
+        let events: Vec<logs::types::InputLogEvent> = lines
+            .iter()
+            .map(|l| {
+                seq += 1;
+                logs::types::InputLogEvent::builder()
+                    .timestamp(now_ms + seq)
+                    .message(l.trim_end())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        rt.block_on(
+            client
+                .put_log_events()
+                .log_group_name(&group)
+                .log_stream_name(stream)
+                .set_log_events(Some(events))
+                .send(),
+        )
+        .unwrap();
+    };
+    let watch = |i: u32| {
+        k8s(
+            &format!("2026-11-02T01:{:02}:{:02}.000000Z", i / 60 % 60, i % 60),
+            "system:serviceaccount:kube-system:coredns",
+            "watch",
+            "endpoints",
+            None,
+            "",
+            "kube-system",
+            "kube-dns",
+        )
+    };
+    put("kube-apiserver-audit-0a1b2c", (0..40).map(watch).collect());
+    put(
+        "kube-apiserver-audit-3d4e5f",
+        vec![k8s(
+            "2026-11-02T02:00:00.000000Z",
+            "OP1",
+            "create",
+            "pods",
+            Some("exec"),
+            "",
+            "hachioji",
+            "hachioji-db-0",
+        )],
+    );
+    // The API server's own log in the same group is not the audit log.
+    put(
+        "kube-apiserver-0a1b2c",
+        vec!["I1102 02:00:00 handler.go:153] GET /healthz".into()],
+    );
+
+    let ws = Ws::new(&format!(
+        "k8s_audit_cloudwatch = \"{group}\"\nk8s_audit_cloudwatch_poll_secs = 1\n"
+    ));
+    let spawn = |crash: Option<&str>| {
+        let mut c = ws.cmd();
+        c.args(["access", "run"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "ap-northeast-1")
+            .env("KENKO_AWS_ENDPOINT_URL", &moto.url)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(ws.p("agent.log")).unwrap());
+        if let Some(point) = crash {
+            c.env("KENKO_TEST_CRASHPOINT", point);
+        }
+        c.spawn().unwrap()
+    };
+    let spool_lines = || {
+        std::fs::read_to_string(ws.p("logs/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    for point in ["cloudwatch-pending", "cloudwatch-appended"] {
+        let mut agent = spawn(Some(point));
+        wait_for(60, point, || {
+            std::fs::read_to_string(ws.p("agent.log"))
+                .unwrap_or_default()
+                .contains(&format!("kenko-crashpoint: {point}"))
+        });
+        kill9(&mut agent);
+        if point == "cloudwatch-pending" {
+            // More events while the agent is down.
+            put("kube-apiserver-audit-0a1b2c", (40..50).map(watch).collect());
+        }
+    }
+    let mut agent = spawn(None);
+    wait_for(60, "every audit event once", || {
+        ws.metric("kenko_access_events_total{source=\"k8s_audit\"}") == Some(51.0)
+    });
+    assert!(
+        ws.alerts()
+            .iter()
+            .any(|a| a.rule == "access.privilege_change"
+                && a.actor == "OP1"
+                && a.detail == "db_pod_exec"),
+        "the exec into STACK-db-0 alerts with the defaults: {:?}",
+        ws.alerts()
+    );
+    // Events written while the agent runs.
+    put("kube-apiserver-audit-3d4e5f", (50..55).map(watch).collect());
+    wait_for(60, "the new events", || {
+        ws.metric("kenko_access_events_total{source=\"k8s_audit\"}") == Some(56.0)
+    });
+    sigterm(&mut agent);
+    assert_eq!(spool_lines(), 56, "each event once in the spool");
+    assert_eq!(ws.checkpoint_events("k8s_audit"), 56);
+    let text = std::fs::read_to_string(ws.p("logs/audit.jsonl")).unwrap();
+    assert!(!text.contains("healthz"), "only the audit streams");
+}

@@ -737,3 +737,83 @@ async fn every_location_the_controller_plans_for_the_sample_stack_the_agent_eras
         vec!["backup-vault:ap-northeast-3/kenko-prod-osaka"]
     );
 }
+
+/// In the cluster the access monitor is configured from the HealthStacks the API server
+/// lists, with the names the controller gives (no pattern by hand): the app pods' logs of
+/// this node, the database pods, the records bucket and prefix, the KMS key, office hours and
+/// receivers; on by default, reading the roster from its ConfigMap's mount.
+#[tokio::test]
+async fn the_cluster_agents_access_monitor_is_configured_from_the_healthstacks() {
+    let mut stack = kenko_api::samples::hachioji();
+    stack.metadata.namespace = Some("health-hachioji".into());
+    stack.spec.storage.records_bucket =
+        Some("s3://kenko-prod-records-111122223333-ap-northeast-1/hachioji".into());
+    stack.spec.monitoring.office_hours = "09:00-17:00".into();
+    stack.spec.monitoring.alert_receivers = vec!["hachioji-health".into()];
+    let list = json!({
+        "apiVersion": "kenko.io/v1alpha1",
+        "kind": "HealthStackList",
+        "metadata": {"resourceVersion": "7"},
+        "items": [serde_json::to_value(&stack).unwrap()],
+    });
+    let (stacks, _) = kenko_test_support::scenario(
+        vec![step(
+            "GET",
+            "/apis/kenko.io/v1alpha1/healthstacks",
+            Reply::Json(list),
+        )],
+        |client| async move { cluster::access::stacks(&client).await },
+    )
+    .await;
+    let stacks = stacks.unwrap();
+    assert_eq!(stacks, vec![kenko_api::access::stack_access(&stack)]);
+    let section = kenko_agent::access::settings::AccessSection::default().in_cluster();
+    let base = section
+        .resolve(std::path::Path::new("/var/lib/kenko"))
+        .unwrap();
+    assert!(base.enabled, "on by default in the cluster");
+    assert_eq!(
+        base.pod_logs.as_deref(),
+        Some(std::path::Path::new(kenko_api::access::POD_LOG_DIR))
+    );
+    assert_eq!(
+        base.roster.as_deref(),
+        Some(
+            std::path::Path::new(kenko_api::access::ROSTER_DIR)
+                .join(kenko_api::access::ROSTER_KEY)
+                .as_path()
+        )
+    );
+    let s = base.with_stacks(stacks.clone()).unwrap();
+    let scope = &s.detect.stacks[0];
+    assert_eq!(scope.stack, "health-hachioji/hachioji");
+    let db_pod = format!(
+        "health-hachioji/{}-0",
+        kenko_api::names::StackNames::of("hachioji").db
+    );
+    assert!(scope
+        .db_pods
+        .iter()
+        .any(|p| kenko_access::event::glob(p, &db_pod)));
+    assert_eq!(
+        s.receivers("health-hachioji/hachioji"),
+        ["hachioji-health".to_string()]
+    );
+    // A stack the API server lists again unchanged reopens nothing; a change does.
+    let feed = kenko_agent::access::StackFeed::default();
+    assert!(feed.set(stacks.clone()));
+    let g = feed.generation();
+    assert!(!feed.set(stacks.clone()));
+    assert_eq!(feed.generation(), g);
+    assert!(feed.set(vec![]));
+    assert_ne!(feed.generation(), g);
+    // Off when the operator's file says so.
+    let off: kenko_agent::access::settings::AccessSection =
+        toml::from_str("enabled = false\n").unwrap();
+    assert!(
+        !off.in_cluster()
+            .resolve(std::path::Path::new("/x"))
+            .unwrap()
+            .enabled
+    );
+}

@@ -53,8 +53,10 @@ pub struct AuditArgs {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResidencyConfig {
-    /// Off by default: the embedded default run needs no cloud.
-    pub enabled: bool,
+    /// Off by default on one machine (the embedded default run needs no cloud); on by
+    /// default in the cluster (`run --cluster`: the cloud Lease holder audits and publishes),
+    /// where `enabled = false` turns it off.
+    pub enabled: Option<bool>,
     pub interval_secs: u64,
     /// Empty: every public AWS region.
     pub regions: Vec<String>,
@@ -64,10 +66,17 @@ pub struct ResidencyConfig {
     pub vpc_tag: Option<String>,
 }
 
+impl ResidencyConfig {
+    /// Whether `run` audits: as configured, else only in the cluster.
+    pub fn is_enabled(&self, in_cluster: bool) -> bool {
+        self.enabled.unwrap_or(in_cluster)
+    }
+}
+
 impl Default for ResidencyConfig {
     fn default() -> Self {
         ResidencyConfig {
-            enabled: false,
+            enabled: None,
             interval_secs: 3600,
             regions: Vec::new(),
             certificate_bucket: None,
@@ -398,14 +407,17 @@ mod tests {
     }
 
     #[test]
-    fn the_config_section_is_off_by_default() {
+    fn the_config_section_is_off_by_default_and_on_in_the_cluster() {
         let c: ResidencyConfig = toml::from_str("").unwrap();
-        assert!(!c.enabled);
+        assert!(!c.is_enabled(false));
+        assert!(c.is_enabled(true));
+        let off: ResidencyConfig = toml::from_str("enabled = false\n").unwrap();
+        assert!(!off.is_enabled(true));
         assert_eq!(c.interval_secs, 3600);
         let c: ResidencyConfig =
             toml::from_str("enabled = true\nregions = [\"ap-northeast-1\"]\ninterval_secs = 60\n")
                 .unwrap();
-        assert!(c.enabled && c.regions.len() == 1 && c.interval_secs == 60);
+        assert!(c.is_enabled(false) && c.regions.len() == 1 && c.interval_secs == 60);
         assert!(toml::from_str::<ResidencyConfig>("enable = true\n").is_err());
     }
 }

@@ -379,7 +379,7 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    if config.residency.enabled {
+    if config.residency.is_enabled(cluster.is_some()) {
         // In the cluster only the cloud Lease holder audits, and it publishes each report
         // in ResidencyPolicy/default for the controller.
         let sink = cluster.as_ref().map(|c| {
@@ -415,7 +415,23 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             },
         )
     });
-    let access = kenko_agent::access::cli::spawn_if_enabled(config, stop.flag(), kube_events)?;
+    // In the cluster the monitor is on by default, follows the app pods' logs on this node
+    // and watches every HealthStack, as the API server lists them.
+    let (access_config, feed) = match &cluster {
+        Some(c) => {
+            let mut cfg = config.clone();
+            cfg.access = cfg.access.in_cluster();
+            let feed = Arc::new(kenko_agent::access::StackFeed::default());
+            rt.spawn(kenko_agent::cluster::access::follow(
+                c.client.clone(),
+                feed.clone(),
+            ));
+            (std::borrow::Cow::Owned(cfg), Some(feed))
+        }
+        None => (std::borrow::Cow::Borrowed(config), None),
+    };
+    let access =
+        kenko_agent::access::cli::spawn_if_enabled(&access_config, stop.flag(), kube_events, feed)?;
     let cfg = config.clone();
     let loop_stop = stop.flag();
     let intake = std::thread::Builder::new()

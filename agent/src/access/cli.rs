@@ -83,7 +83,7 @@ fn run(config: &Config) -> Result<ExitCode, AccessError> {
         rt.handle(),
         "stopping the access monitor after a last checkpoint",
     );
-    let result = super::run_supervised(s, &stop.flag(), None);
+    let result = super::run_supervised(s, &stop.flag(), None, None);
     let _ = tx.send(true);
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result.map(|_| ExitCode::SUCCESS)
@@ -250,6 +250,7 @@ pub fn spawn_if_enabled(
     config: &Config,
     stop: Arc<AtomicBool>,
     kube_events: Option<super::kube_events::EventSink>,
+    feed: Option<Arc<super::StackFeed>>,
 ) -> Result<Option<std::thread::JoinHandle<()>>, AccessError> {
     let s = settings(config)?;
     if !s.enabled {
@@ -258,7 +259,7 @@ pub fn spawn_if_enabled(
     let handle = std::thread::Builder::new()
         .name("access".into())
         .spawn(move || {
-            if let Err(e) = super::run_supervised(s, &stop, kube_events) {
+            if let Err(e) = super::run_supervised(s, &stop, kube_events, feed) {
                 super::output::ACCESS_METRICS
                     .failures
                     .with_label_values(&[e.reason()])

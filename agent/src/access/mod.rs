@@ -18,6 +18,7 @@
 pub mod chainlog;
 pub mod checkpoint;
 pub mod cli;
+pub mod cwinput;
 pub mod input;
 pub mod kube_events;
 pub mod output;
@@ -120,6 +121,38 @@ const POD_SCAN: Duration = Duration::from_secs(5);
 /// Most CloudTrail files taken in one step.
 const STEP_FILES: usize = 64;
 
+/// The stacks the monitor watches, kept current by someone else (the cluster agent, from the
+/// HealthStacks): a new generation reopens the monitor from its checkpoint with them.
+#[derive(Debug, Default)]
+pub struct StackFeed {
+    stacks: std::sync::Mutex<Vec<kenko_api::access::StackAccess>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl StackFeed {
+    /// Replaces the stacks; returns whether they changed.
+    pub fn set(&self, mut stacks: Vec<kenko_api::access::StackAccess>) -> bool {
+        stacks.sort_by(|a, b| a.stack.cmp(&b.stack));
+        let mut cur = self.stacks.lock().unwrap_or_else(|p| p.into_inner());
+        if *cur == stacks {
+            return false;
+        }
+        *cur = stacks;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// The stacks and their generation.
+    pub fn current(&self) -> (Vec<kenko_api::access::StackAccess>, u64) {
+        let cur = self.stacks.lock().unwrap_or_else(|p| p.into_inner());
+        (cur.clone(), self.generation.load(Ordering::SeqCst))
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
 /// The running access monitor.
 pub struct Monitor {
     s: AccessSettings,
@@ -134,6 +167,8 @@ pub struct Monitor {
     am: Option<Alertmanager>,
     /// Kubernetes Events, in the cluster.
     kube_events: Option<kube_events::EventSink>,
+    /// Where the stacks come from, and the generation this monitor was opened with.
+    feed: Option<(Arc<StackFeed>, u64)>,
     events: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     roster_stamp: Option<(SystemTime, u64)>,
@@ -260,6 +295,7 @@ impl Monitor {
             alerts,
             am,
             kube_events: None,
+            feed: None,
             events,
             errors,
             roster_stamp,
@@ -629,6 +665,12 @@ impl Monitor {
         ACCESS_METRICS.running.set(1);
         let result = (|| {
             while !stop.load(Ordering::SeqCst) {
+                if let Some((feed, opened)) = &self.feed {
+                    if feed.generation() != *opened {
+                        // The stacks changed: checkpoint and reopen with them.
+                        break;
+                    }
+                }
                 let busy = self.step()?;
                 self.update_lag();
                 if self.last_checkpoint.elapsed() >= self.s.checkpoint_interval {
@@ -673,12 +715,19 @@ pub fn run_supervised(
     s: AccessSettings,
     stop: &AtomicBool,
     kube_events: Option<kube_events::EventSink>,
+    feed: Option<Arc<StackFeed>>,
 ) -> Result<(), AccessError> {
     let downloader_stop = Arc::new(AtomicBool::new(false));
-    let downloader = s3input::spawn(&s, downloader_stop.clone());
-    let result = supervise(&s, stop, kube_events);
+    let downloaders: Vec<_> = [
+        s3input::spawn(&s, downloader_stop.clone()),
+        cwinput::spawn(&s, downloader_stop.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let result = supervise(&s, stop, kube_events, feed);
     downloader_stop.store(true, Ordering::SeqCst);
-    if let Some(d) = downloader {
+    for d in downloaders {
         let _ = d.join();
     }
     result
@@ -688,15 +737,36 @@ fn supervise(
     s: &AccessSettings,
     stop: &AtomicBool,
     kube_events: Option<kube_events::EventSink>,
+    feed: Option<Arc<StackFeed>>,
 ) -> Result<(), AccessError> {
     let mut pause = Duration::from_secs(1);
     loop {
-        let outcome = Monitor::open(s.clone()).and_then(|mut m| {
+        let opened = match &feed {
+            None => Ok((s.clone(), None)),
+            Some(f) => {
+                let (stacks, generation) = f.current();
+                s.with_stacks(stacks)
+                    .map(|s| (s, Some((f.clone(), generation))))
+                    .map_err(AccessError::from)
+            }
+        };
+        let outcome = opened.and_then(|(s, feed)| {
+            let stacks = s.stacks.len();
+            let mut m = Monitor::open(s)?;
             m.kube_events = kube_events.clone();
+            if feed.is_some() {
+                tracing::info!(
+                    stacks,
+                    "access monitor: watching the cluster's HealthStacks"
+                );
+            }
+            m.feed = feed;
             m.run(stop)
         });
         match outcome {
-            Ok(()) => return Ok(()),
+            Ok(()) if stop.load(Ordering::SeqCst) || feed.is_none() => return Ok(()),
+            // The stacks changed: reopen at once with them.
+            Ok(()) => pause = Duration::from_secs(1),
             // Configuration problems do not heal by waiting.
             Err(e @ (AccessError::NotConfigured(_) | AccessError::Settings(_))) => return Err(e),
             Err(e) => {

@@ -12,9 +12,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessSection {
-    /// Also run the access monitor inside `kenko-agent run`.
-    #[serde(default)]
-    pub enabled: bool,
+    /// Also run the access monitor inside `kenko-agent run` [default: off on one machine; on
+    /// in the cluster (`run --cluster`), where `enabled = false` turns it off].
+    pub enabled: Option<bool>,
     /// The health system's access log (JSON lines), followed as it grows and rotates.
     pub health_log: Option<PathBuf>,
     /// The kubelet's container logs (`/var/log/pods` on a node): the `app` container of each
@@ -25,8 +25,15 @@ pub struct AccessSection {
     /// `kenko_api::access::stack_access`; by hand elsewhere).
     #[serde(default)]
     pub stacks: Vec<kenko_api::access::StackAccess>,
-    /// The Kubernetes audit log (JSON lines).
+    /// The Kubernetes audit log (JSON lines). With `k8s_audit_cloudwatch` it is the spool
+    /// the downloader writes [default then: STATE_DIR/k8s-audit-cloudwatch/audit.jsonl].
     pub k8s_audit_log: Option<PathBuf>,
+    /// The CloudWatch Logs group of the Kubernetes audit log: on EKS `/aws/eks/CLUSTER/cluster`
+    /// (streams `kube-apiserver-audit-…`). Credentials the usual AWS way;
+    /// `KENKO_AWS_ENDPOINT_URL` for an emulator.
+    pub k8s_audit_cloudwatch: Option<String>,
+    /// Seconds between reads of `k8s_audit_cloudwatch` [default: 30].
+    pub k8s_audit_cloudwatch_poll_secs: Option<u64>,
     /// A folder of CloudTrail log files (`*.json.gz`, searched recursively).
     pub cloudtrail_dir: Option<PathBuf>,
     /// CloudTrail's S3 prefix (`s3://BUCKET/AWSLogs/ACCOUNT/CloudTrail/`): new log files are
@@ -85,6 +92,8 @@ pub struct AccessSettings {
     pub pod_logs: Option<PathBuf>,
     pub stacks: Vec<kenko_api::access::StackAccess>,
     pub k8s_audit_log: Option<PathBuf>,
+    pub k8s_audit_cloudwatch: Option<String>,
+    pub k8s_audit_cloudwatch_poll: Duration,
     pub cloudtrail_dir: Option<PathBuf>,
     /// (bucket, prefix) of CloudTrail's S3 prefix, downloaded into `cloudtrail_dir`.
     pub cloudtrail_s3: Option<(String, String)>,
@@ -115,7 +124,53 @@ impl SettingsError {
     }
 }
 
+/// The detector's view of the stacks (their office hours checked).
+fn scopes(
+    stacks: &[kenko_api::access::StackAccess],
+) -> Result<Vec<kenko_access::StackScope>, SettingsError> {
+    let mut out = Vec::with_capacity(stacks.len());
+    for st in stacks {
+        let bad = |message: String| SettingsError {
+            field: "stacks",
+            message,
+        };
+        let hours = OfficeHours::parse(&st.office_hours).ok_or_else(|| {
+            bad(format!(
+                "{}: office_hours: expected HH:MM-HH:MM (Asia/Tokyo), e.g. 08:30-17:15",
+                st.stack
+            ))
+        })?;
+        if st.namespace.is_empty() || st.stack.split_once('/').is_none() {
+            return Err(bad(
+                "expected stack = \"NAMESPACE/NAME\" and its namespace".to_string()
+            ));
+        }
+        out.push(kenko_access::StackScope {
+            stack: st.stack.clone(),
+            namespace: st.namespace.clone(),
+            db_pods: st.db_pods.clone(),
+            records: st.records.clone(),
+            kms_keys: st.kms_keys.clone(),
+            office_hours: Some(hours),
+        });
+    }
+    Ok(out)
+}
+
 impl AccessSection {
+    /// The section as the node agent in the cluster uses it: on unless `enabled = false`,
+    /// following the kubelet's container logs of the stacks' app pods, with the roster from
+    /// its ConfigMap (`kenko_api::access::ROSTER_CONFIGMAP`); what the file sets stays.
+    pub fn in_cluster(&self) -> AccessSection {
+        use kenko_api::access::{POD_LOG_DIR, ROSTER_DIR, ROSTER_KEY};
+        let mut s = self.clone();
+        s.enabled.get_or_insert(true);
+        s.pod_logs.get_or_insert_with(|| POD_LOG_DIR.into());
+        s.roster
+            .get_or_insert_with(|| Path::new(ROSTER_DIR).join(ROSTER_KEY));
+        s
+    }
+
     /// Resolves defaults against the data directory.
     pub fn resolve(&self, data_dir: &Path) -> Result<AccessSettings, SettingsError> {
         let office_hours = match &self.office_hours {
@@ -144,6 +199,24 @@ impl AccessSection {
                 message: "expected s3://BUCKET/PREFIX (CloudTrail's log prefix)".into(),
             })?),
         };
+        if let Some(g) = &self.k8s_audit_cloudwatch {
+            let ok = g.starts_with('/')
+                && g.len() <= 512
+                && g.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_-.#".contains(&b));
+            if !ok {
+                return Err(SettingsError {
+                    field: "k8s_audit_cloudwatch",
+                    message: "expected a CloudWatch Logs group, e.g. /aws/eks/CLUSTER/cluster"
+                        .into(),
+                });
+            }
+        }
+        let k8s_audit_log = match (&self.k8s_audit_log, &self.k8s_audit_cloudwatch) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(_)) => Some(state_dir.join("k8s-audit-cloudwatch").join("audit.jsonl")),
+            (None, None) => None,
+        };
         let cloudtrail_dir = match (&self.cloudtrail_dir, &cloudtrail_s3) {
             (Some(d), _) => Some(d.clone()),
             (None, Some(_)) => Some(state_dir.join("cloudtrail-s3")),
@@ -168,41 +241,21 @@ impl AccessSection {
             records_kms_keys,
             db_pods
         );
-        for st in &self.stacks {
-            let bad = |message: String| SettingsError {
-                field: "stacks",
-                message,
-            };
-            let hours = OfficeHours::parse(&st.office_hours).ok_or_else(|| {
-                bad(format!(
-                    "{}: office_hours: expected HH:MM-HH:MM (Asia/Tokyo), e.g. 08:30-17:15",
-                    st.stack
-                ))
-            })?;
-            if st.namespace.is_empty() || st.stack.split_once('/').is_none() {
-                return Err(bad(
-                    "expected stack = \"NAMESPACE/NAME\" and its namespace".to_string()
-                ));
-            }
-            detect.stacks.push(kenko_access::StackScope {
-                stack: st.stack.clone(),
-                namespace: st.namespace.clone(),
-                db_pods: st.db_pods.clone(),
-                records: st.records.clone(),
-                kms_keys: st.kms_keys.clone(),
-                office_hours: Some(hours),
-            });
-        }
+        detect.stacks = scopes(&self.stacks)?;
         let mut principals = Principals::default();
         if let Some(h) = &t.home_accounts {
             principals.home_accounts = h.clone();
         }
         Ok(AccessSettings {
-            enabled: self.enabled,
+            enabled: self.enabled.unwrap_or(false),
             health_log: self.health_log.clone(),
             pod_logs: self.pod_logs.clone(),
             stacks: self.stacks.clone(),
-            k8s_audit_log: self.k8s_audit_log.clone(),
+            k8s_audit_log,
+            k8s_audit_cloudwatch: self.k8s_audit_cloudwatch.clone(),
+            k8s_audit_cloudwatch_poll: Duration::from_secs(
+                self.k8s_audit_cloudwatch_poll_secs.unwrap_or(30).max(1),
+            ),
             cloudtrail_dir,
             cloudtrail_s3,
             cloudtrail_s3_poll: Duration::from_secs(
@@ -229,6 +282,17 @@ impl AccessSection {
 }
 
 impl AccessSettings {
+    /// The same settings watching these stacks (the cluster agent's, from the HealthStacks).
+    pub fn with_stacks(
+        &self,
+        stacks: Vec<kenko_api::access::StackAccess>,
+    ) -> Result<AccessSettings, SettingsError> {
+        let mut s = self.clone();
+        s.detect.stacks = scopes(&stacks)?;
+        s.stacks = stacks;
+        Ok(s)
+    }
+
     pub fn calendar(&self) -> Calendar {
         Calendar::new(self.office_hours)
     }

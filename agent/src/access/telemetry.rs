@@ -48,6 +48,9 @@ pub enum AccessEvent<'a> {
     KubeEventDropped,
     /// Listing or downloading the trail's S3 prefix failed; tried again at the next poll.
     CloudTrailS3Failed { error: &'a dyn Display },
+    /// Reading the Kubernetes audit log from CloudWatch Logs, or writing it to its spool,
+    /// failed; tried again at the next poll from the last committed position.
+    CloudWatchFailed { error: &'a dyn Display },
     /// The monitor stopped on an error and reopens from its checkpoint after `retry_in`.
     MonitorFailed {
         reason: &'static str,
@@ -61,6 +64,7 @@ pub enum AccessEvent<'a> {
 pub const ALERTMANAGER_FAILED: &str = "access_alertmanager_failed";
 pub const KUBE_EVENTS_FAILED: &str = "access_events_failed";
 pub const CLOUDTRAIL_S3_FAILED: &str = "access_cloudtrail_s3_failed";
+pub const CLOUDWATCH_FAILED: &str = "access_cloudwatch_failed";
 
 fn failed(reason: &str) {
     ACCESS_METRICS.failures.with_label_values(&[reason]).inc();
@@ -149,6 +153,10 @@ impl AccessEvent<'_> {
             AccessEvent::CloudTrailS3Failed { error } => {
                 failed(CLOUDTRAIL_S3_FAILED);
                 tracing::warn!(error = %error, reason = CLOUDTRAIL_S3_FAILED, "cloudtrail_s3: listing or download failed; trying again at the next poll");
+            }
+            AccessEvent::CloudWatchFailed { error } => {
+                failed(CLOUDWATCH_FAILED);
+                tracing::warn!(error = %error, reason = CLOUDWATCH_FAILED, "k8s_audit_cloudwatch: reading the audit log failed; trying again at the next poll");
             }
             AccessEvent::MonitorFailed {
                 reason,

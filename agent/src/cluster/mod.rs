@@ -5,6 +5,7 @@
 //! status, and publishes each signed certificate as an ErasureCertificate labelled with the
 //! stack's uid.
 
+pub mod access;
 pub mod audit;
 pub mod plan;
 

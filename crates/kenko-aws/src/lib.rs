@@ -16,6 +16,7 @@ use aws_sdk_s3::Client;
 pub mod audit;
 pub mod backup;
 pub mod cloudtrail;
+pub mod cwlogs;
 pub mod datakey;
 pub mod inbox;
 
@@ -89,7 +90,7 @@ pub struct Endpoint {
 }
 
 /// The services that can have their own endpoint (`KENKO_AWS_ENDPOINT_URL_<ID>`).
-pub const SERVICES: [&str; 5] = ["s3", "kms", "ec2", "backup", "cloudtrail"];
+pub const SERVICES: [&str; 6] = ["s3", "kms", "ec2", "backup", "cloudtrail", "logs"];
 
 impl Endpoint {
     /// What every kenko command uses: `AWS_REGION` (default Tokyo), the emulator's
