@@ -432,6 +432,39 @@ pub fn display_path(base: &Path, p: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The node agents' configuration as shipped (manifests/agent/configmap.yaml, what
+    /// `terraform output agent_config` renders) is one `run --cluster` reads.
+    #[test]
+    fn the_node_agents_configmap_is_one_the_agent_reads() {
+        let yaml = include_str!("../../manifests/agent/configmap.yaml");
+        let start = yaml
+            .find("kenko.toml: |\n")
+            .expect("the ConfigMap has kenko.toml");
+        let toml_text: String = yaml[start..]
+            .lines()
+            .skip(1)
+            .map(|l| l.strip_prefix("    ").unwrap_or(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kenko.toml");
+        std::fs::write(&path, &toml_text).unwrap();
+        let c = Config::resolve(&GlobalFlags {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        let s = c
+            .access
+            .in_cluster()
+            .resolve(Path::new(kenko_api::intake::WORK_DIR))
+            .unwrap();
+        assert!(s.enabled);
+        assert_eq!(s.k8s_audit_cloudwatch.as_deref(), Some("/aws/eks/kenko-prod/cluster"));
+        assert!(s.cloudtrail_s3.is_some() && s.k8s_audit_log.is_some());
+        assert!(c.residency.is_enabled(true));
+    }
+
     #[test]
     fn the_configuration_the_controller_renders_for_a_stack_is_one_the_agent_reads() {
         use kenko_api::intake;

@@ -17,6 +17,13 @@ pub const POD_LOG_DIR: &str = "/var/log/pods";
 /// The health application's container in the stack's app pods: its stdout is the access log
 /// (docs/access-log-format.md).
 pub const APP_CONTAINER: &str = "app";
+/// The node agent's configuration (`manifests/agent/configmap.yaml`, in the agent's
+/// namespace): the cluster's cloud inputs (the audit log group, the trail's prefix), as
+/// `terraform output -raw agent_config` renders them; mounted at [`NODE_CONFIG_DIR`], read
+/// through `KENKO_CONFIG`.
+pub const NODE_CONFIGMAP: &str = "kenko-agent";
+pub const NODE_CONFIG_DIR: &str = "/etc/kenko/agent";
+pub const NODE_CONFIG_KEY: &str = "kenko.toml";
 /// The ConfigMap (in the agent's namespace, written by the city's staff office) holding the
 /// staff roster under [`ROSTER_KEY`]; mounted at [`ROSTER_DIR`].
 pub const ROSTER_CONFIGMAP: &str = "kenko-staff-roster";

@@ -1,6 +1,8 @@
 # Production: the stack in Tokyo, replicas and backup copies in Osaka, guardrails from the
 # organization's management account. Apply from a terminal on the closed network.
 
+data "aws_caller_identity" "current" {}
+
 locals {
   tags = merge(var.tags, {
     "kenko:stack"       = var.name
@@ -66,6 +68,8 @@ module "agent_identity" {
   cluster_name      = module.cluster.cluster_name
   trail_bucket_arn  = module.audit_logging.bucket_arn
   trail_kms_key_arn = module.audit_logging.kms_key_arn
+  # The Kubernetes audit log the access monitor reads.
+  audit_log_group_arn = module.cluster.control_plane_log_group_arn
   data_bucket_arns  = module.storage.bucket_arns
   data_kms_key_arns = values(module.storage.data_kms_key_arns)
 

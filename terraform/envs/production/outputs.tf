@@ -49,3 +49,13 @@ output "stack_kms_key_arns" {
   description = "Each HealthStack's spec.storage.kmsKeyArn, by \"namespace/name\": the primary (Tokyo) of the stack's own multi-Region key (storage module's stack_kms_key_arns), never the shared data key."
   value       = { for k, key in module.storage.stack_kms_key_arns : k => key.primary }
 }
+
+output "agent_config" {
+  description = "The node agents' configuration: the kenko.toml of manifests/agent/configmap.yaml (the audit log group and the trail's prefix, as this environment names them)."
+  value = templatefile("${path.module}/agent-config.toml.tftpl", {
+    name         = var.name
+    account_id   = data.aws_caller_identity.current.account_id
+    log_group    = module.cluster.control_plane_log_group
+    trail_bucket = module.audit_logging.bucket
+  })
+}

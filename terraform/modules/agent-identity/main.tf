@@ -106,6 +106,22 @@ data "aws_iam_policy_document" "trail" {
   }
 }
 
+# The Kubernetes audit log in CloudWatch Logs (EKS's control plane log group): the access
+# monitor lists its streams and reads their events; CloudWatch decrypts them itself.
+data "aws_iam_policy_document" "k8s_audit" {
+  statement {
+    sid       = "ReadKubernetesAuditLog"
+    actions   = ["logs:DescribeLogStreams", "logs:GetLogEvents"]
+    resources = ["${var.audit_log_group_arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "k8s_audit" {
+  name   = "k8s-audit-read"
+  role   = aws_iam_role.agent.id
+  policy = data.aws_iam_policy_document.k8s_audit.json
+}
+
 resource "aws_iam_role_policy" "trail" {
   name   = "cloudtrail-read"
   role   = aws_iam_role.agent.id

@@ -25,6 +25,11 @@ variable "trail_bucket_arn" {
   type        = string
 }
 
+variable "audit_log_group_arn" {
+  description = "ARN of the CloudWatch Logs group holding the Kubernetes audit log (the cluster module's control_plane_log_group_arn)."
+  type        = string
+}
+
 variable "trail_kms_key_arn" {
   description = "KMS key of the CloudTrail log files (audit-logging module)."
   type        = string

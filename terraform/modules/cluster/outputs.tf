@@ -32,3 +32,13 @@ output "secrets_kms_key_arn" {
   description = "KMS key encrypting Kubernetes secrets and the control plane logs."
   value       = aws_kms_key.cluster.arn
 }
+
+output "control_plane_log_group" {
+  description = "CloudWatch Logs group of the control plane logs: the Kubernetes audit log the agents read (streams kube-apiserver-audit-*)."
+  value       = aws_cloudwatch_log_group.control_plane.name
+}
+
+output "control_plane_log_group_arn" {
+  description = "ARN of the control plane log group."
+  value       = aws_cloudwatch_log_group.control_plane.arn
+}

@@ -510,7 +510,7 @@ pub fn load_tree(root: &Path, shown_root: &str) -> Result<Vec<Module>, LoadError
 // ---------------------------------------------------------------------------------------------
 // HCL helpers
 
-fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+pub fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
     body.attributes().find(|a| a.key() == key).map(|a| a.expr())
 }
 

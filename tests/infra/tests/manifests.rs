@@ -605,6 +605,7 @@ const AGENT_CLUSTER_ROLE: &[&str] = &[
     "kenko.io erasurecertificates list",
     "kenko.io erasurecertificates create",
     "kenko.io residencypolicies/status patch",
+    "kenko.io healthstacks list",
     "core persistentvolumeclaims get",
     "core persistentvolumes get",
     "core nodes get",
@@ -935,7 +936,14 @@ fn the_agent_is_wired_as_kenko_agent_run_cluster_expects() {
         .iter()
         .map(|m| (str_at(m, &["name"]), str_at(m, &["mountPath"])))
         .collect();
-    for (host, inside) in [("/dev", "/dev"), ("/var/lib/kenko", "/var/lib/kenko")] {
+    for (host, inside) in [
+        ("/dev", "/dev"),
+        ("/var/lib/kenko", "/var/lib/kenko"),
+        (
+            kenko_api::access::POD_LOG_DIR,
+            kenko_api::access::POD_LOG_DIR,
+        ),
+    ] {
         let vol = host_paths
             .iter()
             .find(|(_, p)| **p == host)
@@ -943,6 +951,42 @@ fn the_agent_is_wired_as_kenko_agent_run_cluster_expects() {
             .unwrap_or_else(|| panic!("no hostPath {host}"));
         assert_eq!(mounts.get(vol), Some(&inside), "hostPath {host}");
     }
+    // Its configuration and the roster, where kenko_api::access says they are.
+    let config_maps: BTreeMap<&str, &str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.get("configMap").is_some())
+        .map(|v| (str_at(v, &["name"]), str_at(v, &["configMap", "name"])))
+        .collect();
+    for (cm, dir) in [
+        (
+            kenko_api::access::NODE_CONFIGMAP,
+            kenko_api::access::NODE_CONFIG_DIR,
+        ),
+        (
+            kenko_api::access::ROSTER_CONFIGMAP,
+            kenko_api::access::ROSTER_DIR,
+        ),
+    ] {
+        let vol = config_maps
+            .iter()
+            .find(|(_, n)| **n == cm)
+            .map(|(v, _)| *v)
+            .unwrap_or_else(|| panic!("no volume of ConfigMap {cm}"));
+        assert_eq!(mounts.get(vol), Some(&dir), "ConfigMap {cm}");
+    }
+    assert_eq!(
+        env["KENKO_CONFIG"],
+        format!(
+            "{}/{}",
+            kenko_api::access::NODE_CONFIG_DIR,
+            kenko_api::access::NODE_CONFIG_KEY
+        )
+    );
+    let cm = object(top(), "ConfigMap", kenko_api::access::NODE_CONFIGMAP);
+    assert_eq!(cm.namespace(), Some(AGENT_NAMESPACE));
+    assert!(cm.value["data"][kenko_api::access::NODE_CONFIG_KEY].is_string());
     let lease_role = object(top(), "Role", "kenko-agent-leader-election");
     assert_eq!(lease_role.namespace(), Some(AGENT_NAMESPACE));
     assert!(grants(&lease_role).contains("coordination.k8s.io leases[kenko-agent-cloud] patch"));

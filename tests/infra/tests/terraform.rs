@@ -1378,6 +1378,7 @@ fn agent_identity_with_stacks(edit: Option<(&str, &str, &str)>) -> Module {
             "cluster_name": "kenko-prod",
             "trail_bucket_arn": "arn:aws:s3:::kenko-prod-trail",
             "trail_kms_key_arn": "arn:aws:kms:ap-northeast-1:123456789012:key/trail",
+            "audit_log_group_arn": "arn:aws:logs:ap-northeast-1:123456789012:log-group:/aws/eks/kenko-prod/cluster",
             "data_bucket_arns": ["arn:aws:s3:::kenko-prod-records"],
             "data_kms_key_arns": [
                 "arn:aws:kms:ap-northeast-1:123456789012:key/data",
@@ -1652,4 +1653,73 @@ fn production_wires_each_stacks_key_from_storage_to_its_intake_and_out() {
         output.contains("module.storage.stack_kms_key_arns") && output.contains(".primary"),
         "{output}"
     );
+}
+
+/// The node agents' configuration names what Terraform creates: `terraform output
+/// agent_config` renders `envs/production/agent-config.toml.tftpl` with the cluster module's
+/// log group and the audit-logging module's trail bucket, and the sample ConfigMap
+/// (`manifests/agent/configmap.yaml`) is that rendering for the example account; the agent
+/// may read both the log group and the trail.
+#[test]
+fn the_agents_configuration_names_the_log_group_and_trail_terraform_creates() {
+    let modules = tree();
+    let account = "123456789012";
+    let sub = |text: &str| {
+        text.replace("${var.name}", "kenko-prod")
+            .replace("${local.account_id}", account)
+            .replace("${local.region}", "ap-northeast-1")
+    };
+    let local_text = |dir: &str, name: &str| -> String {
+        let m = module(&modules, dir);
+        let expr = m
+            .top_blocks("locals")
+            .find_map(|(_, b)| kenko_infra_tests::attr(&b.body, name))
+            .unwrap_or_else(|| panic!("no local.{name} in {dir}"));
+        sub(kenko_infra_tests::render(expr).trim_matches('"'))
+    };
+    let log_group = local_text("modules/cluster", "log_group");
+    assert_eq!(log_group, "/aws/eks/kenko-prod/cluster");
+    let trail_bucket = local_text("modules/audit-logging", "bucket_name");
+    // The outputs the template is fed are those very names.
+    let outputs =
+        std::fs::read_to_string(terraform_dir().join("modules/cluster/outputs.tf")).unwrap();
+    assert!(outputs.contains("aws_cloudwatch_log_group.control_plane.name"));
+    let outputs =
+        std::fs::read_to_string(terraform_dir().join("modules/audit-logging/outputs.tf")).unwrap();
+    assert!(outputs.contains("aws_s3_bucket.trail.id"));
+    let env = std::fs::read_to_string(terraform_dir().join("envs/production/outputs.tf")).unwrap();
+    for wire in [
+        "log_group    = module.cluster.control_plane_log_group",
+        "trail_bucket = module.audit_logging.bucket",
+    ] {
+        assert!(env.contains(wire), "agent_config is not fed {wire}");
+    }
+    let template =
+        std::fs::read_to_string(terraform_dir().join("envs/production/agent-config.toml.tftpl"))
+            .unwrap();
+    let rendered = template
+        .replace("${name}", "kenko-prod")
+        .replace("${account_id}", account)
+        .replace("${log_group}", &log_group)
+        .replace("${trail_bucket}", &trail_bucket);
+    assert!(
+        !rendered.contains("${"),
+        "a placeholder the test does not know: {rendered}"
+    );
+    let cm_text =
+        std::fs::read_to_string(terraform_dir().join("../manifests/agent/configmap.yaml")).unwrap();
+    let cm: serde_yaml::Value = serde_yaml::from_str(&cm_text).unwrap();
+    let sample = cm["data"][kenko_api::access::NODE_CONFIG_KEY]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        sample, rendered,
+        "manifests/agent/configmap.yaml is not what Terraform renders"
+    );
+    // The agent's role may read that log group.
+    let id =
+        std::fs::read_to_string(terraform_dir().join("modules/agent-identity/main.tf")).unwrap();
+    assert!(id.contains("\"logs:GetLogEvents\"") && id.contains("\"logs:DescribeLogStreams\""));
+    let prod = std::fs::read_to_string(terraform_dir().join("envs/production/main.tf")).unwrap();
+    assert!(prod.contains("audit_log_group_arn = module.cluster.control_plane_log_group_arn"));
 }
