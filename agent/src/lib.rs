@@ -98,6 +98,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "access_alertmanager_failed",
     "access_events_failed",
     "access_cloudtrail_s3_failed",
+    "access_cloudwatch_failed",
     "access_log_not_json",
     "access_log_invalid_field",
     "access_log_mynumber_in_subject",
