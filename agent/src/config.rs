@@ -278,6 +278,27 @@ pub fn aws_region_endpoints() -> Option<String> {
     std::env::var("KENKO_AWS_REGION_ENDPOINTS").ok()
 }
 
+/// A TOML error as one line: where (line and column) and what was expected, never the line
+/// itself (the file can hold a database URL with its password).
+pub fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let what = e
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid")
+        .trim()
+        .to_string();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
+}
+
 impl Config {
     pub fn resolve(flags: &GlobalFlags) -> Result<Config, ConfigError> {
         let file = match &flags.config {
@@ -288,7 +309,7 @@ impl Config {
                 })?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::File {
                     path: path.clone(),
-                    message: e.to_string(),
+                    message: toml_message(&text, &e),
                 })?
             }
             None => FileConfig::default(),
@@ -432,6 +453,36 @@ pub fn display_path(base: &Path, p: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A broken file is refused in one line that says where and what was expected, and
+    /// never shows the line (it could be the database URL with its password).
+    #[test]
+    fn a_broken_configuration_is_refused_in_one_line_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kenko.toml");
+        for (text, want) in [
+            (
+                "data_dir = \"/x\"\n[intake]\nschedul = \"*/10 * * * *\"\n",
+                "line 3, column 1: unknown field `schedul`",
+            ),
+            (
+                "database_url = \"postgres://kenko:s3cret@db/kenko\n",
+                "line 1, column",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = Config::resolve(&GlobalFlags {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(want), "{msg}");
+            assert!(!msg.contains('\n'), "one line: {msg}");
+            assert!(!msg.contains("s3cret"), "no value of the file: {msg}");
+            assert_eq!(e.reason(), "config_invalid");
+        }
+    }
+
     /// The node agents' configuration as shipped (manifests/agent/configmap.yaml, what
     /// `terraform output agent_config` renders) is one `run --cluster` reads.
     #[test]
@@ -460,7 +511,10 @@ mod tests {
             .resolve(Path::new(kenko_api::intake::WORK_DIR))
             .unwrap();
         assert!(s.enabled);
-        assert_eq!(s.k8s_audit_cloudwatch.as_deref(), Some("/aws/eks/kenko-prod/cluster"));
+        assert_eq!(
+            s.k8s_audit_cloudwatch.as_deref(),
+            Some("/aws/eks/kenko-prod/cluster")
+        );
         assert!(s.cloudtrail_s3.is_some() && s.k8s_audit_log.is_some());
         assert!(c.residency.is_enabled(true));
     }

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment, StatefulSet,
+    StatefulSetSpec,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
@@ -939,6 +942,13 @@ fn intake_deployment(stack: &HealthStack, agent_image: &str) -> Deployment {
         period_seconds: Some(10),
         ..Default::default()
     };
+    // The configuration's hash in the pod template: a changed configuration rolls the pods,
+    // and a new pod the agent refuses (it exits saying why) never becomes ready while the
+    // old one, with the last good configuration, keeps taking deliveries.
+    let config_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(intake::agent_config(stack).as_bytes()))
+    };
     Deployment {
         metadata: meta(stack, &n.intake, "intake"),
         spec: Some(DeploymentSpec {
@@ -947,9 +957,20 @@ fn intake_deployment(stack: &HealthStack, agent_image: &str) -> Deployment {
                 match_labels: Some(selector(stack, "intake")),
                 match_expressions: None,
             },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(stack, "intake")),
+                    annotations: Some(BTreeMap::from([(
+                        intake::CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash,
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

@@ -771,3 +771,42 @@ fn what_the_intake_reports_is_checked_before_it_is_believed() {
     let cs = conditions(&s, &Residency::Compliant, &observed, &now);
     assert_eq!(status_of(&cs, "IntakeHealthy").1, reason::SUSPENDED);
 }
+
+/// A changed configuration rolls the intake, and the pod with the last good one keeps
+/// running until a new one is ready: the template carries the rendered file's SHA-256 and the
+/// rollout never takes a pod away first.
+#[test]
+fn a_changed_configuration_rolls_the_intake_and_keeps_the_last_good_pod_until_the_new_one_is_ready()
+{
+    use sha2::Digest;
+    let hash_of = |s: &HealthStack| {
+        let kids = children(s, &Residency::Compliant, AGENT_IMAGE);
+        let (d, _) = intake_of(&kids);
+        let cm = kids
+            .iter()
+            .find_map(|k| match k {
+                Child::ConfigMap(cm) => Some(cm.clone()),
+                _ => None,
+            })
+            .unwrap();
+        let rendered = cm.data.unwrap()[intake::CONFIG_FILE].clone();
+        let spec = d.spec.unwrap();
+        let strategy = spec.strategy.unwrap();
+        let ru = strategy.rolling_update.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(0)));
+        let annotations = spec.template.metadata.unwrap().annotations.unwrap();
+        let hash = annotations[intake::CONFIG_HASH_ANNOTATION].clone();
+        assert_eq!(
+            hash,
+            hex::encode(sha2::Sha256::digest(rendered.as_bytes())),
+            "the hash of the ConfigMap the pods mount"
+        );
+        hash
+    };
+    let mut s = stack();
+    let before = hash_of(&s);
+    assert_eq!(hash_of(&s), before, "the same spec, the same pods");
+    s.spec.intake.schedule = "*/5 * * * *".into();
+    assert_ne!(hash_of(&s), before, "a new schedule rolls the pods");
+}

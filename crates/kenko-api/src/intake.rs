@@ -8,6 +8,10 @@ use crate::HealthStack;
 
 /// The ConfigMap key (and file name) of the agent's configuration.
 pub const CONFIG_FILE: &str = "kenko.toml";
+/// The intake pods' annotation holding the SHA-256 of the configuration they were started
+/// with: a changed configuration rolls the Deployment, and a new pod that refuses it never
+/// becomes ready, so the pods with the last good one keep running (`maxUnavailable: 0`).
+pub const CONFIG_HASH_ANNOTATION: &str = "kenko.io/config-sha256";
 /// Where the configuration ConfigMap is mounted.
 pub const CONFIG_DIR: &str = "/etc/kenko";
 /// The agent's working directory: a memory-backed `emptyDir` (the bucket and the database
