@@ -50,3 +50,35 @@ pub async fn follow(client: kube::Client, feed: Arc<StackFeed>) {
         tokio::time::sleep(REFRESH).await;
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use kenko_access::generate::{
+        APP_POD, DATA_KEY_SECRET, DB_POD, DB_SECRET, RECORDS_BUCKET, STACK_NAMESPACE,
+    };
+    use kenko_api::names::StackNames;
+
+    /// The generated month the access rules are scored on names things as kenko does: the
+    /// controller's children of the stack `hachioji` and Terraform's records bucket. If either
+    /// renames, this fails, and with it the claim that the defaults know kenko's names.
+    #[test]
+    fn the_generated_logs_use_the_names_the_controller_and_terraform_give() {
+        let n = StackNames::of(STACK_NAMESPACE);
+        assert_eq!(DB_POD, format!("{}-0", n.db));
+        assert!(APP_POD.starts_with(&format!("{}-", n.app)));
+        assert_eq!(DB_SECRET, n.db_credentials);
+        assert_eq!(DATA_KEY_SECRET, n.data_key);
+        let tf = include_str!("../../../terraform/modules/storage/main.tf");
+        let pattern = "${var.name}-records-${local.account_id}-${local.primary_region}";
+        assert!(
+            tf.contains(&format!("bucket = \"{pattern}\"")),
+            "storage's records bucket"
+        );
+        let named = pattern
+            .replace("${var.name}", "kenko-prod")
+            .replace("${local.account_id}", "111122223333")
+            .replace("${local.primary_region}", "ap-northeast-1");
+        assert_eq!(RECORDS_BUCKET, named);
+    }
+}
