@@ -426,7 +426,10 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
                 c.client.clone(),
                 feed.clone(),
             ));
-            (std::borrow::Cow::Owned(cfg), Some(feed))
+            (
+                std::borrow::Cow::Owned(cfg),
+                Some((feed, c.cloud_leader.clone())),
+            )
         }
         None => (std::borrow::Cow::Borrowed(config), None),
     };

@@ -250,9 +250,14 @@ pub fn spawn_if_enabled(
     config: &Config,
     stop: Arc<AtomicBool>,
     kube_events: Option<super::kube_events::EventSink>,
-    feed: Option<Arc<super::StackFeed>>,
+    cluster: Option<(Arc<super::StackFeed>, Arc<AtomicBool>)>,
 ) -> Result<Option<std::thread::JoinHandle<()>>, AccessError> {
-    let s = settings(config)?;
+    let mut s = settings(config)?;
+    // In the cluster, the cloud inputs are read by the cloud Lease holder only.
+    let feed = cluster.map(|(feed, leader)| {
+        s.cloud_gate = Some(leader);
+        feed
+    });
     if !s.enabled {
         return Ok(None);
     }

@@ -257,6 +257,7 @@ impl Spool {
 pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
     let group = s.k8s_audit_cloudwatch.clone()?;
     let spool_path = s.k8s_audit_log.clone()?;
+    let gate = s.clone();
     let poll = s.k8s_audit_cloudwatch_poll;
     LazyLock::force(&EVENTS);
     let handle = std::thread::Builder::new()
@@ -276,6 +277,13 @@ pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::J
             let client = rt.block_on(kenko_aws::cwlogs::logs_client(&ep, &ep.region));
             let mut spool: Option<Spool> = None;
             while !stop.load(Ordering::SeqCst) {
+                if !gate.reads_cloud() {
+                    // Another node's agent holds the cloud Lease and reads it; look again
+                    // shortly (this agent takes over where its own cursor stands).
+                    spool = None;
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
                 let result = match &mut spool {
                     Some(sp) => rt.block_on(sp.pass(&client, &group)),
                     None => Spool::open(&spool_path).and_then(|sp| {

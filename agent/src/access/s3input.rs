@@ -30,6 +30,7 @@ static DOWNLOADS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
     let (bucket, prefix) = s.cloudtrail_s3.clone()?;
     let spool = s.cloudtrail_dir.clone()?;
+    let gate = s.clone();
     let poll = s.cloudtrail_s3_poll;
     LazyLock::force(&DOWNLOADS);
     let handle = std::thread::Builder::new()
@@ -48,6 +49,12 @@ pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::J
             let ep = kenko_aws::Endpoint::from_env();
             let client = rt.block_on(kenko_aws::s3_client(&ep, &ep.region));
             while !stop.load(Ordering::SeqCst) {
+                if !gate.reads_cloud() {
+                    // Another node's agent holds the cloud Lease and reads it; look again
+                    // shortly (this agent takes over where its own cursor stands).
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
                 match rt.block_on(kenko_aws::cloudtrail::fetch_new(
                     &client,
                     &bucket,

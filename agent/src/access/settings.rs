@@ -108,6 +108,10 @@ pub struct AccessSettings {
     pub poll_interval: Duration,
     pub detect: DetectConfig,
     pub principals: Principals,
+    /// In the cluster: set while this agent holds the cloud Lease. The cloud inputs
+    /// (CloudWatch Logs, CloudTrail's bucket) are read only while it is set, so one agent
+    /// reads them, not one per node; None on one machine (always read).
+    pub cloud_gate: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A setting that cannot be used (`config_invalid`).
@@ -277,6 +281,7 @@ impl AccessSection {
             poll_interval: Duration::from_millis(self.poll_ms.unwrap_or(1000).max(10)),
             detect,
             principals,
+            cloud_gate: None,
         })
     }
 }
@@ -305,6 +310,13 @@ impl AccessSettings {
     /// The tamper-evidence chain's directory (what `audit-log verify` takes).
     pub fn chain_dir(&self) -> PathBuf {
         self.state_dir.join("chain")
+    }
+
+    /// Whether this agent reads the cloud inputs now (see `cloud_gate`).
+    pub fn reads_cloud(&self) -> bool {
+        self.cloud_gate
+            .as_ref()
+            .is_none_or(|g| g.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The Alertmanager receivers of a stack's alerts (none for alerts of no stack).
@@ -365,5 +377,17 @@ mod tests {
         let bad: AccessSection = toml::from_str("cloudtrail_s3 = \"trail/x\"\n").unwrap();
         let e = bad.resolve(Path::new("/x")).unwrap_err().to_string();
         assert!(e.contains("cloudtrail_s3"), "{e}");
+    }
+
+    #[test]
+    fn the_cloud_inputs_are_read_on_one_machine_and_by_the_lease_holder_only_in_the_cluster() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut s = AccessSection::default().resolve(Path::new("/x")).unwrap();
+        assert!(s.reads_cloud(), "one machine: always");
+        let leader = std::sync::Arc::new(AtomicBool::new(false));
+        s.cloud_gate = Some(leader.clone());
+        assert!(!s.reads_cloud(), "another node holds the Lease");
+        leader.store(true, Ordering::SeqCst);
+        assert!(s.reads_cloud());
     }
 }
