@@ -58,6 +58,12 @@ pub const PVC_NAMESPACE_TAG: &str = "kubernetes.io/created-for/pvc/namespace";
 /// The claim's name, likewise.
 pub const PVC_NAME_TAG: &str = "kubernetes.io/created-for/pvc/name";
 
+/// The tag that puts a resource into the AWS Backup plan, as (key, value): Terraform's
+/// selection (`terraform/modules/backup`, `selection_tag` with the value `"true"`), the sample
+/// StorageClass's `tagSpecification_1` on every EBS volume it creates, and the records bucket
+/// (`terraform/modules/storage`). `tests/infra` fails when the three drift apart.
+pub const BACKUP_SELECTION_TAG: (&str, &str) = ("kenko:backup", "true");
+
 /// Which recovery points of a vault belong to a stack: those of its volumes, by the tags the
 /// CSI driver set on them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -187,7 +187,9 @@ resource "aws_s3_bucket" "records" {
   #checkov:skip=CKV2_AWS_62:Nothing consumes S3 event notifications; the agent lists the bucket.
   bucket = "${var.name}-records-${local.account_id}-${local.primary_region}"
 
-  tags = merge(var.tags, { "kenko:data" = "records" })
+  # kenko:backup = true puts it into the backup module's plan (its selection_tag): daily
+  # recovery points, copied to Osaka.
+  tags = merge(var.tags, { "kenko:data" = "records", "kenko:backup" = "true" })
 }
 
 resource "aws_s3_bucket_versioning" "records" {

@@ -2448,3 +2448,82 @@ pub fn check_tree(modules: &[Module]) -> Vec<Violation> {
     out.dedup();
     out
 }
+
+/// The backup selection tag `want` (`kenko_api::names::BACKUP_SELECTION_TAG`), in the three
+/// places that must agree on it: Terraform's backup selection (a `selection_tag` block with
+/// `STRINGEQUALS`, `key` and `value` as `want`, in `backup`), the records bucket's tags (in
+/// `storage`), and the StorageClass's EBS CSI parameters (`tagSpecification_N: "KEY=VALUE"`,
+/// which tag every volume it creates). A mismatch in any of them means the volumes or the
+/// bucket are not backed up.
+pub fn backup_selection_tag(
+    backup: &Module,
+    storage: &Module,
+    storage_class: (&str, &serde_json::Value),
+    want: (&str, &str),
+) -> Vec<Violation> {
+    let (key, value) = want;
+    let mut out = Vec::new();
+    let selections: Vec<Resource<'_>> = backup.resources_of("aws_backup_selection").collect();
+    if selections.is_empty() {
+        out.push(Violation {
+            file: format!("terraform/{}", backup.dir),
+            address: format!("{}aws_backup_selection", backup.address_prefix),
+            rule: "backup-selection-tag",
+            expected: format!("a backup selection of resources tagged {key} = {value}"),
+        });
+    }
+    for sel in &selections {
+        let matches = nested(sel.body, &["selection_tag"]).iter().any(|b| {
+            backup.string(b, "type").as_deref() == Some("STRINGEQUALS")
+                && backup.string(b, "key").as_deref() == Some(key)
+                && backup.string(b, "value").as_deref() == Some(value)
+        });
+        if !matches {
+            out.push(sel.violation(
+                "backup-selection-tag",
+                format!("selection_tag {{ type = \"STRINGEQUALS\", key = \"{key}\", value = \"{value}\" }}"),
+            ));
+        }
+    }
+    match storage.find("aws_s3_bucket", "records") {
+        None => out.push(Violation {
+            file: format!("terraform/{}", storage.dir),
+            address: format!("{}aws_s3_bucket.records", storage.address_prefix),
+            rule: "records-backup-tag",
+            expected: "the records bucket".into(),
+        }),
+        Some(b) => {
+            let tagged = b
+                .value("tags")
+                .and_then(|t| t.as_object().and_then(|o| o.get(key)).cloned())
+                .is_some_and(|v| v.as_str() == Some(value));
+            if !tagged {
+                out.push(b.violation(
+                    "records-backup-tag",
+                    format!(
+                        "tags including \"{key}\" = \"{value}\" (so the backup plan selects it)"
+                    ),
+                ));
+            }
+        }
+    }
+    let (file, sc) = storage_class;
+    let wanted = format!("{key}={value}");
+    let tagged = sc["parameters"].as_object().is_some_and(|p| {
+        p.iter().any(|(k, v)| {
+            k.to_ascii_lowercase().starts_with("tagspecification") && v.as_str() == Some(&wanted)
+        })
+    });
+    if !tagged {
+        out.push(Violation {
+            file: file.to_string(),
+            address: format!(
+                "StorageClass {}",
+                sc["metadata"]["name"].as_str().unwrap_or_default()
+            ),
+            rule: "storageclass-backup-tag",
+            expected: format!("parameters.tagSpecification_N: \"{wanted}\" (the EBS CSI driver tags every volume it creates)"),
+        });
+    }
+    out
+}
