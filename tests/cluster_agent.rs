@@ -228,6 +228,14 @@ async fn the_account_audit_is_published_in_the_residency_policys_status() {
             resource: "igw-0abc".into(),
             region: "ap-northeast-1".into(),
         }],
+        interval_secs: 3600,
+        backups: vec![kenko_api::residency::StackBackup {
+            namespace: "hachioji".into(),
+            name: "hachioji".into(),
+            reason: "NoBackupPlan".into(),
+            message: "NoBackupPlan pvc:hachioji-data: not tagged".into(),
+            checked_at: "2026-11-26T03:00:00Z".into(),
+        }],
     };
     assert!(cluster::audit::publish(&client, &audit).await.unwrap());
     drop(client);
@@ -243,6 +251,57 @@ async fn the_account_audit_is_published_in_the_residency_policys_status() {
     );
     // Exactly the status: a merge patch never touches the spec.
     assert!(body.get("spec").is_none(), "{body}");
+    assert_eq!(
+        body["status"]["audit"]["backups"][0],
+        json!({"namespace": "hachioji", "name": "hachioji", "reason": "NoBackupPlan",
+               "message": "NoBackupPlan pvc:hachioji-data: not tagged",
+               "checkedAt": "2026-11-26T03:00:00Z"})
+    );
+    assert_eq!(body["status"]["audit"]["intervalSecs"], 3600);
+}
+
+/// Before each audit the Lease holder lists every HealthStack for `backup.coverage`: each
+/// live stack's claims and records bucket, as the controller names them.
+#[tokio::test]
+async fn the_stacks_are_listed_for_the_backup_audit() {
+    let mut live = serde_json::to_value(kenko_api::samples::hachioji()).unwrap();
+    live["metadata"]["namespace"] = json!("hachioji");
+    let mut deleting = live.clone();
+    deleting["metadata"]["name"] = json!("fuchu");
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");
+    let (got, _) = kenko_test_support::scenario(
+        vec![step(
+            "GET",
+            "/apis/kenko.io/v1alpha1/healthstacks",
+            Reply::Json(json!({
+                "apiVersion": "kenko.io/v1alpha1",
+                "kind": "HealthStackList",
+                "metadata": {},
+                "items": [live, deleting]
+            })),
+        )],
+        |client| async move { cluster::audit::stack_locations(&client).await },
+    )
+    .await;
+    let got = got.unwrap();
+    assert_eq!(got.len(), 1, "the stack being deleted is left out: {got:?}");
+    assert_eq!(got[0].id(), "hachioji/hachioji");
+    assert_eq!(got[0].claims, ["hachioji-data", "data-hachioji-db-0"]);
+    assert_eq!(
+        got[0].records_bucket_name(),
+        Some("kenko-prod-records-123456789012-ap-northeast-1")
+    );
+    // A list the API server refuses is an error (the audit's coverage is then Unknown).
+    let (got, _) = kenko_test_support::scenario(
+        vec![step(
+            "GET",
+            "/apis/kenko.io/v1alpha1/healthstacks",
+            Reply::NotFound,
+        )],
+        |client| async move { cluster::audit::stack_locations(&client).await },
+    )
+    .await;
+    assert_eq!(got.unwrap_err().reason(), "cluster_api_failed");
 }
 
 #[tokio::test]

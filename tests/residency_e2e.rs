@@ -2,7 +2,9 @@
 //! so tests run in parallel): an account built the way Terraform builds it passes, each
 //! violation added to it on its own is found with the right rule, status and exit code, a region
 //! that does not answer is Unknown (never compliant), `--remediate` removes exactly the
-//! offending replication rule, and `kenko-agent run` exports the audit's metrics.
+//! offending replication rule, and `kenko-agent run` exports the audit's metrics. A stack's
+//! backup coverage (`--stacks`): its volumes found by their claim tags in moto, Unknown where
+//! moto lacks AWS Backup's APIs, and decided on recorded AWS Backup answers.
 //! Everything goes through the real binary.
 #![allow(
     clippy::unwrap_used,
@@ -1142,4 +1144,302 @@ fn the_running_agent_audits_on_schedule_and_exports_metrics() {
         .as_secs_f64();
     assert!(now - last < 120.0 && last > 0.0, "{last}");
     assert!(metric(&text, "kenko_residency_api_calls_total").unwrap() > 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// backup.coverage: a stack's volumes (by the EBS CSI driver's claim tags) and records bucket
+
+const STACK_NS: &str = "hachioji";
+
+/// A volume the EBS CSI driver made for `claim` of namespace `hachioji` (its claim tags),
+/// tagged for the backup plan or not. Returns its id.
+async fn claim_volume(c: &Clients, claim: &str, for_backup: bool) -> String {
+    let mut tags = ec2::types::TagSpecification::builder()
+        .resource_type(ec2::types::ResourceType::Volume)
+        .tags(
+            ec2::types::Tag::builder()
+                .key(kenko_api::names::PVC_NAMESPACE_TAG)
+                .value(STACK_NS)
+                .build(),
+        )
+        .tags(
+            ec2::types::Tag::builder()
+                .key(kenko_api::names::PVC_NAME_TAG)
+                .value(claim)
+                .build(),
+        );
+    if for_backup {
+        let (k, v) = kenko_api::names::BACKUP_SELECTION_TAG;
+        tags = tags.tags(ec2::types::Tag::builder().key(k).value(v).build());
+    }
+    c.ec2(TOKYO)
+        .create_volume()
+        .availability_zone(format!("{TOKYO}a"))
+        .size(8)
+        .tag_specifications(tags.build())
+        .send()
+        .await
+        .unwrap()
+        .volume_id()
+        .unwrap()
+        .to_string()
+}
+
+/// The records bucket as Terraform tags it (`kenko:backup = true` added).
+async fn tag_records_for_backup(c: &Clients, bucket: &str) {
+    let (k, v) = kenko_api::names::BACKUP_SELECTION_TAG;
+    let tag = |k: &str, v: &str| s3::types::Tag::builder().key(k).value(v).build().unwrap();
+    c.s3(TOKYO)
+        .put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(
+            s3::types::Tagging::builder()
+                .tag_set(tag("kenko:data", "records"))
+                .tag_set(tag("kenko:stack", "kenko-prod"))
+                .tag_set(tag(k, v))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The stack `hachioji/hachioji` with both claims and the account's records bucket, in a
+/// `--stacks` file (as `kenko_api::residency::StackLocations`).
+fn stacks_file(dir: &std::path::Path, records: &str) -> std::path::PathBuf {
+    let path = dir.join("stacks.json");
+    std::fs::write(
+        &path,
+        serde_json::json!([{
+            "namespace": STACK_NS,
+            "name": "hachioji",
+            "region": TOKYO,
+            "backupRegion": OSAKA,
+            "vault": "kenko-prod-osaka",
+            "sourceVault": "kenko-prod-tokyo",
+            "recordsBucket": format!("s3://{records}/hachioji"),
+            "claims": ["hachioji-data", "data-hachioji-db-0"]
+        }])
+        .to_string(),
+    )
+    .unwrap();
+    path
+}
+
+/// The (location, status, reason, resource, detail) of every `backup.coverage` finding, by
+/// location.
+fn coverage(report: &Value) -> Vec<(String, String, String, String, String)> {
+    let mut v: Vec<_> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "backup.coverage")
+        .map(|f| {
+            assert_eq!(f["backup"]["stack"], "hachioji/hachioji", "{f}");
+            (
+                f["backup"]["location"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+                f["backup"]["reason"].as_str().unwrap().to_string(),
+                f["resource"].as_str().unwrap().to_string(),
+                f["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// moto has volumes with tags, bucket tags and plans, but no backup selections, recovery
+/// points or copy jobs: what needs them is Unknown (never covered), and the sweep goes on. A
+/// claim with no volume at all is still a violation.
+#[test]
+fn against_the_emulator_backup_coverage_is_unknown_where_it_lacks_the_api() {
+    let (moto, rt, a) = setup();
+    let data = rt.block_on(async {
+        let data = claim_volume(&a.clients, "hachioji-data", true).await;
+        // A volume of another stack's claim is not this stack's.
+        claim_volume(&a.clients, "fuchu-data", true).await;
+        tag_records_for_backup(&a.clients, &a.records).await;
+        data
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stacks = stacks_file(dir.path(), &a.records);
+    let (report, code, out) = audit(
+        &moto,
+        &["--regions", REGIONS, "--stacks", stacks.to_str().unwrap()],
+        &[],
+    );
+    let got = coverage(&report);
+    let brief: Vec<(&str, &str, &str, &str)> = got
+        .iter()
+        .map(|(l, s, r, res, _)| (l.as_str(), s.as_str(), r.as_str(), res.as_str()))
+        .collect();
+    let volume = format!("arn:aws:ec2:{TOKYO}:{}:volume/{data}", a.account);
+    let bucket = format!("arn:aws:s3:::{}", a.records);
+    let records = format!("s3://{}/hachioji", a.records);
+    let mut want = vec![
+        (
+            "pvc:data-hachioji-db-0",
+            "violation",
+            "NoBackupPlan",
+            "pvc:data-hachioji-db-0",
+        ),
+        (
+            "pvc:hachioji-data",
+            "unknown",
+            "AuditIncomplete",
+            volume.as_str(),
+        ),
+        (
+            records.as_str(),
+            "unknown",
+            "AuditIncomplete",
+            bucket.as_str(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(
+        brief,
+        want,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (l, _, _, _, detail) in &got {
+        if l == "pvc:data-hachioji-db-0" {
+            assert!(detail.contains("claim tags"), "{detail}");
+        } else {
+            assert!(detail.contains("ListBackupSelections"), "{detail}");
+        }
+    }
+    // The rest of the account is audited as before: only the coverage findings are problems.
+    assert!(problems(&report)
+        .iter()
+        .all(|(rule, ..)| rule == "backup.coverage"));
+    assert_eq!(code, 1);
+}
+
+/// The whole collector path through the real SDK, with AWS Backup's answers recorded
+/// (`tests/common/backup_audit_stub.rs`) and EC2 and S3 in moto: the tagged volume with a
+/// recent point copied to Osaka is covered, the untagged one is not selected, and the records
+/// bucket's recent point has no copy.
+#[test]
+fn recorded_backup_answers_decide_each_location_of_the_stack() {
+    use common::backup_audit_stub;
+    let (moto, rt, a) = setup();
+    let (data, db) = rt.block_on(async {
+        let data = claim_volume(&a.clients, "hachioji-data", true).await;
+        let db = claim_volume(&a.clients, "data-hachioji-db-0", false).await;
+        tag_records_for_backup(&a.clients, &a.records).await;
+        (data, db)
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let acct = &a.account;
+    let tokyo_vault = format!("arn:aws:backup:{TOKYO}:{acct}:backup-vault:kenko-prod-tokyo");
+    let osaka_vault = format!("arn:aws:backup:{OSAKA}:{acct}:backup-vault:kenko-prod-osaka");
+    let plan_arn = format!("arn:aws:backup:{TOKYO}:{acct}:backup-plan:p1");
+    let volume = format!("arn:aws:ec2:{TOKYO}:{acct}:volume/{data}");
+    let bucket = format!("arn:aws:s3:::{}", a.records);
+    let snap = format!("arn:aws:ec2:{TOKYO}::snapshot/snap-0data");
+    let records_point = format!("arn:aws:backup:{TOKYO}:{acct}:recovery-point:records-1");
+    let lifecycle = serde_json::json!({"MoveToColdStorageAfterDays": 90, "DeleteAfterDays": 7305});
+    let key = |r: &str, p: &str| (r.to_string(), p.to_string());
+    let answers: backup_audit_stub::Answers = [
+        (key(TOKYO, "/backup-vaults"), serde_json::json!({"BackupVaultList": [
+            {"BackupVaultName": "kenko-prod-tokyo", "BackupVaultArn": tokyo_vault, "NumberOfRecoveryPoints": 2}]})),
+        (key(OSAKA, "/backup-vaults"), serde_json::json!({"BackupVaultList": [
+            {"BackupVaultName": "kenko-prod-osaka", "BackupVaultArn": osaka_vault, "NumberOfRecoveryPoints": 1}]})),
+        (key(TOKYO, "/backup/plans"), serde_json::json!({"BackupPlansList": [
+            {"BackupPlanId": "p1", "BackupPlanArn": plan_arn, "BackupPlanName": "kenko-prod-daily"}]})),
+        (key(TOKYO, "/backup/plans/p1"), serde_json::json!({
+            "BackupPlanId": "p1", "BackupPlanArn": plan_arn,
+            "BackupPlan": {"BackupPlanName": "kenko-prod-daily", "Rules": [{
+                "RuleName": "daily-copy-to-osaka", "TargetBackupVaultName": "kenko-prod-tokyo",
+                "ScheduleExpression": "cron(0 17 * * ? *)", "Lifecycle": lifecycle,
+                "CopyActions": [{"DestinationBackupVaultArn": osaka_vault, "Lifecycle": lifecycle}]}]}})),
+        (key(TOKYO, "/backup/plans/p1/selections"), serde_json::json!({"BackupSelectionsList": [
+            {"SelectionId": "s1", "SelectionName": "kenko-prod-tagged", "BackupPlanId": "p1",
+             "IamRoleArn": format!("arn:aws:iam::{acct}:role/kenko-prod-backup")}]})),
+        (key(TOKYO, "/backup/plans/p1/selections/s1"), serde_json::json!({
+            "BackupPlanId": "p1", "SelectionId": "s1",
+            "BackupSelection": {"SelectionName": "kenko-prod-tagged",
+                "IamRoleArn": format!("arn:aws:iam::{acct}:role/kenko-prod-backup"),
+                "ListOfTags": [{"ConditionType": "STRINGEQUALS", "ConditionKey": "kenko:backup", "ConditionValue": "true"}]}})),
+        (key(TOKYO, "/backup-vaults/kenko-prod-tokyo/recovery-points"), serde_json::json!({"RecoveryPoints": [
+            {"RecoveryPointArn": snap, "BackupVaultName": "kenko-prod-tokyo", "BackupVaultArn": tokyo_vault,
+             "ResourceArn": volume, "ResourceType": "EBS", "CreationDate": now - 3 * 3600, "Status": "COMPLETED"},
+            {"RecoveryPointArn": records_point, "BackupVaultName": "kenko-prod-tokyo", "BackupVaultArn": tokyo_vault,
+             "ResourceArn": bucket, "ResourceType": "S3", "CreationDate": now - 3 * 3600, "Status": "COMPLETED"}]})),
+        (key(OSAKA, "/backup-vaults/kenko-prod-osaka/recovery-points"), serde_json::json!({"RecoveryPoints": []})),
+        (key(TOKYO, "/copy-jobs"), serde_json::json!({"CopyJobs": [
+            {"CopyJobId": "c1", "SourceRecoveryPointArn": snap, "DestinationBackupVaultArn": osaka_vault,
+             "ResourceArn": volume, "State": "COMPLETED"}]})),
+    ]
+    .into_iter()
+    .collect();
+    // A runtime with a worker thread: it serves while this thread waits for the binary.
+    let served = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stub = served.block_on(backup_audit_stub::start(answers));
+    let dir = tempfile::tempdir().unwrap();
+    let stacks = stacks_file(dir.path(), &a.records);
+    let (report, code, out) = audit(
+        &moto,
+        &["--regions", REGIONS, "--stacks", stacks.to_str().unwrap()],
+        &[("KENKO_AWS_ENDPOINT_URL_BACKUP", &stub.url)],
+    );
+    let got = coverage(&report);
+    let brief: Vec<(&str, &str, &str, &str)> = got
+        .iter()
+        .map(|(l, s, r, res, _)| (l.as_str(), s.as_str(), r.as_str(), res.as_str()))
+        .collect();
+    let db_volume = format!("arn:aws:ec2:{TOKYO}:{acct}:volume/{db}");
+    let records = format!("s3://{}/hachioji", a.records);
+    let mut want = vec![
+        (
+            "pvc:data-hachioji-db-0",
+            "violation",
+            "NoBackupPlan",
+            db_volume.as_str(),
+        ),
+        (
+            "pvc:hachioji-data",
+            "compliant",
+            "BackupCovered",
+            volume.as_str(),
+        ),
+        (
+            records.as_str(),
+            "violation",
+            "NoCrossRegionCopy",
+            bucket.as_str(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(
+        brief,
+        want,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let covered = &got.iter().find(|g| g.0 == "pvc:hachioji-data").unwrap().4;
+    assert!(
+        covered.contains("#selection/kenko-prod-tagged") && covered.contains(&osaka_vault),
+        "{covered}"
+    );
+    // The recorded plan and vaults pass the residency rules too: nothing else is a problem.
+    let others: Vec<_> = problems(&report)
+        .into_iter()
+        .filter(|(rule, ..)| rule != "backup.coverage")
+        .collect();
+    assert!(others.is_empty(), "{others:#?}");
+    assert_eq!(compliant_count(&report, "backup.plan_copy"), 1);
+    assert_eq!(code, 1);
+    drop(served);
 }

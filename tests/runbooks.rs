@@ -102,3 +102,30 @@ fn the_readme_test_command_is_what_ci_runs() {
     assert!(ci.contains("tests/run-all.sh"));
     assert!(readme.contains("cargo run --release -p kenko-agent -- demo"));
 }
+
+/// Every reason of the BackupConfigured condition (the account audit's `backup.coverage`) has
+/// its own section on the rule's runbook page, and every reason an operator acts on is
+/// explained somewhere.
+#[test]
+fn every_backup_coverage_reason_has_its_section_on_the_rules_page() {
+    let rule = kenko_aws::audit::Rule::BackupCoverage;
+    let page = std::fs::read_to_string(root().join(rule.runbook())).unwrap();
+    assert!(page.contains(&format!("## `{}`", rule.as_str())));
+    for reason in kenko_api::reasons::reason::BACKUP_REPORTED {
+        assert!(
+            page.contains(&format!("## `{reason}`")),
+            "{} has no section for `{reason}`",
+            rule.runbook()
+        );
+    }
+    for c in kenko_aws::audit::Coverage::ALL {
+        assert!(kenko_api::reasons::reason::BACKUP_REPORTED.contains(&c.as_str()));
+    }
+    let text = runbook_text();
+    for reason in kenko_api::reasons::reason::PROBLEMS {
+        assert!(
+            text.contains(&format!("`{reason}`")),
+            "no runbook explains `{reason}`"
+        );
+    }
+}

@@ -269,6 +269,7 @@ async fn audit_once(port: u16, concurrency: usize) -> (f64, u64, u64, u64) {
         regions: REGIONS.iter().map(|r| r.to_string()).collect(),
         concurrency,
         policy: Policy::default(),
+        stacks: Ok(Vec::new()),
     };
     let t = Instant::now();
     let (report, _) = audit::run(&clients, &opts, false).await;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use kenko_api::residency::StackLocations;
 use kenko_aws::audit::{self, AuditOptions, Clients, Policy, Report, Rule, Status};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 use serde::Deserialize;
@@ -44,6 +45,11 @@ pub struct AuditArgs {
     /// The tag marking the stack's VPCs: KEY or KEY=VALUE [default: kenko:stack].
     #[arg(long)]
     pub vpc_tag: Option<String>,
+    /// The stacks whose backups `backup.coverage` checks: a JSON list of their locations
+    /// (docs/residency-report.md), or `kubectl get healthstacks -A -o json` [default: none,
+    /// the rule is not evaluated].
+    #[arg(long, value_name = "FILE")]
+    pub stacks: Option<std::path::PathBuf>,
     /// Per-region endpoint overrides REGION=URL,... (for tests and emulators).
     #[arg(long, env = "KENKO_AWS_REGION_ENDPOINTS", hide = true)]
     pub region_endpoints: Option<String>,
@@ -152,6 +158,7 @@ fn options(
     Ok(AuditOptions {
         regions,
         concurrency,
+        stacks: Ok(Vec::new()),
         policy: Policy {
             retention_years,
             certificate_bucket,
@@ -161,6 +168,32 @@ fn options(
     })
 }
 
+/// The stacks of `--stacks FILE`: a JSON list of [`StackLocations`], or a Kubernetes list of
+/// HealthStacks (`kubectl get healthstacks -A -o json`), each read as the cluster agent reads
+/// it ([`StackLocations::of`]; stacks being deleted left out).
+pub fn read_stacks(path: &std::path::Path) -> Result<Vec<StackLocations>, ResidencyError> {
+    let bad = |e: String| ResidencyError::Config(format!("--stacks {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if v.is_array() {
+        return serde_json::from_value(v).map_err(|e| bad(e.to_string()));
+    }
+    match v.get("items") {
+        Some(items) => {
+            let stacks: Vec<kenko_api::HealthStack> = serde_json::from_value(items.clone())
+                .map_err(|e| bad(format!("not a list of HealthStacks: {e}")))?;
+            Ok(stacks
+                .iter()
+                .filter(|s| s.metadata.deletion_timestamp.is_none())
+                .map(StackLocations::of)
+                .collect())
+        }
+        None => Err(bad(
+            "expected a JSON list of stack locations or a Kubernetes list of HealthStacks".into(),
+        )),
+    }
+}
+
 fn overrides(text: Option<&str>) -> Result<BTreeMap<String, String>, ResidencyError> {
     audit::parse_endpoint_overrides(text.unwrap_or_default())
         .map_err(|e| ResidencyError::Config(format!("KENKO_AWS_REGION_ENDPOINTS: {e}")))
@@ -168,13 +201,16 @@ fn overrides(text: Option<&str>) -> Result<BTreeMap<String, String>, ResidencyEr
 
 /// Runs `residency audit`, prints the report and returns the exit code (0, 1 or 2).
 pub fn audit_command(args: &AuditArgs) -> Result<u8, ResidencyError> {
-    let opts = options(
+    let mut opts = options(
         &args.regions,
         args.concurrency,
         args.retention_years,
         args.certificate_bucket.clone(),
         args.vpc_tag.as_deref(),
     )?;
+    if let Some(path) = &args.stacks {
+        opts.stacks = Ok(read_stacks(path)?);
+    }
     let overrides = overrides(args.region_endpoints.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -322,11 +358,13 @@ pub fn publish(report: &Report, secs: f64) {
 
 /// Where the scheduled audit's reports go besides metrics and logs: in the cluster, to the
 /// agent holding the cloud Lease, which publishes them for the controller.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReportSink {
     /// Audit only while this is set (the cloud Lease): one audit per cluster, not one per node.
     pub gate: Arc<AtomicBool>,
     pub reports: tokio::sync::watch::Sender<Option<Arc<Report>>>,
+    /// The cluster, whose HealthStacks are listed before each audit (`backup.coverage`).
+    pub client: kube::Client,
 }
 
 /// The scheduled audit of `kenko-agent run`: every `interval_secs` until `stop`. It never
@@ -335,7 +373,7 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Shutdown, sink: Option<Re
     // Registered first, so the metrics exist (and the staleness alert can fire) before the
     // first audit finishes, and also when the section is invalid and no audit ever runs.
     LazyLock::force(&RESIDENCY_METRICS);
-    let opts = match options(
+    let mut opts = match options(
         &cfg.regions,
         cfg.concurrency,
         cfg.retention_years,
@@ -368,6 +406,15 @@ pub async fn run_scheduled(cfg: ResidencyConfig, stop: Shutdown, sink: Option<Re
             continue;
         }
         let started = std::time::Instant::now();
+        if let Some(s) = &sink {
+            // The stacks as they are now; a list that fails makes backup.coverage Unknown.
+            opts.stacks = crate::cluster::audit::stack_locations(&s.client)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(reason = e.reason(), error = %e, "listing the HealthStacks for the backup audit");
+                    e.to_string()
+                });
+        }
         let (report, _) = audit::run(&clients, &opts, false).await;
         publish(&report, started.elapsed().as_secs_f64());
         log_report(&report);
@@ -404,6 +451,40 @@ mod tests {
         assert!(options(&["Tokyo".into()], 8, 20, None, None).is_err());
         assert!(options(&[], 0, 20, None, None).is_err());
         assert!(options(&[], 8, 20, None, Some("=x")).is_err());
+    }
+
+    #[test]
+    fn stacks_are_read_from_a_list_of_locations_or_of_healthstacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stack = kenko_api::samples::hachioji();
+        stack.metadata.namespace = Some("hachioji".into());
+        let want = StackLocations::of(&stack);
+        let list = dir.path().join("list.json");
+        std::fs::write(&list, serde_json::to_string(&vec![want.clone()]).unwrap()).unwrap();
+        assert_eq!(read_stacks(&list).unwrap(), vec![want.clone()]);
+        // `kubectl get healthstacks -A -o json`: the same locations; a stack being deleted is
+        // left out.
+        let mut gone = stack.clone();
+        gone.metadata.name = Some("fuchu".into());
+        gone.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+            ));
+        let kube = dir.path().join("kube.json");
+        std::fs::write(
+            &kube,
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [stack, gone]})
+                .to_string(),
+        )
+        .unwrap();
+        assert_eq!(read_stacks(&kube).unwrap(), vec![want]);
+        for bad in ["{}", "[{\"namespace\": \"x\"}]", "not json"] {
+            std::fs::write(&list, bad).unwrap();
+            let e = read_stacks(&list).unwrap_err();
+            assert_eq!(e.reason(), "config_invalid", "{bad}: {e}");
+            assert!(e.to_string().contains("--stacks"), "{e}");
+        }
+        assert!(read_stacks(&dir.path().join("missing.json")).is_err());
     }
 
     #[test]

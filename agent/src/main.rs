@@ -387,11 +387,13 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
             rt.spawn(kenko_agent::cluster::audit::publish_reports(
                 c.client.clone(),
                 c.node.clone(),
+                config.residency.interval_secs,
                 rx,
             ));
             kenko_agent::account_audit::ReportSink {
                 gate: c.cloud_leader.clone(),
                 reports: tx,
+                client: c.client.clone(),
             }
         });
         rt.spawn(kenko_agent::account_audit::run_scheduled(

@@ -1233,6 +1233,81 @@ pub fn audit_verdict(audit: Option<&AccountAudit>) -> Option<(&'static str, Stri
     Some((reason, message))
 }
 
+/// The audit interval assumed when the audit does not say (the agent's default).
+pub const DEFAULT_AUDIT_INTERVAL_SECS: i64 = 3600;
+/// An audit is stale after twice its interval, and never believed longer than this.
+pub const MAX_AUDIT_AGE_SECS: i64 = 2 * 86_400;
+
+/// What the last account audit says about the stack's backups (`backup.coverage`), as
+/// (covered, reason, message) for BackupConfigured. Only a recent audit that checked the stack
+/// and answered with a reason kenko knows is believed: no audit, an audit older than twice its
+/// interval (at most two days), a stack missing from it, a time that is not RFC 3339 or lies
+/// in the future, or an unknown reason is `AuditIncomplete`. The agent is another identity: its
+/// message is cut to one bounded line.
+pub fn backup_verdict(
+    stack: &HealthStack,
+    audit: Option<&AccountAudit>,
+    now: &Time,
+) -> (bool, &'static str, String) {
+    let incomplete = |m: String| (false, reason::AUDIT_INCOMPLETE, m);
+    let Some(a) = audit else {
+        return incomplete(
+            "no account audit has been published (ResidencyPolicy default, status.audit): the stack's backups are not shown to exist"
+                .into(),
+        );
+    };
+    let ns = stack.metadata.namespace.as_deref().unwrap_or_default();
+    let name = stack.metadata.name.as_deref().unwrap_or_default();
+    let Some(b) = a
+        .backups
+        .iter()
+        .find(|b| b.namespace == ns && b.name == name)
+    else {
+        return incomplete(format!(
+            "the last account audit ({}) did not check this stack's backups",
+            kenko_api::one_line(&a.completed_at, 64)
+        ));
+    };
+    let Some(checked) = chrono::DateTime::parse_from_rfc3339(&b.checked_at)
+        .ok()
+        .filter(|_| b.checked_at.len() <= 64)
+        .map(|t| t.timestamp())
+    else {
+        return incomplete("the account audit's time of this stack is not a time".into());
+    };
+    let interval = match i64::from(a.interval_secs) {
+        0 => DEFAULT_AUDIT_INTERVAL_SECS,
+        i => i,
+    };
+    let max_age = (2 * interval).min(MAX_AUDIT_AGE_SECS);
+    let age = now.0.as_second() - checked;
+    if age < -300 {
+        return incomplete(format!(
+            "the account audit of this stack is dated {}, in the future: not believed",
+            b.checked_at
+        ));
+    }
+    if age > max_age {
+        return incomplete(format!(
+            "the last account audit of this stack ({}) is older than {} minutes (twice the audit interval): its backups are not shown to exist now",
+            b.checked_at,
+            max_age / 60
+        ));
+    }
+    let Some(known) = reason::BACKUP_REPORTED.iter().find(|r| **r == b.reason) else {
+        return incomplete("the account audit reported a reason kenko does not know".into());
+    };
+    (
+        *known == reason::BACKUP_COVERED,
+        known,
+        format!(
+            "account audit of {}: {}",
+            b.checked_at,
+            kenko_api::one_line(&b.message, kenko_api::MAX_MESSAGE)
+        ),
+    )
+}
+
 /// The stack's conditions outside decommissioning.
 pub fn conditions(
     stack: &HealthStack,
@@ -1295,13 +1370,18 @@ pub fn conditions(
         )
     };
     let progressing = spec_ok && observed.apply_error.is_none() && !ready && !s.suspend;
-    let backup_ok = spec_ok
-        || !matches!(
-            residency,
-            Residency::Violation { reason, .. }
-                if *reason == reason::BACKUP_SAME_REGION || *reason == reason::RETENTION_TOO_SHORT
-                    || *reason == reason::REGION_NOT_ALLOWED
-        );
+    // A spec that breaks the backup rules says so first; otherwise the backups are what the
+    // last account audit found, never what the spec asks for.
+    let (backup_ok, backup_reason, backup_msg) = match residency {
+        Residency::Violation { reason, message }
+            if *reason == reason::BACKUP_SAME_REGION
+                || *reason == reason::RETENTION_TOO_SHORT
+                || *reason == reason::REGION_NOT_ALLOWED =>
+        {
+            (false, *reason, message.clone())
+        }
+        _ => backup_verdict(stack, observed.audit.as_ref(), now),
+    };
     vec![
         c(condition::READY, ready, ready_reason, ready_msg.clone()),
         c(
@@ -1332,15 +1412,8 @@ pub fn conditions(
         c(
             condition::BACKUP_CONFIGURED,
             backup_ok,
-            if backup_ok {
-                reason::BACKUP_OK
-            } else {
-                res_reason
-            },
-            format!(
-                "vault {} in {}, kept {} years",
-                s.backup.vault, s.backup.region, s.backup.retention_years
-            ),
+            backup_reason,
+            backup_msg,
         ),
         c(
             condition::DECOMMISSIONING,

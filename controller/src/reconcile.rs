@@ -492,6 +492,31 @@ async fn reconcile_inner(stack: &HealthStack, ctx: &Context) -> Result<Action, E
             .await;
         }
     }
+    // The backups' coverage changed (after a first observation): an Event with its reason.
+    let had_backup = previous
+        .iter()
+        .any(|c| c.type_ == condition::BACKUP_CONFIGURED);
+    if had_backup && changed(condition::BACKUP_CONFIGURED) {
+        if let Some(b) = conditions
+            .iter()
+            .find(|c| c.type_ == condition::BACKUP_CONFIGURED)
+        {
+            let type_ = if b.status == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            event(
+                ctx,
+                stack,
+                type_,
+                &b.reason.clone(),
+                b.message.clone(),
+                "CheckBackup",
+            )
+            .await;
+        }
+    }
     // A residency violation has its own Event above; Ready only repeats it.
     if changed(condition::READY) && verdict == Residency::Compliant {
         let ready = conditions

@@ -299,9 +299,10 @@ async fn a_new_stack_gets_its_finalizer_exactly_its_children_and_a_status() {
         status_of(condition(status, "Progressing")),
         ("True".into(), "Applying".into())
     );
+    // No account audit yet: the backups are not shown to exist, whatever the spec asks for.
     assert_eq!(
         status_of(condition(status, "BackupConfigured")),
-        ("True".into(), "BackupPlanned".into())
+        ("False".into(), "AuditIncomplete".into())
     );
     assert_eq!(
         status_of(condition(status, "Decommissioning")),
@@ -444,6 +445,101 @@ async fn a_violation_found_by_the_account_audit_shows_on_the_stack_without_stopp
         status_of(condition(status, "Ready")),
         ("True".into(), "Reconciled".into())
     );
+}
+
+/// The policy with an audit that checked `city/hachioji` just now and found `reason`.
+fn policy_with_backup(reason: &str) -> Value {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    json!({
+        "apiVersion": "kenko.io/v1alpha1",
+        "kind": "ResidencyPolicy",
+        "metadata": {"name": "default"},
+        "spec": {"allowedRegions": ["ap-northeast-1", "ap-northeast-3"], "backupsInDifferentRegion": true, "minRetentionYears": 20},
+        "status": {"audit": {
+            "completedAt": now,
+            "auditor": "kenko-agent-abcde",
+            "regions": ["ap-northeast-1", "ap-northeast-3"],
+            "compliant": 41, "violations": 0, "unknown": 0,
+            "findings": [],
+            "intervalSecs": 3600,
+            "backups": [
+                {"namespace": "city", "name": "hachioji", "reason": reason,
+                 "message": format!("{reason} pvc:hachioji-data (vol-0abc): as found"), "checkedAt": now},
+                {"namespace": "other", "name": "hachioji", "reason": "NoBackupPlan",
+                 "message": "another namespace's stack", "checkedAt": now}
+            ]
+        }}
+    })
+}
+
+/// One pass of a ready stack under `policy`: the Event it published, and its status.
+async fn backup_pass(previous: HealthStack, policy: Value) -> (Value, Value) {
+    let mut script = vec![
+        step(
+            "GET",
+            "/apis/kenko.io/v1alpha1/residencypolicies/default",
+            Reply::Json(policy),
+        ),
+        step(
+            "GET",
+            "/apis/storage.k8s.io/v1/storageclasses/gp3-tokyo",
+            Reply::Json(storage_class("ap-northeast-1a")),
+        ),
+    ];
+    script.extend(apply_steps(2));
+    script.push(step(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/city/events",
+        Reply::Echo(json!({})),
+    ));
+    script.push(step(
+        "PATCH",
+        format!("{STACKS}/hachioji/status"),
+        Reply::Json(serde_json::to_value(stack()).unwrap()),
+    ));
+    let (result, seen) = run(previous, script).await;
+    result.unwrap();
+    (
+        seen[seen.len() - 2].body.clone(),
+        seen.last().unwrap().body.clone(),
+    )
+}
+
+#[tokio::test]
+async fn backup_configured_follows_the_audit_the_agent_published() {
+    // Not shown before (no audit): the audit now covers every location of this stack.
+    let (event, status) = backup_pass(ready_stack(), policy_with_backup("BackupCovered")).await;
+    assert_eq!(
+        status_of(condition(&status, "BackupConfigured")),
+        ("True".into(), "BackupCovered".into())
+    );
+    let message = condition(&status, "BackupConfigured")["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("vol-0abc"), "{message}");
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("BackupCovered"))
+    );
+    // The residency of the account is not what decides it, nor the reverse.
+    assert_eq!(
+        status_of(condition(&status, "ResidencyCompliant")),
+        ("True".into(), "InJapan".into())
+    );
+    // Covered before; the next audit finds no copy in Osaka: False, with a Warning.
+    let mut covered = ready_stack();
+    covered.status.as_mut().unwrap().conditions =
+        serde_json::from_value(status["status"]["conditions"].clone()).unwrap();
+    let (event, status) = backup_pass(covered, policy_with_backup("NoCrossRegionCopy")).await;
+    assert_eq!(
+        status_of(condition(&status, "BackupConfigured")),
+        ("False".into(), "NoCrossRegionCopy".into())
+    );
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Warning"), Some("NoCrossRegionCopy"))
+    );
+    assert!(event["note"].as_str().unwrap().contains("vol-0abc"));
 }
 
 fn ready_stack() -> HealthStack {

@@ -3,6 +3,7 @@
 //! snapshots of everything an intake leaves behind (store, ledger, files) for comparison.
 #![allow(dead_code)]
 
+pub mod backup_audit_stub;
 pub mod backup_stub;
 pub mod moto;
 

@@ -415,7 +415,121 @@ fn audit(violations: u32, unknown: u32) -> kenko_api::AccountAudit {
         violations,
         unknown,
         findings,
+        interval_secs: 3600,
+        backups: vec![],
     }
+}
+
+/// 2026-11-26T03:00:00Z.
+fn at_audit_time() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(1_795_662_000).unwrap())
+}
+
+/// An audit that checked `city/hachioji` at `checked_at` and found `reason`.
+fn backup_audit(reason: &str, checked_at: &str) -> kenko_api::AccountAudit {
+    let mut a = audit(0, 0);
+    a.backups = vec![kenko_api::residency::StackBackup {
+        namespace: "city".into(),
+        name: "hachioji".into(),
+        reason: reason.into(),
+        message: format!("{reason} pvc:hachioji-data (vol-1): what the agent saw"),
+        checked_at: checked_at.into(),
+    }];
+    a
+}
+
+fn backup_of(a: Option<kenko_api::AccountAudit>) -> (String, String, String) {
+    let observed = Observed {
+        app_available: 2,
+        audit: a,
+        ..Default::default()
+    };
+    let cs = conditions(&stack(), &Residency::Compliant, &observed, &at_audit_time());
+    let (st, r, m) = status_of(&cs, "BackupConfigured");
+    (st.to_string(), r.to_string(), m.to_string())
+}
+
+#[test]
+fn backup_configured_follows_the_published_audit_of_the_stack() {
+    // Covered, half an hour ago.
+    let (st, r, m) = backup_of(Some(backup_audit("BackupCovered", "2026-11-26T02:30:00Z")));
+    assert_eq!((st.as_str(), r.as_str()), ("True", reason::BACKUP_COVERED));
+    assert!(
+        m.contains("2026-11-26T02:30:00Z") && m.contains("what the agent saw"),
+        "{m}"
+    );
+    // Each reason the audit reports is the condition's, False.
+    for why in [
+        reason::NO_BACKUP_PLAN,
+        reason::NO_RECENT_RECOVERY_POINT,
+        reason::NO_CROSS_REGION_COPY,
+        reason::AUDIT_INCOMPLETE,
+    ] {
+        let (st, r, _) = backup_of(Some(backup_audit(why, "2026-11-26T02:30:00Z")));
+        assert_eq!((st.as_str(), r.as_str()), ("False", why));
+    }
+    // What the spec asks for is never evidence: no audit, or one without this stack.
+    let incomplete = |a: Option<kenko_api::AccountAudit>, needle: &str| {
+        let (st, r, m) = backup_of(a);
+        assert_eq!(
+            (st.as_str(), r.as_str()),
+            ("False", reason::AUDIT_INCOMPLETE),
+            "{m}"
+        );
+        assert!(m.contains(needle), "{needle:?} in {m}");
+        assert!(!m.contains('\n') && m.len() <= kenko_api::MAX_MESSAGE);
+    };
+    incomplete(None, "no account audit");
+    let mut other = backup_audit("BackupCovered", "2026-11-26T02:30:00Z");
+    other.backups[0].namespace = "fuchu".into();
+    incomplete(Some(other), "did not check this stack");
+    // Stale: older than twice the interval (one hour: two; two hours: four).
+    incomplete(
+        Some(backup_audit("BackupCovered", "2026-11-26T00:30:00Z")),
+        "older than 120 minutes",
+    );
+    let mut slow = backup_audit("BackupCovered", "2026-11-26T00:30:00Z");
+    slow.interval_secs = 7200;
+    assert_eq!(backup_of(Some(slow)).1, reason::BACKUP_COVERED);
+    // However long the interval it claims, two days at most.
+    let mut forever = backup_audit("BackupCovered", "2026-11-23T03:00:00Z");
+    forever.interval_secs = u32::MAX;
+    incomplete(Some(forever), "older than 2880 minutes");
+    // A malformed status is not believed.
+    incomplete(
+        Some(backup_audit("BackupCovered", "yesterday")),
+        "not a time",
+    );
+    incomplete(
+        Some(backup_audit("BackupCovered", "2026-11-27T03:00:00Z")),
+        "in the future",
+    );
+    incomplete(
+        Some(backup_audit("AllGood", "2026-11-26T02:30:00Z")),
+        "does not know",
+    );
+    let mut long = backup_audit("NoBackupPlan", "2026-11-26T02:30:00Z");
+    long.backups[0].message = format!("first line\n{}", "x".repeat(5000));
+    let (_, r, m) = backup_of(Some(long));
+    assert_eq!(r, reason::NO_BACKUP_PLAN);
+    assert!(
+        !m.contains('\n') && m.len() <= kenko_api::MAX_MESSAGE,
+        "{m}"
+    );
+    // A spec that breaks the backup rules says so, whatever the audit found.
+    let bad = Residency::Violation {
+        reason: reason::BACKUP_SAME_REGION,
+        message: "same region".into(),
+    };
+    let observed = Observed {
+        audit: Some(backup_audit("BackupCovered", "2026-11-26T02:30:00Z")),
+        ..Default::default()
+    };
+    let cs = conditions(&stack(), &bad, &observed, &at_audit_time());
+    assert_eq!(
+        status_of(&cs, "BackupConfigured").1,
+        reason::BACKUP_SAME_REGION
+    );
 }
 
 fn status_of<'a>(cs: &'a [Condition], t: &str) -> (&'a str, &'a str, &'a str) {
@@ -448,9 +562,17 @@ fn the_account_audit_decides_residency_but_never_stops_the_app() {
     );
     assert!(m.contains("(and 3 more)"), "three shown of six: {m}");
     assert_eq!(status_of(&cs, "Degraded").1, reason::AUDIT_VIOLATION);
-    // The app keeps running and backups stay configured: the stray copy is in the account.
+    // The app keeps running: the stray copy is in the account. Its backups are what the audit
+    // found for this stack (nothing here), never what the spec asks for.
     assert_eq!(status_of(&cs, "Ready").0, "True");
-    assert_eq!(status_of(&cs, "BackupConfigured").0, "True");
+    assert_eq!(
+        status_of(&cs, "BackupConfigured"),
+        (
+            "False",
+            reason::AUDIT_INCOMPLETE,
+            status_of(&cs, "BackupConfigured").2
+        )
+    );
 
     let cs = conditions(&s, &Residency::Compliant, &up(Some(audit(0, 2))), &t);
     assert_eq!(

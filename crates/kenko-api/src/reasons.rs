@@ -30,7 +30,28 @@ pub mod reason {
     pub const AUDIT_VIOLATION: &str = "AuditFoundViolation";
     /// The last account audit could not check everything (a region or API did not answer).
     pub const AUDIT_INCOMPLETE: &str = "AuditIncomplete";
-    pub const BACKUP_OK: &str = "BackupPlanned";
+    /// BackupConfigured: the last account audit (`backup.coverage`) found every data location
+    /// of the stack selected by a backup plan, with a recent recovery point copied to the
+    /// other Japanese region.
+    pub const BACKUP_COVERED: &str = "BackupCovered";
+    /// A data location no backup plan selects (or no resource was found for it at all, such
+    /// as a volume without the CSI driver's claim tags).
+    pub const NO_BACKUP_PLAN: &str = "NoBackupPlan";
+    /// A selected location without a completed recovery point newer than its plan's schedule
+    /// plus a margin.
+    pub const NO_RECENT_RECOVERY_POINT: &str = "NoRecentRecoveryPoint";
+    /// A recent recovery point that has no copy in the other Japanese region.
+    pub const NO_CROSS_REGION_COPY: &str = "NoCrossRegionCopy";
+    /// The reasons the account audit reports for a stack's backups (anything else it says is
+    /// not believed); `AUDIT_INCOMPLETE` is also the controller's own when there is no
+    /// recent audit of the stack.
+    pub const BACKUP_REPORTED: &[&str] = &[
+        BACKUP_COVERED,
+        NO_BACKUP_PLAN,
+        NO_RECENT_RECOVERY_POINT,
+        NO_CROSS_REGION_COPY,
+        AUDIT_INCOMPLETE,
+    ];
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
     pub const ERASING: &str = "Erasing";
@@ -94,6 +115,9 @@ pub mod reason {
         STORAGE_CLASS_MISSING,
         AUDIT_VIOLATION,
         AUDIT_INCOMPLETE,
+        NO_BACKUP_PLAN,
+        NO_RECENT_RECOVERY_POINT,
+        NO_CROSS_REGION_COPY,
         APPLY_FAILED,
         AWAITING_APPROVAL,
         ERASING,

@@ -92,10 +92,101 @@ pub struct AccountAudit {
     /// Checks that could not be made (a region or API that did not answer); never compliant.
     pub unknown: u32,
     /// The findings that are not compliant, violations first (at most 50; the counts above
-    /// are complete).
+    /// are complete). Backup coverage (`backup.coverage`) is not among them nor in the
+    /// counts: it concerns one stack, not the account, and is in `backups`.
     #[serde(default)]
     #[schemars(length(max = 50))]
     pub findings: Vec<AuditFinding>,
+    /// How often the agent audits, in seconds: the controller takes an audit older than
+    /// twice this (at most two days) as stale.
+    #[serde(default)]
+    pub interval_secs: u32,
+    /// Each stack's backup coverage (`backup.coverage`): the stacks the audit checked, at
+    /// most 200. The controller sets each HealthStack's BackupConfigured from its entry; a
+    /// stack without one is `AuditIncomplete`.
+    #[serde(default)]
+    #[schemars(length(max = 200))]
+    pub backups: Vec<StackBackup>,
+}
+
+/// One stack's backup coverage, as the account audit found it: the worst reason over its
+/// data locations, and a one-line message naming the locations that are not covered.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StackBackup {
+    #[schemars(length(max = 63))]
+    pub namespace: String,
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// One of [`crate::reasons::reason::BACKUP_REPORTED`].
+    #[schemars(length(max = 32))]
+    pub reason: String,
+    /// One line: each location that is not covered and why (AWS ids only).
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub message: String,
+    /// When the stack's locations were checked (RFC 3339).
+    #[schemars(length(max = 64))]
+    pub checked_at: String,
+}
+
+/// At most this many stacks' backup results are kept in the status.
+pub const MAX_STATUS_BACKUPS: usize = 200;
+
+/// Where one stack's data lives, as the backup-coverage audit (`backup.coverage`) checks it:
+/// its volumes (found in `region` by the EBS CSI driver's claim tags) and its records bucket,
+/// with the regions and vaults its backups are taken in and copied to. Built from a
+/// HealthStack by [`StackLocations::of`]; `kenko-agent residency audit --stacks FILE` reads a
+/// JSON list of these.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StackLocations {
+    pub namespace: String,
+    pub name: String,
+    /// Production (`spec.storage.region`).
+    pub region: String,
+    /// Where the copies are kept (`spec.backup.region`).
+    pub backup_region: String,
+    /// `spec.backup.vault`, in `backup_region`.
+    pub vault: String,
+    /// `spec.backup.sourceVault`, in `region`.
+    pub source_vault: String,
+    /// `spec.storage.recordsBucket` as written (`s3://bucket[/prefix]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_bucket: Option<String>,
+    /// The stack's volume claims ([`crate::names::StackNames::pvcs`]).
+    pub claims: Vec<String>,
+}
+
+impl StackLocations {
+    /// The locations of a stack: the claims the controller creates for it (the database's
+    /// only when it is managed) and its records bucket.
+    pub fn of(stack: &crate::HealthStack) -> StackLocations {
+        let s = &stack.spec;
+        let name = stack.metadata.name.clone().unwrap_or_default();
+        StackLocations {
+            namespace: stack.metadata.namespace.clone().unwrap_or_default(),
+            claims: crate::names::StackNames::of(&name).pvcs(s.database.managed.is_some()),
+            name,
+            region: s.storage.region.clone(),
+            backup_region: s.backup.region.clone(),
+            vault: s.backup.vault.clone(),
+            source_vault: s.backup.source_vault.clone(),
+            records_bucket: s.storage.records_bucket.clone(),
+        }
+    }
+
+    /// `NAMESPACE/NAME`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The records bucket's name (the location without `s3://` and the prefix).
+    pub fn records_bucket_name(&self) -> Option<&str> {
+        let rest = self.records_bucket.as_deref()?.strip_prefix("s3://")?;
+        let bucket = rest.split('/').next().unwrap_or(rest);
+        (!bucket.is_empty()).then_some(bucket)
+    }
 }
 
 /// One finding that is not compliant.

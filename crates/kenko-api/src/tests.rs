@@ -379,6 +379,7 @@ fn every_message_field_of_a_status_holds_what_kenko_writes_into_it() {
     let crds: Vec<serde_json::Value> = [
         serde_json::to_value(<ErasureRequest as kube::CustomResourceExt>::crd()).unwrap(),
         serde_json::to_value(<HealthStack as kube::CustomResourceExt>::crd()).unwrap(),
+        serde_json::to_value(<ResidencyPolicy as kube::CustomResourceExt>::crd()).unwrap(),
     ]
     .into();
     let mut found = 0;
@@ -407,7 +408,41 @@ fn every_message_field_of_a_status_holds_what_kenko_writes_into_it() {
         walk(status, "status", &mut found);
     }
     assert!(
-        found >= 4,
-        "status.message, targets[*].message and both conditions' messages"
+        found >= 5,
+        "status.message, targets[*].message, both conditions' messages and audit.backups[*].message"
     );
+}
+
+#[test]
+fn a_stacks_backup_locations_are_its_claims_and_its_records_bucket() {
+    let mut s = stack();
+    s.metadata.namespace = Some("hachioji".into());
+    let l = residency::StackLocations::of(&s);
+    assert_eq!(l.id(), "hachioji/hachioji");
+    assert_eq!(l.claims, ["hachioji-data", "data-hachioji-db-0"]);
+    assert_eq!(
+        l.records_bucket_name(),
+        Some("kenko-prod-records-123456789012-ap-northeast-1")
+    );
+    assert_eq!(
+        (l.region.as_str(), l.backup_region.as_str()),
+        ("ap-northeast-1", "ap-northeast-3")
+    );
+    assert_eq!(
+        (l.source_vault.as_str(), l.vault.as_str()),
+        ("kenko-prod-tokyo", "kenko-prod-osaka")
+    );
+    // An external database has no claim of kenko's; a prefix is not part of the bucket.
+    s.spec.database.managed = None;
+    s.spec.storage.records_bucket = Some("s3://records/hachioji/".into());
+    let l = residency::StackLocations::of(&s);
+    assert_eq!(l.claims, ["hachioji-data"]);
+    assert_eq!(l.records_bucket_name(), Some("records"));
+    // The JSON `residency audit --stacks` reads, and nothing else.
+    let back: residency::StackLocations =
+        serde_json::from_value(serde_json::to_value(&l).unwrap()).unwrap();
+    assert_eq!(back, l);
+    let mut v = serde_json::to_value(&l).unwrap();
+    v["claim"] = serde_json::json!("x");
+    assert!(serde_json::from_value::<residency::StackLocations>(v).is_err());
 }

@@ -2,7 +2,8 @@
 # network module serves it without an internet path). Three policies, each the least its job
 # needs:
 #   - audit: the read-only calls of `kenko-agent residency audit` across every region (the
-#     audit must see a bucket or snapshot wherever it is, so these are not limited to Japan);
+#     audit must see a bucket or snapshot wherever it is, so these are not limited to Japan),
+#     and those of its backup coverage (selections, recovery points, copy jobs);
 #   - trail: reading CloudTrail's log files for access monitoring;
 #   - erase: deleting object versions of the stack's buckets, its tagged snapshots and recovery
 #     points, and scheduling deletion of its KMS keys, which the agent does only for an
@@ -39,6 +40,7 @@ data "aws_iam_policy_document" "audit" {
       "s3:ListAllMyBuckets",
       "backup:ListBackupVaults",
       "backup:ListBackupPlans",
+      "backup:ListCopyJobs",
       "ec2:DescribeVolumes",
       "ec2:DescribeSnapshots",
       "ec2:DescribeVpcs",
@@ -68,6 +70,8 @@ data "aws_iam_policy_document" "audit" {
     sid = "ReadBackupAndKeys"
     actions = [
       "backup:GetBackupPlan",
+      "backup:ListBackupSelections",
+      "backup:GetBackupSelection",
       "backup:DescribeBackupVault",
       "backup:ListRecoveryPointsByBackupVault",
       "kms:DescribeKey",

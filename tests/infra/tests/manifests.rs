@@ -1343,6 +1343,11 @@ fn alert_rules_follow_one_style_and_cover_the_controller() {
             "rate(kenko_controller_reconcile_errors_total[10m]) > 0",
             "30m",
         ),
+        (
+            "KenkoStackBackupNotCovered",
+            r#"kenko_controller_stack_condition{type="BackupConfigured",status="False"} == 1"#,
+            "2h",
+        ),
     ];
     for (name, expr, r#for) in want {
         assert_eq!(

@@ -76,7 +76,7 @@ async fn status_of_two_stacks_names_the_one_not_ready_and_exits_non_zero() {
         json!({"conditions": [
             condition("Ready", "True", "Reconciled", "all children available"),
             condition("ResidencyCompliant", "True", "InJapan", "storage and backups in Japan"),
-            condition("BackupConfigured", "True", "BackupPlanned", "daily to ap-northeast-3"),
+            condition("BackupConfigured", "True", "BackupCovered", "daily to ap-northeast-3"),
         ]}),
     );
     let decommissioning = health_stack(
@@ -124,7 +124,7 @@ async fn status_of_two_stacks_names_the_one_not_ready_and_exits_non_zero() {
         "{out}"
     );
     assert!(
-        out.contains("BackupConfigured     True     BackupPlanned   daily to ap-northeast-3"),
+        out.contains("BackupConfigured     True     BackupCovered   daily to ap-northeast-3"),
         "{out}"
     );
 }

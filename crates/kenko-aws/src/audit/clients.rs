@@ -91,15 +91,17 @@ impl Clients {
         &self.endpoint.region
     }
 
-    fn url(&self, region: &str) -> Option<&str> {
+    /// A region's override first (a test's unreachable region), then the service's own
+    /// endpoint (`KENKO_AWS_ENDPOINT_URL_BACKUP`...), then the common one.
+    fn url(&self, region: &str, service: &str) -> Option<&str> {
         self.overrides
             .get(region)
             .map(String::as_str)
-            .or(self.endpoint.endpoint_url.as_deref())
+            .or(self.endpoint.url_for(service))
     }
 
     pub fn s3(&self, region: &str) -> aws_sdk_s3::Client {
-        let url = self.url(region);
+        let url = self.url(region, "s3");
         let mut b = aws_sdk_s3::config::Builder::from(&self.conf)
             .region(Region::new(region.to_string()))
             .force_path_style(url.is_some())
@@ -114,7 +116,7 @@ impl Clients {
         let mut b = aws_sdk_ec2::config::Builder::from(&self.conf)
             .region(Region::new(region.to_string()))
             .interceptor(self.calls.clone());
-        if let Some(u) = self.url(region) {
+        if let Some(u) = self.url(region, "ec2") {
             b = b.endpoint_url(u);
         }
         aws_sdk_ec2::Client::from_conf(b.build())
@@ -124,7 +126,7 @@ impl Clients {
         let mut b = aws_sdk_kms::config::Builder::from(&self.conf)
             .region(Region::new(region.to_string()))
             .interceptor(self.calls.clone());
-        if let Some(u) = self.url(region) {
+        if let Some(u) = self.url(region, "kms") {
             b = b.endpoint_url(u);
         }
         aws_sdk_kms::Client::from_conf(b.build())
@@ -134,7 +136,7 @@ impl Clients {
         let mut b = aws_sdk_backup::config::Builder::from(&self.conf)
             .region(Region::new(region.to_string()))
             .interceptor(self.calls.clone());
-        if let Some(u) = self.url(region) {
+        if let Some(u) = self.url(region, "backup") {
             b = b.endpoint_url(u);
         }
         aws_sdk_backup::Client::from_conf(b.build())

@@ -10,6 +10,9 @@
 //!
 //! A fact that could not be read is an `Err(reason)`, and a rule evaluated on it is `Unknown`:
 //! never `Compliant`.
+//!
+//! `backup.coverage` ([`coverage`]) checks that the backups of each stack's data locations
+//! exist, not only that they are configured: it needs the stacks ([`AuditOptions::stacks`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 mod backup;
 mod clients;
+pub mod coverage;
 mod ec2;
 mod kms;
 mod network;
@@ -25,6 +29,7 @@ mod s3;
 mod sweep;
 
 pub use clients::{parse_endpoint_overrides, Clients};
+pub use coverage::{stack_coverage, Coverage, CoverageFacts, StackCoverage, StackRef};
 pub use remediate::remediate;
 pub use sweep::{collect, run, AuditOptions};
 
@@ -133,6 +138,8 @@ pub enum Rule {
     BackupPlanCopy,
     #[serde(rename = "backup.retention")]
     BackupRetention,
+    #[serde(rename = "backup.coverage")]
+    BackupCoverage,
     #[serde(rename = "ec2.volume_region")]
     Ec2VolumeRegion,
     #[serde(rename = "ec2.snapshot_region")]
@@ -152,7 +159,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 17] = [
+    pub const ALL: [Rule; 18] = [
         Rule::S3BucketRegion,
         Rule::S3Versioning,
         Rule::S3Encryption,
@@ -162,6 +169,7 @@ impl Rule {
         Rule::BackupRecoveryPointRegion,
         Rule::BackupPlanCopy,
         Rule::BackupRetention,
+        Rule::BackupCoverage,
         Rule::Ec2VolumeRegion,
         Rule::Ec2SnapshotRegion,
         Rule::KmsKeyRegion,
@@ -183,6 +191,7 @@ impl Rule {
             Rule::BackupRecoveryPointRegion => "backup.recovery_point_region",
             Rule::BackupPlanCopy => "backup.plan_copy",
             Rule::BackupRetention => "backup.retention",
+            Rule::BackupCoverage => "backup.coverage",
             Rule::Ec2VolumeRegion => "ec2.volume_region",
             Rule::Ec2SnapshotRegion => "ec2.snapshot_region",
             Rule::KmsKeyRegion => "kms.key_region",
@@ -206,6 +215,7 @@ impl Rule {
             | Rule::BackupRecoveryPointRegion
             | Rule::BackupPlanCopy
             | Rule::BackupRetention => "runbooks/residency-backup.md",
+            Rule::BackupCoverage => "runbooks/backup-coverage.md",
             Rule::Ec2VolumeRegion | Rule::Ec2SnapshotRegion | Rule::KmsKeyRegion => {
                 "runbooks/residency-ec2-kms.md"
             }
@@ -254,6 +264,9 @@ pub struct Finding {
     pub rule: Rule,
     pub status: Status,
     pub detail: String,
+    /// `backup.coverage` only: the stack, its location and the location's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<StackRef>,
 }
 
 fn finding(
@@ -269,6 +282,7 @@ fn finding(
         rule,
         status,
         detail: detail.into(),
+        backup: None,
     }
 }
 
@@ -318,6 +332,9 @@ pub struct PlanFacts {
     pub id: String,
     pub arn: String,
     pub rules: Fact<Vec<PlanRuleFacts>>,
+    /// Its backup selections: read only in the regions where a stack's data is
+    /// (`backup.coverage`), else None.
+    pub selections: Option<Fact<Vec<coverage::SelectionFacts>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +343,8 @@ pub struct PlanRuleFacts {
     /// None: kept forever.
     pub delete_after_days: Option<i64>,
     pub copies: Vec<CopyFacts>,
+    /// `cron(...)` (UTC); None for a rule without a schedule.
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,6 +394,8 @@ pub struct Inventory {
     pub s3_region: String,
     pub buckets: Fact<Vec<BucketFacts>>,
     pub regions: Vec<RegionFacts>,
+    /// The stacks' data locations and their backups (`backup.coverage`).
+    pub coverage: CoverageFacts,
 }
 
 /// What the account is held to.
@@ -486,6 +507,7 @@ pub fn evaluate(inv: &Inventory, policy: &Policy) -> Vec<Finding> {
             evaluate_backup(region, b, policy, &mut out);
         }
     }
+    coverage::evaluate(inv, &mut out);
     if !stack_vpcs_seen && !vpc_listing_failed {
         // Nothing to check is not a pass: the tag may be wrong, or the VPC in an unswept region.
         for rule in NETWORK_RULES {

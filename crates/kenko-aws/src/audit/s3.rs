@@ -1,7 +1,8 @@
 //! S3 facts: buckets are global, so they are listed once, then each bucket is read in its own
 //! region (versioning, default encryption, replication, the `kenko:data` tag, and Object Lock
 //! for certificate buckets). A configuration that does not exist is a fact (no encryption, no
-//! replication), an error reading it is not.
+//! replication), an error reading it is not. A stack's records bucket has its whole tag set
+//! read as well, to match it against the backup selections (`backup.coverage`).
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 
@@ -165,5 +166,24 @@ pub(super) fn rule_id(id: Option<&str>, index: usize) -> String {
     match id {
         Some(i) if !i.is_empty() => i.to_string(),
         _ => format!("#{}", index + 1),
+    }
+}
+
+/// Every tag of a bucket, for matching backup selections (`backup.coverage`) only: never shown.
+pub(super) async fn bucket_tags(
+    c: &Clients,
+    region: &str,
+    name: &str,
+) -> Fact<std::collections::BTreeMap<String, String>> {
+    match c.s3(region).get_bucket_tagging().bucket(name).send().await {
+        Ok(o) => Ok(o
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()),
+        Err(e) if e.code() == Some("NoSuchTagSet") || e.code() == Some("NoSuchTagSetError") => {
+            Ok(Default::default())
+        }
+        Err(e) => Err(err_text("GetBucketTagging", e)),
     }
 }

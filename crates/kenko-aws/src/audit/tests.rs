@@ -49,7 +49,13 @@ fn plan(region: &str, copies: Vec<(&str, Option<i64>)>, keep: Option<i64>) -> Pl
                     delete_after_days: d,
                 })
                 .collect(),
+            schedule: Some("cron(0 17 * * ? *)".into()),
         }]),
+        selections: Some(Ok(vec![coverage::SelectionFacts {
+            name: "tagged".into(),
+            list_of_tags: vec![("kenko:backup".into(), "true".into())],
+            ..Default::default()
+        }])),
     }
 }
 
@@ -127,6 +133,50 @@ fn compliant() -> Inventory {
         s3_region: TOKYO.into(),
         buckets: Ok(vec![records, certs, bucket("records-replica", OSAKA)]),
         regions: vec![tokyo, osaka, region("us-east-1")],
+        coverage: covered_stack(),
+    }
+}
+
+/// One stack whose volume is tagged for the plan, backed up an hour ago and copied to Osaka.
+fn covered_stack() -> CoverageFacts {
+    let now = 1_795_662_000;
+    let point = "arn:aws:ec2:ap-northeast-1::snapshot/snap-1";
+    CoverageFacts {
+        now,
+        stacks: Ok(vec![coverage::StackFacts {
+            stack: kenko_api::residency::StackLocations {
+                namespace: "hachioji".into(),
+                name: "hachioji".into(),
+                region: TOKYO.into(),
+                backup_region: OSAKA.into(),
+                vault: "kenko-osaka".into(),
+                source_vault: "kenko-tokyo".into(),
+                records_bucket: None,
+                claims: vec!["hachioji-data".into()],
+            },
+            locations: vec![coverage::LocationFacts {
+                location: "pvc:hachioji-data".into(),
+                resources: Ok(vec![coverage::ResourceFacts {
+                    arn: "arn:aws:ec2:ap-northeast-1:123456789012:volume/vol-1".into(),
+                    id: "vol-1".into(),
+                    region: TOKYO.into(),
+                    tags: Ok(BTreeMap::from([("kenko:backup".into(), "true".into())])),
+                    points: Ok(vec![coverage::PointFacts {
+                        arn: point.into(),
+                        vault_arn: vault_arn(TOKYO, "kenko-tokyo"),
+                        source_vault_arn: None,
+                        created: now - 3600,
+                        status: "COMPLETED".into(),
+                    }]),
+                    copies: Ok(vec![]),
+                    copy_jobs: Ok(vec![coverage::CopyJobFacts {
+                        source_point_arn: point.into(),
+                        destination_vault_arn: vault_arn(OSAKA, "kenko-osaka"),
+                        state: "COMPLETED".into(),
+                    }]),
+                }]),
+            }],
+        }]),
     }
 }
 
