@@ -68,10 +68,11 @@ module "agent_identity" {
   cluster_name      = module.cluster.cluster_name
   trail_bucket_arn  = module.audit_logging.bucket_arn
   trail_kms_key_arn = module.audit_logging.kms_key_arn
-  # The Kubernetes audit log the access monitor reads.
-  audit_log_group_arn = module.cluster.control_plane_log_group_arn
   data_bucket_arns  = module.storage.bucket_arns
   data_kms_key_arns = values(module.storage.data_kms_key_arns)
+
+  # The Kubernetes audit log the access monitor reads.
+  audit_log_group_arn = module.cluster.control_plane_log_group_arn
 
   intake_bucket_arn  = module.storage.intake_bucket_arn
   intake_kms_key_arn = module.storage.data_kms_key_arns[var.primary_region]
