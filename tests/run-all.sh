@@ -73,3 +73,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --workspace
+
+step "container images: built twice to the same digest, run from their archives (tests/images.sh)"
+bash tests/images.sh
