@@ -19,9 +19,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, Opts};
 use serde::{Deserialize, Serialize};
@@ -257,61 +256,45 @@ impl Spool {
 pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
     let group = s.k8s_audit_cloudwatch.clone()?;
     let spool_path = s.k8s_audit_log.clone()?;
-    let gate = s.clone();
-    let poll = s.k8s_audit_cloudwatch_poll;
     LazyLock::force(&EVENTS);
-    let handle = std::thread::Builder::new()
-        .name("k8s-audit-cloudwatch".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "k8s_audit_cloudwatch: cannot start its runtime");
-                    return;
-                }
-            };
+    let mut spool: Option<Spool> = None;
+    super::spawn_cloud_reader(
+        "k8s-audit-cloudwatch",
+        s,
+        s.k8s_audit_cloudwatch_poll,
+        stop,
+        |rt| {
             let ep = kenko_aws::Endpoint::from_env();
-            let client = rt.block_on(kenko_aws::cwlogs::logs_client(&ep, &ep.region));
-            let mut spool: Option<Spool> = None;
-            while !stop.load(Ordering::SeqCst) {
-                if !gate.reads_cloud() {
-                    // Another node's agent holds the cloud Lease and reads it; look again
-                    // shortly (this agent takes over where its own cursor stands).
+            rt.block_on(kenko_aws::cwlogs::logs_client(&ep, &ep.region))
+        },
+        move |rt, client, reading| {
+            if !reading {
+                // Reopened from the cursor on disk when this agent reads again.
+                spool = None;
+                return;
+            }
+            let result = match &mut spool {
+                Some(sp) => rt.block_on(sp.pass(client, &group)),
+                None => Spool::open(&spool_path).and_then(|sp| {
+                    let sp = spool.insert(sp);
+                    rt.block_on(sp.pass(client, &group))
+                }),
+            };
+            match result {
+                Ok(n) => {
+                    EVENTS.inc_by(n);
+                    if n > 0 {
+                        tracing::debug!(events = n, "k8s_audit_cloudwatch: new audit events");
+                    }
+                }
+                Err(e) => {
+                    // Reopened from the cursor at the next poll.
                     spool = None;
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-                let result = match &mut spool {
-                    Some(sp) => rt.block_on(sp.pass(&client, &group)),
-                    None => Spool::open(&spool_path).and_then(|sp| {
-                        let sp = spool.insert(sp);
-                        rt.block_on(sp.pass(&client, &group))
-                    }),
-                };
-                match result {
-                    Ok(n) => {
-                        EVENTS.inc_by(n);
-                        if n > 0 {
-                            tracing::debug!(events = n, "k8s_audit_cloudwatch: new audit events");
-                        }
-                    }
-                    Err(e) => {
-                        // Reopened from the cursor at the next poll.
-                        spool = None;
-                        AccessEvent::CloudWatchFailed { error: &e }.emit();
-                    }
-                }
-                let until = Instant::now() + poll;
-                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(100).min(poll));
+                    AccessEvent::CloudWatchFailed { error: &e }.emit();
                 }
             }
-        })
-        .ok()?;
-    Some(handle)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -696,6 +696,51 @@ impl Monitor {
     }
 }
 
+/// A cloud input's reader (the CloudTrail and CloudWatch downloaders): a thread with its own
+/// runtime that builds its client once and calls `step(runtime, client, reading)` every `poll`
+/// until `stop`; `reading` is false (and the thread looks again every half second) while
+/// another node's agent holds the cloud Lease ([`AccessSettings::reads_cloud`]).
+pub(crate) fn spawn_cloud_reader<C: 'static>(
+    name: &'static str,
+    s: &AccessSettings,
+    poll: Duration,
+    stop: Arc<AtomicBool>,
+    client: impl FnOnce(&tokio::runtime::Runtime) -> C + Send + 'static,
+    mut step: impl FnMut(&tokio::runtime::Runtime, &C, bool) + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
+    let gate = s.clone();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, input = name, "cannot start the input's runtime");
+                    return;
+                }
+            };
+            let client = client(&rt);
+            while !stop.load(Ordering::SeqCst) {
+                if !gate.reads_cloud() {
+                    // Another node's agent holds the cloud Lease and reads it; look again
+                    // shortly (this agent takes over where its own position stands).
+                    step(&rt, &client, false);
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                step(&rt, &client, true);
+                let until = Instant::now() + poll;
+                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(100).min(poll));
+                }
+            }
+        })
+        .ok()
+}
+
 /// Forces the registration of the access metrics (so they show before the first event).
 struct LazyMetrics;
 

@@ -4,9 +4,8 @@
 //! checkpoint and chain rules as they are for a local folder, and a slow or failing S3 never
 //! stalls the other two logs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, Opts};
 
@@ -30,59 +29,40 @@ static DOWNLOADS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub fn spawn(s: &AccessSettings, stop: Arc<AtomicBool>) -> Option<std::thread::JoinHandle<()>> {
     let (bucket, prefix) = s.cloudtrail_s3.clone()?;
     let spool = s.cloudtrail_dir.clone()?;
-    let gate = s.clone();
-    let poll = s.cloudtrail_s3_poll;
     LazyLock::force(&DOWNLOADS);
-    let handle = std::thread::Builder::new()
-        .name("cloudtrail-s3".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cloudtrail_s3: cannot start its runtime");
-                    return;
-                }
-            };
+    super::spawn_cloud_reader(
+        "cloudtrail-s3",
+        s,
+        s.cloudtrail_s3_poll,
+        stop,
+        |rt| {
             let ep = kenko_aws::Endpoint::from_env();
-            let client = rt.block_on(kenko_aws::s3_client(&ep, &ep.region));
-            while !stop.load(Ordering::SeqCst) {
-                if !gate.reads_cloud() {
-                    // Another node's agent holds the cloud Lease and reads it; look again
-                    // shortly (this agent takes over where its own cursor stands).
-                    std::thread::sleep(Duration::from_millis(500));
-                    continue;
-                }
-                match rt.block_on(kenko_aws::cloudtrail::fetch_new(
-                    &client,
-                    &bucket,
-                    &prefix,
-                    &spool,
-                    crate::fsutil::atomic_write,
-                )) {
-                    Ok(f) => {
-                        DOWNLOADS.inc_by(f.downloaded);
-                        if f.downloaded > 0 {
-                            tracing::info!(
-                                downloaded = f.downloaded,
-                                bytes = f.bytes,
-                                listed = f.listed,
-                                "cloudtrail_s3: new log files"
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        AccessEvent::CloudTrailS3Failed { error: &e }.emit();
-                    }
-                }
-                let until = Instant::now() + poll;
-                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(100).min(poll));
-                }
+            rt.block_on(kenko_aws::s3_client(&ep, &ep.region))
+        },
+        move |rt, client, reading| {
+            if !reading {
+                return;
             }
-        })
-        .ok()?;
-    Some(handle)
+            match rt.block_on(kenko_aws::cloudtrail::fetch_new(
+                client,
+                &bucket,
+                &prefix,
+                &spool,
+                crate::fsutil::atomic_write,
+            )) {
+                Ok(f) => {
+                    DOWNLOADS.inc_by(f.downloaded);
+                    if f.downloaded > 0 {
+                        tracing::info!(
+                            downloaded = f.downloaded,
+                            bytes = f.bytes,
+                            listed = f.listed,
+                            "cloudtrail_s3: new log files"
+                        );
+                    }
+                }
+                Err(e) => AccessEvent::CloudTrailS3Failed { error: &e }.emit(),
+            }
+        },
+    )
 }
