@@ -40,7 +40,8 @@ EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 FONT=/usr/share/fonts/opentype/ipafont-gothic/ipag.ttf
 
 echo "== release build (kenko-agent, kenko-controller, kubectl-kenko)"
-cargo build --release --locked -p kenko-agent -p kenko-controller -p kubectl-kenko
+# The images run in the cluster: the agent with its `cloud` feature (AWS SDK, Kubernetes client).
+cargo build --release --locked -p kenko-agent -p kenko-controller -p kubectl-kenko --features kenko-agent/cloud
 BIN="$CARGO_TARGET_DIR/release"
 
 mkdir -p "$OUT"
@@ -67,6 +68,9 @@ stage() {
   ln -s ../usr/share/zoneinfo/Asia/Tokyo "$root/etc/localtime"
   printf 'root:x:0:0:root:/:/nonexistent\nkenko:x:65532:65532:kenko:/tmp:/nonexistent\n' >"$root/etc/passwd"
   printf 'root:x:0:\nkenko:x:65532:\n' >"$root/etc/group"
+  # The licence the label names, where licence scanners look for it.
+  mkdir -p "$root/usr/share/doc/kenko"
+  cp LICENSE "$root/usr/share/doc/kenko/LICENSE"
   cp "images/$name.Containerfile" "$OUT/stage/$name/Containerfile"
 }
 
@@ -95,7 +99,7 @@ done
 
 echo "== SBOMs (CycloneDX, from Cargo.lock)"
 python3 images/sbom.py --out "$OUT/kenko-agent-$VERSION.cdx.json" --name kenko-agent \
-  --version "$VERSION" --epoch "$EPOCH" kenko-agent
+  --version "$VERSION" --epoch "$EPOCH" --features kenko-agent/cloud kenko-agent
 python3 images/sbom.py --out "$OUT/kenko-controller-$VERSION.cdx.json" --name kenko-controller \
   --version "$VERSION" --epoch "$EPOCH" kenko-controller kubectl-kenko
 
@@ -104,7 +108,7 @@ plugin="$OUT/kubectl-kenko-$VERSION-linux-amd64.tar.gz"
 pdir="$OUT/stage/plugin"
 mkdir -p "$pdir"
 install -m 0755 "$BIN/kubectl-kenko" "$pdir/kubectl-kenko"
-cp LICENSE "$pdir/LICENSE" 2>/dev/null || printf 'SPDX-License-Identifier: Apache-2.0\n' >"$pdir/LICENSE"
+cp LICENSE "$pdir/LICENSE"
 touch -h -d "@$EPOCH" "$pdir"/*
 tar --sort=name --mtime="@$EPOCH" --owner=0 --group=0 --numeric-owner -C "$pdir" -cf - kubectl-kenko LICENSE \
   | gzip -n -9 >"$plugin"

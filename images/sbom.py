@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A CycloneDX 1.5 SBOM of what an image's binaries are built from, read off Cargo.lock.
 
-    python3 images/sbom.py --out FILE --name IMAGE --version V --epoch SECONDS PACKAGE...
+    python3 images/sbom.py --out FILE --name IMAGE --version V --epoch SECONDS \
+        [--features F,...] PACKAGE...
 
-`cargo metadata --locked` resolves the workspace for Linux on x86_64; the components are the
+`cargo metadata --locked` resolves the workspace for Linux on x86_64 with the build's features (the
+images build the agent with `kenko-agent/cloud`); the components are the
 PACKAGEs (the binaries' crates) and every crate they reach through normal and build
 dependencies (build scripts and proc-macros only run on the build machine, but they shaped the
 binary, so they are listed; dev-dependencies are not). Each registry crate carries its
@@ -28,12 +30,14 @@ def main() -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--version", required=True)
     ap.add_argument("--epoch", type=int, default=0)
+    ap.add_argument("--features", default="", help="the features the binaries were built with")
     ap.add_argument("packages", nargs="+")
     a = ap.parse_args()
 
     meta = json.loads(
         subprocess.check_output(
             ["cargo", "metadata", "--format-version", "1", "--locked", "--filter-platform", TARGET]
+            + (["--features", a.features] if a.features else [])
         )
     )
     pkgs = {p["id"]: p for p in meta["packages"]}

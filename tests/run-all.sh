@@ -74,5 +74,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
 
+step "the default agent build (no AWS SDK, no Kubernetes client): lints, demo, refusals (tests/light-build.sh)"
+bash tests/light-build.sh
+
 step "container images: built twice to the same digest, run from their archives (tests/images.sh)"
 bash tests/images.sh

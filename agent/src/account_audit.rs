@@ -14,7 +14,6 @@ use std::time::Duration;
 use kenko_api::residency::StackLocations;
 use kenko_aws::audit::{self, AuditOptions, Clients, Policy, Report, Rule, Status};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts};
-use serde::Deserialize;
 
 use crate::metrics::METRICS;
 use crate::shutdown::Shutdown;
@@ -55,43 +54,7 @@ pub struct AuditArgs {
     pub region_endpoints: Option<String>,
 }
 
-/// The `[residency]` section of the agent's configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResidencyConfig {
-    /// Off by default on one machine (the embedded default run needs no cloud); on by
-    /// default in the cluster (`run --cluster`: the cloud Lease holder audits and publishes),
-    /// where `enabled = false` turns it off.
-    pub enabled: Option<bool>,
-    pub interval_secs: u64,
-    /// Empty: every public AWS region.
-    pub regions: Vec<String>,
-    pub certificate_bucket: Option<String>,
-    pub concurrency: usize,
-    pub retention_years: u32,
-    pub vpc_tag: Option<String>,
-}
-
-impl ResidencyConfig {
-    /// Whether `run` audits: as configured, else only in the cluster.
-    pub fn is_enabled(&self, in_cluster: bool) -> bool {
-        self.enabled.unwrap_or(in_cluster)
-    }
-}
-
-impl Default for ResidencyConfig {
-    fn default() -> Self {
-        ResidencyConfig {
-            enabled: None,
-            interval_secs: 3600,
-            regions: Vec::new(),
-            certificate_bucket: None,
-            concurrency: 8,
-            retention_years: 20,
-            vpc_tag: None,
-        }
-    }
-}
+pub use crate::config::ResidencyConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResidencyError {

@@ -71,7 +71,7 @@ struct FileConfig {
     #[serde(default)]
     intake: IntakeSection,
     #[serde(default)]
-    residency: crate::account_audit::ResidencyConfig,
+    residency: ResidencyConfig,
     #[serde(default)]
     access: crate::access::settings::AccessSection,
 }
@@ -151,7 +151,7 @@ pub struct Config {
     /// When an S3 inbox is listed (`[intake] schedule`), instead of every `inbox_poll`.
     pub inbox_schedule: Option<crate::intake::schedule::Schedule>,
     /// `[residency]`: the scheduled AWS residency audit of `run` (off by default).
-    pub residency: crate::account_audit::ResidencyConfig,
+    pub residency: ResidencyConfig,
     /// The `[access]` section (resolved by `access::cli::settings`).
     pub access: crate::access::settings::AccessSection,
     /// What the Pod's environment says (downward API, manifests); empty outside a cluster.
@@ -351,13 +351,13 @@ impl Config {
         };
         let s3_inbox = flags.inbox.clone().or(file.intake.inbox);
         if let Some(uri) = &s3_inbox {
-            if kenko_aws::inbox::parse_inbox(uri).is_err() {
+            if kenko_api::aws::parse_inbox(uri).is_err() {
                 return Err(ConfigError::Inbox(uri.clone()));
             }
         }
         let kms_key_arn = flags.kms_key_arn.clone().or(file.intake.kms_key_arn);
         if let Some(arn) = &kms_key_arn {
-            if kenko_aws::datakey::key_region(arn).is_err() {
+            if kenko_api::aws::key_region(arn).is_err() {
                 return Err(ConfigError::KmsKey(arn.clone()));
             }
         }
@@ -443,6 +443,44 @@ pub use kenko_intake::clock::today_in_tokyo;
 /// Resolves a path against the data directory when relative (for report paths we print).
 pub fn display_path(base: &Path, p: &str) -> String {
     base.join(p).display().to_string()
+}
+
+/// The `[residency]` section of the agent's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResidencyConfig {
+    /// Off by default on one machine (the embedded default run needs no cloud); on by
+    /// default in the cluster (`run --cluster`: the cloud Lease holder audits and publishes),
+    /// where `enabled = false` turns it off.
+    pub enabled: Option<bool>,
+    pub interval_secs: u64,
+    /// Empty: every public AWS region.
+    pub regions: Vec<String>,
+    pub certificate_bucket: Option<String>,
+    pub concurrency: usize,
+    pub retention_years: u32,
+    pub vpc_tag: Option<String>,
+}
+
+impl ResidencyConfig {
+    /// Whether `run` audits: as configured, else only in the cluster.
+    pub fn is_enabled(&self, in_cluster: bool) -> bool {
+        self.enabled.unwrap_or(in_cluster)
+    }
+}
+
+impl Default for ResidencyConfig {
+    fn default() -> Self {
+        ResidencyConfig {
+            enabled: None,
+            interval_secs: 3600,
+            regions: Vec::new(),
+            certificate_bucket: None,
+            concurrency: 8,
+            retention_years: 20,
+            vpc_tag: None,
+        }
+    }
 }
 
 #[cfg(test)]

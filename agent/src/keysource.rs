@@ -14,6 +14,7 @@
 //! wrong key mounted, would otherwise return every following row as a mismatch.
 
 use kenko_store::{Store, StoreError};
+#[cfg(feature = "cloud")]
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -30,6 +31,8 @@ pub const META_KMS_KEY: &str = "data_key_kms_key";
 pub enum KeySourceError {
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    NoCloud(#[from] crate::NoCloud),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the stack's KMS key {key_arn} could not unwrap or make the data key: {message}")]
@@ -53,6 +56,7 @@ impl KeySourceError {
     pub fn reason(&self) -> &'static str {
         match self {
             KeySourceError::Key(e) => e.reason(),
+            KeySourceError::NoCloud(e) => e.reason(),
             KeySourceError::Store(e) => e.reason(),
             KeySourceError::Kms { .. } => "datakey_unavailable",
             KeySourceError::Mismatch { .. } | KeySourceError::OtherKmsKey { .. } => {
@@ -117,6 +121,12 @@ pub fn check_id(key: &DataKey, store: &mut dyn Store) -> Result<(), KeySourceErr
     Ok(())
 }
 
+#[cfg(not(feature = "cloud"))]
+fn from_kms(arn: &str, _stack: &str, _store: &mut dyn Store) -> Result<DataKey, KeySourceError> {
+    Err(crate::NoCloud::new(format!("the data key wrapped by {arn}")).into())
+}
+
+#[cfg(feature = "cloud")]
 fn from_kms(arn: &str, stack: &str, store: &mut dyn Store) -> Result<DataKey, KeySourceError> {
     let kms = |e: kenko_aws::AwsError| KeySourceError::Kms {
         key_arn: arn.to_string(),
@@ -129,7 +139,7 @@ fn from_kms(arn: &str, stack: &str, store: &mut dyn Store) -> Result<DataKey, Ke
             key_arn: arn.to_string(),
             message: e.to_string(),
         })?;
-    let ep = kenko_aws::Endpoint::from_env();
+    let ep = kenko_api::aws::Endpoint::from_env();
     if let Some(stored) = store.meta(META_KMS_KEY)? {
         if stored != arn {
             return Err(KeySourceError::OtherKmsKey {

@@ -4,8 +4,10 @@
 #![warn(unreachable_pub)]
 
 pub mod access;
+#[cfg(feature = "cloud")]
 pub mod account_audit;
 pub mod certs;
+#[cfg(feature = "cloud")]
 pub mod cluster;
 pub mod config;
 pub mod crashpoint;
@@ -20,11 +22,31 @@ pub mod register;
 pub mod shutdown;
 pub mod telemetry;
 
+/// What a build without the `cloud` feature answers when asked for something that needs AWS or
+/// the cluster (an S3 inbox, a KMS key, a cloud erasure target, `run --cluster`, the residency
+/// audit): what was asked and how to get a build that does it. Never silently ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} needs AWS or Kubernetes, and this kenko-agent was built without them: use the kenko-agent image, or build with `cargo build --release -p kenko-agent --features cloud`")]
+pub struct NoCloud {
+    pub what: String,
+}
+
+impl NoCloud {
+    pub fn new(what: impl Into<String>) -> NoCloud {
+        NoCloud { what: what.into() }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        "cloud_not_built"
+    }
+}
+
 /// Every `reason()` an operator can meet from the agent's errors (the label of
 /// `kenko_intake_failures_total`, the `[reason: ...]` of a failed command). Each must be
 /// explained in `runbooks/` (checked by `tests/runbooks.rs`).
 pub const FAILURE_REASONS: &[&str] = &[
     "io_failed",
+    "cloud_not_built",
     "file_changed",
     "store_unavailable",
     "store_migration_failed",

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(feature = "cloud")]
 use std::sync::atomic::AtomicBool;
+#[cfg(feature = "cloud")]
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -80,7 +82,15 @@ enum ResidencyCommand {
     /// Sweep the regions and report where every bucket, replica, vault, recovery point,
     /// snapshot, volume and key lives, and whether the stack's VPCs are closed. Exit code 0 all
     /// compliant, 1 a violation, 2 unknown (a region or API did not answer), 3 bad options.
+    #[cfg(feature = "cloud")]
     Audit(kenko_agent::account_audit::AuditArgs),
+    /// Needs the `cloud` feature (the AWS SDK): this build says how to get one.
+    #[cfg(not(feature = "cloud"))]
+    #[command(disable_help_flag = true)]
+    Audit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +199,7 @@ fn reason_of(e: &anyhow::Error) -> Option<&'static str> {
                 c.downcast_ref::<kenko_store::StoreError>()
                     .map(|e| e.reason())
             })
+            .or_else(|| c.downcast_ref::<kenko_agent::NoCloud>().map(|e| e.reason()))
     })
 }
 
@@ -260,6 +271,13 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         Command::Run { cluster } => run_agent(config, cluster),
         Command::Certificate(c) => kenko_agent::certs::cli::certificate(c, config),
         Command::Erase(a) => kenko_agent::erase::cli::erase(a, config),
+        #[cfg(not(feature = "cloud"))]
+        Command::Residency(ResidencyCommand::Audit { .. }) => {
+            let e = kenko_agent::NoCloud::new("residency audit");
+            eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+            Ok(ExitCode::from(3))
+        }
+        #[cfg(feature = "cloud")]
         Command::Residency(ResidencyCommand::Audit(a)) => {
             match kenko_agent::account_audit::audit_command(&a) {
                 Ok(code) => Ok(ExitCode::from(code)),
@@ -283,6 +301,7 @@ fn access_result(
     })
 }
 
+#[cfg(feature = "cloud")]
 /// Connects to the cluster (a clear error when none is reachable) and starts the ErasureRequest
 /// worker on `rt`; it stops with the agent.
 /// What the rest of `run` needs from the cluster worker.
@@ -295,6 +314,7 @@ struct ClusterHandles {
     cloud_leader: Arc<AtomicBool>,
 }
 
+#[cfg(feature = "cloud")]
 fn start_cluster_worker(
     rt: &tokio::runtime::Runtime,
     config: &Config,
@@ -358,24 +378,25 @@ fn start_cluster_worker(
     Ok(handles)
 }
 
-fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
-    let stop = Shutdown::new();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let addr = config.metrics_addr;
-    let server = rt.spawn(async move {
-        let mut rx = shutdown_rx;
-        kenko_agent::metrics::serve(addr, async move {
-            let _ = rx.wait_for(|v| *v).await;
-        })
-        .await
-    });
-    stop.trigger_on_signals(rt.handle(), "stopping after the current file");
+/// What the access monitor gets from the cloud parts of `run`.
+#[cfg(feature = "cloud")]
+type CloudParts<'a> = (
+    std::borrow::Cow<'a, Config>,
+    Option<kenko_agent::access::kube_events::EventSink>,
+    Option<(Arc<kenko_agent::access::StackFeed>, Arc<AtomicBool>)>,
+);
+
+/// The cloud parts of `run`: the cluster worker (with `--cluster`), the scheduled residency
+/// audit (when enabled), and what the access monitor takes from the cluster.
+#[cfg(feature = "cloud")]
+fn start_cloud<'a>(
+    rt: &tokio::runtime::Runtime,
+    config: &'a Config,
+    cluster: bool,
+    stop: &Shutdown,
+) -> anyhow::Result<CloudParts<'a>> {
     let cluster = if cluster {
-        Some(start_cluster_worker(&rt, config, stop.clone())?)
+        Some(start_cluster_worker(rt, config, stop.clone())?)
     } else {
         None
     };
@@ -435,6 +456,39 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
         }
         None => (std::borrow::Cow::Borrowed(config), None),
     };
+    Ok((access_config, kube_events, feed))
+}
+
+fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
+    // Refused before anything starts (no port bound, no file touched).
+    #[cfg(not(feature = "cloud"))]
+    {
+        if cluster {
+            anyhow::bail!(kenko_agent::NoCloud::new("run --cluster"));
+        }
+        if config.residency.is_enabled(false) {
+            anyhow::bail!(kenko_agent::NoCloud::new("[residency] enabled = true"));
+        }
+    }
+    let stop = Shutdown::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let addr = config.metrics_addr;
+    let server = rt.spawn(async move {
+        let mut rx = shutdown_rx;
+        kenko_agent::metrics::serve(addr, async move {
+            let _ = rx.wait_for(|v| *v).await;
+        })
+        .await
+    });
+    stop.trigger_on_signals(rt.handle(), "stopping after the current file");
+    #[cfg(not(feature = "cloud"))]
+    let (access_config, kube_events, feed) = (std::borrow::Cow::Borrowed(config), None, None);
+    #[cfg(feature = "cloud")]
+    let (access_config, kube_events, feed) = start_cloud(&rt, config, cluster, &stop)?;
     let access =
         kenko_agent::access::cli::spawn_if_enabled(&access_config, stop.flag(), kube_events, feed)?;
     let cfg = config.clone();

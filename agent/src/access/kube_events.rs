@@ -8,15 +8,25 @@
 //! through a bounded queue to a task on the agent's runtime; when the queue is full the Event
 //! is dropped and counted (the alert file and Alertmanager still have it).
 
+//!
+//! The queue's sending side needs no Kubernetes crate; only [`EventSink::start`] and what posts
+//! the Events do, so a build without the `cloud` feature has the type but never a value of it.
+
+#[cfg(feature = "cloud")]
 use k8s_openapi::api::core::v1::ObjectReference;
+#[cfg(feature = "cloud")]
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use super::output::{alertname, AlertRecord};
+#[cfg(feature = "cloud")]
+use super::output::alertname;
+use super::output::AlertRecord;
 use super::telemetry::AccessEvent;
 
+#[cfg(feature = "cloud")]
 /// Alerts waiting to be posted; more are dropped (and counted).
 const QUEUE: usize = 256;
 
+#[cfg(feature = "cloud")]
 /// Where the Events are about: the agent's own Pod.
 #[derive(Debug, Clone)]
 pub struct Regarding {
@@ -24,6 +34,7 @@ pub struct Regarding {
     pub pod: String,
 }
 
+#[cfg(feature = "cloud")]
 impl Regarding {
     fn object_ref(&self) -> ObjectReference {
         ObjectReference {
@@ -43,6 +54,7 @@ pub struct EventSink {
 }
 
 impl EventSink {
+    #[cfg(feature = "cloud")]
     /// Starts the poster on `rt`.
     pub fn start(rt: &tokio::runtime::Handle, client: kube::Client, regarding: Regarding) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
@@ -62,6 +74,7 @@ impl EventSink {
     }
 }
 
+#[cfg(feature = "cloud")]
 /// The Event of one alert.
 pub fn event_for(r: &AlertRecord) -> Event {
     Event {
@@ -90,6 +103,7 @@ pub fn event_for(r: &AlertRecord) -> Event {
     }
 }
 
+#[cfg(feature = "cloud")]
 async fn post_all(
     client: kube::Client,
     regarding: Regarding,

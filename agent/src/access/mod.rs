@@ -18,10 +18,12 @@
 pub mod chainlog;
 pub mod checkpoint;
 pub mod cli;
+#[cfg(feature = "cloud")]
 pub mod cwinput;
 pub mod input;
 pub mod kube_events;
 pub mod output;
+#[cfg(feature = "cloud")]
 pub mod s3input;
 pub mod settings;
 pub mod telemetry;
@@ -696,6 +698,7 @@ impl Monitor {
     }
 }
 
+#[cfg(feature = "cloud")]
 /// A cloud input's reader (the CloudTrail and CloudWatch downloaders): a thread with its own
 /// runtime that builds its client once and calls `step(runtime, client, reading)` every `poll`
 /// until `stop`; `reading` is false (and the thread looks again every half second) while
@@ -763,6 +766,8 @@ pub fn run_supervised(
     feed: Option<Arc<StackFeed>>,
 ) -> Result<(), AccessError> {
     let downloader_stop = Arc::new(AtomicBool::new(false));
+    // Without the cloud feature the settings refuse the cloud inputs, so there is none to start.
+    #[cfg(feature = "cloud")]
     let downloaders: Vec<_> = [
         s3input::spawn(&s, downloader_stop.clone()),
         cwinput::spawn(&s, downloader_stop.clone()),
@@ -770,6 +775,8 @@ pub fn run_supervised(
     .into_iter()
     .flatten()
     .collect();
+    #[cfg(not(feature = "cloud"))]
+    let downloaders: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let result = supervise(&s, stop, kube_events, feed);
     downloader_stop.store(true, Ordering::SeqCst);
     for d in downloaders {

@@ -198,7 +198,7 @@ impl AccessSection {
             .unwrap_or_else(|| data_dir.join("access"));
         let cloudtrail_s3 = match &self.cloudtrail_s3 {
             None => None,
-            Some(url) => Some(kenko_aws::parse_s3(url).map_err(|_| SettingsError {
+            Some(url) => Some(kenko_api::aws::parse_s3(url).map_err(|_| SettingsError {
                 field: "cloudtrail_s3",
                 message: "expected s3://BUCKET/PREFIX (CloudTrail's log prefix)".into(),
             })?),
@@ -213,6 +213,18 @@ impl AccessSection {
                     field: "k8s_audit_cloudwatch",
                     message: "expected a CloudWatch Logs group, e.g. /aws/eks/CLUSTER/cluster"
                         .into(),
+                });
+            }
+        }
+        #[cfg(not(feature = "cloud"))]
+        for (field, set) in [
+            ("cloudtrail_s3", self.cloudtrail_s3.is_some()),
+            ("k8s_audit_cloudwatch", self.k8s_audit_cloudwatch.is_some()),
+        ] {
+            if set {
+                return Err(SettingsError {
+                    field,
+                    message: crate::NoCloud::new("reading it").to_string(),
                 });
             }
         }

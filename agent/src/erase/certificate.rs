@@ -183,6 +183,7 @@ pub(super) fn for_job(spec: &JobSpec, cp: &Checkpoint, seed: &[u8; 32]) -> Certi
     cert
 }
 
+#[cfg(feature = "cloud")]
 /// The certificate that confirms `original`'s scheduled KMS deletions happened: a new one
 /// (certificates are immutable) naming the first by its SHA-256, with only its key targets.
 pub(super) fn finalization(

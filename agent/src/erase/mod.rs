@@ -29,6 +29,7 @@ use crate::telemetry::EraseEvent;
 
 pub mod certificate;
 pub mod cli;
+#[cfg(feature = "cloud")]
 mod cloud;
 mod overwrite;
 mod purge;
@@ -65,8 +66,11 @@ pub enum EraseError {
     CheckpointMismatch { job: String },
     #[error(transparent)]
     Key(#[from] crate::crypto::KeyError),
+    #[cfg(feature = "cloud")]
     #[error(transparent)]
     Aws(#[from] kenko_aws::AwsError),
+    #[error(transparent)]
+    NoCloud(#[from] crate::NoCloud),
     #[error("{path}: {source}")]
     Certificate {
         path: PathBuf,
@@ -95,7 +99,9 @@ impl EraseError {
             EraseError::CheckpointMismatch { .. } => "erase_checkpoint_mismatch",
             EraseError::DeviceInUse { .. } => "erase_device_in_use",
             EraseError::Key(k) => k.reason(),
+            #[cfg(feature = "cloud")]
             EraseError::Aws(a) => a.reason(),
+            EraseError::NoCloud(e) => e.reason(),
             EraseError::Certificate { source, .. } => source.reason(),
             EraseError::NothingToFinalize => "certificate_nothing_to_finalize",
             EraseError::FinalizePending { .. } => "certificate_finalize_pending",
@@ -183,7 +189,7 @@ pub struct EraseContext {
     pub data_key: PathBuf,
     pub database_url: String,
     /// Where AWS targets are reached (region to start in, emulator endpoint if any).
-    pub aws: kenko_aws::Endpoint,
+    pub aws: kenko_api::aws::Endpoint,
     /// The waiting period before KMS deletes a key (7 to 30 days).
     pub kms_pending_days: i32,
 }
@@ -270,6 +276,17 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
                 spec.method
             )));
         }
+        // Refused before anything is overwritten: a job is erased whole or not started.
+        #[cfg(not(feature = "cloud"))]
+        if !matches!(
+            t,
+            EraseTarget::File { .. }
+                | EraseTarget::Dir { .. }
+                | EraseTarget::Device { .. }
+                | EraseTarget::DataKey { .. }
+        ) {
+            return Err(crate::NoCloud::new(format!("erasing {t}")).into());
+        }
         if matches!(t, EraseTarget::BackupVault { .. }) && spec.stack.is_none() {
             return Err(EraseError::NoStack(t.to_string()));
         }
@@ -335,6 +352,7 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
         for d in cp.targets[ti].dirs.clone() {
             overwrite::remove_dir_renamed(&d)?;
         }
+        #[cfg(feature = "cloud")]
         cloud::cloud_step(&mut cp, ti, spec, ctx, &cp_path)?;
     }
 
@@ -354,6 +372,19 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
 /// `certificate finalize`: once KMS has deleted every key a certificate scheduled, issues a
 /// second certificate (chained, signed) that confirms it. Certificates are immutable, so the
 /// confirmation is a new one naming the first by its SHA-256.
+#[cfg(not(feature = "cloud"))]
+pub fn finalize(cert_path: &Path, _ctx: &EraseContext) -> Result<Outcome, EraseError> {
+    Err(crate::NoCloud::new(format!(
+        "finalizing {} (asking KMS whether its keys are deleted)",
+        cert_path.display()
+    ))
+    .into())
+}
+
+/// `certificate finalize`: once KMS has deleted every key a certificate scheduled, issues a
+/// second certificate (chained, signed) that confirms it. Certificates are immutable, so the
+/// confirmation is a new one naming the first by its SHA-256.
+#[cfg(feature = "cloud")]
 pub fn finalize(cert_path: &Path, ctx: &EraseContext) -> Result<Outcome, EraseError> {
     let bytes = std::fs::read(cert_path).map_err(io(cert_path))?;
     let original = kenko_cert::verify(&bytes, None).map_err(|source| EraseError::Certificate {
@@ -431,7 +462,7 @@ impl EraseContext {
             signing_key: config.signing_key_file.clone(),
             data_key: config.data_key_file.clone(),
             database_url: config.database_url.clone(),
-            aws: kenko_aws::Endpoint::from_env(),
+            aws: kenko_api::aws::Endpoint::from_env(),
             kms_pending_days,
         }
     }

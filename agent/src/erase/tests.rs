@@ -37,7 +37,7 @@ fn a_certified_job_and_a_failed_job_are_each_counted_once() {
         signing_key: data.join("keys/signing.key"),
         data_key: data.join("keys/records.key"),
         database_url: format!("sqlite://{}", data.join("kenko.db").display()),
-        aws: kenko_aws::Endpoint::default(),
+        aws: kenko_api::aws::Endpoint::default(),
         kms_pending_days: 7,
     };
     let certified = || {

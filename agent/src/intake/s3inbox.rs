@@ -18,22 +18,30 @@
 //! anywhere, with or without the working directory, ends after the next round as an
 //! uninterrupted run would.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::{inbox, run_round, Env, Gate, IntakeError, Publish, RunSummary};
-use crate::crashpoint;
-use crate::fsutil::{self, at, PathError};
+use super::{Env, Gate, IntakeError, RunSummary};
+use crate::fsutil::PathError;
+#[cfg(feature = "cloud")]
+use {
+    super::{inbox, run_round, Publish},
+    crate::crashpoint,
+    crate::fsutil::{self, at},
+    sha2::{Digest, Sha256},
+    std::collections::BTreeMap,
+    std::io::Write,
+};
 
 /// Why the S3 inbox could not be worked (the round is tried again; nothing is lost).
 #[derive(Debug, thiserror::Error)]
 pub enum S3InboxError {
+    #[cfg(feature = "cloud")]
     #[error("the S3 inbox: {0}")]
     Aws(#[from] kenko_aws::AwsError),
+    #[error(transparent)]
+    NoCloud(#[from] crate::NoCloud),
     #[error(transparent)]
     Io(#[from] PathError),
     #[error(transparent)]
@@ -47,7 +55,9 @@ pub enum S3InboxError {
 impl S3InboxError {
     pub fn reason(&self) -> &'static str {
         match self {
+            #[cfg(feature = "cloud")]
             S3InboxError::Aws(_) => "inbox_unreachable",
+            S3InboxError::NoCloud(e) => e.reason(),
             S3InboxError::Io(_) => "io_failed",
             S3InboxError::Intake(e) => e.reason(),
             S3InboxError::Register(e) => e.reason(),
@@ -99,6 +109,38 @@ pub struct S3Summary {
     pub recovered: u64,
 }
 
+/// Without the `cloud` feature there is no S3 client: opening an S3 inbox is a clear error, so
+/// the type exists for its callers but never has a value.
+#[cfg(not(feature = "cloud"))]
+#[derive(Debug)]
+pub struct S3Inbox(std::convert::Infallible);
+
+#[cfg(not(feature = "cloud"))]
+impl S3Inbox {
+    pub fn open(uri: &str, _endpoint: &kenko_api::aws::Endpoint) -> Result<S3Inbox, S3InboxError> {
+        Err(crate::NoCloud::new(format!("the S3 inbox {uri}")).into())
+    }
+
+    pub fn round(
+        &self,
+        _env: &mut Env<'_>,
+        _settle: std::time::Duration,
+        _gate: &mut dyn Gate,
+    ) -> Result<(RunSummary, S3Summary), S3InboxError> {
+        match self.0 {}
+    }
+
+    pub fn sync_register(
+        &self,
+        _store: &mut dyn kenko_store::Store,
+        _key: &crate::crypto::DataKey,
+        _dirs: &super::Dirs,
+    ) -> Result<Option<usize>, S3InboxError> {
+        match self.0 {}
+    }
+}
+
+#[cfg(feature = "cloud")]
 /// An open S3 inbox.
 pub struct S3Inbox {
     bucket: String,
@@ -107,12 +149,14 @@ pub struct S3Inbox {
     rt: tokio::runtime::Runtime,
 }
 
+#[cfg(feature = "cloud")]
 impl std::fmt::Debug for S3Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "S3Inbox(s3://{}/{})", self.bucket, self.prefix)
     }
 }
 
+#[cfg(feature = "cloud")]
 /// The staged object a file of the local inbox came from, kept for the finish step.
 #[derive(Debug, Clone)]
 struct Staged {
@@ -120,9 +164,10 @@ struct Staged {
     version_id: Option<String>,
 }
 
+#[cfg(feature = "cloud")]
 impl S3Inbox {
     /// Opens `uri` (`s3://BUCKET/PREFIX/`) with the agent's AWS endpoint; connects lazily.
-    pub fn open(uri: &str, endpoint: &kenko_aws::Endpoint) -> Result<S3Inbox, S3InboxError> {
+    pub fn open(uri: &str, endpoint: &kenko_api::aws::Endpoint) -> Result<S3Inbox, S3InboxError> {
         let (bucket, prefix) = kenko_aws::inbox::parse_inbox(uri)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -495,6 +540,7 @@ impl S3Inbox {
     }
 }
 
+#[cfg(feature = "cloud")]
 impl Publish for S3Inbox {
     fn pending(&self, relative: &str, bytes: &[u8]) -> Result<(), IntakeError> {
         self.rt
@@ -513,6 +559,7 @@ impl Publish for S3Inbox {
     }
 }
 
+#[cfg(feature = "cloud")]
 fn read_origin(file: &Path) -> Option<Origin> {
     let bytes = std::fs::read(origin_path(file)).ok()?;
     serde_json::from_slice(&bytes).ok()

@@ -98,7 +98,7 @@ impl Session {
         let s3 = config
             .s3_inbox
             .as_deref()
-            .map(|uri| S3Inbox::open(uri, &kenko_aws::Endpoint::from_env()))
+            .map(|uri| S3Inbox::open(uri, &kenko_api::aws::Endpoint::from_env()))
             .transpose()?;
         let dirs = config.dirs();
         // In the cluster the register arrives in the bucket, before anything needs it.

@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "crd")]
 use crate::names::StackNames;
+#[cfg(feature = "crd")]
 use crate::HealthStack;
 
 /// Where the kubelet keeps container logs on a node (`NAMESPACE_POD_UID/CONTAINER/N.log`, the
@@ -56,6 +58,7 @@ pub struct StackAccess {
     pub alert_receivers: Vec<String>,
 }
 
+#[cfg(feature = "crd")]
 /// `s3://bucket/prefix/` as the monitor matches it: `bucket/prefix/` (or `bucket`).
 fn s3_scope(url: &str) -> Option<String> {
     let rest = url.strip_prefix("s3://")?;
@@ -69,6 +72,7 @@ fn s3_scope(url: &str) -> Option<String> {
     })
 }
 
+#[cfg(feature = "crd")]
 /// A KMS key ARN in any region: a multi-Region key's replica (Osaka) has the same key id.
 fn any_region(arn: &str) -> String {
     let parts: Vec<&str> = arn.splitn(5, ':').collect();
@@ -78,6 +82,7 @@ fn any_region(arn: &str) -> String {
     }
 }
 
+#[cfg(feature = "crd")]
 /// The monitor's view of `stack`: its namespace, the controller's names of its app and
 /// database pods, its records bucket, replica and intake inbox, its KMS key (and the Osaka
 /// replica of it), office hours and receivers.
@@ -116,7 +121,7 @@ pub fn stack_access(stack: &HealthStack) -> StackAccess {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crd"))]
 mod tests {
     use super::*;
 

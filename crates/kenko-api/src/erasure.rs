@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::target::{ErasureMethod, VerifyMode};
-use crate::MAX_MESSAGE;
+pub use crate::{one_line, status_message};
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -205,30 +205,3 @@ pub const STACK_UID_LABEL: &str = "kenko.io/stack-uid";
 /// ServiceAccount, the agents' included); read by the controller before it releases a stack
 /// and by `kubectl kenko signers` for auditors.
 pub const TRUSTED_SIGNERS_CONFIGMAP: &str = "kenko-erasure-signers";
-
-/// Collapses a text to one line for a status, an Event or a terminal: white space runs become
-/// one space, and the result is cut (on a character boundary, with `…`) to `max` bytes.
-pub fn one_line(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max));
-    for word in text.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(word);
-    }
-    if out.len() <= max {
-        return out;
-    }
-    let mut cut = max.saturating_sub('…'.len_utf8());
-    while !out.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    out.truncate(cut);
-    out.push('…');
-    out
-}
-
-/// [`one_line`] to the length every kenko status message allows.
-pub fn status_message(text: &str) -> String {
-    one_line(text, MAX_MESSAGE)
-}

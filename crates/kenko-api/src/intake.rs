@@ -3,7 +3,9 @@
 //! which reads that configuration (a test parses the rendered file with the agent's own
 //! loader). Paths, ports, Secret keys and environment names live here and nowhere else.
 
+#[cfg(feature = "crd")]
 use crate::names::StackNames;
+#[cfg(feature = "crd")]
 use crate::HealthStack;
 
 /// The ConfigMap key (and file name) of the agent's configuration.
@@ -67,6 +69,7 @@ pub struct IntakeReport {
     pub rows_rejected: u64,
 }
 
+#[cfg(feature = "crd")]
 /// The stack's database, without credentials: the managed StatefulSet's Service, or the
 /// external host.
 pub fn database_url(stack: &HealthStack) -> String {
@@ -78,6 +81,7 @@ pub fn database_url(stack: &HealthStack) -> String {
     }
 }
 
+#[cfg(feature = "crd")]
 /// The agent's configuration file for the stack, in the agent's own format (no secrets, no
 /// personal data). `intake.schedule` is when an S3 inbox is listed.
 pub fn agent_config(stack: &HealthStack) -> String {
@@ -114,6 +118,7 @@ pub fn agent_config(stack: &HealthStack) -> String {
     out
 }
 
+#[cfg(feature = "crd")]
 /// The stack as the KMS encryption context of its data key names it: `NAMESPACE/NAME`.
 pub fn key_context(stack: &HealthStack) -> String {
     format!(
@@ -123,6 +128,7 @@ pub fn key_context(stack: &HealthStack) -> String {
     )
 }
 
+#[cfg(feature = "crd")]
 /// A TOML basic string (the values are validated by the CRD, but a quote or backslash must
 /// never end the string early).
 fn toml_string(v: &str) -> String {
@@ -140,7 +146,7 @@ fn toml_string(v: &str) -> String {
     out
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crd"))]
 mod tests {
     use super::*;
 

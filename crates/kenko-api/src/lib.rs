@@ -8,26 +8,35 @@
 //! the controller against the cluster's [`ResidencyPolicy`].
 
 pub mod access;
+pub mod aws;
+#[cfg(feature = "crd")]
 pub mod erasure;
+#[cfg(feature = "crd")]
 pub mod health_stack;
 pub mod intake;
 pub mod names;
 pub mod reasons;
+#[cfg(feature = "crd")]
 pub mod residency;
+#[cfg(feature = "crd")]
 pub mod samples;
+#[cfg(feature = "crd")]
 pub mod schema;
 pub mod target;
 
+#[cfg(feature = "crd")]
 pub use erasure::{
-    one_line, status_message, ErasureCertificate, ErasureCertificateSpec, ErasurePhase,
-    ErasureRequest, ErasureRequestSpec, ErasureRequestStatus, TargetResult, MAX_CERTIFICATE_BYTES,
-    STACK_UID_LABEL, TRUSTED_SIGNERS_CONFIGMAP,
+    ErasureCertificate, ErasureCertificateSpec, ErasurePhase, ErasureRequest, ErasureRequestSpec,
+    ErasureRequestStatus, TargetResult, MAX_CERTIFICATE_BYTES, STACK_UID_LABEL,
+    TRUSTED_SIGNERS_CONFIGMAP,
 };
+#[cfg(feature = "crd")]
 pub use health_stack::{
     AppSpec, BackupSpec, DatabaseSpec, ExternalDatabase, HealthStack, HealthStackSpec,
     HealthStackStatus, IntakeSpec, IntakeStatus, ManagedDatabase, MonitoringSpec, Municipality,
     NetworkSpec, StorageSpec,
 };
+#[cfg(feature = "crd")]
 pub use residency::{
     AccountAudit, AuditFinding, ResidencyPolicy, ResidencyPolicySpec, ResidencyPolicyStatus,
     MAX_STATUS_FINDINGS,
@@ -106,7 +115,35 @@ pub fn s3_location_rule() -> String {
     )
 }
 
+/// Collapses a text to one line for a status, an Event or a terminal: white space runs become
+/// one space, and the result is cut (on a character boundary, with `…`) to `max` bytes.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.len() <= max {
+        return out;
+    }
+    let mut cut = max.saturating_sub('…'.len_utf8());
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.truncate(cut);
+    out.push('…');
+    out
+}
+
+/// [`one_line`] to the length every kenko status message allows.
+pub fn status_message(text: &str) -> String {
+    one_line(text, MAX_MESSAGE)
+}
+
 /// Every CRD as (file name, YAML), as committed in `manifests/crds/`.
+#[cfg(feature = "crd")]
 pub fn crd_files() -> Vec<(String, String)> {
     use kube::CustomResourceExt;
     [
@@ -127,7 +164,7 @@ pub fn crd_files() -> Vec<(String, String)> {
     .collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "crd"))]
 #[allow(
     clippy::disallowed_methods,
     reason = "tests write fixtures and read the clock directly"

@@ -23,15 +23,7 @@ pub fn context(stack: &str) -> [(&'static str, String); 2] {
 
 /// The region of a KMS key ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`).
 pub fn key_region(arn: &str) -> Result<&str, AwsError> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", _, "kms", region, _, rest] if !region.is_empty() && rest.starts_with("key/") => {
-            Ok(region)
-        }
-        _ => Err(AwsError::BadTarget(format!(
-            "{arn}: expected a KMS key ARN arn:aws:kms:REGION:ACCOUNT:key/ID"
-        ))),
-    }
+    kenko_api::aws::key_region(arn).map_err(|e| AwsError::BadTarget(e.0))
 }
 
 /// A new data key under `key_arn`: the clear key (zeroized on drop) and its wrapped form.

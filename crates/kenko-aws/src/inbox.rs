@@ -34,18 +34,10 @@ pub struct Fetched {
     pub bytes: u64,
 }
 
-/// `s3://BUCKET/PREFIX/` → (bucket, prefix with a trailing `/`, or empty).
+/// `s3://BUCKET/PREFIX/` → (bucket, prefix with a trailing `/`, or empty)
+/// ([`kenko_api::aws::parse_inbox`]).
 pub fn parse_inbox(uri: &str) -> Result<(String, String), AwsError> {
-    let (bucket, prefix) = crate::parse_s3(uri)?;
-    let prefix = prefix.trim_matches('/');
-    Ok((
-        bucket,
-        if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix}/")
-        },
-    ))
+    kenko_api::aws::parse_inbox(uri).map_err(|_| AwsError::BadTarget(uri.to_string()))
 }
 
 /// The objects directly under `PREFIX/inbox/` (no deeper folders), in key order.

@@ -78,52 +78,7 @@ pub fn causes(e: &dyn std::error::Error) -> String {
         .join(" ")
 }
 
-/// Connection settings: the region to start in, and the endpoint of an emulator if any.
-#[derive(Debug, Clone, Default)]
-pub struct Endpoint {
-    pub region: String,
-    pub endpoint_url: Option<String>,
-    /// Per-service endpoints (service id `s3`, `kms`, `ec2`, `backup`...), where one service
-    /// is reached elsewhere than the rest (a closed network's VPC endpoint with its own name,
-    /// or an emulator that lacks one API).
-    pub service_urls: Vec<(String, String)>,
-}
-
-/// The services that can have their own endpoint (`KENKO_AWS_ENDPOINT_URL_<ID>`).
-pub const SERVICES: [&str; 6] = ["s3", "kms", "ec2", "backup", "cloudtrail", "logs"];
-
-impl Endpoint {
-    /// What every kenko command uses: `AWS_REGION` (default Tokyo), the emulator's
-    /// `KENKO_AWS_ENDPOINT_URL`, if set, and `KENKO_AWS_ENDPOINT_URL_BACKUP` (and the other
-    /// [`SERVICES`]) for one service.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the AWS endpoint's configuration is the SDK's own environment variables"
-    )]
-    pub fn from_env() -> Endpoint {
-        Endpoint {
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "ap-northeast-1".into()),
-            endpoint_url: std::env::var("KENKO_AWS_ENDPOINT_URL").ok(),
-            service_urls: SERVICES
-                .iter()
-                .filter_map(|s| {
-                    std::env::var(format!("KENKO_AWS_ENDPOINT_URL_{}", s.to_ascii_uppercase()))
-                        .ok()
-                        .map(|url| (s.to_string(), url))
-                })
-                .collect(),
-        }
-    }
-
-    /// The endpoint for one service: its own, else the common one, else AWS's.
-    pub fn url_for(&self, service: &str) -> Option<&str> {
-        self.service_urls
-            .iter()
-            .find(|(s, _)| s == service)
-            .map(|(_, u)| u.as_str())
-            .or(self.endpoint_url.as_deref())
-    }
-}
+pub use kenko_api::aws::{Endpoint, SERVICES};
 
 /// The SDK configuration for one service in one region.
 pub(crate) async fn sdk_config(
@@ -175,16 +130,9 @@ pub struct S3Erasure {
     pub listed_after: u64,
 }
 
-/// Splits `s3://bucket[/prefix]`.
+/// Splits `s3://bucket[/prefix]` ([`kenko_api::aws::parse_s3`]).
 pub fn parse_s3(target: &str) -> Result<(String, String), AwsError> {
-    let rest = target
-        .strip_prefix("s3://")
-        .ok_or_else(|| AwsError::BadTarget(target.to_string()))?;
-    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(AwsError::BadTarget(target.to_string()));
-    }
-    Ok((bucket.to_string(), prefix.to_string()))
+    kenko_api::aws::parse_s3(target).map_err(|_| AwsError::BadTarget(target.to_string()))
 }
 
 struct Listed {

@@ -181,7 +181,12 @@ fn returned_reasons() -> BTreeMap<String, String> {
                     _ => {}
                 }
             }
-            for lit in after[open..end].split('"').skip(1).step_by(2) {
+            // Attributes (`#[cfg(feature = "cloud")]` on an arm) hold no reason.
+            let body: Vec<&str> = after[open..end]
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("#["))
+                .collect();
+            for lit in body.join("\n").split('"').skip(1).step_by(2) {
                 if !lit.is_empty() && lit.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
                     out.entry(lit.to_string()).or_insert_with(|| rel(&p));
                 }
@@ -335,4 +340,62 @@ fn inline_test_modules_are_short() {
         long.is_empty(),
         "inline test modules over ~200 lines; move them to a sibling tests.rs: {long:#?}"
     );
+}
+
+/// The crates `cargo tree` lists for `args` (normal and build dependencies, each once).
+fn dependency_names(args: &[&str]) -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(root())
+        .args(["tree", "--locked", "--offline", "-e", "normal,build"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The crates of the AWS SDK and the Kubernetes client: what the default agent build (the
+/// README's first command) must not compile.
+fn is_cloud_crate(name: &str) -> bool {
+    name.starts_with("aws-")
+        || name.starts_with("kube")
+        || name.starts_with("k8s-")
+        || [
+            "kenko-aws",
+            "kenko-workspace-hack",
+            "schemars",
+            "hyper-rustls",
+        ]
+        .contains(&name)
+}
+
+/// The first demo builds in minutes because the default `kenko-agent` compiles neither the AWS
+/// SDK nor the Kubernetes client; the `cloud` feature (the images, the tests) has both. A
+/// dependency that pulls one of them into the default build fails here, by name.
+#[test]
+fn the_default_agent_build_has_no_aws_or_kubernetes_crate() {
+    let light = dependency_names(&["-p", "kenko-agent"]);
+    let heavy: Vec<_> = light.iter().filter(|n| is_cloud_crate(n)).collect();
+    assert!(
+        heavy.is_empty(),
+        "the default kenko-agent build depends on {heavy:?}; put what needs them behind the `cloud` feature"
+    );
+    let full = dependency_names(&["-p", "kenko-agent", "--features", "cloud"]);
+    for needed in ["kenko-aws", "aws-sdk-s3", "kube", "kube-lease-manager"] {
+        assert!(
+            full.contains(needed),
+            "the cloud build lacks {needed}: the check above proves nothing"
+        );
+    }
 }
