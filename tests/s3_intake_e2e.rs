@@ -507,3 +507,63 @@ fn the_register_arrives_in_the_bucket_and_is_imported_whole_before_the_deliverie
     );
     assert!(!ws.data.join(".register.s3part").exists());
 }
+
+/// Register deltas (異動データ) arrive in the bucket under `register-deltas/` and are applied in
+/// key order each round: one whose predecessor has not arrived waits (it is not skipped, nor
+/// deleted), and is applied once the missing one comes; a refused one goes to `rejected/` with
+/// a report naming row and field, and changes nothing.
+#[test]
+fn register_deltas_in_the_bucket_are_applied_in_order_and_a_gap_waits() {
+    let moto = start_moto();
+    let bucket = Bucket::create(&moto);
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(50, 3);
+    let header = "連番,異動区分,異動日,宛名番号,個人番号,氏名,性別,生年月日,住所";
+    let died = |seq: u64, who: usize| {
+        format!(
+            "{header}\n{seq},死亡,20241020,{},,,,,\n",
+            residents[who].resident_no
+        )
+    };
+    let seq = |ws: &Workspace| {
+        kenko_store::open(&ws.database_url)
+            .unwrap()
+            .register_delta_seq()
+            .unwrap()
+    };
+    bucket.put("health/register-deltas/000001.csv", died(1, 0).as_bytes());
+    bucket.put("health/register-deltas/000003.csv", died(3, 2).as_bytes());
+    run_once(&ws, &moto);
+    assert_eq!(seq(&ws), Some(1));
+    let keys = |b: &Bucket| b.objects().into_keys().collect::<Vec<_>>();
+    assert_eq!(
+        keys(&bucket)
+            .into_iter()
+            .filter(|k| k.starts_with("health/register-deltas/"))
+            .collect::<Vec<_>>(),
+        vec!["health/register-deltas/000003.csv".to_string()],
+        "the applied delta left, the one after a gap waits"
+    );
+
+    bucket.put("health/register-deltas/000002.csv", died(2, 1).as_bytes());
+    run_once(&ws, &moto);
+    assert_eq!(seq(&ws), Some(3));
+    assert!(!keys(&bucket)
+        .iter()
+        .any(|k| k.starts_with("health/register-deltas/")));
+
+    let broken = format!(
+        "{header}\n4,引越,20241020,{},,,,,\n",
+        residents[3].resident_no
+    );
+    bucket.put("health/register-deltas/000004.csv", broken.as_bytes());
+    run_once(&ws, &moto);
+    assert_eq!(seq(&ws), Some(3), "a refused delta changes nothing");
+    let objects = bucket.objects();
+    let report =
+        String::from_utf8(objects["health/reports/register/000004.csv.json"].clone()).unwrap();
+    assert!(report.contains("row 2, field 異動区分"), "{report}");
+    assert!(objects.contains_key("health/register-deltas/rejected/000004.csv"));
+    assert!(!objects.contains_key("health/register-deltas/000004.csv"));
+    assert!(!ws.data.join(".register-delta.s3part").exists());
+}

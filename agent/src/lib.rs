@@ -57,6 +57,8 @@ pub const FAILURE_REASONS: &[&str] = &[
     "register_undecodable",
     "register_bad_header",
     "register_bad_row",
+    "register_delta_gap",
+    "register_delta_raced",
     "datakey_unreadable",
     "datakey_malformed",
     "datakey_permissions",

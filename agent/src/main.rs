@@ -200,6 +200,10 @@ fn reason_of(e: &anyhow::Error) -> Option<&'static str> {
                     .map(|e| e.reason())
             })
             .or_else(|| c.downcast_ref::<kenko_agent::NoCloud>().map(|e| e.reason()))
+            .or_else(|| {
+                c.downcast_ref::<kenko_agent::register::RegisterError>()
+                    .map(|e| e.reason())
+            })
     })
 }
 

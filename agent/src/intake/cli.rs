@@ -14,7 +14,16 @@ use crate::register;
 #[derive(Debug, clap::Subcommand)]
 pub enum ResidentsCommand {
     /// Replace the stored register with an extract (atomically: a broken file changes nothing).
+    /// The history deltas kept for residents still in it stays.
     Import { file: PathBuf },
+    /// Apply a delta file of changes (異動: 転入, 転出, 死亡, 転居, 氏名変更, 個人番号変更, 付番,
+    /// 訂正) in one transaction; rows already applied (by 連番) are skipped, a gap is refused.
+    Apply {
+        file: PathBuf,
+        /// Print one JSON summary object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -50,6 +59,37 @@ pub fn residents(cmd: ResidentsCommand, config: &Config) -> anyhow::Result<ExitC
             let n = register::import(store.as_mut(), &key, &file)?;
             tracing::info!(residents = n, "resident register replaced");
             println!("imported {n} residents");
+            Ok(ExitCode::SUCCESS)
+        }
+        ResidentsCommand::Apply { file, json } => {
+            let mut store = kenko_store::open(&config.database_url)?;
+            let key = crate::keysource::data_key(config, store.as_mut())?;
+            let s = register::delta::apply(store.as_mut(), &key, &file)?;
+            let applied: u64 = s.applied.values().sum();
+            tracing::info!(
+                rows = s.rows,
+                applied,
+                already_applied = s.already_applied,
+                residents = s.residents,
+                versions_kept = s.versions_kept,
+                seq = s.seq,
+                "register delta applied"
+            );
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                let kinds: Vec<String> =
+                    s.applied.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                println!(
+                    "applied {applied} of {} changes ({}) to {} residents, {} earlier versions kept; {} already applied; register at 連番 {}",
+                    s.rows,
+                    if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") },
+                    s.residents,
+                    s.versions_kept,
+                    s.already_applied,
+                    s.seq.map_or_else(|| "-".to_string(), |n| n.to_string()),
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -424,7 +424,8 @@ impl S3Inbox {
     /// stays. Imported or refused, the extract then leaves `register/` (deleted by version;
     /// the versioned bucket keeps it as noncurrent until its lifecycle expires it), and the
     /// local copy, which holds every resident's data, is removed at once. A crash before the
-    /// delete imports the same extract again: the same state. Returns the residents imported.
+    /// delete imports the same extract again: the same state. Then the deltas waiting under
+    /// `register-deltas/` are applied ([`Self::sync_deltas`]). Returns the residents imported.
     pub fn sync_register(
         &self,
         store: &mut dyn kenko_store::Store,
@@ -443,6 +444,7 @@ impl S3Inbox {
             .filter(|o| inbox::is_candidate_name(&o.name))
             .collect();
         let Some(latest) = waiting.last() else {
+            self.sync_deltas(store, key, dirs)?;
             return Ok(None);
         };
         std::fs::create_dir_all(&dirs.root).map_err(at(&dirs.root))?;
@@ -467,6 +469,7 @@ impl S3Inbox {
         }
         let Some((fetched, imported)) = result else {
             // Taken by another agent meanwhile.
+            self.sync_deltas(store, key, dirs)?;
             return Ok(None);
         };
         let count = match imported {
@@ -520,7 +523,100 @@ impl S3Inbox {
                 version.as_deref(),
             ))?;
         }
+        self.sync_deltas(store, key, dirs)?;
         Ok(count)
+    }
+
+    /// Applies the register deltas (異動データ) waiting under `PREFIX/register-deltas/`, in key
+    /// order (name them so that order is their 連番's, `000123.csv`), after the extract. An
+    /// applied delta leaves the folder (deleted by version); one the register is not ready for
+    /// (a gap: an earlier delta has not arrived) or that raced another agent stays for the
+    /// next round, and the later ones wait behind it; a refused one goes to
+    /// `register-deltas/rejected/` with a report under `reports/register/`. The local copy
+    /// is removed at once. Returns the deltas applied.
+    fn sync_deltas(
+        &self,
+        store: &mut dyn kenko_store::Store,
+        key: &crate::crypto::DataKey,
+        dirs: &super::Dirs,
+    ) -> Result<usize, S3InboxError> {
+        use crate::register::RegisterError;
+        let waiting: Vec<_> = self
+            .rt
+            .block_on(kenko_aws::inbox::list_folder(
+                &self.client,
+                &self.bucket,
+                &self.prefix,
+                "register-deltas",
+            ))?
+            .into_iter()
+            .filter(|o| inbox::is_candidate_name(&o.name))
+            .collect();
+        let mut applied = 0;
+        for obj in waiting {
+            let local = dirs.root.join(".register-delta.s3part");
+            std::fs::create_dir_all(&dirs.root).map_err(at(&dirs.root))?;
+            let fetched = self.fetch_to(&obj.key, &local);
+            let result = match fetched {
+                Ok(Some((f, _))) => Some((f, crate::register::delta::apply(store, key, &local))),
+                Ok(None) => None,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&local);
+                    return Err(e);
+                }
+            };
+            match std::fs::remove_file(&local) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(at(&local)(e).into()),
+            }
+            // Taken by another agent meanwhile.
+            let Some((fetched, result)) = result else {
+                continue;
+            };
+            let uri = self.uri(&obj.key);
+            match result {
+                Ok(s) => {
+                    tracing::info!(delta = %uri, rows = s.rows, already_applied = s.already_applied, residents = s.residents, seq = s.seq, "s3 inbox: register delta applied");
+                    applied += 1;
+                }
+                Err(e @ (RegisterError::DeltaGap { .. } | RegisterError::DeltaRaced { .. })) => {
+                    let message = e.to_string().replace(&local.display().to_string(), &uri);
+                    tracing::warn!(delta = %uri, reason = e.reason(), error = %message, "s3 inbox: register delta waits for the next round");
+                    break;
+                }
+                Err(e @ RegisterError::Store(_)) => return Err(e.into()),
+                Err(e) => {
+                    let reason = e.reason();
+                    let message = e.to_string().replace(&local.display().to_string(), &uri);
+                    tracing::error!(delta = %uri, reason, error = %message, "s3 inbox: register delta refused; the register in use stays");
+                    let report = serde_json::json!({
+                        "delta": uri,
+                        "applied": false,
+                        "reason": reason,
+                        "error": message,
+                    });
+                    self.put(
+                        &format!("reports/register/{}.json", obj.name),
+                        serde_json::to_vec_pretty(&report).expect("json"),
+                    )?;
+                    self.rt.block_on(kenko_aws::inbox::copy(
+                        &self.client,
+                        &self.bucket,
+                        &obj.key,
+                        fetched.version_id.as_deref(),
+                        &format!("{}register-deltas/rejected/{}", self.prefix, obj.name),
+                    ))?;
+                }
+            }
+            self.rt.block_on(kenko_aws::inbox::delete(
+                &self.client,
+                &self.bucket,
+                &obj.key,
+                fetched.version_id.as_deref(),
+            ))?;
+        }
+        Ok(applied)
     }
 
     /// Where a report waits for its file's commit: outside `reports/`, where institutions

@@ -80,6 +80,48 @@ pub struct RegisterEntry {
     pub birth: NaiveDate,
     pub address: Token,
     pub loss: Option<Loss>,
+    /// The earlier versions of the facts that change (異動: a move, a name change, a new My
+    /// Number), oldest first; empty for most residents. A row is checked against the facts
+    /// valid on its 接種日 ([`RegisterEntry::facts_on`]).
+    pub history: Box<[PastFacts]>,
+}
+
+/// What a resident's changing facts were before a change: valid on days before `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastFacts {
+    pub until: NaiveDate,
+    pub mynumber: Option<Token>,
+    pub name: Token,
+    pub address: Token,
+}
+
+/// The facts a row is compared with: those valid on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    pub mynumber: Option<Token>,
+    pub name: Token,
+    pub address: Token,
+}
+
+impl RegisterEntry {
+    /// The facts valid on `day`: the oldest earlier version that had not ended by then, else
+    /// the current ones (also when the day is unknown: a row with a broken date is returned
+    /// for that anyway). A change on the vaccination day itself is already in force.
+    pub fn facts_on(&self, day: Option<NaiveDate>) -> Facts {
+        let past = day.and_then(|d| self.history.iter().find(|p| d < p.until));
+        match past {
+            Some(p) => Facts {
+                mynumber: p.mynumber,
+                name: p.name,
+                address: p.address,
+            },
+            None => Facts {
+                mynumber: self.mynumber,
+                name: self.name,
+                address: self.address,
+            },
+        }
+    }
 }
 
 /// The resident register, looked up by 宛名番号.
@@ -389,6 +431,9 @@ impl<'a> Checker<'a> {
             match register.lookup(no) {
                 None => is.push(Issue::at(Reason::ResidentNotFound, C::ResidentNo)),
                 Some(entry) => {
+                    // Name, address and My Number as they were on the vaccination day: a
+                    // resident who moved since was vaccinated at the old address.
+                    let facts = entry.facts_on(vaccinated_on);
                     // Leaving on the vaccination day itself still counts as resident that day.
                     if let (Some(loss), Some(on)) = (entry.loss, vaccinated_on) {
                         if loss.on < on {
@@ -403,7 +448,7 @@ impl<'a> Checker<'a> {
                         let mut ascii = n.ascii();
                         let token = self.tokenizer.token(Domain::MyNumber, &ascii);
                         ascii.zeroize();
-                        if entry.mynumber != Some(token) {
+                        if facts.mynumber != Some(token) {
                             is.push(Issue::at(Reason::MynumberMismatch, C::MyNumber));
                         }
                         mynumber_token = Some(token);
@@ -414,7 +459,7 @@ impl<'a> Checker<'a> {
                             &mut self.scratch,
                             Domain::Name,
                             raw(C::Name),
-                        ) != entry.name
+                        ) != facts.name
                     {
                         is.push(Issue::at(Reason::NameMismatch, C::Name));
                     }
@@ -430,7 +475,7 @@ impl<'a> Checker<'a> {
                             &mut self.scratch,
                             Domain::Address,
                             raw(C::Address),
-                        ) != entry.address
+                        ) != facts.address
                     {
                         is.push(Issue::at(Reason::AddressMismatch, C::Address));
                     }

@@ -14,11 +14,12 @@ pub mod master;
 pub mod mynumber;
 pub mod normalize;
 pub mod reason;
+pub mod register_delta;
 pub mod register_extract;
 
 pub use check::{
-    Checker, Domain, ExamCategory, Issue, Loss, LossKind, Payment, Record, Register, RegisterEntry,
-    RowErrors, Sex, Token, Tokenizer,
+    Checker, Domain, ExamCategory, Facts, Issue, Loss, LossKind, PastFacts, Payment, Record,
+    Register, RegisterEntry, RowErrors, Sex, Token, Tokenizer,
 };
 pub use columns::{Column, Header, HeaderProblem};
 pub use date::{DateError, YearMonth};

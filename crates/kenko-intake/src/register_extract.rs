@@ -34,36 +34,39 @@ pub const LOSS_MOVED_OUT: &str = "転出";
 /// Whether a header row is the extract's: `Err` says what was found, by position only when a
 /// cell is not a column name (a headerless file's first row is personal data).
 pub fn check_header<S: AsRef<str>>(cells: &[S]) -> Result<(), String> {
+    check_columns(&COLUMNS, cells)
+}
+
+/// Whether `cells` are exactly `columns` in order (after normalisation); the register's files
+/// (the extract, the delta) share it.
+pub(crate) fn check_columns<S: AsRef<str>>(columns: &[&str], cells: &[S]) -> Result<(), String> {
     let mut normal = String::new();
     for (i, cell) in cells.iter().enumerate() {
         normal.clear();
         normalize::compact_into(cell.as_ref(), &mut normal);
-        match COLUMNS.get(i) {
+        match columns.get(i) {
             Some(c) if *c == normal => {}
             Some(c) => {
-                return Err(match COLUMNS.iter().position(|k| *k == normal) {
+                return Err(match columns.iter().position(|k| *k == normal) {
                     Some(_) => format!("column {} is {normal}, expected {c}", i + 1),
-                    None => format!(
-                        "column {} is not {c} (nor any column of the extract)",
-                        i + 1
-                    ),
+                    None => format!("column {} is not {c} (nor any column of the file)", i + 1),
                 })
             }
             None => {
                 return Err(format!(
                     "{} columns, expected {}",
                     cells.len(),
-                    COLUMNS.len()
+                    columns.len()
                 ))
             }
         }
     }
-    if cells.len() < COLUMNS.len() {
+    if cells.len() < columns.len() {
         return Err(format!(
             "{} columns, expected {} (missing {})",
             cells.len(),
-            COLUMNS.len(),
-            COLUMNS[cells.len()]
+            columns.len(),
+            columns[cells.len()]
         ));
     }
     Ok(())

@@ -767,6 +767,7 @@ fn the_checker_accepts_valid_rows_and_rejects_injected_ones_for_their_reason() {
                     birth: r.birth,
                     address: compact_token(Domain::Address, &r.address),
                     loss: r.loss,
+                    history: Box::new([]),
                 };
                 (r.resident_no, entry)
             })

@@ -6,6 +6,11 @@
 //! tokens and AES-GCM ciphertexts. An intake is one transaction ([`IntakeTx`]): the ledger
 //! row, the accepted records and the months whose fee summaries must be rebuilt commit
 //! together or not at all.
+//!
+//! The register is replaced whole by a full extract ([`Store::replace_residents`]) or changed
+//! by a delta file (異動データ, [`Store::apply_register_delta`], numbered so two agents never
+//! apply one twice). The facts that change over time (name, address, My Number) keep their
+//! earlier versions in a history ([`StoredHistory`]), as tokens too.
 
 mod postgres_store;
 mod sqlite_store;
@@ -86,6 +91,85 @@ pub struct ResidentRow<'a> {
     pub address_token: &'a [u8],
     pub loss_kind: Option<i16>,
     pub loss_on: Option<&'a str>,
+}
+
+/// A resident's facts as they were before a change (異動): valid on days before `until`
+/// (`YYYY-MM-DD`, exclusive), tokens only (never a clear value, like [`StoredResident`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHistory {
+    pub resident_no: i64,
+    /// The first day this version no longer held, `YYYY-MM-DD`.
+    pub until: String,
+    pub mynumber_token: Option<Token>,
+    pub name_token: Token,
+    pub address_token: Token,
+}
+
+/// A history row as [`Store::for_each_history`] lends it (the fields of [`StoredHistory`],
+/// borrowed), like [`ResidentRow`] for residents.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryRow<'a> {
+    pub resident_no: i64,
+    /// `YYYY-MM-DD`, exclusive.
+    pub until: &'a str,
+    pub mynumber_token: Option<&'a [u8]>,
+    pub name_token: &'a [u8],
+    pub address_token: &'a [u8],
+}
+
+/// One resident's change from a delta: the new current facts, and the version the change
+/// ended (`None` for a change that keeps no history: a move out, a death, a correction).
+/// `ended`, when given, is the same resident's (same 宛名番号).
+#[derive(Debug, Clone)]
+pub struct ResidentChange {
+    pub resident: StoredResident,
+    pub ended: Option<StoredHistory>,
+}
+
+/// Why [`Store::apply_register_delta`] could not apply a delta.
+#[derive(Debug, thiserror::Error)]
+pub enum DeltaApplyError {
+    /// Another process applied a delta since the caller read the sequence: nothing changed;
+    /// read again.
+    #[error("the register's delta sequence is {found:?}, not {expected:?}: another delta was applied meanwhile; nothing changed")]
+    Raced {
+        expected: Option<i64>,
+        found: Option<i64>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl DeltaApplyError {
+    /// A stable reason code for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DeltaApplyError::Raced { .. } => "register_delta_raced",
+            DeltaApplyError::Store(e) => e.reason(),
+        }
+    }
+}
+
+/// Refuses a delta the store must not take: an ended version of another resident than the
+/// change's, or an `until` that is not a `YYYY-MM-DD` date (history is ordered by its text).
+pub(crate) fn check_changes(changes: &[ResidentChange]) -> Result<()> {
+    for c in changes {
+        if let Some(h) = &c.ended {
+            if h.resident_no != c.resident.resident_no {
+                return Err(StoreError::query(
+                    "apply register delta",
+                    "a change's ended version belongs to another 宛名番号 than the change",
+                ));
+            }
+            if parse_iso_date(&h.until).is_none() {
+                return Err(StoreError::query(
+                    "apply register delta",
+                    "an ended version's until is not a YYYY-MM-DD date",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One accepted vaccination record, ready to insert.
@@ -232,7 +316,8 @@ pub struct LedgerEntry {
 
 /// The schema version this build writes; an older database is migrated at open, a newer one
 /// is refused (an older agent must not write a schema it does not know).
-pub const SCHEMA_VERSION: i64 = 2;
+/// Version 3 added `resident_history` (and the delta sequence in the metadata).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The stored schema version, refused when it is newer than this build's.
 pub(crate) fn check_schema_version(stored: &str) -> Result<i64> {
@@ -269,7 +354,9 @@ pub trait Store: Send {
     }
 
     /// Replaces the whole register in one transaction; returns the number of residents.
-    /// The iterator may fail part-way: then nothing changes.
+    /// The iterator may fail part-way: then nothing changes. The history of residents still
+    /// present is kept; that of residents no longer in the extract is deleted in the same
+    /// transaction. The delta sequence ([`Store::register_delta_seq`]) is not changed.
     fn replace_residents(
         &mut self,
         residents: &mut dyn Iterator<Item = std::result::Result<StoredResident, String>>,
@@ -279,8 +366,34 @@ pub trait Store: Send {
     /// register index. Rows are lent, not copied: the register is read at every start.
     fn for_each_resident(&mut self, f: &mut dyn FnMut(ResidentRow<'_>)) -> Result<()>;
 
-    /// A number that changes whenever the register is replaced (to know when to reload it).
+    /// A number that changes whenever the register is replaced or a delta is applied (to
+    /// know when to reload it).
     fn register_generation(&mut self) -> Result<i64>;
+
+    /// One resident with every column (the My Number ciphertext included); `None` for a
+    /// 宛名番号 the register does not hold.
+    fn resident(&mut self, resident_no: i64) -> Result<Option<StoredResident>>;
+
+    /// The sequence number of the last delta applied (metadata `register_delta_seq`), `None`
+    /// before the first.
+    fn register_delta_seq(&mut self) -> Result<Option<i64>>;
+
+    /// Applies a delta in one transaction: when the stored sequence is still `expected`
+    /// (read inside the transaction, appliers serialised), upserts each change's resident
+    /// (every column), records each `ended` version in the history (an existing version
+    /// with the same 宛名番号 and `until` is kept: the earliest one recorded stands), stores
+    /// `seq` and bumps the register generation. Otherwise [`DeltaApplyError::Raced`] and
+    /// nothing changes. An empty `changes` still records `seq`. A 宛名番号 changed twice in
+    /// one delta ends with its last change.
+    fn apply_register_delta(
+        &mut self,
+        expected: Option<i64>,
+        seq: i64,
+        changes: &[ResidentChange],
+    ) -> std::result::Result<(), DeltaApplyError>;
+
+    /// Every history row, ordered by 宛名番号 then `until`. Rows are lent, not copied.
+    fn for_each_history(&mut self, f: &mut dyn FnMut(HistoryRow<'_>)) -> Result<()>;
 
     fn ledger_get(&mut self, sha256: &str) -> Result<Option<LedgerEntry>>;
 
@@ -344,8 +457,8 @@ pub trait Store: Send {
         Ok(None)
     }
 
-    /// Whether anything made under a data key is stored (records or a register): a new key
-    /// may be made only for a store that holds nothing.
+    /// Whether anything made under a data key is stored (records, a register or its
+    /// history): a new key may be made only for a store that holds nothing.
     fn holds_data(&mut self) -> Result<bool>;
 }
 

@@ -14,8 +14,9 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, Transaction};
 
 use crate::{
-    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, LedgerStatus, ReplaceError,
-    ResidentRow, Result, Store, StoreError, StoredRecord, StoredResident,
+    record_line, token_from, DeltaApplyError, FeeLine, HistoryRow, InsertOutcome, IntakeTx,
+    LedgerEntry, LedgerStatus, ReplaceError, ResidentChange, ResidentRow, Result, Store,
+    StoreError, StoredRecord, StoredResident,
 };
 
 const SCHEMA: &str = r#"
@@ -91,6 +92,23 @@ INSERT INTO kenko_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT D
 INSERT INTO kenko_meta (key, value) VALUES ('register_generation', '0') ON CONFLICT DO NOTHING;
 "#;
 
+/// Version 3: the register's history (earlier versions of a resident's changing facts,
+/// tokens only, valid before `until`).
+const MIGRATION_3: &str = r#"
+CREATE TABLE IF NOT EXISTS resident_history (
+    resident_no    BIGINT NOT NULL,
+    until          TEXT NOT NULL,
+    mynumber_token BYTEA,
+    name_token     BYTEA NOT NULL,
+    address_token  BYTEA NOT NULL,
+    PRIMARY KEY (resident_no, until)
+);
+UPDATE kenko_meta SET value = '3' WHERE key = 'schema_version';
+"#;
+
+const BUMP_GENERATION: &str =
+    "UPDATE kenko_meta SET value = (value::bigint + 1)::text WHERE key = 'register_generation'";
+
 const LEDGER_COLUMNS: &str =
     "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin";
 
@@ -145,6 +163,10 @@ impl PostgresStore {
                  UPDATE kenko_meta SET value = '2' WHERE key = 'schema_version';",
             )
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        }
+        if version < 3 {
+            tx.batch_execute(MIGRATION_3)
+                .map_err(|e| StoreError::Migrate(e.to_string()))?;
         }
         tx.commit()
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
@@ -216,13 +238,164 @@ impl Store for PostgresStore {
             }
             _ => ReplaceError::Store(StoreError::query("finish register copy", e)),
         })?;
+        // The history of residents no longer in the register goes with them.
         tx.execute(
-            "UPDATE kenko_meta SET value = (value::bigint + 1)::text WHERE key = 'register_generation'",
+            "DELETE FROM resident_history h WHERE NOT EXISTS \
+             (SELECT 1 FROM residents r WHERE r.resident_no = h.resident_no)",
             &[],
         )
-        .map_err(q("bump register generation"))?;
+        .map_err(q("drop history of removed residents"))?;
+        tx.execute(BUMP_GENERATION, &[])
+            .map_err(q("bump register generation"))?;
         tx.commit().map_err(q("commit register"))?;
         Ok(n)
+    }
+
+    fn resident(&mut self, resident_no: i64) -> Result<Option<StoredResident>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT resident_no, mynumber_token, mynumber_ct, name_token, sex, birth, \
+                 address_token, loss_kind, loss_on FROM residents WHERE resident_no = $1",
+                &[&resident_no],
+            )
+            .map_err(q("read resident"))?;
+        Ok(row.map(|row| StoredResident {
+            resident_no: row.get(0),
+            mynumber_token: row.get::<_, Option<&[u8]>>(1).map(token_from),
+            mynumber_ct: row.get(2),
+            name_token: token_from(row.get(3)),
+            sex: row.get(4),
+            birth: row.get(5),
+            address_token: token_from(row.get(6)),
+            loss_kind: row.get(7),
+            loss_on: row.get(8),
+        }))
+    }
+
+    fn register_delta_seq(&mut self) -> Result<Option<i64>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT value::bigint FROM kenko_meta WHERE key = 'register_delta_seq'",
+                &[],
+            )
+            .map_err(q("read register delta sequence"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn apply_register_delta(
+        &mut self,
+        expected: Option<i64>,
+        seq: i64,
+        changes: &[ResidentChange],
+    ) -> std::result::Result<(), DeltaApplyError> {
+        crate::check_changes(changes)?;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(q("begin register delta"))?;
+        // Appliers serialise on the register (SHARE ROW EXCLUSIVE excludes itself and a full
+        // replace, not readers), taken before the metadata row as replace_residents does, so
+        // the two never deadlock. The sequence row may not exist yet (the first delta), so
+        // the table lock, not its row lock, is what makes the read below the latest.
+        tx.execute("LOCK TABLE residents IN SHARE ROW EXCLUSIVE MODE", &[])
+            .map_err(q("lock register"))?;
+        let found: Option<i64> = tx
+            .query_opt(
+                "SELECT value::bigint FROM kenko_meta WHERE key = 'register_delta_seq' FOR UPDATE",
+                &[],
+            )
+            .map_err(q("read register delta sequence"))?
+            .map(|r| r.get(0));
+        if found != expected {
+            // Dropping the transaction rolls it back (nothing was written).
+            return Err(DeltaApplyError::Raced { expected, found });
+        }
+        let upsert = tx
+            .prepare(
+                "INSERT INTO residents (resident_no, mynumber_token, mynumber_ct, name_token, \
+                 sex, birth, address_token, loss_kind, loss_on) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (resident_no) DO UPDATE \
+                 SET mynumber_token = excluded.mynumber_token, mynumber_ct = excluded.mynumber_ct, \
+                 name_token = excluded.name_token, sex = excluded.sex, birth = excluded.birth, \
+                 address_token = excluded.address_token, loss_kind = excluded.loss_kind, \
+                 loss_on = excluded.loss_on",
+            )
+            .map_err(q("prepare resident upsert"))?;
+        let history = tx
+            .prepare(
+                "INSERT INTO resident_history (resident_no, until, mynumber_token, name_token, \
+                 address_token) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (resident_no, until) DO NOTHING",
+            )
+            .map_err(q("prepare history insert"))?;
+        for c in changes {
+            let r = &c.resident;
+            let mt = r.mynumber_token.as_ref().map(|t| &t[..]);
+            tx.execute(
+                &upsert,
+                &[
+                    &r.resident_no,
+                    &mt,
+                    &r.mynumber_ct,
+                    &&r.name_token[..],
+                    &r.sex,
+                    &r.birth,
+                    &&r.address_token[..],
+                    &r.loss_kind,
+                    &r.loss_on,
+                ],
+            )
+            .map_err(q("upsert resident"))?;
+            if let Some(h) = &c.ended {
+                let mt = h.mynumber_token.as_ref().map(|t| &t[..]);
+                tx.execute(
+                    &history,
+                    &[
+                        &h.resident_no,
+                        &h.until,
+                        &mt,
+                        &&h.name_token[..],
+                        &&h.address_token[..],
+                    ],
+                )
+                .map_err(q("insert history"))?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO kenko_meta (key, value) VALUES ('register_delta_seq', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&seq.to_string()],
+        )
+        .map_err(q("store register delta sequence"))?;
+        tx.execute(BUMP_GENERATION, &[])
+            .map_err(q("bump register generation"))?;
+        tx.commit().map_err(q("commit register delta"))?;
+        Ok(())
+    }
+
+    fn for_each_history(&mut self, f: &mut dyn FnMut(HistoryRow<'_>)) -> Result<()> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let params: [&(dyn ToSql + Sync); 0] = [];
+        let mut it = self
+            .client
+            .query_raw(
+                "SELECT resident_no, until, mynumber_token, name_token, address_token \
+                 FROM resident_history ORDER BY resident_no, until COLLATE \"C\"",
+                params,
+            )
+            .map_err(q("scan history"))?;
+        while let Some(row) = it.next().map_err(q("scan history"))? {
+            f(HistoryRow {
+                resident_no: row.get(0),
+                until: row.get(1),
+                mynumber_token: row.get(2),
+                name_token: row.get(3),
+                address_token: row.get(4),
+            });
+        }
+        Ok(())
     }
 
     fn for_each_resident(&mut self, f: &mut dyn FnMut(ResidentRow<'_>)) -> Result<()> {
@@ -531,7 +704,8 @@ impl Store for PostgresStore {
         let row = self
             .client
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM residents)",
+                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM residents) \
+                 OR EXISTS (SELECT 1 FROM resident_history)",
                 &[],
             )
             .map_err(q("look for stored data"))?;

@@ -11,8 +11,9 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{
-    record_line, FeeLine, InsertOutcome, IntakeTx, LedgerEntry, LedgerStatus, ReplaceError,
-    ResidentRow, Result, Store, StoreError, StoredRecord, StoredResident,
+    record_line, token_from, DeltaApplyError, FeeLine, HistoryRow, InsertOutcome, IntakeTx,
+    LedgerEntry, LedgerStatus, ReplaceError, ResidentChange, ResidentRow, Result, Store,
+    StoreError, StoredRecord, StoredResident,
 };
 
 const SCHEMA: &str = r#"
@@ -30,6 +31,15 @@ CREATE TABLE IF NOT EXISTS residents (
     address_token  BLOB NOT NULL,
     loss_kind      INTEGER,
     loss_on        TEXT
+);
+-- Earlier versions of a resident's changing facts (tokens only), valid before `until`.
+CREATE TABLE IF NOT EXISTS resident_history (
+    resident_no    INTEGER NOT NULL,
+    until          TEXT NOT NULL,
+    mynumber_token BLOB,
+    name_token     BLOB NOT NULL,
+    address_token  BLOB NOT NULL,
+    PRIMARY KEY (resident_no, until)
 );
 CREATE TABLE IF NOT EXISTS intake_ledger (
     id           INTEGER PRIMARY KEY,
@@ -86,6 +96,29 @@ CREATE TABLE IF NOT EXISTS dirty_months (
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 INSERT OR IGNORE INTO meta (key, value) VALUES ('register_generation', '0');
 "#;
+
+const UPSERT_RESIDENT: &str = "INSERT INTO residents (resident_no, mynumber_token, mynumber_ct, \
+    name_token, sex, birth, address_token, loss_kind, loss_on) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (resident_no) DO UPDATE SET \
+    mynumber_token = excluded.mynumber_token, mynumber_ct = excluded.mynumber_ct, \
+    name_token = excluded.name_token, sex = excluded.sex, birth = excluded.birth, \
+    address_token = excluded.address_token, loss_kind = excluded.loss_kind, \
+    loss_on = excluded.loss_on";
+
+const INSERT_HISTORY: &str = "INSERT INTO resident_history (resident_no, until, mynumber_token, \
+    name_token, address_token) VALUES (?1, ?2, ?3, ?4, ?5) \
+    ON CONFLICT (resident_no, until) DO NOTHING";
+
+/// The stored delta sequence, read in the caller's connection or transaction.
+fn delta_seq(conn: &Connection) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'register_delta_seq'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(q("read register delta sequence"))
+}
 
 const INSERT_RECORD: &str = "INSERT INTO records (intake_id, row_no, resident_no, mynumber_token, \
     mynumber_ct, vaccinated_on, institution, age, claim_month, exam, lot_no, vaccine, moved_in, \
@@ -172,6 +205,11 @@ impl SqliteStore {
             )
             .map_err(migrate)?;
         }
+        if version < 3 {
+            // resident_history is created by SCHEMA above (IF NOT EXISTS).
+            conn.execute_batch("UPDATE meta SET value = '3' WHERE key = 'schema_version';")
+                .map_err(migrate)?;
+        }
         conn.execute_batch("COMMIT").map_err(migrate)?;
         Ok(SqliteStore { conn })
     }
@@ -197,6 +235,9 @@ fn ledger_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
 
 const LEDGER_COLUMNS: &str =
     "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin";
+
+const BUMP_GENERATION: &str =
+    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'register_generation'";
 
 impl Store for SqliteStore {
     fn kind(&self) -> &'static str {
@@ -246,13 +287,136 @@ impl Store for SqliteStore {
                 n += 1;
             }
         }
+        // The history of residents no longer in the register goes with them.
         tx.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'register_generation'",
+            "DELETE FROM resident_history WHERE NOT EXISTS \
+             (SELECT 1 FROM residents r WHERE r.resident_no = resident_history.resident_no)",
             [],
         )
-        .map_err(q("bump register generation"))?;
+        .map_err(q("drop history of removed residents"))?;
+        tx.execute(BUMP_GENERATION, [])
+            .map_err(q("bump register generation"))?;
         tx.commit().map_err(q("commit register"))?;
         Ok(n)
+    }
+
+    fn resident(&mut self, resident_no: i64) -> Result<Option<StoredResident>> {
+        self.conn
+            .query_row(
+                "SELECT resident_no, mynumber_token, mynumber_ct, name_token, sex, birth, \
+                 address_token, loss_kind, loss_on FROM residents WHERE resident_no = ?1",
+                [resident_no],
+                |row| {
+                    let token =
+                        |i| -> rusqlite::Result<_> { Ok(token_from(row.get_ref(i)?.as_blob()?)) };
+                    Ok(StoredResident {
+                        resident_no: row.get(0)?,
+                        mynumber_token: row.get_ref(1)?.as_blob_or_null()?.map(token_from),
+                        mynumber_ct: row.get(2)?,
+                        name_token: token(3)?,
+                        sex: row.get(4)?,
+                        birth: row.get(5)?,
+                        address_token: token(6)?,
+                        loss_kind: row.get(7)?,
+                        loss_on: row.get(8)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(q("read resident"))
+    }
+
+    fn register_delta_seq(&mut self) -> Result<Option<i64>> {
+        delta_seq(&self.conn)
+    }
+
+    fn apply_register_delta(
+        &mut self,
+        expected: Option<i64>,
+        seq: i64,
+        changes: &[ResidentChange],
+    ) -> std::result::Result<(), DeltaApplyError> {
+        crate::check_changes(changes)?;
+        // IMMEDIATE: the write lock is taken before the sequence is read, so two appliers
+        // cannot both see the same sequence.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q("begin register delta"))?;
+        let found = delta_seq(&tx)?;
+        if found != expected {
+            // Dropping the transaction rolls it back (nothing was written).
+            return Err(DeltaApplyError::Raced { expected, found });
+        }
+        {
+            let mut upsert = tx
+                .prepare(UPSERT_RESIDENT)
+                .map_err(q("prepare resident upsert"))?;
+            let mut history = tx
+                .prepare(INSERT_HISTORY)
+                .map_err(q("prepare history insert"))?;
+            for c in changes {
+                let r = &c.resident;
+                upsert
+                    .execute(params![
+                        r.resident_no,
+                        r.mynumber_token.as_ref().map(|t| &t[..]),
+                        r.mynumber_ct,
+                        &r.name_token[..],
+                        r.sex,
+                        r.birth,
+                        &r.address_token[..],
+                        r.loss_kind,
+                        r.loss_on
+                    ])
+                    .map_err(q("upsert resident"))?;
+                if let Some(h) = &c.ended {
+                    history
+                        .execute(params![
+                            h.resident_no,
+                            h.until,
+                            h.mynumber_token.as_ref().map(|t| &t[..]),
+                            &h.name_token[..],
+                            &h.address_token[..]
+                        ])
+                        .map_err(q("insert history"))?;
+                }
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('register_delta_seq', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [seq.to_string()],
+        )
+        .map_err(q("store register delta sequence"))?;
+        tx.execute(BUMP_GENERATION, [])
+            .map_err(q("bump register generation"))?;
+        tx.commit().map_err(q("commit register delta"))?;
+        Ok(())
+    }
+
+    fn for_each_history(&mut self, f: &mut dyn FnMut(HistoryRow<'_>)) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT resident_no, until, mynumber_token, name_token, address_token \
+                 FROM resident_history ORDER BY resident_no, until",
+            )
+            .map_err(q("prepare history scan"))?;
+        let mut rows = stmt.query([]).map_err(q("scan history"))?;
+        while let Some(row) = rows.next().map_err(q("scan history"))? {
+            let read = || -> rusqlite::Result<HistoryRow<'_>> {
+                Ok(HistoryRow {
+                    resident_no: row.get(0)?,
+                    until: row.get_ref(1)?.as_str()?,
+                    mynumber_token: row.get_ref(2)?.as_blob_or_null()?,
+                    name_token: row.get_ref(3)?.as_blob()?,
+                    address_token: row.get_ref(4)?.as_blob()?,
+                })
+            };
+            f(read().map_err(q("read history"))?);
+        }
+        Ok(())
     }
 
     fn for_each_resident(&mut self, f: &mut dyn FnMut(ResidentRow<'_>)) -> Result<()> {
@@ -538,7 +702,8 @@ impl Store for SqliteStore {
     fn holds_data(&mut self) -> Result<bool> {
         self.conn
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM residents)",
+                "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM residents) \
+                 OR EXISTS (SELECT 1 FROM resident_history)",
                 [],
                 |r| r.get(0),
             )

@@ -53,6 +53,7 @@ fn entry(birth: NaiveDate, sex: Sex, loss: Option<Loss>) -> RegisterEntry {
         birth,
         address: tok(Domain::Address, ADDRESS),
         loss,
+        history: Box::new([]),
     }
 }
 
@@ -667,4 +668,72 @@ fn a_header_without_optional_columns() {
     let r = checker.check(&fields).unwrap();
     assert_eq!(r.mynumber, None);
     assert!(r.remarks.iter().all(|x| x.is_empty()));
+}
+
+/// A resident who moved and married on 2024-10-10 (異動): a row is compared with the facts valid
+/// on its 接種日, so an earlier vaccination at the old address under the old name is accepted,
+/// and a later one is checked against the new ones.
+#[test]
+fn a_row_is_checked_against_the_facts_valid_on_its_vaccination_day() {
+    const NEW_ADDRESS: &str = "東京都八王子市元本郷町3-24-1";
+    const NEW_NAME: &str = "鈴木太郎";
+    let mut f = Fixture::new();
+    let moved = RegisterEntry {
+        name: tok(Domain::Name, NEW_NAME),
+        address: tok(Domain::Address, NEW_ADDRESS),
+        mynumber: Some(tok(Domain::MyNumber, "123456789018")),
+        history: Box::new([PastFacts {
+            until: d(2024, 10, 10),
+            mynumber: Some(tok(Domain::MyNumber, "123456789018")),
+            name: tok(Domain::Name, NAME),
+            address: tok(Domain::Address, ADDRESS),
+        }]),
+        ..entry(d(1950, 4, 1), Sex::Male, None)
+    };
+    f.register.0.insert(1001, moved);
+    let on = |day: &'static str, name: &'static str, address: &'static str| {
+        f.issues(&[
+            (C::VaccinatedOn, day),
+            (C::Name, name),
+            (C::Address, address),
+        ])
+    };
+    // Before the change: the old name and address are right, the new ones are not.
+    assert_eq!(on("2024-10-05", "山田 太郎", ADDRESS), vec![]);
+    assert_eq!(
+        on("2024-10-05", NEW_NAME, NEW_ADDRESS),
+        vec![
+            (R::NameMismatch, Some(C::Name)),
+            (R::AddressMismatch, Some(C::Address))
+        ]
+    );
+    // From the day of the change: the new ones.
+    assert_eq!(on("2024-10-10", NEW_NAME, NEW_ADDRESS), vec![]);
+    assert_eq!(on("2024-10-15", NEW_NAME, NEW_ADDRESS), vec![]);
+    assert_eq!(
+        on("2024-10-15", "山田 太郎", ADDRESS),
+        vec![
+            (R::NameMismatch, Some(C::Name)),
+            (R::AddressMismatch, Some(C::Address))
+        ]
+    );
+}
+
+#[test]
+fn facts_on_picks_the_oldest_version_not_yet_ended() {
+    let v = |until, name| PastFacts {
+        until,
+        mynumber: None,
+        name: tok(Domain::Name, name),
+        address: tok(Domain::Address, ADDRESS),
+    };
+    let e = RegisterEntry {
+        history: Box::new([v(d(2020, 1, 1), "一"), v(d(2022, 1, 1), "二")]),
+        ..entry(d(1950, 4, 1), Sex::Male, None)
+    };
+    let name_on = |day| e.facts_on(day).name;
+    assert_eq!(name_on(Some(d(2019, 6, 1))), tok(Domain::Name, "一"));
+    assert_eq!(name_on(Some(d(2020, 1, 1))), tok(Domain::Name, "二"));
+    assert_eq!(name_on(Some(d(2023, 1, 1))), e.name);
+    assert_eq!(name_on(None), e.name);
 }

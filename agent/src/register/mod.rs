@@ -4,18 +4,23 @@
 //! The extract is a CSV (UTF-8 or CP932, detected like intake files); its columns and fields
 //! are the contract in [`kenko_intake::register_extract`]. Names and addresses are stored only as keyed tokens of their normalised form; the My Number
 //! as a token and an AES-GCM ciphertext. An import replaces the register atomically: a broken
-//! extract changes nothing.
+//! extract changes nothing. Deltas (異動データ) between extracts are applied by [`delta`], which
+//! keeps the facts each change ended, so the index holds each resident's history too.
 
 use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 
 use kenko_intake::register_extract::{self, FieldProblem, COLUMNS};
-use kenko_intake::{normalize, Domain, Loss, LossKind, Register, RegisterEntry, Sex, Tokenizer};
+use kenko_intake::{
+    normalize, Domain, Loss, LossKind, PastFacts, Register, RegisterEntry, Sex, Tokenizer,
+};
 use kenko_store::{ReplaceError, Store, StoredResident};
 use zeroize::Zeroizing;
 
 use crate::crypto::DataKey;
 use crate::intake::decode::{DecodeError, RecordReader};
+
+pub mod delta;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -52,6 +57,14 @@ pub enum RegisterError {
         "the resident register is empty: import it first with `kenko-agent residents import FILE`"
     )]
     Empty,
+    #[error("{file}: the register has applied the deltas up to 連番 {applied}, and this file's first new row is 連番 {first}: the deltas in between are missing; apply them first (nothing was changed)")]
+    DeltaGap {
+        file: PathBuf,
+        applied: i64,
+        first: u64,
+    },
+    #[error("{file}: another delta was applied to the register meanwhile; nothing was changed: apply this file again")]
+    DeltaRaced { file: PathBuf },
 }
 
 impl RegisterError {
@@ -67,6 +80,8 @@ impl RegisterError {
             RegisterError::Row { .. } | RegisterError::Rejected { .. } => "register_bad_row",
             RegisterError::Store(e) => e.reason(),
             RegisterError::Empty => "register_empty",
+            RegisterError::DeltaGap { .. } => "register_delta_gap",
+            RegisterError::DeltaRaced { .. } => "register_delta_raced",
         }
     }
 }
@@ -181,7 +196,8 @@ fn parse_row(key: &DataKey, f: &[&str], _row: u64) -> Result<StoredResident, Fie
     })
 }
 
-/// The register in memory: tokens only, about 70 bytes a resident.
+/// The register in memory: tokens only, about 90 bytes a resident (and 56 bytes for each
+/// earlier version of a resident's facts).
 /// Keyed with FxHash: 宛名番号 are the city's own numbers, not attacker-chosen, and the lookup
 /// runs once per intake row.
 #[derive(Debug, Default)]
@@ -198,6 +214,24 @@ impl RegisterIndex {
         let mut entries = FxHashMap::default();
         let mut bad = 0usize;
         let token = |b: &[u8]| kenko_store::token_from(b);
+        // The history first (few rows, oldest first per resident), then each resident takes
+        // its own.
+        let mut history: FxHashMap<u64, Vec<PastFacts>> = FxHashMap::default();
+        store.for_each_history(&mut |h| {
+            let (Some(until), Ok(no)) = (
+                kenko_store::parse_iso_date(h.until),
+                u64::try_from(h.resident_no),
+            ) else {
+                bad += 1;
+                return;
+            };
+            history.entry(no).or_default().push(PastFacts {
+                until,
+                mynumber: h.mynumber_token.map(token),
+                name: token(h.name_token),
+                address: token(h.address_token),
+            });
+        })?;
         store.for_each_resident(&mut |r| {
             let (Some(birth), Ok(no)) = (
                 kenko_store::parse_iso_date(r.birth),
@@ -226,6 +260,10 @@ impl RegisterIndex {
                     birth,
                     address: token(r.address_token),
                     loss,
+                    history: history
+                        .remove(&no)
+                        .map(Vec::into_boxed_slice)
+                        .unwrap_or_default(),
                 },
             );
         })?;
