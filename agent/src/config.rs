@@ -73,6 +73,8 @@ struct FileConfig {
     #[serde(default)]
     residency: ResidencyConfig,
     #[serde(default)]
+    retention: crate::retention::RetentionConfig,
+    #[serde(default)]
     access: crate::access::settings::AccessSection,
 }
 
@@ -152,6 +154,8 @@ pub struct Config {
     pub inbox_schedule: Option<crate::intake::schedule::Schedule>,
     /// `[residency]`: the scheduled AWS residency audit of `run` (off by default).
     pub residency: ResidencyConfig,
+    /// `[retention]`: how long originals and records are kept, and the scheduled run.
+    pub retention: crate::retention::RetentionConfig,
     /// The `[access]` section (resolved by `access::cli::settings`).
     pub access: crate::access::settings::AccessSection,
     /// What the Pod's environment says (downward API, manifests); empty outside a cluster.
@@ -400,6 +404,16 @@ impl Config {
             json_logs,
             today: flags.today,
             residency: file.residency,
+            retention: file
+                .retention
+                .checked()
+                .map_err(|message| ConfigError::File {
+                    path: flags
+                        .config
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("(configuration)")),
+                    message,
+                })?,
             access: file.access,
             pod,
             data_dir,

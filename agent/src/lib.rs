@@ -14,11 +14,14 @@ pub mod crashpoint;
 pub mod crypto;
 pub mod demo;
 pub mod erase;
+pub mod evidence;
 pub mod fsutil;
+pub mod incident;
 pub mod intake;
 pub mod keysource;
 pub mod metrics;
 pub mod register;
+pub mod retention;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -59,6 +62,8 @@ pub const FAILURE_REASONS: &[&str] = &[
     "register_bad_row",
     "register_delta_gap",
     "register_delta_raced",
+    "retention_io_failed",
+    "retention_plan_invalid",
     "datakey_unreadable",
     "datakey_malformed",
     "datakey_permissions",

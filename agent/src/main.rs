@@ -75,6 +75,17 @@ enum Command {
     /// The access monitor's tamper-evidence chain.
     #[command(subcommand)]
     AuditLog(kenko_agent::access::cli::AuditLogCommand),
+    /// Retention: what has passed its period (originals, return reports, records), erased on
+    /// `--apply` with a signed certificate.
+    #[command(subcommand)]
+    Retention(kenko_agent::retention::cli::RetentionCommand),
+    /// The auditor's evidence pack: one signed, self-verifying bundle of a period's evidence.
+    #[command(subcommand)]
+    Evidence(kenko_agent::evidence::cli::EvidenceCommand),
+    /// Personal data incidents: the draft of the report to the Personal Information
+    /// Protection Commission (個人情報保護委員会).
+    #[command(subcommand)]
+    Incident(kenko_agent::incident::cli::IncidentCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +304,9 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         }
         Command::Access(c) => access_result(kenko_agent::access::cli::access(c, config)),
         Command::AuditLog(c) => access_result(kenko_agent::access::cli::audit_log(c)),
+        Command::Retention(c) => kenko_agent::retention::cli::retention(c, config),
+        Command::Evidence(c) => kenko_agent::evidence::cli::evidence(c, config),
+        Command::Incident(c) => kenko_agent::incident::cli::incident(c, config),
     }
 }
 
@@ -496,6 +510,18 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
     let access =
         kenko_agent::access::cli::spawn_if_enabled(&access_config, stop.flag(), kube_events, feed)?;
     let cfg = config.clone();
+    // Retention on its schedule (`[retention] enabled = true`): erases what has expired.
+    let retention = if config.retention.enabled {
+        let cfg = config.clone();
+        let flag = stop.flag();
+        Some(
+            std::thread::Builder::new()
+                .name("retention".into())
+                .spawn(move || kenko_agent::retention::run_scheduled(cfg, flag))?,
+        )
+    } else {
+        None
+    };
     let loop_stop = stop.flag();
     let intake = std::thread::Builder::new()
         .name("intake".into())
@@ -522,6 +548,9 @@ fn run_agent(config: &Config, cluster: bool) -> anyhow::Result<ExitCode> {
     stop.trigger();
     if let Some(a) = access {
         let _ = a.join();
+    }
+    if let Some(r) = retention {
+        let _ = r.join();
     }
     let _ = shutdown_tx.send(true);
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -354,6 +354,7 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
         }
         #[cfg(feature = "cloud")]
         cloud::cloud_step(&mut cp, ti, spec, ctx, &cp_path)?;
+        crate::crashpoint::hit("erase-target-done");
     }
 
     // Certificate: signed, chained after the signer's last one by the one issuer.

@@ -834,6 +834,14 @@ fn read_error(path: &Path, e: DecodeError) -> IntakeError {
 
 fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError> {
     fsutil::move_file(path, dest).map_err(at(path))?;
+    // Retention counts an original's period from when kenko took it, not from whatever time
+    // the uploader left on it (a copy with times preserved can be years old). A file kenko
+    // may not re-time (another owner) keeps its own; that never stops the intake.
+    if let Err(e) =
+        std::fs::File::open(dest).and_then(|f| f.set_modified(std::time::SystemTime::now()))
+    {
+        tracing::warn!(error = %e, "the original's modification time was not set; retention counts from the one it has");
+    }
     // The marker, and the origin of a file staged from the S3 inbox (in the ledger by now).
     for side in [inbox::done_marker(path), s3inbox::origin_path(path)] {
         match std::fs::remove_file(&side) {

@@ -395,6 +395,15 @@ pub trait Store: Send {
     /// Every history row, ordered by 宛名番号 then `until`. Rows are lent, not copied.
     fn for_each_history(&mut self, f: &mut dyn FnMut(HistoryRow<'_>)) -> Result<()>;
 
+    /// Deletes, in one transaction, the vaccination records whose 接種日 is before `before`
+    /// (`YYYY-MM-DD`), once per retention `job`: what was deleted is recorded in the same
+    /// transaction (meta `retention:JOB`), and a call for a job already done returns that
+    /// record without deleting anything (a resumed job certifies what its first run deleted).
+    fn delete_records_before(&mut self, before: &str, job: &str) -> Result<RecordsDeleted>;
+
+    /// What [`Store::delete_records_before`] would delete now (a dry run).
+    fn count_records_before(&mut self, before: &str) -> Result<RecordsDeleted>;
+
     fn ledger_get(&mut self, sha256: &str) -> Result<Option<LedgerEntry>>;
 
     /// Ledger entries whose input has not been moved out of the inbox yet (crash recovery).
@@ -460,6 +469,16 @@ pub trait Store: Send {
     /// Whether anything made under a data key is stored (records, a register or its
     /// history): a new key may be made only for a store that holds nothing.
     fn holds_data(&mut self) -> Result<bool>;
+}
+
+/// What one retention job deleted from the records (counts and the range of 接種日, never a
+/// value).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordsDeleted {
+    pub count: u64,
+    /// The earliest and latest 接種日 (`YYYY-MM-DD`) among the deleted records.
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
 }
 
 /// Why [`Store::replace_residents`] failed.

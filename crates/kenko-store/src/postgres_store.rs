@@ -15,7 +15,7 @@ use postgres::{Client, Transaction};
 
 use crate::{
     record_line, token_from, DeltaApplyError, FeeLine, HistoryRow, InsertOutcome, IntakeTx,
-    LedgerEntry, LedgerStatus, ReplaceError, ResidentChange, ResidentRow, Result, Store,
+    LedgerEntry, LedgerStatus, RecordsDeleted, ReplaceError, ResidentChange, ResidentRow, Result, Store,
     StoreError, StoredRecord, StoredResident,
 };
 
@@ -653,6 +653,62 @@ impl Store for PostgresStore {
             .query_opt("SELECT value FROM kenko_meta WHERE key = $1", &[&key])
             .map_err(q("read metadata"))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    fn count_records_before(&mut self, before: &str) -> Result<RecordsDeleted> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT COUNT(*)::bigint, MIN(vaccinated_on), MAX(vaccinated_on) FROM records \
+                 WHERE vaccinated_on < $1",
+                &[&before],
+            )
+            .map_err(q("count expired records"))?;
+        let count: i64 = row.get(0);
+        Ok(RecordsDeleted {
+            count: count as u64,
+            oldest: row.get(1),
+            newest: row.get(2),
+        })
+    }
+
+    fn delete_records_before(&mut self, before: &str, job: &str) -> Result<RecordsDeleted> {
+        let key = format!("retention:{job}");
+        let mut tx = self.client.transaction().map_err(q("begin retention"))?;
+        // One retention job at a time: the second waits here and then finds the first's record.
+        tx.execute("LOCK TABLE records IN SHARE ROW EXCLUSIVE MODE", &[])
+            .map_err(q("lock records"))?;
+        if let Some(row) = tx
+            .query_opt("SELECT value FROM kenko_meta WHERE key = $1", &[&key])
+            .map_err(q("read retention record"))?
+        {
+            let done: String = row.get(0);
+            return serde_json::from_str(&done)
+                .map_err(|e| StoreError::query("read retention record", e));
+        }
+        let row = tx
+            .query_one(
+                "SELECT COUNT(*)::bigint, MIN(vaccinated_on), MAX(vaccinated_on) FROM records \
+                 WHERE vaccinated_on < $1",
+                &[&before],
+            )
+            .map_err(q("count expired records"))?;
+        let count: i64 = row.get(0);
+        tx.execute("DELETE FROM records WHERE vaccinated_on < $1", &[&before])
+            .map_err(q("delete expired records"))?;
+        let out = RecordsDeleted {
+            count: count as u64,
+            oldest: row.get(1),
+            newest: row.get(2),
+        };
+        let json = serde_json::to_string(&out).expect("a summary serialises");
+        tx.execute(
+            "INSERT INTO kenko_meta (key, value) VALUES ($1, $2)",
+            &[&key, &json],
+        )
+        .map_err(q("record retention"))?;
+        tx.commit().map_err(q("commit retention"))?;
+        Ok(out)
     }
 
     fn meta_insert(&mut self, key: &str, value: &str) -> Result<String> {

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{
     record_line, token_from, DeltaApplyError, FeeLine, HistoryRow, InsertOutcome, IntakeTx,
-    LedgerEntry, LedgerStatus, ReplaceError, ResidentChange, ResidentRow, Result, Store,
+    LedgerEntry, LedgerStatus, RecordsDeleted, ReplaceError, ResidentChange, ResidentRow, Result, Store,
     StoreError, StoredRecord, StoredResident,
 };
 
@@ -655,6 +655,62 @@ impl Store for SqliteStore {
             .map_err(q("ciphertext sample"))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(q("ciphertext sample"))
+    }
+
+    fn count_records_before(&mut self, before: &str) -> Result<RecordsDeleted> {
+        let (count, oldest, newest): (i64, Option<String>, Option<String>) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), MIN(vaccinated_on), MAX(vaccinated_on) FROM records \
+                 WHERE vaccinated_on < ?1",
+                [before],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(q("count expired records"))?;
+        Ok(RecordsDeleted {
+            count: count as u64,
+            oldest,
+            newest,
+        })
+    }
+
+    fn delete_records_before(&mut self, before: &str, job: &str) -> Result<RecordsDeleted> {
+        let key = format!("retention:{job}");
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q("begin retention"))?;
+        let done: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))
+            .optional()
+            .map_err(q("read retention record"))?;
+        if let Some(done) = done {
+            return serde_json::from_str(&done)
+                .map_err(|e| StoreError::query("read retention record", e));
+        }
+        let (count, oldest, newest): (i64, Option<String>, Option<String>) = tx
+            .query_row(
+                "SELECT COUNT(*), MIN(vaccinated_on), MAX(vaccinated_on) FROM records \
+                 WHERE vaccinated_on < ?1",
+                [before],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(q("count expired records"))?;
+        tx.execute("DELETE FROM records WHERE vaccinated_on < ?1", [before])
+            .map_err(q("delete expired records"))?;
+        let out = RecordsDeleted {
+            count: count as u64,
+            oldest,
+            newest,
+        };
+        let json = serde_json::to_string(&out).expect("a summary serialises");
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            [key.as_str(), json.as_str()],
+        )
+        .map_err(q("record retention"))?;
+        tx.commit().map_err(q("commit retention"))?;
+        Ok(out)
     }
 
     fn meta(&mut self, key: &str) -> Result<Option<String>> {
