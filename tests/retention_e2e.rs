@@ -64,7 +64,12 @@ fn taken_in(ws: Workspace) -> (Workspace, Vec<PathBuf>, PathBuf, i64) {
 fn retention(ws: &Workspace, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["retention", "run", "--json"];
     all.extend_from_slice(args);
-    let out = ws.cmd().env("KENKO_TODAY", LATER).args(&all).output().unwrap();
+    let out = ws
+        .cmd()
+        .env("KENKO_TODAY", LATER)
+        .args(&all)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "retention {args:?}: {}",
@@ -121,7 +126,11 @@ fn assert_certified(
             .unwrap(),
         0
     );
-    assert_eq!(report["records"]["count"].as_i64(), Some(records), "{report}");
+    assert_eq!(
+        report["records"]["count"].as_i64(),
+        Some(records),
+        "{report}"
+    );
     let certs = certificates(ws);
     assert_eq!(certs.len(), 1, "{certs:?}");
     assert_eq!(
@@ -206,5 +215,8 @@ fn fewer_than_twenty_years_for_records_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("records_years = 5") && err.contains("at least 20"), "{err}");
+    assert!(
+        err.contains("records_years = 5") && err.contains("at least 20"),
+        "{err}"
+    );
 }

@@ -43,11 +43,21 @@ pub fn retention(cmd: RetentionCommand, config: &Config) -> anyhow::Result<ExitC
                 println!("{}", serde_json::to_string(&report)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let verb = if report.dry_run { "would erase" } else { "erased" };
+            let verb = if report.dry_run {
+                "would erase"
+            } else {
+                "erased"
+            };
             println!(
                 "retention {} ({}): files last written before {}, records with 接種日 before {}",
                 report.job_id,
-                if report.dry_run { "dry run: nothing changed; --apply erases" } else if report.resumed { "resumed" } else { "applied" },
+                if report.dry_run {
+                    "dry run: nothing changed; --apply erases"
+                } else if report.resumed {
+                    "resumed"
+                } else {
+                    "applied"
+                },
                 report.files_before,
                 report.records_before
             );
@@ -56,7 +66,10 @@ pub fn retention(cmd: RetentionCommand, config: &Config) -> anyhow::Result<ExitC
                     (Some(a), Some(b)) => format!(", {a} to {b}"),
                     _ => String::new(),
                 };
-                println!("  {verb} {:>6} {} ({} bytes{range})", k.files, k.kind, k.bytes);
+                println!(
+                    "  {verb} {:>6} {} ({} bytes{range})",
+                    k.files, k.kind, k.bytes
+                );
             }
             let range = match (&report.records.oldest, &report.records.newest) {
                 (Some(a), Some(b)) => format!(" (接種日 {a} to {b})"),
@@ -64,7 +77,11 @@ pub fn retention(cmd: RetentionCommand, config: &Config) -> anyhow::Result<ExitC
             };
             println!(
                 "  {} {:>6} vaccination records{range}",
-                if report.dry_run { "would delete" } else { "deleted" },
+                if report.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                },
                 report.records.count
             );
             if let Some(c) = &report.certificate {

@@ -189,7 +189,9 @@ static METRICS: LazyLock<RetentionMetrics> = LazyLock::new(|| {
         &["outcome"],
     )
     .expect("metric");
-    registry.register(Box::new(files.clone())).expect("register");
+    registry
+        .register(Box::new(files.clone()))
+        .expect("register");
     registry
         .register(Box::new(records.clone()))
         .expect("register");
@@ -284,7 +286,7 @@ fn counts(plan: &Plan) -> Vec<KindCount> {
 pub fn dry_run(config: &Config) -> Result<Report, RetentionError> {
     let plan = match read_plan(config)? {
         Some(p) => p,
-        None => plan(config, chrono::Utc::now())?,
+        None => plan(config, kenko_intake::clock::now())?,
     };
     let mut store = kenko_store::open(&config.database_url)?;
     let records = store.count_records_before(&plan.records_before.to_string())?;
@@ -330,7 +332,7 @@ fn apply_job(config: &Config) -> Result<Report, RetentionError> {
     let (plan, resumed) = match read_plan(config)? {
         Some(p) => (p, true),
         None => {
-            let p = plan(config, chrono::Utc::now())?;
+            let p = plan(config, kenko_intake::clock::now())?;
             let dir = path.parent().expect("a plan has a folder");
             std::fs::create_dir_all(dir).map_err(io(dir))?;
             let json = serde_json::to_vec_pretty(&p).expect("a plan serialises");
@@ -466,8 +468,12 @@ pub fn run_scheduled(config: Config, stop: std::sync::Arc<std::sync::atomic::Ato
     let every = std::time::Duration::from_secs(config.retention.interval_secs);
     while !stop.load(Ordering::SeqCst) {
         match apply(&config) {
-            Ok(r) => tracing::info!(job = %r.job_id, records = r.records.count, "scheduled retention done"),
-            Err(e) => tracing::error!(reason = e.reason(), error = %e, "scheduled retention failed; tried again next time"),
+            Ok(r) => {
+                tracing::info!(job = %r.job_id, records = r.records.count, "scheduled retention done")
+            }
+            Err(e) => {
+                tracing::error!(reason = e.reason(), error = %e, "scheduled retention failed; tried again next time")
+            }
         }
         let until = std::time::Instant::now() + every;
         while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {

@@ -15,8 +15,8 @@ use postgres::{Client, Transaction};
 
 use crate::{
     record_line, token_from, DeltaApplyError, FeeLine, HistoryRow, InsertOutcome, IntakeTx,
-    LedgerEntry, LedgerStatus, RecordsDeleted, ReplaceError, ResidentChange, ResidentRow, Result, Store,
-    StoreError, StoredRecord, StoredResident,
+    LedgerEntry, LedgerStatus, RecordsDeleted, ReplaceError, ResidentChange, ResidentRow, Result,
+    Store, StoreError, StoredRecord, StoredResident,
 };
 
 const SCHEMA: &str = r#"

@@ -12,8 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::{
     record_line, token_from, DeltaApplyError, FeeLine, HistoryRow, InsertOutcome, IntakeTx,
-    LedgerEntry, LedgerStatus, RecordsDeleted, ReplaceError, ResidentChange, ResidentRow, Result, Store,
-    StoreError, StoredRecord, StoredResident,
+    LedgerEntry, LedgerStatus, RecordsDeleted, ReplaceError, ResidentChange, ResidentRow, Result,
+    Store, StoreError, StoredRecord, StoredResident,
 };
 
 const SCHEMA: &str = r#"
@@ -681,7 +681,9 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q("begin retention"))?;
         let done: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(q("read retention record"))?;
         if let Some(done) = done {
