@@ -81,6 +81,32 @@ impl Bucket {
         });
     }
 
+    /// Every key with a version or a delete marker left.
+    fn versioned_keys(&self) -> Vec<String> {
+        self.rt.block_on(async {
+            let list = self
+                .client
+                .list_object_versions()
+                .bucket(BUCKET)
+                .send()
+                .await
+                .unwrap();
+            let mut keys: Vec<String> = list
+                .versions()
+                .iter()
+                .filter_map(|v| v.key().map(String::from))
+                .chain(
+                    list.delete_markers()
+                        .iter()
+                        .filter_map(|m| m.key().map(String::from)),
+                )
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        })
+    }
+
     /// Every current object: key → bytes.
     fn objects(&self) -> BTreeMap<String, Vec<u8>> {
         self.rt.block_on(async {
@@ -566,4 +592,62 @@ fn register_deltas_in_the_bucket_are_applied_in_order_and_a_gap_waits() {
     assert!(objects.contains_key("health/register-deltas/rejected/000004.csv"));
     assert!(!objects.contains_key("health/register-deltas/000004.csv"));
     assert!(!ws.data.join(".register-delta.s3part").exists());
+}
+
+/// Retention in the cluster, where the originals live in the bucket: after their 13 months the
+/// objects under processed/, returned/ and reports/returns/ lose every version (listed again:
+/// none left), the reports of counts stay, the records past 20 years go, and one certificate
+/// that verifies names each object.
+#[test]
+fn retention_deletes_every_version_of_the_expired_originals_in_the_bucket() {
+    let moto = start_moto();
+    let bucket = Bucket::create(&moto);
+    let ws = Workspace::sqlite();
+    ws.import_residents(1_000, 14);
+    deliver(&bucket, &month());
+    run_once(&ws, &moto);
+    let originals: Vec<String> = bucket
+        .versioned_keys()
+        .into_iter()
+        .filter(|k| {
+            [
+                "health/processed/",
+                "health/returned/",
+                "health/reports/returns/",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+        })
+        .collect();
+    assert!(originals.len() >= 3, "{originals:?}");
+    let out = agent(&ws, &moto)
+        .env("KENKO_TODAY", "2047-12-01")
+        .args(["retention", "run", "--apply", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let left = bucket.versioned_keys();
+    for k in &originals {
+        assert!(!left.contains(k), "{k} still has a version: {left:?}");
+    }
+    assert!(
+        left.iter().any(|k| k.starts_with("health/reports/intake/")),
+        "the per-file summaries (counts only) stay: {left:?}"
+    );
+    assert!(report["records"]["count"].as_u64().unwrap() > 0, "{report}");
+    let cert = std::path::PathBuf::from(report["certificate"].as_str().unwrap());
+    let verified = ws.run(&["certificate", "verify", cert.to_str().unwrap()]);
+    assert!(verified.status.success());
+    let text = std::fs::read_to_string(&cert).unwrap();
+    for k in &originals {
+        assert!(
+            text.contains(k.as_str()),
+            "the certificate does not name {k}"
+        );
+    }
 }

@@ -87,6 +87,11 @@ pub enum RetentionError {
     Store(#[from] kenko_store::StoreError),
     #[error(transparent)]
     Erase(#[from] EraseError),
+    #[error(transparent)]
+    NoCloud(#[from] crate::NoCloud),
+    #[cfg(feature = "cloud")]
+    #[error("retention: the S3 inbox: {0}")]
+    Aws(#[from] kenko_aws::AwsError),
 }
 
 impl RetentionError {
@@ -96,6 +101,9 @@ impl RetentionError {
             RetentionError::Plan { .. } => "retention_plan_invalid",
             RetentionError::Store(e) => e.reason(),
             RetentionError::Erase(e) => e.reason(),
+            RetentionError::NoCloud(e) => e.reason(),
+            #[cfg(feature = "cloud")]
+            RetentionError::Aws(e) => e.reason(),
         }
     }
 }
@@ -117,7 +125,7 @@ pub const EXPIRING: [(&str, &str); 3] = [
 /// One expired file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpiredFile {
-    /// Relative to the data directory.
+    /// Relative to the data directory, or `s3://BUCKET/KEY` in the S3 inbox's bucket.
     pub path: String,
     pub bytes: u64,
     /// The day kenko wrote or moved it (Asia/Tokyo).
@@ -247,6 +255,9 @@ pub fn plan(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<Plan,
             }
         }
     }
+    if let Some(inbox) = &config.s3_inbox {
+        files.extend(s3_expired(inbox, files_before)?);
+    }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Plan {
         // Unique even for two runs in one second: a job's id keys its record in the store
@@ -262,6 +273,58 @@ pub fn plan(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Result<Plan,
     })
 }
 
+/// The S3 inbox's originals and return reports past `before` (by their LastModified, which
+/// is when kenko copied or wrote them), as `s3://BUCKET/KEY`. An expired key that is the
+/// beginning of another key in its folder is left (the erasure of an S3 target takes a key
+/// prefix: it would take the other object too) and said so.
+#[cfg(feature = "cloud")]
+fn s3_expired(inbox: &str, before: NaiveDate) -> Result<Vec<ExpiredFile>, RetentionError> {
+    let (bucket, prefix) = kenko_aws::inbox::parse_inbox(inbox)?;
+    let ep = kenko_api::aws::Endpoint::from_env();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io(Path::new("retention runtime")))?;
+    let client = rt.block_on(kenko_aws::s3_client(&ep, &ep.region));
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).expect("JST");
+    let mut out = Vec::new();
+    for (dir, _) in EXPIRING {
+        let listed = rt.block_on(kenko_aws::inbox::list_folder(
+            &client, &bucket, &prefix, dir,
+        ))?;
+        for o in &listed {
+            let Some(day) = o
+                .last_modified
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map(|t| t.with_timezone(&tokyo).date_naive())
+            else {
+                continue;
+            };
+            if day >= before {
+                continue;
+            }
+            if listed
+                .iter()
+                .any(|other| other.key != o.key && other.key.starts_with(&o.key))
+            {
+                tracing::warn!(folder = dir, "retention: an expired object's key begins another's; left for a person to remove");
+                continue;
+            }
+            out.push(ExpiredFile {
+                path: format!("s3://{bucket}/{}", o.key),
+                bytes: o.size,
+                day,
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "cloud"))]
+fn s3_expired(inbox: &str, _before: NaiveDate) -> Result<Vec<ExpiredFile>, RetentionError> {
+    Err(crate::NoCloud::new(format!("retention of the S3 inbox {inbox}")).into())
+}
+
 fn counts(plan: &Plan) -> Vec<KindCount> {
     EXPIRING
         .iter()
@@ -269,7 +332,11 @@ fn counts(plan: &Plan) -> Vec<KindCount> {
             let of: Vec<&ExpiredFile> = plan
                 .files
                 .iter()
-                .filter(|f| f.path.rsplit_once('/').map(|(d, _)| d) == Some(*dir))
+                .filter(|f| {
+                    f.path
+                        .rsplit_once('/')
+                        .is_some_and(|(d, _)| d == *dir || d.ends_with(&format!("/{dir}")))
+                })
                 .collect();
             KindCount {
                 kind,
@@ -416,10 +483,15 @@ fn job(config: &Config, plan: &Plan, records: &kenko_store::RecordsDeleted) -> J
         (Some(a), Some(b)) => format!(" (接種日 {a} to {b})"),
         _ => String::new(),
     };
+    let in_s3 = plan
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with("s3://"))
+        .count();
     let notes = format!(
-        "Retention job {job}: {files} files last written before {fb} overwritten, verified and removed ({kinds}); {n} vaccination records with 接種日 before {rb} deleted from the record store{range}.",
+        "Retention job {job}: {files} files last written before {fb} overwritten, verified and removed, and {in_s3} objects of the S3 inbox with every version deleted ({kinds}); {n} vaccination records with 接種日 before {rb} deleted from the record store{range}.",
         job = plan.job_id,
-        files = plan.files.len(),
+        files = plan.files.len() - in_s3,
         fb = plan.files_before,
         kinds = if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") },
         n = records.count,
@@ -431,6 +503,14 @@ fn job(config: &Config, plan: &Plan, records: &kenko_store::RecordsDeleted) -> J
             .files
             .iter()
             .map(|f| {
+                if let Some(rest) = f.path.strip_prefix("s3://") {
+                    // Every version and delete marker of the object, listed again after.
+                    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+                    return EraseTarget::S3 {
+                        bucket: bucket.to_string(),
+                        prefix: key.to_string(),
+                    };
+                }
                 let p = config.data_dir.join(&f.path);
                 EraseTarget::File {
                     path: std::path::absolute(&p)

@@ -23,6 +23,8 @@ pub struct Listed {
     pub name: String,
     pub etag: String,
     pub size: u64,
+    /// When the object was written (seconds since the epoch): a copy's is the copy's.
+    pub last_modified: Option<i64>,
 }
 
 /// The object version a fetch got (what the ledger records).
@@ -76,6 +78,7 @@ pub async fn list_folder(
                 name: name.to_string(),
                 etag: obj.e_tag().unwrap_or_default().to_string(),
                 size: obj.size().unwrap_or(0).max(0) as u64,
+                last_modified: obj.last_modified().map(|t| t.secs()),
             });
         }
         match page.next_continuation_token() {
