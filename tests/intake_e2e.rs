@@ -578,10 +578,17 @@ fn the_running_agent_takes_files_found_at_start_and_watched_and_serves_metrics()
         );
     }
     assert!(http_get(port, "/healthz").unwrap().ends_with("ok"));
-    // What the controller reads into the HealthStack's status.
-    let status = http_get(port, kenko_api::intake::STATUS_PATH).unwrap();
-    let body = status.split("\r\n\r\n").nth(1).unwrap_or(&status);
-    let report: kenko_api::intake::IntakeReport = serde_json::from_str(body).unwrap();
+    // What the controller reads into the HealthStack's status. It is written when a round
+    // ends, which can be after the last file's metrics moved: wait for the round.
+    let mut report = kenko_api::intake::IntakeReport::default();
+    wait_for("the round's status", Duration::from_secs(30), || {
+        let status = http_get(port, kenko_api::intake::STATUS_PATH).unwrap_or_default();
+        let body = status.split("\r\n\r\n").nth(1).unwrap_or(&status);
+        if let Ok(r) = serde_json::from_str::<kenko_api::intake::IntakeReport>(body) {
+            report = r;
+        }
+        report.files_loaded == 3
+    });
     assert_eq!(report.files_loaded, 3, "{report:?}");
     // KENKO_TODAY is in 2024-11: the ledger's counts for claim month 2024-10.
     assert_eq!(report.claim_month.as_deref(), Some("2024-10"), "{report:?}");
