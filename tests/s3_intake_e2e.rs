@@ -650,4 +650,14 @@ fn retention_deletes_every_version_of_the_expired_originals_in_the_bucket() {
             "the certificate does not name {k}"
         );
     }
+    // The pod's folder is memory: the certificate is kept in the bucket too.
+    let kept = format!(
+        "health/reports/retention/{}",
+        cert.file_name().unwrap().to_string_lossy()
+    );
+    assert_eq!(
+        bucket.objects().get(&kept).map(Vec::as_slice),
+        Some(text.as_bytes()),
+        "{kept}"
+    );
 }

@@ -603,6 +603,12 @@ mod tests {
         );
         assert_eq!(c.metrics_addr.port() as i32, intake::METRICS_PORT);
         assert!(c.json_logs);
+        // The stack's originals expire: retention runs in the intake, with the city's periods.
+        assert!(c.retention.enabled);
+        assert_eq!(
+            c.retention.records_years,
+            crate::retention::MIN_RECORDS_YEARS
+        );
 
         // Without a KMS key: the mounted Secret's file.
         stack.spec.storage.kms_key_arn = None;

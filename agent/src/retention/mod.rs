@@ -320,6 +320,32 @@ fn s3_expired(inbox: &str, before: NaiveDate) -> Result<Vec<ExpiredFile>, Retent
     Ok(out)
 }
 
+/// Puts a certificate under `PREFIX/reports/retention/` in the S3 inbox's bucket.
+#[cfg(feature = "cloud")]
+fn keep_in_bucket(inbox: &str, cert: &Path) -> Result<(), RetentionError> {
+    let (bucket, prefix) = kenko_aws::inbox::parse_inbox(inbox)?;
+    let bytes = std::fs::read(cert).map_err(io(cert))?;
+    let name = cert.file_name().unwrap_or_default().to_string_lossy();
+    let ep = kenko_api::aws::Endpoint::from_env();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io(Path::new("retention runtime")))?;
+    let client = rt.block_on(kenko_aws::s3_client(&ep, &ep.region));
+    rt.block_on(kenko_aws::inbox::put(
+        &client,
+        &bucket,
+        &format!("{prefix}reports/retention/{name}"),
+        bytes,
+    ))?;
+    Ok(())
+}
+
+#[cfg(not(feature = "cloud"))]
+fn keep_in_bucket(inbox: &str, _cert: &Path) -> Result<(), RetentionError> {
+    Err(crate::NoCloud::new(format!("retention of the S3 inbox {inbox}")).into())
+}
+
 #[cfg(not(feature = "cloud"))]
 fn s3_expired(inbox: &str, _before: NaiveDate) -> Result<Vec<ExpiredFile>, RetentionError> {
     Err(crate::NoCloud::new(format!("retention of the S3 inbox {inbox}")).into())
@@ -421,6 +447,12 @@ fn apply_job(config: &Config) -> Result<Report, RetentionError> {
             None => erase::run(&job(config, &plan, &records), &ctx)?.certificate_path,
         })
     };
+    // In the cluster the pod's folder is memory: the certificate is kept in the stack's
+    // bucket beside the reports before the job counts as done (a failed upload leaves the
+    // plan, and the rerun finds the certificate and uploads it again).
+    if let (Some(inbox), Some(cert)) = (&config.s3_inbox, &certificate) {
+        keep_in_bucket(inbox, cert)?;
+    }
     if !resumed || certificate.is_some() {
         for (kind, n) in counts(&plan).iter().map(|c| (c.kind, c.files)) {
             METRICS.files.with_label_values(&[kind]).inc_by(n);

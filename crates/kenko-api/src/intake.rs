@@ -115,6 +115,10 @@ pub fn agent_config(stack: &HealthStack) -> String {
     if s.intake.inbox.starts_with("s3://") {
         out.push_str(&format!("inbox = {}\n", toml_string(&s.intake.inbox)));
     }
+    // The stack's intake keeps its originals for the city's periods, not forever: its
+    // retention runs daily (the defaults of `[retention]`: 13 months for deliveries, 20 years
+    // for records) and keeps each certificate in the bucket beside the reports.
+    out.push_str("[retention]\nenabled = true\n");
     out
 }
 
