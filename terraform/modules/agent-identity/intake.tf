@@ -27,6 +27,14 @@ data "aws_iam_policy_document" "intake" {
     }
   }
 
+  # Retention deletes every version of an expired original through the erasure engine, which
+  # asks the bucket's region first (GetBucketLocation: not a prefix-scoped action).
+  statement {
+    sid       = "TheBucketsRegion"
+    actions   = ["s3:GetBucketLocation"]
+    resources = [var.intake_bucket_arn]
+  }
+
   statement {
     sid = "DeliveriesAndReports"
     actions = [
