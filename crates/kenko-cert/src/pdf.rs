@@ -431,20 +431,96 @@ fn fit(face: &Face, text: &str, width: f32, size: f32) -> String {
 /// collection whose first font is used).
 pub fn pdf(v: &Verified, font: &[u8]) -> Result<Vec<u8>, PdfError> {
     let face = Face::new(font)?;
-    let kfont = Font::new(font.to_vec().into(), 0)
-        .ok_or_else(|| PdfError::FontInvalid("cannot be embedded".into()))?;
     let pages = layout(v, &face)?;
     let c = &v.certificate;
+    draw(
+        &face,
+        font,
+        &pages,
+        format!("{TITLE_JA} Certificate of Sanitization {}", c.job_id),
+        &format!("{TITLE_JA} Job {}", c.job_id),
+        &format!(
+            "file SHA-256 {} — the signed JSON file is the evidence",
+            v.sha256
+        ),
+    )
+}
 
+/// One table of a [`report`]: a heading and its (label, value) rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSection {
+    pub heading: String,
+    pub rows: Vec<(String, String)>,
+}
+
+/// A printable A4 report drawn like a certificate (the same font handling, tables, wrapping,
+/// page breaks and footers): a title in two lines, a statement, then the sections. Every
+/// page is footed with `footer` (left, shortened to fit) and `footer2`, and its number.
+/// Deterministic: a function of its arguments and the font only.
+pub fn report(
+    title: (&str, &str),
+    statement: &str,
+    sections: &[ReportSection],
+    footer: (&str, &str),
+    font: &[u8],
+) -> Result<Vec<u8>, PdfError> {
+    let face = Face::new(font)?;
+    face.check("title", &format!("{}{}{FIXED}", title.0, title.1))?;
+    face.check("statement", statement)?;
+    face.check("footer", &format!("{}{}", footer.0, footer.1))?;
+    for s in sections {
+        face.check(&s.heading, &s.heading)?;
+        for (label, value) in &s.rows {
+            face.check(label, label)?;
+            face.check(label, value)?;
+        }
+    }
+    let mut l = Layout {
+        face: &face,
+        pages: Vec::new(),
+        y: TOP,
+    };
+    l.new_page();
+    l.paragraph(title.0, 16.0, 21.0);
+    l.paragraph(title.1, 11.0, 15.0);
+    l.y += 6.0;
+    l.paragraph(statement, BODY, BODY_LH);
+    l.y += 4.0;
+    for s in sections {
+        if l.y + 6.0 + HEADING_LH + 2.0 + BODY_LH + 2.0 * PAD_Y > BOTTOM {
+            l.new_page();
+        }
+        l.heading(&s.heading);
+        for (label, value) in &s.rows {
+            l.row(&s.heading, label, value);
+        }
+        l.y += 4.0;
+    }
+    let pages = l.pages;
+    draw(
+        &face,
+        font,
+        &pages,
+        format!("{} {}", title.0, title.1),
+        footer.0,
+        footer.1,
+    )
+}
+
+/// Draws laid-out pages into a PDF, each footed with `footer1` and its page number, then
+/// `footer2`.
+fn draw(
+    face: &Face,
+    font: &[u8],
+    pages: &[Vec<Op>],
+    title: String,
+    footer1: &str,
+    footer2: &str,
+) -> Result<Vec<u8>, PdfError> {
+    let kfont = Font::new(font.to_vec().into(), 0)
+        .ok_or_else(|| PdfError::FontInvalid("cannot be embedded".into()))?;
     let mut doc = Document::new();
-    doc.set_metadata(
-        Metadata::new()
-            .title(format!(
-                "{TITLE_JA} Certificate of Sanitization {}",
-                c.job_id
-            ))
-            .language("ja".into()),
-    );
+    doc.set_metadata(Metadata::new().title(title).language("ja".into()));
     let total = pages.len();
     let settings =
         PageSettings::from_wh(PAGE_W, PAGE_H).ok_or_else(|| PdfError::Write("page size".into()))?;
@@ -482,40 +558,35 @@ pub fn pdf(v: &Verified, font: &[u8]) -> Result<Vec<u8>, PdfError> {
                 Op::Text { x, y, size, text } => {
                     surface.set_fill(Some(Fill::default()));
                     surface.set_stroke(None);
-                    draw_text(&mut surface, &face, &kfont, *x, *y, *size, text);
+                    draw_text(&mut surface, face, &kfont, *x, *y, *size, text);
                 }
             }
         }
-        // Footer: the job and page number, then the file's SHA-256, on every page.
+        // Footer: the first line and page number, then the second line, on every page.
         surface.set_fill(Some(Fill::default()));
         surface.set_stroke(None);
         let number = format!("{} / {total}", n + 1);
         let number_w = face.width(&number, FOOT);
-        let job = format!("{TITLE_JA} Job {}", c.job_id);
-        let job = fit(&face, &job, CONTENT_W - number_w - 12.0, FOOT);
+        let first = fit(face, footer1, CONTENT_W - number_w - 12.0, FOOT);
         let y1 = BOTTOM + 22.0;
-        draw_text(&mut surface, &face, &kfont, MARGIN_X, y1, FOOT, &job);
+        draw_text(&mut surface, face, &kfont, MARGIN_X, y1, FOOT, &first);
         draw_text(
             &mut surface,
-            &face,
+            face,
             &kfont,
             PAGE_W - MARGIN_X - number_w,
             y1,
             FOOT,
             &number,
         );
-        let sha = format!(
-            "file SHA-256 {} — the signed JSON file is the evidence",
-            v.sha256
-        );
         draw_text(
             &mut surface,
-            &face,
+            face,
             &kfont,
             MARGIN_X,
             y1 + FOOT_LH,
             FOOT,
-            &sha,
+            footer2,
         );
         surface.finish();
         page.finish();
