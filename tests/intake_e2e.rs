@@ -875,3 +875,48 @@ fn a_failing_file_is_counted_once_and_backs_off_while_the_next_file_is_taken() {
         "the failing file stays in the inbox"
     );
 }
+
+/// What kenko keeps holds personal data: processed/, returned/ and reports/ are the agent's
+/// alone (0700), the originals it moved, the reports it wrote and the database file 0600, even
+/// when the uploader left a delivery world-readable and an earlier version made the folders
+/// 0755.
+#[test]
+fn originals_reports_and_the_database_are_the_agents_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(300, 9);
+    // A layout from before: open folders.
+    for d in ["processed", "returned", "reports"] {
+        std::fs::create_dir_all(ws.data.join(d)).unwrap();
+        std::fs::set_permissions(ws.data.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let g = generate(&residents, 100, SampleEncoding::Utf8, 0.2, 3);
+    let good = ws.deliver("2026-11_a.csv", &g.bytes);
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ws.deliver("2026-11_broken.csv", b"not,an,intake,file\n1,2,3,4\n");
+    ws.run_once_json();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for d in [
+        "processed",
+        "returned",
+        "reports",
+        "reports/returns",
+        "reports/intake",
+        "reports/fees",
+        "keys",
+    ] {
+        assert_eq!(mode(&ws.data.join(d)), 0o700, "{d}");
+    }
+    let mut files = Vec::new();
+    for d in ["processed", "returned", "reports/returns", "reports/intake"] {
+        for e in std::fs::read_dir(ws.data.join(d)).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    let db = std::path::PathBuf::from(ws.database_url.strip_prefix("sqlite://").unwrap());
+    files.push(db);
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+}

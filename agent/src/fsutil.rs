@@ -9,9 +9,10 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically, readable by the agent alone (0600): reports name
+/// residents' 宛名番号, and nothing kenko writes is for other local users.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    atomic_write_with(path, 0o644, |w| w.write_all(bytes))
+    atomic_write_with(path, 0o600, |w| w.write_all(bytes))
 }
 
 /// Writes `path` atomically from what `fill` writes (streamed through a buffer), creating it

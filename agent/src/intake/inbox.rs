@@ -26,17 +26,26 @@ impl Dirs {
         }
     }
 
+    /// Creates the layout. Everything kenko keeps (the originals, the reports, the keys) is
+    /// the agent's alone: 0700 folders, also when an earlier version made them 0755. The inbox
+    /// is left as the operator made it (an uploader of another user writes into it).
     pub fn create_all(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::create_dir_all(&self.inbox)?;
         for d in [
-            &self.inbox,
             &self.processed,
             &self.returned,
+            &self.reports,
             &self.reports.join("returns"),
             &self.reports.join("intake"),
             &self.reports.join("fees"),
             &self.keys,
         ] {
-            std::fs::create_dir_all(d)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)?;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
         }
         Ok(())
     }

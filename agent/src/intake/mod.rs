@@ -837,10 +837,14 @@ fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError
     // Retention counts an original's period from when kenko took it, not from whatever time
     // the uploader left on it (a copy with times preserved can be years old). A file kenko
     // may not re-time (another owner) keeps its own; that never stops the intake.
-    if let Err(e) =
-        std::fs::File::open(dest).and_then(|f| f.set_modified(std::time::SystemTime::now()))
-    {
-        tracing::warn!(error = %e, "the original's modification time was not set; retention counts from the one it has");
+    // The original holds names, addresses and My Numbers in clear: the agent's alone (0600),
+    // whatever mode the uploader gave it.
+    if let Err(e) = std::fs::File::open(dest).and_then(|f| {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.set_modified(std::time::SystemTime::now())
+    }) {
+        tracing::warn!(error = %e, "the original's mode and time were not set (another owner); retention counts from the time it has");
     }
     // The marker, and the origin of a file staged from the S3 inbox (in the ledger by now).
     for side in [inbox::done_marker(path), s3inbox::origin_path(path)] {

@@ -164,6 +164,22 @@ impl SqliteStore {
                 message: e.to_string(),
             })?;
         }
+        // The file holds the register's tokens and sealed My Numbers: the agent's alone
+        // (0600, also for a file made by an earlier version), and SQLite gives its journal
+        // the file's mode.
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let tighten = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o600)));
+            tighten.map_err(|e| StoreError::Open {
+                target: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             target: path.display().to_string(),
             message: e.to_string(),
