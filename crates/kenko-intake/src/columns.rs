@@ -19,6 +19,36 @@ fn header_text(cell: &str) -> String {
         .collect()
 }
 
+/// An unknown header cell as reports may show it: its position and shape, never its text. A
+/// headerless file's first row is a resident's data (My Number, name, birth date, address),
+/// and a short kanji word cannot be told from a name.
+fn unknown_cell(position: usize, cell: &str) -> String {
+    let text = header_text(cell);
+    let n = text.chars().count();
+    if n == 0 {
+        return format!("column {position} (empty)");
+    }
+    let mut classes: Vec<&str> = Vec::new();
+    for c in text.chars() {
+        let class = match c {
+            '0'..='9' | '０'..='９' => "digits",
+            'a'..='z' | 'A'..='Z' | 'ａ'..='ｚ' | 'Ａ'..='Ｚ' => "latin",
+            '\u{3040}'..='\u{30ff}' | '\u{ff66}'..='\u{ff9f}' => "kana",
+            '\u{4e00}'..='\u{9fff}' | '\u{3400}'..='\u{4dbf}' | '\u{f900}'..='\u{faff}' => "kanji",
+            c if c.is_whitespace() => "space",
+            _ => "other",
+        };
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    format!(
+        "column {position} ({n} character{}: {})",
+        if n == 1 { "" } else { "s" },
+        classes.join(", ")
+    )
+}
+
 /// One column of the intake file. Identity columns first, then the 16 fields of 別添2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Column {
@@ -162,7 +192,8 @@ impl Column {
     }
 }
 
-/// A problem with the header row (file level). `column` is header text, never row data.
+/// A problem with the header row (file level). `column` is a column's canonical name, or for
+/// an unknown cell its position and shape ([`unknown_cell`]): never a cell's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderProblem {
     pub reason: Reason,
@@ -190,7 +221,7 @@ impl Header {
             match Column::from_header(cell) {
                 None => problems.push(HeaderProblem {
                     reason: Reason::UnknownColumn,
-                    column: header_text(cell),
+                    column: unknown_cell(i + 1, cell),
                 }),
                 Some(c) if index[c as usize].is_some() => problems.push(HeaderProblem {
                     // The canonical name, since the two cells may be spelled differently.
@@ -328,10 +359,16 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (Reason::UnknownColumn, "電話番号".to_owned()),
+                (
+                    Reason::UnknownColumn,
+                    "column 21 (4 characters: kanji)".to_owned()
+                ),
                 (Reason::DuplicateColumn, "LOT-NO".to_owned()),
-                (Reason::UnknownColumn, "あ".repeat(40)),
-                (Reason::UnknownColumn, String::new()),
+                (
+                    Reason::UnknownColumn,
+                    "column 23 (40 characters: kana)".to_owned()
+                ),
+                (Reason::UnknownColumn, "column 24 (empty)".to_owned()),
                 (Reason::MissingColumn, "氏名".to_owned()),
                 (Reason::MissingColumn, "住所".to_owned()),
             ]
@@ -351,5 +388,26 @@ mod tests {
         let problems = Header::resolve(std::iter::empty()).unwrap_err();
         assert!(problems.iter().all(|p| p.reason == Reason::MissingColumn));
         assert_eq!(problems.len(), Column::COUNT - 4);
+    }
+
+    /// A data row where the header belongs: no value of it is echoed.
+    #[test]
+    fn a_headerless_files_first_row_is_reported_by_shape_only() {
+        let row = [
+            "100000003",
+            "123456789018",
+            "田村　大介",
+            "1",
+            "20240510",
+            "埼玉県越谷市七左町２丁目２０番２４号",
+        ];
+        let problems = Header::resolve(row).unwrap_err();
+        for p in &problems {
+            for v in row {
+                assert!(v.len() <= 2 || !p.column.contains(v), "{v} in {p:?}");
+            }
+        }
+        assert_eq!(problems[0].column, "column 1 (9 characters: digits)");
+        assert_eq!(problems[2].column, "column 3 (5 characters: kanji, space)");
     }
 }
