@@ -27,7 +27,6 @@ use zeroize::Zeroizing;
 
 use super::RegisterError;
 use crate::crypto::DataKey;
-use crate::intake::decode::RecordReader;
 
 /// What applying a delta file did (counts only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -232,27 +231,11 @@ pub fn apply(
 
 /// Reads and checks the whole file, tokenising each row as it is read.
 fn read(key: &DataKey, file: &Path) -> Result<Vec<Change>, RegisterError> {
-    let f = std::fs::File::open(file).map_err(|source| RegisterError::Open {
-        file: file.to_path_buf(),
-        source,
-    })?;
-    let read_err = |source| RegisterError::Read {
-        file: file.to_path_buf(),
-        source,
-    };
+    let read_err = super::read_error(file);
     let mut reader =
-        RecordReader::new(std::io::BufReader::with_capacity(1 << 16, f)).map_err(read_err)?;
-    let header_problem = |problem: String| RegisterError::Header {
-        file: file.to_path_buf(),
-        expected: COLUMNS.join(","),
-        problem,
-    };
-    if !reader.advance().map_err(read_err)? {
-        return Err(header_problem("the file is empty".into()));
-    }
-    register_delta::check_header(&reader.fields()).map_err(header_problem)?;
+        super::open_checked(file, &COLUMNS, |cells| register_delta::check_header(cells))?;
     let mut out: Vec<Change> = Vec::new();
-    while reader.advance().map_err(read_err)? {
+    while reader.advance().map_err(&read_err)? {
         let row = reader.row();
         let fields = reader.fields();
         let d = register_delta::parse_row(&fields)

@@ -86,27 +86,46 @@ impl RegisterError {
     }
 }
 
-/// Imports a register extract, replacing the stored register in one transaction.
-pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize, RegisterError> {
+/// The error of a read of `file` that failed part-way.
+pub(super) fn read_error(file: &Path) -> impl Fn(DecodeError) -> RegisterError + '_ {
+    move |source| RegisterError::Read {
+        file: file.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens one of the register's files (extract or delta) and checks its header row with
+/// `check` against `columns`; the reader stands on the header.
+pub(super) fn open_checked(
+    file: &Path,
+    columns: &[&str],
+    check: impl FnOnce(&[&str]) -> Result<(), String>,
+) -> Result<RecordReader<std::io::BufReader<std::fs::File>>, RegisterError> {
     let f = std::fs::File::open(file).map_err(|source| RegisterError::Open {
         file: file.to_path_buf(),
         source,
     })?;
-    let read_err = |source| RegisterError::Read {
-        file: file.to_path_buf(),
-        source,
-    };
+    let read_err = read_error(file);
     let mut reader =
-        RecordReader::new(std::io::BufReader::with_capacity(1 << 16, f)).map_err(read_err)?;
+        RecordReader::new(std::io::BufReader::with_capacity(1 << 16, f)).map_err(&read_err)?;
     let header_problem = |problem: String| RegisterError::Header {
         file: file.to_path_buf(),
-        expected: COLUMNS.join(","),
+        expected: columns.join(","),
         problem,
     };
-    if !reader.advance().map_err(read_err)? {
+    if !reader.advance().map_err(&read_err)? {
         return Err(header_problem("the file is empty".into()));
     }
-    register_extract::check_header(&reader.fields()).map_err(header_problem)?;
+    check(&reader.fields()).map_err(header_problem)?;
+    Ok(reader)
+}
+
+/// Imports a register extract, replacing the stored register in one transaction.
+pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize, RegisterError> {
+    let read_err = read_error(file);
+    let mut reader = open_checked(file, &COLUMNS, |cells| {
+        register_extract::check_header(cells)
+    })?;
     // The iterator hands rows to the store as it reads them, so memory stays flat; an error
     // part-way aborts the store's transaction.
     let mut failure: Option<RegisterError> = None;
