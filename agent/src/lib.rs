@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod incident;
 pub mod intake;
 pub mod keysource;
+pub mod logfmt;
 pub mod metrics;
 pub mod register;
 pub mod retention;
@@ -51,6 +52,11 @@ pub const FAILURE_REASONS: &[&str] = &[
     "io_failed",
     "cloud_not_built",
     "file_changed",
+    "inbox_symlink",
+    "inbox_not_regular_file",
+    "inbox_hard_link",
+    "inbox_orphan_marker",
+    "inbox_name_not_utf8",
     "store_unavailable",
     "store_migration_failed",
     "store_query_failed",

@@ -148,18 +148,25 @@ fn parse_encoding(s: &str) -> Result<SampleEncoding, String> {
     SampleEncoding::parse(s).ok_or_else(|| format!("{s:?}: expected cp932 or utf8"))
 }
 
+/// An error as the operator's terminal shows it: one line, whatever a file name in it holds.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    kenko_agent::logfmt::escape_controls(&e.to_string()).into_owned()
+}
+
 fn init_logging(json: bool) {
-    // The PostgreSQL driver logs bound parameters at debug level; whatever KENKO_LOG asks
-    // for, it stays at warn so no row value can reach a log.
+    // The PostgreSQL driver logs bound parameters at debug level; whatever KENKO_LOG (or,
+    // when it is not set, RUST_LOG) asks for, it stays at warn so no row value can reach a log.
     let filter = tracing_subscriber::EnvFilter::try_from_env("KENKO_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         .add_directive("tokio_postgres=warn".parse().expect("directive"))
         .add_directive("postgres=warn".parse().expect("directive"));
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        // No colours: the writer escapes every control byte, so a log line is one line
+        // whatever a file name holds (colour codes would be escaped too).
+        .with_ansi(false)
+        .with_writer(|| kenko_agent::logfmt::OneLine(std::io::stderr()));
     if json {
         builder.json().init();
     } else {
@@ -172,7 +179,7 @@ fn main() -> ExitCode {
     let config = match Config::resolve(&cli.global) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+            eprintln!("kenko-agent: {} [reason: {}]", one_line(&e), e.reason());
             return ExitCode::from(2);
         }
     };
@@ -183,11 +190,11 @@ fn main() -> ExitCode {
             match reason_of(&e) {
                 Some(reason) => {
                     tracing::error!(reason, error = format!("{e:#}"), "kenko-agent failed");
-                    eprintln!("kenko-agent: {e:#} [reason: {reason}]");
+                    eprintln!("kenko-agent: {} [reason: {reason}]", one_line(&format!("{e:#}")));
                 }
                 None => {
                     tracing::error!(error = format!("{e:#}"), "kenko-agent failed");
-                    eprintln!("kenko-agent: {e:#}");
+                    eprintln!("kenko-agent: {}", one_line(&format!("{e:#}")));
                 }
             }
             ExitCode::FAILURE
@@ -289,7 +296,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
         #[cfg(not(feature = "cloud"))]
         Command::Residency(ResidencyCommand::Audit { .. }) => {
             let e = kenko_agent::NoCloud::new("residency audit");
-            eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+            eprintln!("kenko-agent: {} [reason: {}]", one_line(&e), e.reason());
             Ok(ExitCode::from(3))
         }
         #[cfg(feature = "cloud")]
@@ -297,7 +304,7 @@ fn run(command: Command, config: &Config) -> anyhow::Result<ExitCode> {
             match kenko_agent::account_audit::audit_command(&a) {
                 Ok(code) => Ok(ExitCode::from(code)),
                 Err(e) => {
-                    eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+                    eprintln!("kenko-agent: {} [reason: {}]", one_line(&e), e.reason());
                     Ok(ExitCode::from(3))
                 }
             }
@@ -314,7 +321,7 @@ fn access_result(
     r: Result<ExitCode, kenko_agent::access::AccessError>,
 ) -> anyhow::Result<ExitCode> {
     r.or_else(|e| {
-        eprintln!("kenko-agent: {e} [reason: {}]", e.reason());
+        eprintln!("kenko-agent: {} [reason: {}]", one_line(&e), e.reason());
         Ok(ExitCode::FAILURE)
     })
 }

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub duration: Histogram,
     pub last_success: prometheus::Gauge,
     pub inbox_files: IntGauge,
+    /// Inbox entries that are no delivery at the last scan, by reason.
+    pub inbox_ignored: prometheus::IntGaugeVec,
+    /// Files changed after their check and put back into the inbox, by how.
+    pub changed_after_check: IntCounterVec,
     pub register_residents: IntGauge,
     /// Erasure jobs that issued a certificate, by outcome (certified, blocked).
     pub erase_certificates: IntCounterVec,
@@ -83,6 +87,22 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Files waiting in the inbox at the last scan.",
     )
     .expect("metric");
+    let inbox_ignored = prometheus::IntGaugeVec::new(
+        Opts::new(
+            "kenko_intake_inbox_ignored",
+            "Inbox entries that are no delivery (links, FIFOs, folders, orphan markers, names that are not UTF-8) at the last scan, by reason.",
+        ),
+        &["reason"],
+    )
+    .expect("metric");
+    let changed_after_check = IntCounterVec::new(
+        Opts::new(
+            "kenko_intake_changed_after_check_total",
+            "Files written to or replaced after their check, put back into the inbox as new deliveries, by how (replaced, written).",
+        ),
+        &["how"],
+    )
+    .expect("metric");
     let register_residents = IntGauge::new(
         "kenko_intake_register_residents",
         "Residents in the register the checks use.",
@@ -111,6 +131,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &failures,
         &erase_certificates,
         &erase_failures,
+        &changed_after_check,
     ] {
         registry.register(Box::new(c.clone())).expect("register");
     }
@@ -126,6 +147,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry
         .register(Box::new(register_residents.clone()))
         .expect("register");
+    registry
+        .register(Box::new(inbox_ignored.clone()))
+        .expect("register");
     Metrics {
         registry,
         files,
@@ -135,6 +159,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         duration,
         last_success,
         inbox_files,
+        inbox_ignored,
+        changed_after_check,
         register_residents,
         erase_certificates,
         erase_failures,

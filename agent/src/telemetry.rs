@@ -37,8 +37,31 @@ pub enum Event<'a> {
         reason: &'static str,
         error: &'a dyn std::error::Error,
     },
-    /// Files waiting in the inbox (complete or still being written) at a scan.
-    InboxScanned { waiting: usize },
+    /// Files waiting in the inbox (complete or still being written) at a scan, and the
+    /// entries that are no delivery.
+    InboxScanned {
+        waiting: usize,
+        ignored: &'a [crate::intake::inbox::Ignored],
+    },
+    /// A file was written to or replaced after its check: the checked bytes stay in
+    /// `processed/` or `returned/`, and what is there now went back into the inbox as a new
+    /// delivery.
+    FileChangedAfterCheck {
+        replaced: bool,
+        redelivered_as: &'a str,
+    },
+}
+
+/// Inbox entries already warned about, so a watcher says it once, not every round.
+static WARNED: std::sync::Mutex<Option<std::collections::HashSet<(String, &'static str)>>> =
+    std::sync::Mutex::new(None);
+
+/// Whether this is the first time the process meets `entry` for `reason`.
+fn first_time(entry: &str, reason: &'static str) -> bool {
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    warned
+        .get_or_insert_with(Default::default)
+        .insert((entry.to_string(), reason))
 }
 
 impl Event<'_> {
@@ -125,8 +148,29 @@ impl Event<'_> {
                 METRICS.failures.with_label_values(&[reason]).inc();
                 tracing::error!(reason = *reason, error = %error, "intake round failed; retrying");
             }
-            Event::InboxScanned { waiting } => {
+            Event::InboxScanned { waiting, ignored } => {
                 METRICS.inbox_files.set(*waiting as i64);
+                METRICS.inbox_ignored.reset();
+                for i in *ignored {
+                    METRICS.inbox_ignored.with_label_values(&[i.reason]).inc();
+                    if first_time(&i.entry, i.reason) {
+                        tracing::warn!(
+                            entry = %i.entry, reason = i.reason,
+                            "inbox entry is no delivery and is not taken; remove it or deliver a regular file"
+                        );
+                    }
+                }
+            }
+            Event::FileChangedAfterCheck {
+                replaced,
+                redelivered_as,
+            } => {
+                let how = if *replaced { "replaced" } else { "written" };
+                METRICS.changed_after_check.with_label_values(&[how]).inc();
+                tracing::error!(
+                    reason = "file_changed", how, redelivered_as = %redelivered_as,
+                    "the file changed after its check: the checked bytes were kept, and the file as it is now went back into the inbox as a new delivery"
+                );
             }
         }
     }

@@ -15,6 +15,12 @@ use zeroize::Zeroizing;
 const SNIFF_BYTES: usize = 64 * 1024;
 const RAW_CHUNK: usize = 64 * 1024;
 
+/// The longest record (row) in decoded UTF-8 bytes, and the most fields it may have. A longer
+/// record is read through and discarded, never buffered, so memory stays flat whatever the
+/// input (one 2 GB field, a line of commas). docs/intake-format.md states both.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+pub const MAX_FIELDS: usize = 256;
+
 /// The encodings an intake file may be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileEncoding {
@@ -50,6 +56,10 @@ pub enum DecodeError {
         line: u64,
         row: u64,
     },
+    /// The record at `row` is longer than [`MAX_RECORD_BYTES`] or has more than
+    /// [`MAX_FIELDS`] fields; it was skipped and reading can go on with the next one.
+    #[error("row {row} is longer than {MAX_RECORD_BYTES} bytes or {MAX_FIELDS} fields")]
+    TooLong { row: u64 },
     #[error("read failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -164,6 +174,8 @@ impl<R: Read> RecordReader<R> {
     pub fn advance(&mut self) -> Result<bool, DecodeError> {
         let mut out_len = 0;
         let mut ends_len = 0;
+        // Past a bound the record is read through into the same buffers, overwritten.
+        let mut too_long = false;
         loop {
             // csv-core takes an empty input to mean the end of the data, so only hand it one
             // once the decoder has finished.
@@ -182,13 +194,36 @@ impl<R: Read> RecordReader<R> {
             ends_len += nend;
             match res {
                 ReadRecordResult::InputEmpty => {}
+                // The buffers hold one more than the bound, so a record of exactly the bound
+                // is told from a longer one by its length, not by a full buffer.
                 ReadRecordResult::OutputFull => {
-                    let n = self.out.len() * 2;
-                    grow_zeroizing(&mut self.out, n);
+                    if self.out.len() > MAX_RECORD_BYTES {
+                        too_long = true;
+                        out_len = 0;
+                    } else {
+                        let n = (self.out.len() * 2).min(MAX_RECORD_BYTES + 1);
+                        grow_zeroizing(&mut self.out, n);
+                    }
                 }
                 ReadRecordResult::OutputEndsFull => {
-                    let n = self.ends.len() * 2;
-                    self.ends.resize(n, 0);
+                    if self.ends.len() > MAX_FIELDS {
+                        too_long = true;
+                        ends_len = 0;
+                    } else {
+                        let n = (self.ends.len() * 2).min(MAX_FIELDS + 1);
+                        self.ends.resize(n, 0);
+                    }
+                }
+                ReadRecordResult::Record
+                    if too_long
+                        || ends_len > MAX_FIELDS
+                        || ends_len
+                            .checked_sub(1)
+                            .is_some_and(|i| self.ends[i] > MAX_RECORD_BYTES) =>
+                {
+                    self.rows += 1;
+                    self.nfields = 0;
+                    return Err(DecodeError::TooLong { row: self.rows });
                 }
                 ReadRecordResult::Record => {
                     self.rows += 1;
@@ -380,6 +415,41 @@ mod tests {
         let recs = records(&bytes).unwrap();
         assert_eq!(recs[1], ["1", "山田　太郎"]);
         assert_eq!(recs.len(), 3);
+    }
+
+    #[test]
+    fn a_record_past_the_bounds_is_skipped_without_being_held() {
+        // One 8 MiB field (an unclosed quote swallows the rest of a file the same way), a line
+        // of 10,000 commas, then a good row: the reader names the two rows, keeps its buffers
+        // at the bound and goes on.
+        let mut data = b"a,b\n1,".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 8 << 20));
+        data.extend_from_slice(b"\n");
+        data.extend(std::iter::repeat_n(b',', 10_000));
+        data.extend_from_slice(b"\n2,\"ok\"\n");
+        let mut r = RecordReader::new(&data[..]).unwrap();
+        assert!(r.advance().unwrap());
+        assert!(matches!(r.advance(), Err(DecodeError::TooLong { row: 2 })));
+        assert!(matches!(r.advance(), Err(DecodeError::TooLong { row: 3 })));
+        assert!(r.advance().unwrap());
+        assert_eq!(r.row(), 4);
+        assert_eq!(r.fields(), ["2", "ok"]);
+        assert!(!r.advance().unwrap());
+        assert!(r.out.len() <= MAX_RECORD_BYTES + 1 && r.ends.len() <= MAX_FIELDS + 1);
+        // A record of exactly the bound is a record.
+        let mut data = b"a\n".to_vec();
+        data.extend(std::iter::repeat_n(b'y', MAX_RECORD_BYTES));
+        data.push(b'\n');
+        let recs = records(&data).unwrap();
+        assert_eq!(recs[1][0].len(), MAX_RECORD_BYTES);
+        data.insert(2, b'y');
+        assert!(matches!(records(&data), Err(DecodeError::TooLong { row: 2 })));
+        let fields = vec![","; MAX_FIELDS - 1].concat();
+        assert_eq!(records(format!("{fields}\n").as_bytes()).unwrap()[0].len(), MAX_FIELDS);
+        assert!(matches!(
+            records(format!(",{fields}\n").as_bytes()),
+            Err(DecodeError::TooLong { row: 1 })
+        ));
     }
 
     #[test]

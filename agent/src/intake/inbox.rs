@@ -84,36 +84,228 @@ pub fn is_complete(file: &Path, settle: Duration, now: SystemTime) -> std::io::R
     Ok(now.duration_since(modified).unwrap_or_default() >= settle)
 }
 
-/// The inbox files that are complete now, by name. Files still settling are returned
-/// separately so a watcher knows to look again.
-pub fn scan(inbox: &Path, settle: Duration) -> std::io::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// What a scan of the inbox found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Complete files, by name.
+    pub ready: Vec<PathBuf>,
+    /// Files still being written (a watcher looks again).
+    pub settling: Vec<PathBuf>,
+    /// Entries that are no delivery kenko can take, each with why.
+    pub ignored: Vec<Ignored>,
+}
+
+/// An inbox entry kenko does not take, and says so (a warning and a metric) rather than
+/// skipping it silently forever: a link to a file outside the inbox is never followed, a FIFO
+/// or device never opened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ignored {
+    /// The entry's name, control characters and bytes that are not UTF-8 escaped.
+    pub entry: String,
+    pub reason: &'static str,
+}
+
+/// The reasons an entry is not taken (each in `FAILURE_REASONS` and a runbook).
+pub const SYMLINK: &str = "inbox_symlink";
+pub const NOT_REGULAR: &str = "inbox_not_regular_file";
+pub const HARD_LINK: &str = "inbox_hard_link";
+pub const ORPHAN_MARKER: &str = "inbox_orphan_marker";
+pub const NAME_NOT_UTF8: &str = "inbox_name_not_utf8";
+
+/// What kind of entry a file type is, for a refusal; `None` for a regular file.
+fn refusal(ft: std::fs::FileType) -> Option<(&'static str, &'static str)> {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        None
+    } else if ft.is_symlink() {
+        Some((SYMLINK, "a symbolic link"))
+    } else if ft.is_dir() {
+        Some((NOT_REGULAR, "a directory"))
+    } else if ft.is_fifo() {
+        Some((NOT_REGULAR, "a FIFO"))
+    } else if ft.is_socket() {
+        Some((NOT_REGULAR, "a socket"))
+    } else {
+        Some((NOT_REGULAR, "a device node"))
+    }
+}
+
+/// A name as logs and reports may show it: control characters escaped (a newline or an
+/// escape code in a file name must not forge a log line), bytes that are not UTF-8 as `\xNN`.
+pub fn shown(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        out.push_str(&crate::logfmt::escape_controls(chunk.valid()));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The inbox files that are complete now, by name, and the entries that are not taken.
+pub fn scan(inbox: &Path, settle: Duration) -> std::io::Result<Scan> {
+    use std::os::unix::fs::MetadataExt;
     let now = SystemTime::now();
-    let mut ready = Vec::new();
-    let mut settling = Vec::new();
+    let mut out = Scan::default();
+    let mut markers = Vec::new();
     for entry in std::fs::read_dir(inbox)? {
         let entry = entry?;
-        if !entry.file_type()?.is_file() {
-            continue;
-        }
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
+        let raw_name = entry.file_name();
+        let Some(name) = raw_name.to_str() else {
+            out.ignored.push(Ignored {
+                entry: shown(&raw_name),
+                reason: NAME_NOT_UTF8,
+            });
             continue;
         };
-        if !is_candidate_name(name) {
+        // Hidden files and uploads in progress are nobody's delivery yet.
+        if name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") {
+            continue;
+        }
+        let meta = match entry.path().symlink_metadata() {
+            Ok(m) => m,
+            // Gone between listing and looking: another process took it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some((reason, _)) = refusal(meta.file_type()) {
+            out.ignored.push(Ignored {
+                entry: shown(&raw_name),
+                reason,
+            });
+            continue;
+        }
+        if name.ends_with(".done") {
+            markers.push((entry.path(), meta));
+            continue;
+        }
+        // A second name for the same bytes may be outside the inbox (a hard link to a file
+        // the uploader could read): never taken.
+        if meta.nlink() > 1 {
+            out.ignored.push(Ignored {
+                entry: shown(&raw_name),
+                reason: HARD_LINK,
+            });
             continue;
         }
         let path = entry.path();
         match is_complete(&path, settle, now) {
-            Ok(true) => ready.push(path),
-            Ok(false) => settling.push(path),
-            // Gone between listing and looking: another process took it.
+            Ok(true) => out.ready.push(path),
+            Ok(false) => out.settling.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    ready.sort();
-    settling.sort();
-    Ok((ready, settling))
+    // A marker whose file is not there (and not just being written): said once, not kept
+    // waiting for forever in silence.
+    for (marker, meta) in markers {
+        let file = marker.with_extension("");
+        let old = meta
+            .modified()
+            .map(|m| now.duration_since(m).unwrap_or_default() >= settle)
+            .unwrap_or(true);
+        if old && file.symlink_metadata().is_err() {
+            out.ignored.push(Ignored {
+                entry: shown(marker.file_name().unwrap_or_default()),
+                reason: ORPHAN_MARKER,
+            });
+        }
+    }
+    out.ready.sort();
+    out.settling.sort();
+    out.ignored.sort_by(|a, b| a.entry.cmp(&b.entry));
+    Ok(out)
+}
+
+/// Why an inbox file was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The entry is (now) something other than a regular file of one name.
+    #[error("{what}; it is not read and stays where it is")]
+    Refused {
+        reason: &'static str,
+        what: &'static str,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// An inbox file opened for the intake: read, checked and moved through this descriptor and
+/// the identity it had when opened, never by its path a second time.
+#[derive(Debug)]
+pub struct Opened {
+    pub file: std::fs::File,
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl Opened {
+    /// Opens `path` without following a symbolic link and without blocking (a FIFO swapped in
+    /// after the scan would block `open` forever), then checks by `fstat` that what was
+    /// opened is a regular file with no second name.
+    pub fn open(path: &Path) -> Result<Opened, OpenError> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(nix::libc::ELOOP) => OpenError::Refused {
+                    reason: SYMLINK,
+                    what: "a symbolic link",
+                },
+                _ => OpenError::Io(e),
+            })?;
+        let meta = file.metadata()?;
+        if let Some((reason, what)) = refusal(meta.file_type()) {
+            return Err(OpenError::Refused { reason, what });
+        }
+        if meta.nlink() > 1 {
+            return Err(OpenError::Refused {
+                reason: HARD_LINK,
+                what: "a file with a second name (a hard link)",
+            });
+        }
+        Ok(Opened {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            file,
+        })
+    }
+
+    /// Whether the descriptor still holds exactly the `read` bytes it held when opened (not
+    /// grown, not written), and `path` still names it (not replaced).
+    pub fn unchanged(&self, path: &Path, read: u64) -> std::io::Result<bool> {
+        Ok(self.same_content(read)? && self.is_at(path)?)
+    }
+
+    /// Whether the descriptor's file still has the `read` bytes and the time it was opened with.
+    pub fn same_content(&self, read: u64) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let now = self.file.metadata()?;
+        Ok(read == self.len && now.len() == self.len && (now.mtime(), now.mtime_nsec()) == self.mtime)
+    }
+
+    /// Whether `path` names this descriptor's file.
+    pub fn is_at(&self, path: &Path) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        match path.symlink_metadata() {
+            Ok(m) => Ok(m.dev() == self.dev && m.ino() == self.ino),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The size it had when opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
 }
 
 #[cfg(test)]
@@ -140,10 +332,85 @@ mod tests {
         std::fs::write(&a, "x").unwrap();
         std::fs::write(&b, "x").unwrap();
         std::fs::write(done_marker(&b), "").unwrap();
-        let (ready, settling) = scan(dir.path(), Duration::from_secs(3600)).unwrap();
-        assert_eq!(ready, vec![b]);
-        assert_eq!(settling, vec![a.clone()]);
-        let (ready, _) = scan(dir.path(), Duration::ZERO).unwrap();
-        assert_eq!(ready.len(), 2);
+        let s = scan(dir.path(), Duration::from_secs(3600)).unwrap();
+        assert_eq!(s.ready, vec![b]);
+        assert_eq!(s.settling, vec![a.clone()]);
+        assert!(s.ignored.is_empty());
+        let s = scan(dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(s.ready.len(), 2);
+    }
+
+    #[test]
+    fn entries_that_are_no_delivery_are_named_with_their_reason() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link.csv")).unwrap();
+        nix::unistd::mkfifo(&dir.path().join("fifo.csv"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::fs::create_dir(dir.path().join("folder.csv")).unwrap();
+        std::fs::write(dir.path().join("a.csv"), "x").unwrap();
+        std::fs::hard_link(dir.path().join("a.csv"), dir.path().join("b.csv")).unwrap();
+        std::fs::write(dir.path().join("gone.csv.done"), "").unwrap();
+        let bad = std::ffi::OsStr::from_bytes(b"\xff\n.csv");
+        std::fs::write(dir.path().join(bad), "x").unwrap();
+        std::fs::write(dir.path().join("ok.csv"), "x").unwrap();
+        std::fs::write(dir.path().join("ok.csv.done"), "").unwrap();
+        let s = scan(dir.path(), Duration::ZERO).unwrap();
+        let got: Vec<(&str, &str)> = s
+            .ignored
+            .iter()
+            .map(|i| (i.entry.as_str(), i.reason))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("\\xff\\n.csv", NAME_NOT_UTF8),
+                ("a.csv", HARD_LINK),
+                ("b.csv", HARD_LINK),
+                ("fifo.csv", NOT_REGULAR),
+                ("folder.csv", NOT_REGULAR),
+                ("gone.csv.done", ORPHAN_MARKER),
+                ("link.csv", SYMLINK),
+            ]
+        );
+        assert_eq!(s.ready, vec![dir.path().join("ok.csv")]);
+    }
+
+    #[test]
+    fn open_refuses_what_was_swapped_in_and_sees_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.csv");
+        let outside = dir.path().join("outside.csv");
+        std::fs::write(&outside, "secret").unwrap();
+        std::os::unix::fs::symlink(&outside, &p).unwrap();
+        assert!(matches!(
+            Opened::open(&p),
+            Err(OpenError::Refused { reason: SYMLINK, .. })
+        ));
+        std::fs::remove_file(&p).unwrap();
+        // A FIFO with no writer: the open returns at once and is refused.
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(matches!(
+            Opened::open(&p),
+            Err(OpenError::Refused { reason: NOT_REGULAR, .. })
+        ));
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, "abc").unwrap();
+        let o = Opened::open(&p).unwrap();
+        assert!(o.unchanged(&p, 3).unwrap());
+        assert!(!o.unchanged(&p, 2).unwrap());
+        // Appended to.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"d"))
+            .unwrap();
+        assert!(!o.unchanged(&p, 3).unwrap());
+        // Replaced by another file of the same length.
+        let o = Opened::open(&p).unwrap();
+        std::fs::write(dir.path().join("new"), "abcd").unwrap();
+        std::fs::rename(dir.path().join("new"), &p).unwrap();
+        assert!(o.same_content(4).unwrap());
+        assert!(!o.unchanged(&p, 4).unwrap());
     }
 }

@@ -58,9 +58,16 @@ pub enum IntakeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "{file}: the file changed while it was being read; it will be taken again once complete"
+        "{file}: the file changed while it was being read (written to, or replaced); nothing of it was loaded, and it will be taken again once complete"
     )]
     Changed { file: PathBuf },
+    /// The inbox entry is not a regular file of one name (a link swapped in, a FIFO).
+    #[error("{file}: {what}; it is not read and stays where it is")]
+    Refused {
+        file: PathBuf,
+        reason: &'static str,
+        what: &'static str,
+    },
     #[error("{file}: {source}")]
     Read {
         file: PathBuf,
@@ -79,6 +86,7 @@ impl IntakeError {
             IntakeError::Io(_) | IntakeError::Read { .. } => "io_failed",
             IntakeError::Store(e) => e.reason(),
             IntakeError::Changed { .. } => "file_changed",
+            IntakeError::Refused { reason, .. } => reason,
             IntakeError::Publish(_) => "inbox_unreachable",
         }
     }
@@ -130,6 +138,10 @@ pub struct RunSummary {
     pub reasons: BTreeMap<String, u64>,
     pub file_summaries: Vec<FileSummary>,
     pub failures: Vec<Failure>,
+    /// Inbox entries that are no delivery (links, FIFOs, folders, orphan markers, names
+    /// that are not UTF-8), named with why: never silently skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<inbox::Ignored>,
     pub fee_reports: Vec<String>,
     /// Peak resident memory of this process so far (KiB), from /proc/self/status.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,12 +227,15 @@ pub fn run_round(
     let mut summary = RunSummary::default();
     recover(env)?;
     summary.fee_reports.extend(rebuild_fee_reports(env)?);
-    let (ready, settling) = inbox::scan(&env.dirs.inbox, settle).map_err(at(&env.dirs.inbox))?;
+    let scan = inbox::scan(&env.dirs.inbox, settle).map_err(at(&env.dirs.inbox))?;
     Event::InboxScanned {
-        waiting: ready.len() + settling.len(),
+        waiting: scan.ready.len() + scan.settling.len(),
+        ignored: &scan.ignored,
     }
     .emit();
-    for path in ready {
+    summary.ignored = scan.ignored;
+    crashpoint::pause("scanned");
+    for path in scan.ready {
         let name = file_name(&path);
         if !gate.take(&name) {
             summary.deferred += 1;
@@ -230,6 +245,12 @@ pub fn run_round(
             Ok(s) => {
                 gate.taken(&name);
                 summary.add(s);
+            }
+            // Gone between the scan and the open: another process on this inbox took it.
+            Err(IntakeError::Io(e))
+                if e.source.kind() == std::io::ErrorKind::NotFound && e.path == path =>
+            {
+                tracing::info!(file = %name, "taken by another process meanwhile");
             }
             Err(e) => {
                 let store_down = matches!(e, IntakeError::Store(_));
@@ -378,18 +399,35 @@ pub fn hash_file(path: &Path) -> Result<String, IntakeError> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Hashes what passes through, to prove the file read for checking is the file hashed.
+/// Hashes and counts what passes through, to prove the file read for checking is the file
+/// hashed, and how long it was.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    read: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.read += n as u64;
         Ok(n)
     }
+}
+
+/// Opens an inbox file for the intake ([`inbox::Opened::open`]: no link followed, no FIFO
+/// waited on, nothing but a regular file of one name).
+fn open_inbox_file(path: &Path) -> Result<inbox::Opened, IntakeError> {
+    crashpoint::pause("before-open");
+    inbox::Opened::open(path).map_err(|e| match e {
+        inbox::OpenError::Refused { reason, what } => IntakeError::Refused {
+            file: path.to_path_buf(),
+            reason,
+            what,
+        },
+        inbox::OpenError::Io(e) => at(path)(e).into(),
+    })
 }
 
 /// Where an input goes: `dir/NAME`, or `dir/STEM.h.EXT` when a different file of the same name
@@ -474,10 +512,11 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     let span = tracing::info_span!("intake", file = %name);
     let _guard = span.enter();
 
-    let file = std::fs::File::open(path).map_err(at(path))?;
+    let opened = open_inbox_file(path)?;
     let mut hashing = HashingReader {
-        inner: std::io::BufReader::with_capacity(1 << 16, file),
+        inner: std::io::BufReader::with_capacity(1 << 16, &opened.file),
         hasher: Sha256::new(),
+        read: 0,
     };
     let mut reader = RecordReader::new(&mut hashing).map_err(|e| read_error(path, e))?;
     let encoding = reader.encoding();
@@ -562,10 +601,20 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     // The rest of the file (after a file-level problem) still counts for the hash.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(at(path))?;
     let sha256 = hex::encode(std::mem::take(&mut hashing.hasher).finalize());
+    let read = hashing.read;
     let short = &sha256[..12];
+    crashpoint::pause("file-read");
+    // What was checked must be what is committed and moved: a file written to or replaced
+    // while it was read is left in the inbox, nothing of it loaded (the transaction rolls
+    // back), and taken whole once it is complete.
+    if !opened.unchanged(path, read).map_err(at(path))? {
+        return Err(IntakeError::Changed {
+            file: path.to_path_buf(),
+        });
+    }
     if let Some(entry) = tx.known(&sha256)? {
         drop(tx);
-        return finish_known(env, path, &name, entry);
+        return finish_known(env, path, &opened, &name, entry);
     }
     tracing::info!(sha = %short, "file read");
 
@@ -685,7 +734,8 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     crashpoint::hit("after-commit");
 
     // 3. The move.
-    move_input(env, path, &dest)?;
+    crashpoint::pause("after-commit");
+    move_input(env, path, &opened, &sha256, &dest)?;
     crashpoint::hit("after-move");
     env.store.ledger_mark_moved(&sha256)?;
 
@@ -790,7 +840,7 @@ fn read_header<R: Read>(
                 hp.into_iter()
                     .map(|p| FileProblem {
                         reason: p.reason,
-                        column: Some(p.column),
+                        column: Some(p.column).filter(|c| !c.is_empty()),
                         offset: None,
                         line: None,
                         row: Some(1),
@@ -801,6 +851,13 @@ fn read_header<R: Read>(
         Err(DecodeError::Undecodable {
             offset, line, row, ..
         }) => Ok((None, vec![undecodable(offset, line, row)])),
+        Err(DecodeError::TooLong { row }) => Ok((
+            None,
+            vec![FileProblem {
+                row: Some(row),
+                ..FileProblem::of(Reason::RowTooLong)
+            }],
+        )),
         Err(DecodeError::Io(e)) => Err(IntakeError::Read {
             file: path.to_path_buf(),
             source: e,
@@ -825,15 +882,44 @@ fn read_error(path: &Path, e: DecodeError) -> IntakeError {
             source,
         },
         // Only reading can fail before any byte is decoded.
-        DecodeError::Undecodable { .. } => IntakeError::Read {
+        DecodeError::Undecodable { .. } | DecodeError::TooLong { .. } => IntakeError::Read {
             file: path.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
         },
     }
 }
 
-fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError> {
+/// Moves the file the intake read (`opened`, whose checked bytes hash to `sha256`) from the
+/// inbox to `dest`. The rename goes by path, so what it moved is checked against the
+/// descriptor: a file swapped in after the check goes back to the inbox to be taken on its
+/// own and `dest` gets the checked bytes from the descriptor; a file written to after the
+/// check goes back whole as a new delivery (its rows already loaded are then duplicates, the
+/// new ones are loaded) and `dest` keeps the checked bytes. Nothing is lost either way.
+fn move_input(
+    env: &Env<'_>,
+    path: &Path,
+    opened: &inbox::Opened,
+    sha256: &str,
+    dest: &Path,
+) -> Result<(), IntakeError> {
     fsutil::move_file(path, dest).map_err(at(path))?;
+    if !opened.is_at(dest).map_err(at(dest))? {
+        let back = put_back(env, dest, path)?;
+        copy_checked_bytes(opened, sha256, dest)?;
+        Event::FileChangedAfterCheck {
+            replaced: true,
+            redelivered_as: &file_name(&back),
+        }
+        .emit();
+    } else if !opened.same_content(opened.len()).map_err(at(dest))? {
+        let back = redeliver_copy(env, dest, path)?;
+        keep_checked_prefix(opened, sha256, dest)?;
+        Event::FileChangedAfterCheck {
+            replaced: false,
+            redelivered_as: &file_name(&back),
+        }
+        .emit();
+    }
     // Retention counts an original's period from when kenko took it, not from whatever time
     // the uploader left on it (a copy with times preserved can be years old). A file kenko
     // may not re-time (another owner) keeps its own; that never stops the intake.
@@ -857,6 +943,101 @@ fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError
     Ok(())
 }
 
+/// A free name in the inbox for a file going back: its own name, else `STEM.again-N.EXT`.
+fn free_inbox_name(env: &Env<'_>, path: &Path) -> PathBuf {
+    let name = file_name(path);
+    let plain = env.dirs.inbox.join(&name);
+    if plain.symlink_metadata().is_err() {
+        return plain;
+    }
+    let p = Path::new(&name);
+    let stem = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let ext = p
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1u32..)
+        .map(|n| env.dirs.inbox.join(format!("{stem}.again-{n}{ext}")))
+        .find(|p| p.symlink_metadata().is_err())
+        .expect("a free name")
+}
+
+/// Moves a file that was swapped in after the check from `dest` back into the inbox.
+fn put_back(env: &Env<'_>, dest: &Path, path: &Path) -> Result<PathBuf, IntakeError> {
+    let back = free_inbox_name(env, path);
+    fsutil::move_file(dest, &back).map_err(at(dest))?;
+    Ok(back)
+}
+
+/// Puts a copy of `dest` as it is now into the inbox: a file written to after its check is a
+/// new delivery.
+fn redeliver_copy(env: &Env<'_>, dest: &Path, path: &Path) -> Result<PathBuf, IntakeError> {
+    let back = free_inbox_name(env, path);
+    let mut src = std::fs::File::open(dest).map_err(at(dest))?;
+    fsutil::atomic_write_with(&back, 0o600, |w| std::io::copy(&mut src, w).map(|_| ()))
+        .map_err(at(&back))?;
+    Ok(back)
+}
+
+/// Writes the checked bytes, read again from the descriptor, to `dest` (whose file was
+/// swapped for another after the check). They must still hash to what was committed.
+fn copy_checked_bytes(
+    opened: &inbox::Opened,
+    sha256: &str,
+    dest: &Path,
+) -> Result<(), IntakeError> {
+    let mut h = Sha256::new();
+    let mut src = std::io::Read::take(&opened.file, opened.len());
+    std::io::Seek::rewind(&mut &opened.file).map_err(at(dest))?;
+    fsutil::atomic_write_with(dest, 0o600, |w| {
+        let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
+        loop {
+            let n = src.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            h.update(&buf[..n]);
+            std::io::Write::write_all(w, &buf[..n])?;
+        }
+    })
+    .map_err(at(dest))?;
+    if hex::encode(h.finalize()) != sha256 {
+        tracing::error!(file = %file_name(dest), "the original in processed/ differs from the bytes that were checked (the file was written to as well as replaced)");
+    }
+    Ok(())
+}
+
+/// Cuts `dest` (written to after its check) back to the checked length when its first bytes
+/// are still the checked ones (the usual case: rows appended); otherwise leaves it and says so.
+fn keep_checked_prefix(
+    opened: &inbox::Opened,
+    sha256: &str,
+    dest: &Path,
+) -> Result<(), IntakeError> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dest)
+        .map_err(at(dest))?;
+    let mut h = Sha256::new();
+    let mut src = std::io::Read::take(&f, opened.len());
+    let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
+    loop {
+        let n = src.read(&mut buf).map_err(at(dest))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    if hex::encode(h.finalize()) == sha256 {
+        f.set_len(opened.len()).map_err(at(dest))?;
+        f.sync_all().map_err(at(dest))?;
+    } else {
+        tracing::error!(file = %file_name(dest), "the original in processed/ differs from the bytes that were checked (it was rewritten, not appended to)");
+    }
+    Ok(())
+}
+
 /// A file whose bytes are already in the ledger: either a crash left its move undone, or it
 /// is the very S3 object version the ledger took (another agent on the same inbox committed
 /// it first, or a crash came after the commit): finish it; otherwise it is a re-delivery
@@ -864,6 +1045,7 @@ fn move_input(env: &Env<'_>, path: &Path, dest: &Path) -> Result<(), IntakeError
 fn finish_known(
     env: &mut Env<'_>,
     path: &Path,
+    opened: &inbox::Opened,
     name: &str,
     entry: LedgerEntry,
 ) -> Result<FileSummary, IntakeError> {
@@ -874,13 +1056,13 @@ fn finish_known(
     let same_delivery = origin.is_some() && entry.origin == origin;
     let (disposition, dest) = if (!entry.moved && entry.file_name == name) || same_delivery {
         let dest = env.dirs.root.join(&entry.destination);
-        move_input(env, path, &dest)?;
+        move_input(env, path, opened, &entry.sha256, &dest)?;
         env.store.ledger_mark_moved(&entry.sha256)?;
         Event::FileRecovered.emit();
         (Disposition::Recovered, dest)
     } else {
         let dest = destination(&env.dirs.processed.join("duplicates"), name, short);
-        move_input(env, path, &dest)?;
+        move_input(env, path, opened, &entry.sha256, &dest)?;
         Event::DuplicateSkipped {
             first_delivery: &entry.file_name,
         }
@@ -927,6 +1109,19 @@ fn check_rows<R: Read>(
             }) => {
                 out.problems.push(undecodable(offset, line, row));
                 return Ok(out);
+            }
+            // Skipped by the reader without being held: the row is returned, the rest goes on.
+            Err(DecodeError::TooLong { row }) => {
+                out.rows += 1;
+                out.rejections.push(Rejection {
+                    row,
+                    resident_no: None,
+                    issues: vec![Issue {
+                        reason: Reason::RowTooLong,
+                        column: None,
+                    }],
+                });
+                continue;
             }
             Err(DecodeError::Io(source)) => {
                 return Err(IntakeError::Read {

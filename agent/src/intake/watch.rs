@@ -269,10 +269,10 @@ pub fn round(
     if summary.store_down {
         return Ok(Round::StoreLost);
     }
-    let (ready, settling) = super::inbox::scan(&s.dirs.inbox, config.settle)
+    let scan = super::inbox::scan(&s.dirs.inbox, config.settle)
         .map_err(|e| IntakeError::from(crate::fsutil::at(&s.dirs.inbox)(e)))?;
-    backoff.forget_gone(&ready);
-    let settling = !settling.is_empty();
+    backoff.forget_gone(&scan.ready);
+    let settling = !scan.settling.is_empty();
     Ok(if backoff.is_empty() {
         Round::Done { settling }
     } else {

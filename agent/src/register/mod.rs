@@ -75,6 +75,10 @@ impl RegisterError {
                 ..
             }
             | RegisterError::Open { .. } => "register_unreadable",
+            RegisterError::Read {
+                source: DecodeError::TooLong { .. },
+                ..
+            } => "register_bad_row",
             RegisterError::Read { .. } => "register_undecodable",
             RegisterError::Header { .. } => "register_bad_header",
             RegisterError::Row { .. } | RegisterError::Rejected { .. } => "register_bad_row",

@@ -277,6 +277,23 @@ impl<'a> Checker<'a> {
         let mut issues = Vec::new();
         let is = &mut issues;
 
+        // 0. A control character is no field's format, and the store may not be able to hold
+        // it (PostgreSQL text cannot hold NUL): the row is returned, naming the fields.
+        for c in Column::ALL {
+            if header.position(c).is_some() && has_control_character(raw(c)) {
+                is.push(Issue::at(MALFORMED, c));
+            }
+        }
+        if !is.is_empty() {
+            let resident_no = Some(raw(C::ResidentNo))
+                .filter(|s| !has_control_character(s))
+                .and_then(|s| parse_resident_no(nfkc_trim(s)).ok());
+            return Err(RowErrors {
+                resident_no,
+                issues: std::mem::take(is),
+            });
+        }
+
         // 1. Each field on its own.
         let resident_no = field(
             is,
@@ -620,6 +637,18 @@ fn valid_if<'r>(
     } else {
         Err(MALFORMED)
     }
+}
+
+/// A C0 control other than tab, line feed and carriage return (a quoted field may hold line
+/// breaks), DEL, or a C1 control. Bytes, not chars: this runs on every field of every row, and
+/// each of these is one byte in UTF-8 but the C1 controls (`C2 80`..=`C2 9F`).
+pub fn has_control_character(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        (c < 0x20 && !matches!(c, b'\t' | b'\n' | b'\r'))
+            || c == 0x7f
+            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
 }
 
 fn parse_resident_no(s: Cow<'_, str>) -> Result<u64, Reason> {

@@ -49,6 +49,34 @@ fn unknown_cell(position: usize, cell: &str) -> String {
     )
 }
 
+/// Whether a header cell looks like a resident's value rather than a column name: a number
+/// of 4 digits or more (a 宛名番号, a My Number, a fee), a date (digits with `/`, `-`, `.` or
+/// 年月日, or an era letter), or a long run of kanji and kana (a name, an address). No
+/// contract column name is any of these.
+pub fn looks_like_a_value(cell: &str) -> bool {
+    // The cell may be a resident's value: the copy is zeroized.
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(cell.len()));
+    crate::normalize::compact_into(strip_bom(cell), &mut text);
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if digits >= 4 && text.chars().all(|c| c.is_ascii_digit() || c == '-') {
+        return true;
+    }
+    let era = text.starts_with(['R', 'H', 'S', 'T', 'M', '令', '平', '昭', '大', '明']);
+    if digits >= 2
+        && (digits >= 4 || era)
+        && text.chars().skip(usize::from(era)).all(|c| {
+            c.is_ascii_digit() || matches!(c, '/' | '-' | '.' | '年' | '月' | '日' | '和' | '成' | '正' | '治')
+        })
+    {
+        return true;
+    }
+    let letters = text
+        .chars()
+        .filter(|c| matches!(c, '\u{3040}'..='\u{30ff}' | '\u{4e00}'..='\u{9fff}' | '\u{3400}'..='\u{4dbf}'))
+        .count();
+    letters >= 8
+}
+
 /// One column of the intake file. Identity columns first, then the 16 fields of 別添2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Column {
@@ -216,8 +244,10 @@ impl Header {
         let mut index = [None; Column::COUNT];
         let mut problems = Vec::new();
         let mut width = 0;
+        let mut first_row_is_data = false;
         for (i, cell) in cells.into_iter().enumerate() {
             width = i + 1;
+            first_row_is_data |= looks_like_a_value(cell);
             match Column::from_header(cell) {
                 None => problems.push(HeaderProblem {
                     reason: Reason::UnknownColumn,
@@ -230,6 +260,14 @@ impl Header {
                 }),
                 Some(c) => index[c as usize] = Some(i),
             }
+        }
+        // Not one cell is a column name, and one looks like a value: the file starts with
+        // a data row. One problem says so, instead of a list of unknown and missing columns.
+        if index.iter().all(Option::is_none) && first_row_is_data {
+            return Err(vec![HeaderProblem {
+                reason: Reason::NoHeaderRow,
+                column: String::new(),
+            }]);
         }
         for c in Column::ALL {
             if c.is_required_column() && index[c as usize].is_none() {
@@ -401,13 +439,51 @@ mod tests {
             "20240510",
             "埼玉県越谷市七左町２丁目２０番２４号",
         ];
+        // The first row is data: one problem says so, with nothing of the row in it.
         let problems = Header::resolve(row).unwrap_err();
-        for p in &problems {
-            for v in row {
-                assert!(v.len() <= 2 || !p.column.contains(v), "{v} in {p:?}");
-            }
+        assert_eq!(
+            problems,
+            vec![HeaderProblem {
+                reason: Reason::NoHeaderRow,
+                column: String::new()
+            }]
+        );
+        // A header with one renamed column keeps the column-by-column report, by shape.
+        let mut cells: Vec<&str> = Column::ALL.iter().map(|c| c.ja()).collect();
+        cells[2] = "田村　大介";
+        let problems = Header::resolve(cells).unwrap_err();
+        assert_eq!(problems[0].reason, Reason::UnknownColumn);
+        assert_eq!(problems[0].column, "column 3 (5 characters: kanji, space)");
+        // Unknown cells that could be values are still never echoed.
+        let problems = Header::resolve(["宛名番号", "123456789018", "備考"]).unwrap_err();
+        assert!(problems.iter().all(|p| !p.column.contains("123456789018")));
+        assert!(problems
+            .iter()
+            .any(|p| p.column == "column 2 (12 characters: digits)"));
+    }
+
+    #[test]
+    fn values_are_told_from_column_names() {
+        for v in [
+            "100000003",
+            "123456789018",
+            "1234 5678 9018",
+            "20240510",
+            "2024/05/10",
+            "2024-5-1",
+            "令和6年5月10日",
+            "R6.5.10",
+            "Ｈ３１．４．３０",
+            "２０２４年５月１０日",
+            "埼玉県越谷市七左町２丁目２０番２４号",
+        ] {
+            assert!(looks_like_a_value(v), "{v}");
         }
-        assert_eq!(problems[0].column, "column 1 (9 characters: digits)");
-        assert_eq!(problems[2].column, "column 3 (5 characters: kanji, space)");
+        for c in Column::ALL {
+            assert!(!looks_like_a_value(c.ja()), "{c:?}");
+        }
+        for v in ["", "1", "12", "LOT-NO", "ロット番号", "田村　大介"] {
+            assert!(!looks_like_a_value(v), "{v}");
+        }
     }
 }

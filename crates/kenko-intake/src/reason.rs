@@ -17,8 +17,10 @@ pub enum Reason {
     DuplicateColumn,
     NoDataRows,
     DuplicateDelivery,
+    NoHeaderRow,
     // row level
     WrongFieldCount,
+    RowTooLong,
     MissingField,
     MalformedField,
     ImpossibleDate,
@@ -53,7 +55,9 @@ impl Reason {
         Reason::DuplicateColumn,
         Reason::NoDataRows,
         Reason::DuplicateDelivery,
+        Reason::NoHeaderRow,
         Reason::WrongFieldCount,
+        Reason::RowTooLong,
         Reason::MissingField,
         Reason::MalformedField,
         Reason::ImpossibleDate,
@@ -89,7 +93,9 @@ impl Reason {
             Reason::DuplicateColumn => "duplicate_column",
             Reason::NoDataRows => "no_data_rows",
             Reason::DuplicateDelivery => "duplicate_delivery",
+            Reason::NoHeaderRow => "no_header_row",
             Reason::WrongFieldCount => "wrong_field_count",
+            Reason::RowTooLong => "row_too_long",
             Reason::MissingField => "missing_field",
             Reason::MalformedField => "malformed_field",
             Reason::ImpossibleDate => "impossible_date",
@@ -136,7 +142,13 @@ impl Reason {
             Reason::DuplicateDelivery => {
                 "同じ内容のファイルが既に取り込まれているため、処理を省略しました"
             }
+            Reason::NoHeaderRow => {
+                "1行目が見出し行ではなくデータ行のようです。1行目に所定の列名の見出し行を入れてください"
+            }
             Reason::WrongFieldCount => "項目の数が見出し行の列数と一致しません",
+            Reason::RowTooLong => {
+                "行が長すぎます（1行65,536バイト・256項目まで）。改行や引用符（\"）の閉じ忘れがないか確認してください"
+            }
             Reason::MissingField => "必須の項目が入力されていません",
             Reason::MalformedField => {
                 "項目の形式が正しくありません。取込ファイルの様式に定める形式で入力してください"
@@ -186,7 +198,13 @@ impl Reason {
             Reason::DuplicateColumn => "the same column appears more than once in the header",
             Reason::NoDataRows => "the file has a header but no data rows",
             Reason::DuplicateDelivery => "the same bytes were already taken in; skipped",
+            Reason::NoHeaderRow => {
+                "the first row looks like data (digits, a date, a long name), not the header row"
+            }
             Reason::WrongFieldCount => "the row has more or fewer fields than the header",
+            Reason::RowTooLong => {
+                "the row is longer than 65,536 bytes or 256 fields (often an unclosed quote)"
+            }
             Reason::MissingField => "a required value is empty",
             Reason::MalformedField => "the value is not in the contract's format for the field",
             Reason::ImpossibleDate => "a well-formed date or month that does not exist",
@@ -239,6 +257,7 @@ impl Reason {
                 | Reason::DuplicateColumn
                 | Reason::NoDataRows
                 | Reason::DuplicateDelivery
+                | Reason::NoHeaderRow
         )
     }
 }
@@ -306,7 +325,7 @@ mod tests {
     #[test]
     fn file_level_reasons_come_first() {
         let n = Reason::ALL.iter().filter(|r| r.is_file_level()).count();
-        assert_eq!(n, 7);
+        assert_eq!(n, 8);
         assert!(Reason::ALL[..n].iter().all(|r| r.is_file_level()));
     }
 }

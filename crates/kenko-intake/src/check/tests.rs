@@ -737,3 +737,37 @@ fn facts_on_picks_the_oldest_version_not_yet_ended() {
     assert_eq!(name_on(Some(d(2023, 1, 1))), e.name);
     assert_eq!(name_on(None), e.name);
 }
+
+#[test]
+fn control_characters_are_malformed_fields_and_nothing_else_is_checked() {
+    let f = Fixture::new();
+    // A NUL in the doctor's name and in a remark (PostgreSQL text cannot hold NUL), an escape
+    // in the name, a C1 control in the address: each field named once, nothing else checked.
+    assert_eq!(
+        f.issues(&[
+            (Column::PrescreenDoctor, "山田\u{0}医師"),
+            (Column::Remarks1, "\u{0}"),
+            (Column::Name, "田村\u{1b}[2J"),
+            (Column::Address, "越谷市\u{85}"),
+            (Column::Fee, "x"),
+        ]),
+        vec![
+            (Reason::MalformedField, Some(Column::Name)),
+            (Reason::MalformedField, Some(Column::Address)),
+            (Reason::MalformedField, Some(Column::PrescreenDoctor)),
+            (Reason::MalformedField, Some(Column::Remarks1)),
+        ]
+    );
+    // The resident is still named when their number is clean.
+    let fields = row(&[(Column::Remarks2, "a\u{7f}b")]);
+    let err = f.checker().check(&fields).unwrap_err();
+    assert!(err.resident_no.is_some());
+    // Tabs and line breaks (a quoted remark may hold them) are not controls here.
+    assert!(f.issues(&[(Column::Remarks3, "一行目\r\n二行目\tです")]).is_empty());
+    for s in ["\u{0}", "a\u{1f}", "\u{7f}", "\u{80}", "\u{9f}"] {
+        assert!(has_control_character(s), "{s:?}");
+    }
+    for s in ["", "山田", "\t\n\r", "\u{a0}", "é", "\u{3000}"] {
+        assert!(!has_control_character(s), "{s:?}");
+    }
+}
