@@ -71,7 +71,8 @@ mod tests {
     #[test]
     fn a_forged_line_and_escape_codes_stay_on_one_line() {
         let mut w = OneLine(Vec::new());
-        let line = "INFO intake: file=a\n2026-12-07T00:00:00Z ERROR forged\u{1b}[2J\u{9b}31m.csv done\n";
+        let line =
+            "INFO intake: file=a\n2026-12-07T00:00:00Z ERROR forged\u{1b}[2J\u{9b}31m.csv done\n";
         w.write_all(line.as_bytes()).unwrap();
         let out = String::from_utf8(w.0).unwrap();
         assert_eq!(

@@ -190,7 +190,10 @@ fn main() -> ExitCode {
             match reason_of(&e) {
                 Some(reason) => {
                     tracing::error!(reason, error = format!("{e:#}"), "kenko-agent failed");
-                    eprintln!("kenko-agent: {} [reason: {reason}]", one_line(&format!("{e:#}")));
+                    eprintln!(
+                        "kenko-agent: {} [reason: {reason}]",
+                        one_line(&format!("{e:#}"))
+                    );
                 }
                 None => {
                     tracing::error!(error = format!("{e:#}"), "kenko-agent failed");

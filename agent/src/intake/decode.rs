@@ -443,9 +443,15 @@ mod tests {
         let recs = records(&data).unwrap();
         assert_eq!(recs[1][0].len(), MAX_RECORD_BYTES);
         data.insert(2, b'y');
-        assert!(matches!(records(&data), Err(DecodeError::TooLong { row: 2 })));
+        assert!(matches!(
+            records(&data),
+            Err(DecodeError::TooLong { row: 2 })
+        ));
         let fields = vec![","; MAX_FIELDS - 1].concat();
-        assert_eq!(records(format!("{fields}\n").as_bytes()).unwrap()[0].len(), MAX_FIELDS);
+        assert_eq!(
+            records(format!("{fields}\n").as_bytes()).unwrap()[0].len(),
+            MAX_FIELDS
+        );
         assert!(matches!(
             records(format!(",{fields}\n").as_bytes()),
             Err(DecodeError::TooLong { row: 1 })

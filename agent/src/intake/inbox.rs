@@ -289,7 +289,9 @@ impl Opened {
     pub fn same_content(&self, read: u64) -> std::io::Result<bool> {
         use std::os::unix::fs::MetadataExt;
         let now = self.file.metadata()?;
-        Ok(read == self.len && now.len() == self.len && (now.mtime(), now.mtime_nsec()) == self.mtime)
+        Ok(read == self.len
+            && now.len() == self.len
+            && (now.mtime(), now.mtime_nsec()) == self.mtime)
     }
 
     /// Whether `path` names this descriptor's file.
@@ -385,14 +387,20 @@ mod tests {
         std::os::unix::fs::symlink(&outside, &p).unwrap();
         assert!(matches!(
             Opened::open(&p),
-            Err(OpenError::Refused { reason: SYMLINK, .. })
+            Err(OpenError::Refused {
+                reason: SYMLINK,
+                ..
+            })
         ));
         std::fs::remove_file(&p).unwrap();
         // A FIFO with no writer: the open returns at once and is refused.
         nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
         assert!(matches!(
             Opened::open(&p),
-            Err(OpenError::Refused { reason: NOT_REGULAR, .. })
+            Err(OpenError::Refused {
+                reason: NOT_REGULAR,
+                ..
+            })
         ));
         std::fs::remove_file(&p).unwrap();
         std::fs::write(&p, "abc").unwrap();

@@ -253,7 +253,10 @@ pub fn run_round(
                 tracing::info!(file = %name, "taken by another process meanwhile");
             }
             Err(e) => {
-                let store_down = matches!(e, IntakeError::Store(_));
+                // A store error on one file (a row the database refused) stops nothing else;
+                // only a store that no longer answers ends the round.
+                let store_down =
+                    matches!(e, IntakeError::Store(_)) && env.store.dirty_months().is_err();
                 // A store that is gone is not this file's fault: no back-off for it.
                 let retry_in = if store_down { None } else { gate.failed(&name) };
                 Event::FileFailed {
@@ -951,7 +954,11 @@ fn free_inbox_name(env: &Env<'_>, path: &Path) -> PathBuf {
         return plain;
     }
     let p = Path::new(&name);
-    let stem = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let stem = p
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
     let ext = p
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))

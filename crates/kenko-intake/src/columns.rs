@@ -65,7 +65,11 @@ pub fn looks_like_a_value(cell: &str) -> bool {
     if digits >= 2
         && (digits >= 4 || era)
         && text.chars().skip(usize::from(era)).all(|c| {
-            c.is_ascii_digit() || matches!(c, '/' | '-' | '.' | '年' | '月' | '日' | '和' | '成' | '正' | '治')
+            c.is_ascii_digit()
+                || matches!(
+                    c,
+                    '/' | '-' | '.' | '年' | '月' | '日' | '和' | '成' | '正' | '治'
+                )
         })
     {
         return true;

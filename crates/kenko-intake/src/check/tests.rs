@@ -763,7 +763,9 @@ fn control_characters_are_malformed_fields_and_nothing_else_is_checked() {
     let err = f.checker().check(&fields).unwrap_err();
     assert!(err.resident_no.is_some());
     // Tabs and line breaks (a quoted remark may hold them) are not controls here.
-    assert!(f.issues(&[(Column::Remarks3, "一行目\r\n二行目\tです")]).is_empty());
+    assert!(f
+        .issues(&[(Column::Remarks3, "一行目\r\n二行目\tです")])
+        .is_empty());
     for s in ["\u{0}", "a\u{1f}", "\u{7f}", "\u{80}", "\u{9f}"] {
         assert!(has_control_character(s), "{s:?}");
     }
