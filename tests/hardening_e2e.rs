@@ -2,7 +2,7 @@
 //! without its header, an inbox entry swapped for a link or a FIFO between the scan and the
 //! open, a file that grows or is replaced while it is taken, names that try to forge log
 //! lines, a row of hundreds of megabytes, a NUL byte on PostgreSQL, a store failure on one
-//! file. Each reproduces a case of the hardening issue and fails on the code before it.
+//! file. Each reproduces a case an adversarial run found, and fails on the code before it.
 #![allow(
     clippy::unwrap_used,
     clippy::disallowed_methods,
@@ -570,4 +570,76 @@ fn a_nul_byte_is_a_malformed_field_on_postgresql_and_a_store_failure_stops_no_ot
     assert_eq!(json["loaded"], 1);
     assert_eq!(json["file_summaries"][0]["file"], "2026-11_c.csv");
     assert!(ws.inbox().join("2026-11_b.csv").exists());
+}
+
+/// A register extract of `residents`, as text lines (header first).
+fn register_lines(residents: &[kenko_sample::SampleResident]) -> Vec<String> {
+    let mut bytes = Vec::new();
+    kenko_sample::write_resident_csv(&mut bytes, residents).unwrap();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn stored_residents(ws: &Workspace) -> usize {
+    let mut store = kenko_store::open(&ws.database_url).unwrap();
+    let mut n = 0;
+    store.for_each_resident(&mut |_| n += 1).unwrap();
+    n
+}
+
+#[test]
+fn a_register_extract_that_shrinks_the_register_is_refused_unless_allowed() {
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(2_000, 9);
+    let lines = register_lines(&residents);
+    let write = |name: &str, lines: &[String]| {
+        let p = ws.dir.path().join(name);
+        std::fs::write(&p, format!("{}\n", lines.join("\n"))).unwrap();
+        p
+    };
+    // Header only, and cut at a line end after 99 residents: refused, the register unchanged.
+    for (name, keep) in [("header-only.csv", 1), ("truncated.csv", 100)] {
+        let p = write(name, &lines[..keep]);
+        let out = ws.run(&["residents", "import", p.to_str().unwrap()]);
+        assert!(!out.status.success(), "{name} was imported");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("[reason: register_shrinks]"), "{err}");
+        let removed = 2_000 - (keep - 1);
+        assert!(
+            err.contains(&format!(
+                "remove {removed} of the register's 2000 residents"
+            )),
+            "{err}"
+        );
+        assert_eq!(stored_residents(&ws), 2_000);
+    }
+    // 1% removed and 10 addresses changed: within the guard, and counted.
+    let mut fresh: Vec<String> = lines[..lines.len() - 20].to_vec();
+    for line in fresh.iter_mut().skip(1).take(10) {
+        let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+        f[5] = format!("{}1", f[5]);
+        *line = f.join(",");
+    }
+    let p = write("fresh.csv", &fresh);
+    let out = ws.run_ok(&["residents", "import", "--json", p.to_str().unwrap()]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        s,
+        serde_json::json!({"residents": 1980, "before": 2000, "added": 0, "removed": 20, "changed": 10})
+    );
+    // The operator who means it.
+    let p = write("truncated.csv", &lines[..100]);
+    let out = ws.run_ok(&[
+        "residents",
+        "import",
+        "--allow-shrink",
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["residents"], 99);
+    assert_eq!(s["removed"], 1881);
 }

@@ -93,6 +93,9 @@ struct IntakeSection {
     kms_key_arn: Option<String>,
     /// The stack named in the KMS encryption context [default: KENKO_STACK, else "default"].
     stack: Option<String>,
+    /// Most residents (in percent of the stored register) a full extract may remove before
+    /// it is refused (`register_shrinks`) [default: 5].
+    register_max_shrink_percent: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +157,8 @@ pub struct Config {
     pub inbox_schedule: Option<crate::intake::schedule::Schedule>,
     /// `[residency]`: the scheduled AWS residency audit of `run` (off by default).
     pub residency: ResidencyConfig,
+    /// `[intake] register_max_shrink_percent`: the register import's shrink guard.
+    pub register_max_shrink_percent: u8,
     /// `[retention]`: how long originals and records are kept, and the scheduled run.
     pub retention: crate::retention::RetentionConfig,
     /// The `[access]` section (resolved by `access::cli::settings`).
@@ -370,7 +375,20 @@ impl Config {
             .stack
             .or_else(stack_label)
             .unwrap_or_else(|| "default".into());
+        let register_max_shrink_percent = file
+            .intake
+            .register_max_shrink_percent
+            .unwrap_or(crate::register::DEFAULT_MAX_SHRINK_PERCENT);
+        if register_max_shrink_percent > 100 {
+            return Err(ConfigError::File {
+                path: flags.config.clone().unwrap_or_default(),
+                message: format!(
+                    "intake.register_max_shrink_percent: expected a percentage 0-100, got {register_max_shrink_percent}"
+                ),
+            });
+        }
         Ok(Config {
+            register_max_shrink_percent,
             kms_key_arn,
             key_stack,
             s3_inbox,

@@ -46,7 +46,13 @@ pub fn run(config: &Config, size: DemoSize, out: &mut dyn Write) -> anyhow::Resu
     }
     .generate();
     write_atomically(&register_csv, |w| sample::write_resident_csv(w, &residents))?;
-    let n = register::import(store.as_mut(), &key, &register_csv)?;
+    let n = register::import(
+        store.as_mut(),
+        &key,
+        &register_csv,
+        register::ShrinkGuard::default(),
+    )?
+    .residents;
     writeln!(
         out,
         "resident register: {n} synthetic residents imported from {}",

@@ -62,6 +62,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "store_query_failed",
     "store_url_invalid",
     "register_empty",
+    "register_shrinks",
     "register_unreadable",
     "register_undecodable",
     "register_bad_header",

@@ -14,8 +14,18 @@ use crate::register;
 #[derive(Debug, clap::Subcommand)]
 pub enum ResidentsCommand {
     /// Replace the stored register with an extract (atomically: a broken file changes nothing).
-    /// The history deltas kept for residents still in it stays.
-    Import { file: PathBuf },
+    /// The history deltas kept for residents still in it stays. An extract that removes more
+    /// than `[intake] register_max_shrink_percent` (default 5%) of the residents is refused.
+    Import {
+        file: PathBuf,
+        /// Import even when the extract removes more residents than the shrink guard allows
+        /// (a register cleaned of old entries, not a truncated file).
+        #[arg(long)]
+        allow_shrink: bool,
+        /// Print one JSON summary object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply a delta file of changes (異動: 転入, 転出, 死亡, 転居, 氏名変更, 個人番号変更, 付番,
     /// 訂正) in one transaction; rows already applied (by 連番) are skipped, a gap is refused.
     Apply {
@@ -53,12 +63,34 @@ pub enum IntakeCommand {
 
 pub fn residents(cmd: ResidentsCommand, config: &Config) -> anyhow::Result<ExitCode> {
     match cmd {
-        ResidentsCommand::Import { file } => {
+        ResidentsCommand::Import {
+            file,
+            allow_shrink,
+            json,
+        } => {
             let mut store = kenko_store::open(&config.database_url)?;
             let key = crate::keysource::data_key(config, store.as_mut())?;
-            let n = register::import(store.as_mut(), &key, &file)?;
-            tracing::info!(residents = n, "resident register replaced");
-            println!("imported {n} residents");
+            let guard = register::ShrinkGuard {
+                max_percent: config.register_max_shrink_percent,
+                allow: allow_shrink,
+            };
+            let s = register::import(store.as_mut(), &key, &file, guard)?;
+            tracing::info!(
+                residents = s.residents,
+                before = s.before,
+                added = s.added,
+                removed = s.removed,
+                changed = s.changed,
+                "resident register replaced"
+            );
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!(
+                    "imported {} residents (before {}: {} added, {} removed, {} changed)",
+                    s.residents, s.before, s.added, s.removed, s.changed
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         ResidentsCommand::Apply { file, json } => {

@@ -305,7 +305,7 @@ impl Opened {
     }
 
     /// The size it had when opened.
-    pub fn len(&self) -> u64 {
+    pub fn opened_len(&self) -> u64 {
         self.len
     }
 }

@@ -914,7 +914,7 @@ fn move_input(
             redelivered_as: &file_name(&back),
         }
         .emit();
-    } else if !opened.same_content(opened.len()).map_err(at(dest))? {
+    } else if !opened.same_content(opened.opened_len()).map_err(at(dest))? {
         let back = redeliver_copy(env, dest, path)?;
         keep_checked_prefix(opened, sha256, dest)?;
         Event::FileChangedAfterCheck {
@@ -994,7 +994,7 @@ fn copy_checked_bytes(
     dest: &Path,
 ) -> Result<(), IntakeError> {
     let mut h = Sha256::new();
-    let mut src = std::io::Read::take(&opened.file, opened.len());
+    let mut src = std::io::Read::take(&opened.file, opened.opened_len());
     std::io::Seek::rewind(&mut &opened.file).map_err(at(dest))?;
     fsutil::atomic_write_with(dest, 0o600, |w| {
         let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
@@ -1027,7 +1027,7 @@ fn keep_checked_prefix(
         .open(dest)
         .map_err(at(dest))?;
     let mut h = Sha256::new();
-    let mut src = std::io::Read::take(&f, opened.len());
+    let mut src = std::io::Read::take(&f, opened.opened_len());
     let mut buf = Zeroizing::new(vec![0u8; 1 << 16]);
     loop {
         let n = src.read(&mut buf).map_err(at(dest))?;
@@ -1037,7 +1037,7 @@ fn keep_checked_prefix(
         h.update(&buf[..n]);
     }
     if hex::encode(h.finalize()) == sha256 {
-        f.set_len(opened.len()).map_err(at(dest))?;
+        f.set_len(opened.opened_len()).map_err(at(dest))?;
         f.sync_all().map_err(at(dest))?;
     } else {
         tracing::error!(file = %file_name(dest), "the original in processed/ differs from the bytes that were checked (it was rewritten, not appended to)");

@@ -135,6 +135,7 @@ impl S3Inbox {
         _store: &mut dyn kenko_store::Store,
         _key: &crate::crypto::DataKey,
         _dirs: &super::Dirs,
+        _shrink: crate::register::ShrinkGuard,
     ) -> Result<Option<usize>, S3InboxError> {
         match self.0 {}
     }
@@ -431,6 +432,7 @@ impl S3Inbox {
         store: &mut dyn kenko_store::Store,
         key: &crate::crypto::DataKey,
         dirs: &super::Dirs,
+        shrink: crate::register::ShrinkGuard,
     ) -> Result<Option<usize>, S3InboxError> {
         let waiting: Vec<_> = self
             .rt
@@ -452,7 +454,8 @@ impl S3Inbox {
         let fetched = self.fetch_to(&latest.key, &local);
         let result = match fetched {
             Ok(Some((f, _))) => {
-                let imported = crate::register::import(store, key, &local);
+                let imported =
+                    crate::register::import(store, key, &local, shrink).map(|s| s.residents);
                 Some((f, imported))
             }
             Ok(None) => None,

@@ -70,6 +70,8 @@ pub struct Session {
     pub today: NaiveDate,
     /// The S3 inbox in front of `dirs.inbox`, when deliveries arrive in S3.
     pub s3: Option<S3Inbox>,
+    /// The shrink guard of the extracts the S3 inbox imports (never `--allow-shrink`).
+    pub shrink: crate::register::ShrinkGuard,
 }
 
 impl std::fmt::Debug for Session {
@@ -101,9 +103,13 @@ impl Session {
             .map(|uri| S3Inbox::open(uri, &kenko_api::aws::Endpoint::from_env()))
             .transpose()?;
         let dirs = config.dirs();
+        let shrink = crate::register::ShrinkGuard {
+            max_percent: config.register_max_shrink_percent,
+            allow: false,
+        };
         // In the cluster the register arrives in the bucket, before anything needs it.
         if let (Some(inbox), Register::Load) = (&s3, register) {
-            inbox.sync_register(store.as_mut(), &key, &dirs)?;
+            inbox.sync_register(store.as_mut(), &key, &dirs, shrink)?;
         }
         let register = match register {
             Register::Load => load_register(store.as_mut())?,
@@ -117,6 +123,7 @@ impl Session {
             dirs,
             today: config.today(),
             s3,
+            shrink,
         })
     }
 
@@ -124,7 +131,7 @@ impl Session {
     /// when the store holds a newer one (an import since).
     pub fn refresh_register(&mut self) -> Result<(), OpenError> {
         if let Some(inbox) = &self.s3 {
-            inbox.sync_register(self.store.as_mut(), &self.key, &self.dirs)?;
+            inbox.sync_register(self.store.as_mut(), &self.key, &self.dirs, self.shrink)?;
         }
         let generation = self.store.register_generation()?;
         if self.register.generation() != generation {

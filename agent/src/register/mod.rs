@@ -65,6 +65,72 @@ pub enum RegisterError {
     },
     #[error("{file}: another delta was applied to the register meanwhile; nothing was changed: apply this file again")]
     DeltaRaced { file: PathBuf },
+    #[error("{file}: the extract would remove {removed} of the register's {before} residents (added {added}, changed {changed}), more than the {max_percent}% allowed: is it truncated or header-only? Nothing was changed; if the removal is meant, import it with --allow-shrink")]
+    Shrinks {
+        file: PathBuf,
+        before: usize,
+        added: usize,
+        removed: usize,
+        changed: usize,
+        max_percent: u8,
+    },
+}
+
+/// How much smaller a full extract may make the register before it is refused: an extract
+/// cut short (at a line end, so every row is valid) or holding only its header would
+/// otherwise replace the register, and the next month's rows would all be returned as
+/// `resident_not_found`.
+#[derive(Debug, Clone, Copy)]
+pub struct ShrinkGuard {
+    /// Most residents an extract may remove, in percent of the stored register.
+    pub max_percent: u8,
+    /// `--allow-shrink`: the operator means it (a register cleaned of old entries).
+    pub allow: bool,
+}
+
+impl Default for ShrinkGuard {
+    fn default() -> Self {
+        ShrinkGuard {
+            max_percent: DEFAULT_MAX_SHRINK_PERCENT,
+            allow: false,
+        }
+    }
+}
+
+/// The default of `[intake] register_max_shrink_percent`.
+pub const DEFAULT_MAX_SHRINK_PERCENT: u8 = 5;
+
+/// What an import did to the register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    /// Residents in the register now.
+    pub residents: usize,
+    /// Residents in the register before.
+    pub before: usize,
+    /// In the extract, not in the register before.
+    pub added: usize,
+    /// In the register before, not in the extract.
+    pub removed: usize,
+    /// In both, with a fact changed (name, address, My Number, sex, birth date, loss).
+    pub changed: usize,
+}
+
+/// A fingerprint of a resident's stored facts, to count changed residents without keeping
+/// their tokens twice in memory (16 bytes a resident while an import runs).
+#[allow(clippy::too_many_arguments, reason = "the facts, one by one")]
+fn facts_fingerprint(
+    mynumber: Option<&[u8]>,
+    name: &[u8],
+    sex: i16,
+    birth: &str,
+    address: &[u8],
+    loss_kind: Option<i16>,
+    loss_on: Option<&str>,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    (mynumber, name, sex, birth, address, loss_kind, loss_on).hash(&mut h);
+    h.finish()
 }
 
 impl RegisterError {
@@ -86,6 +152,7 @@ impl RegisterError {
             RegisterError::Empty => "register_empty",
             RegisterError::DeltaGap { .. } => "register_delta_gap",
             RegisterError::DeltaRaced { .. } => "register_delta_raced",
+            RegisterError::Shrinks { .. } => "register_shrinks",
         }
     }
 }
@@ -124,12 +191,38 @@ pub(super) fn open_checked(
     Ok(reader)
 }
 
-/// Imports a register extract, replacing the stored register in one transaction.
-pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize, RegisterError> {
+/// Imports a register extract, replacing the stored register in one transaction, unless it
+/// removes more residents than `guard` allows (then nothing changes).
+pub fn import(
+    store: &mut dyn Store,
+    key: &DataKey,
+    file: &Path,
+    guard: ShrinkGuard,
+) -> Result<ImportSummary, RegisterError> {
     let read_err = read_error(file);
     let mut reader = open_checked(file, &COLUMNS, |cells| {
         register_extract::check_header(cells)
     })?;
+    // The register as it is, by fingerprint: what the extract adds, removes and changes.
+    let mut previous: FxHashMap<i64, u64> = FxHashMap::default();
+    store.for_each_resident(&mut |r| {
+        previous.insert(
+            r.resident_no,
+            facts_fingerprint(
+                r.mynumber_token,
+                r.name_token,
+                r.sex,
+                r.birth,
+                r.address_token,
+                r.loss_kind,
+                r.loss_on,
+            ),
+        );
+    })?;
+    let mut summary = ImportSummary {
+        before: previous.len(),
+        ..ImportSummary::default()
+    };
     // The iterator hands rows to the store as it reads them, so memory stays flat; an error
     // part-way aborts the store's transaction.
     let mut failure: Option<RegisterError> = None;
@@ -138,12 +231,45 @@ pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize
             return None;
         }
         match reader.advance() {
-            Ok(false) => None,
+            Ok(false) => {
+                // The end: refused here, before the store commits, when it removes too much.
+                summary.removed = previous.len();
+                let too_many =
+                    summary.removed * 100 > summary.before * usize::from(guard.max_percent);
+                if too_many && !guard.allow {
+                    failure = Some(RegisterError::Shrinks {
+                        file: file.to_path_buf(),
+                        before: summary.before,
+                        added: summary.added,
+                        removed: summary.removed,
+                        changed: summary.changed,
+                        max_percent: guard.max_percent,
+                    });
+                    return Some(Err(String::new()));
+                }
+                None
+            }
             Ok(true) => {
                 let row = reader.row();
                 let fields = reader.fields();
                 match parse_row(key, &fields, row) {
-                    Ok(r) => Some(Ok(r)),
+                    Ok(r) => {
+                        let now = facts_fingerprint(
+                            r.mynumber_token.as_ref().map(|t| &t[..]),
+                            &r.name_token[..],
+                            r.sex,
+                            &r.birth,
+                            &r.address_token[..],
+                            r.loss_kind,
+                            r.loss_on.as_deref(),
+                        );
+                        match previous.remove(&r.resident_no) {
+                            None => summary.added += 1,
+                            Some(before) if before != now => summary.changed += 1,
+                            Some(_) => {}
+                        }
+                        Some(Ok(r))
+                    }
                     Err(FieldProblem { field, expected }) => {
                         failure = Some(RegisterError::Row {
                             file: file.to_path_buf(),
@@ -166,7 +292,10 @@ pub fn import(store: &mut dyn Store, key: &DataKey, file: &Path) -> Result<usize
         return Err(f);
     }
     match result {
-        Ok(n) => Ok(n),
+        Ok(n) => Ok(ImportSummary {
+            residents: n,
+            ..summary
+        }),
         Err(ReplaceError::Store(e)) => Err(e.into()),
         Err(ReplaceError::Input(message)) => Err(RegisterError::Rejected {
             file: file.to_path_buf(),
