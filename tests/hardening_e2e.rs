@@ -643,3 +643,88 @@ fn a_register_extract_that_shrinks_the_register_is_refused_unless_allowed() {
     assert_eq!(s["residents"], 99);
     assert_eq!(s["removed"], 1881);
 }
+
+#[test]
+fn an_import_during_an_intake_fails_its_commit_and_the_file_is_checked_again() {
+    for ws in [Workspace::sqlite(), Workspace::postgres()] {
+        let residents = ws.import_residents(300, 5);
+        let g = generate(&residents, 100, SampleEncoding::Utf8, 0.0, 1);
+        let path = ws.deliver("2026-11_a.csv", &g.bytes);
+        // A fresh extract in which every address changed: the file's rows no longer match.
+        let mut lines = register_lines(&residents);
+        for line in lines.iter_mut().skip(1) {
+            let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+            f[5] = format!("{}1", f[5]);
+            *line = f.join(",");
+        }
+        let extract = ws.dir.path().join("moved.csv");
+        std::fs::write(&extract, format!("{}\n", lines.join("\n"))).unwrap();
+        // The intake has loaded the register it checks against; the import completes now.
+        let p = pause_at(&ws, "scanned");
+        ws.run_ok(&["residents", "import", extract.to_str().unwrap()]);
+        let (json, _) = p.go();
+        assert_eq!(
+            json["failures"][0]["reason"], "register_changed",
+            "{json:#}"
+        );
+        assert_eq!(record_count(&ws), 0);
+        assert!(ledger_rows(&ws).is_empty());
+        assert!(path.exists());
+        // Checked again, against the register now in force.
+        let json = ws.run_once_json();
+        assert_eq!(json["accepted"], 0, "{json:#}");
+        assert_eq!(json["reasons"]["address_mismatch"], 100);
+        let entry = &ledger_rows(&ws)[0];
+        assert!(entry.register_generation.is_some());
+    }
+}
+
+/// Kills `run-once` at a crash point.
+fn kill_at(ws: &Workspace, point: &str) {
+    let mut child = ws
+        .cmd()
+        .env("KENKO_TEST_CRASHPOINT", point)
+        .args(["intake", "run-once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reached = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .any(|l| l.unwrap() == format!("kenko-crashpoint: {point}"));
+    assert!(reached, "never reached {point}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn on_one_database_an_agent_recovers_only_the_files_it_holds() {
+    let a = Workspace::postgres();
+    let residents = a.import_residents(300, 5);
+    let b = a.another_agent();
+    let g = generate(&residents, 100, SampleEncoding::Utf8, 0.0, 1);
+    a.deliver("2026-11_a.csv", &g.bytes);
+    // A commits and dies before its move.
+    kill_at(&a, "after-commit");
+    assert!(!ledger_rows(&a)[0].moved);
+    // B's round: A's file is not in B's inbox, and that is none of B's business.
+    b.run_once_json();
+    assert!(!ledger_rows(&a)[0].moved, "B marked A's entry moved");
+    // The same bytes delivered to B are a second delivery, not B's to finish.
+    b.deliver("2026-11_a.csv", &g.bytes);
+    let json = b.run_once_json();
+    assert_eq!(json["duplicates"], 1, "{json:#}");
+    assert!(!ledger_rows(&a)[0].moved);
+    // A, restarted, finishes its own move, and has the month's fee summary.
+    let json = a.run_once_json();
+    assert_eq!(json["recovered"], 1, "{json:#}");
+    assert!(a.data.join("processed/2026-11_a.csv").exists());
+    assert!(!a.data.join("processed/duplicates").exists());
+    let entry = &ledger_rows(&a)[0];
+    assert!(entry.moved);
+    assert_eq!(entry.destination, "processed/2026-11_a.csv");
+    let fees: Vec<_> = std::fs::read_dir(a.data.join("reports/fees"))
+        .unwrap()
+        .collect();
+    assert_eq!(fees.len(), 1, "A has no fee summary");
+}

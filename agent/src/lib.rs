@@ -61,6 +61,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "store_migration_failed",
     "store_query_failed",
     "store_url_invalid",
+    "register_changed",
     "register_empty",
     "register_shrinks",
     "register_unreadable",

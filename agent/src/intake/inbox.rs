@@ -50,6 +50,24 @@ impl Dirs {
         Ok(())
     }
 
+    /// This data directory's holder id: which agent's local inbox a ledger entry's file is
+    /// in, so that with one database under several agents only the holder finishes or
+    /// recovers a move. Random, made once (`keys/holder-id`), kept with the directory.
+    pub fn holder(&self) -> std::io::Result<String> {
+        let path = self.keys.join("holder-id");
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut bytes = [0u8; 12];
+        getrandom::getrandom(&mut bytes).map_err(std::io::Error::other)?;
+        let id = hex::encode(bytes);
+        crate::fsutil::atomic_write(&path, format!("{id}\n").as_bytes())?;
+        Ok(id)
+    }
+
     /// A path relative to the data directory, for reports and logs.
     pub fn relative(&self, p: &Path) -> String {
         p.strip_prefix(&self.root)

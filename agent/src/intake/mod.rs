@@ -291,7 +291,13 @@ pub fn run_round(
 /// move and the mark). Entries whose input is still in the inbox are finished by
 /// `process_file` when it meets the file.
 pub fn recover(env: &mut Env<'_>) -> Result<(), IntakeError> {
+    let holder = env.dirs.holder().map_err(at(&env.dirs.keys))?;
     for e in env.store.ledger_unmoved()? {
+        // Another agent's local file (one database under several agents): its own recovery
+        // finishes it; that the file is not in this inbox says nothing.
+        if e.origin.is_none() && e.holder.as_ref().is_some_and(|h| *h != holder) {
+            continue;
+        }
         if !env.dirs.inbox.join(&e.file_name).exists()
             || env.dirs.root.join(&e.destination).exists()
         {
@@ -302,10 +308,30 @@ pub fn recover(env: &mut Env<'_>) -> Result<(), IntakeError> {
     Ok(())
 }
 
-/// Rewrites the fee summary of every month marked dirty; returns the paths written.
+/// Rewrites the fee summary of every month marked dirty, and writes any month's this data
+/// directory lacks (another agent on the same database may have rebuilt and cleared it);
+/// returns the paths written.
 pub fn rebuild_fee_reports(env: &mut Env<'_>) -> Result<Vec<String>, IntakeError> {
     let mut written = Vec::new();
-    for month in env.store.dirty_months()? {
+    let mut months = env.store.dirty_months()?;
+    let dirty = months.len();
+    for m in env.store.fee_months()? {
+        if !months.contains(&m) && !report::fee_report_path(&env.dirs.reports, &m).exists() {
+            months.push(m);
+        }
+    }
+    for (i, month) in months.into_iter().enumerate() {
+        if i >= dirty {
+            let lines = env.store.fee_summary(&month)?;
+            let path = report::fee_report_path(&env.dirs.reports, &month);
+            let bytes = report::fee_report_bytes(&lines);
+            fsutil::atomic_write(&path, &bytes).map_err(at(&path))?;
+            if let Some(out) = env.publish {
+                out.fee_report(&env.dirs.relative(&path), &bytes)?;
+            }
+            written.push(env.dirs.relative(&path));
+            continue;
+        }
         let lines = env.store.fee_summary(&month)?;
         let path = report::fee_report_path(&env.dirs.reports, &month);
         crashpoint::hit("before-fee-report");
@@ -727,6 +753,8 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         destination: summary.destination.clone(),
         moved: false,
         origin: s3inbox::origin_of(path),
+        register_generation: Some(env.register.generation()),
+        holder: Some(env.dirs.holder().map_err(at(&env.dirs.keys))?),
     };
     if file_rejected {
         drop(tx);
@@ -1061,7 +1089,14 @@ fn finish_known(
         serde_json::from_str(&entry.reasons_json).unwrap_or_default();
     let origin = s3inbox::origin_of(path);
     let same_delivery = origin.is_some() && entry.origin == origin;
-    let (disposition, dest) = if (!entry.moved && entry.file_name == name) || same_delivery {
+    // Only the agent whose inbox held the file finishes its move; the same bytes in another
+    // agent's inbox are a second delivery.
+    let ours = match &entry.holder {
+        None => true,
+        Some(h) => *h == env.dirs.holder().map_err(at(&env.dirs.keys))?,
+    };
+    let (disposition, dest) = if (!entry.moved && entry.file_name == name && ours) || same_delivery
+    {
         let dest = env.dirs.root.join(&entry.destination);
         move_input(env, path, opened, &entry.sha256, &dest)?;
         env.store.ledger_mark_moved(&entry.sha256)?;

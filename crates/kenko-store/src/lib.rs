@@ -39,6 +39,10 @@ pub enum StoreError {
     },
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
+    /// The register was replaced or changed by a delta after the file was checked against
+    /// it: the commit would record outcomes the current register may not give.
+    #[error("the resident register changed while the file was being checked (generation {checked}, now {now}); nothing of the file was committed, and it is checked again against the new register")]
+    RegisterChanged { checked: i64, now: i64 },
 }
 
 impl StoreError {
@@ -48,6 +52,7 @@ impl StoreError {
             StoreError::Migrate(_) => "store_migration_failed",
             StoreError::Query { .. } => "store_query_failed",
             StoreError::UnsupportedUrl(_) => "store_url_invalid",
+            StoreError::RegisterChanged { .. } => "register_changed",
         }
     }
 
@@ -312,12 +317,29 @@ pub struct LedgerEntry {
     /// Where the delivery came from when not a local file: `s3://BUCKET/KEY`, its version id
     /// and ETag (JSON, from the S3 inbox), so a restart knows this object version was taken.
     pub origin: Option<String>,
+    /// The register generation ([`Store::register_generation`]) the file was checked against;
+    /// the commit fails when the store's is another by then. `None` in rows written before
+    /// schema version 4.
+    pub register_generation: Option<i64>,
+    /// Which agent's local inbox held the file (its data directory's holder id): with one
+    /// database under several agents, only the holder finishes or recovers the file's move.
+    /// `None` in rows written before schema version 4.
+    pub holder: Option<String>,
+}
+
+/// Checks that the register generation a file was checked against is the store's `now`.
+pub(crate) fn same_register(e: &LedgerEntry, now: i64) -> Result<()> {
+    match e.register_generation {
+        Some(checked) if checked != now => Err(StoreError::RegisterChanged { checked, now }),
+        _ => Ok(()),
+    }
 }
 
 /// The schema version this build writes; an older database is migrated at open, a newer one
 /// is refused (an older agent must not write a schema it does not know).
-/// Version 3 added `resident_history` (and the delta sequence in the metadata).
-pub const SCHEMA_VERSION: i64 = 3;
+/// Version 3 added `resident_history` (and the delta sequence in the metadata); version 4 the
+/// ledger's `register_generation` and `holder`.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The stored schema version, refused when it is newer than this build's.
 pub(crate) fn check_schema_version(stored: &str) -> Result<i64> {
@@ -435,6 +457,10 @@ pub trait Store: Send {
     /// The fee summary of a claim month, sorted by institution then vaccine (kept as running
     /// totals, updated in each intake's transaction).
     fn fee_summary(&mut self, month: &str) -> Result<Vec<FeeLine>>;
+
+    /// Every claim month with fee totals, sorted (to rebuild a data directory's missing fee
+    /// summaries when several agents share the database).
+    fn fee_months(&mut self) -> Result<Vec<String>>;
 
     /// Every record as a canonical text line (no ids, no times, no key-dependent bytes),
     /// sorted: for comparing stores in tests. The My Number appears only as the lengths of

@@ -110,7 +110,20 @@ const BUMP_GENERATION: &str =
     "UPDATE kenko_meta SET value = (value::bigint + 1)::text WHERE key = 'register_generation'";
 
 const LEDGER_COLUMNS: &str =
-    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin";
+    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin, register_generation, holder";
+
+/// The register generation, with a share lock on its row until the transaction ends: an
+/// import or delta (which updates the row) waits for this commit, or this read waits for
+/// theirs and sees the new generation.
+fn generation_locked(tx: &mut postgres::Transaction<'_>) -> Result<i64> {
+    let row = tx
+        .query_one(
+            "SELECT value::bigint FROM kenko_meta WHERE key = 'register_generation' FOR SHARE",
+            &[],
+        )
+        .map_err(q("read register generation"))?;
+    Ok(row.get(0))
+}
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -134,6 +147,8 @@ fn ledger_from_row(row: &postgres::Row) -> Result<LedgerEntry> {
         destination: row.get(8),
         moved: row.get(9),
         origin: row.get(10),
+        register_generation: row.get(11),
+        holder: row.get(12),
     })
 }
 
@@ -167,6 +182,14 @@ impl PostgresStore {
         if version < 3 {
             tx.batch_execute(MIGRATION_3)
                 .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        }
+        if version < 4 {
+            tx.batch_execute(
+                "ALTER TABLE intake_ledger ADD COLUMN IF NOT EXISTS register_generation BIGINT; \
+                 ALTER TABLE intake_ledger ADD COLUMN IF NOT EXISTS holder TEXT; \
+                 UPDATE kenko_meta SET value = '4' WHERE key = 'schema_version';",
+            )
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         }
         tx.commit()
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
@@ -490,26 +513,35 @@ impl Store for PostgresStore {
     }
 
     fn ledger_insert_rejected(&mut self, e: &LedgerEntry) -> Result<()> {
-        self.client
-            .execute(
-                "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
-                 rejected, reasons_json, disposition, moved, finished_at, origin) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, now(), $10) \
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(q("begin rejected ledger entry"))?;
+        let now = generation_locked(&mut tx)?;
+        crate::same_register(e, now)?;
+        tx.execute(
+            "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
+                 rejected, reasons_json, disposition, moved, finished_at, origin, \
+                 register_generation, holder) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, now(), $10, $11, $12) \
                  ON CONFLICT (sha256) DO NOTHING",
-                &[
-                    &e.sha256,
-                    &e.file_name,
-                    &e.status.as_str(),
-                    &e.encoding,
-                    &e.rows,
-                    &e.accepted,
-                    &e.rejected,
-                    &e.reasons_json,
-                    &e.destination,
-                    &e.origin,
-                ],
-            )
-            .map_err(q("insert rejected ledger entry"))?;
+            &[
+                &e.sha256,
+                &e.file_name,
+                &e.status.as_str(),
+                &e.encoding,
+                &e.rows,
+                &e.accepted,
+                &e.rejected,
+                &e.reasons_json,
+                &e.destination,
+                &e.origin,
+                &e.register_generation,
+                &e.holder,
+            ],
+        )
+        .map_err(q("insert rejected ledger entry"))?;
+        tx.commit().map_err(q("commit rejected ledger entry"))?;
         Ok(())
     }
 
@@ -532,6 +564,17 @@ impl Store for PostgresStore {
             inserted: Bloom::new(),
             optimistic: true,
         }))
+    }
+
+    fn fee_months(&mut self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT DISTINCT claim_month FROM fee_totals ORDER BY claim_month",
+                &[],
+            )
+            .map_err(q("read fee months"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn dirty_months(&mut self) -> Result<Vec<String>> {
@@ -1135,10 +1178,12 @@ impl IntakeTx for PostgresIntake<'_> {
         let PostgresIntake {
             mut tx, intake_id, ..
         } = *self;
+        let now = generation_locked(&mut tx)?;
+        crate::same_register(e, now)?;
         tx.execute(
             "UPDATE intake_ledger SET status = $2, encoding = $3, rows = $4, accepted = $5, \
              rejected = $6, reasons_json = $7, disposition = $8, finished_at = now(), \
-             sha256 = $9, origin = $10 WHERE id = $1",
+             sha256 = $9, origin = $10, register_generation = $11, holder = $12 WHERE id = $1",
             &[
                 &intake_id,
                 &e.status.as_str(),
@@ -1150,6 +1195,8 @@ impl IntakeTx for PostgresIntake<'_> {
                 &e.destination,
                 &e.sha256,
                 &e.origin,
+                &e.register_generation,
+                &e.holder,
             ],
         )
         .map_err(q("complete ledger entry"))?;

@@ -226,6 +226,14 @@ impl SqliteStore {
             conn.execute_batch("UPDATE meta SET value = '3' WHERE key = 'schema_version';")
                 .map_err(migrate)?;
         }
+        if version < 4 {
+            conn.execute_batch(
+                "ALTER TABLE intake_ledger ADD COLUMN register_generation INTEGER; \
+                 ALTER TABLE intake_ledger ADD COLUMN holder TEXT; \
+                 UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+            )
+            .map_err(migrate)?;
+        }
         conn.execute_batch("COMMIT").map_err(migrate)?;
         Ok(SqliteStore { conn })
     }
@@ -246,11 +254,22 @@ fn ledger_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerEntry> {
         destination: row.get(8)?,
         moved: row.get::<_, i64>(9)? != 0,
         origin: row.get(10)?,
+        register_generation: row.get(11)?,
+        holder: row.get(12)?,
     })
 }
 
 const LEDGER_COLUMNS: &str =
-    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin";
+    "sha256, file_name, status, encoding, rows, accepted, rejected, reasons_json, disposition, moved, origin, register_generation, holder";
+
+fn generation_in(conn: &rusqlite::Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'register_generation'",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(q("read register generation"))
+}
 
 const BUMP_GENERATION: &str =
     "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'register_generation'";
@@ -515,27 +534,36 @@ impl Store for SqliteStore {
     }
 
     fn ledger_insert_rejected(&mut self, e: &LedgerEntry) -> Result<()> {
-        self.conn
-            .execute(
-                "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
-                 rejected, reasons_json, disposition, moved, started_at, finished_at, origin) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, ?11) \
+        // IMMEDIATE: no import can change the register between the check and the insert.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q("begin rejected ledger entry"))?;
+        crate::same_register(e, generation_in(&tx)?)?;
+        tx.execute(
+            "INSERT INTO intake_ledger (sha256, file_name, status, encoding, rows, accepted, \
+                 rejected, reasons_json, disposition, moved, started_at, finished_at, origin, \
+                 register_generation, holder) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?10, ?11, ?12, ?13) \
                  ON CONFLICT (sha256) DO NOTHING",
-                params![
-                    e.sha256,
-                    e.file_name,
-                    e.status.as_str(),
-                    e.encoding,
-                    e.rows,
-                    e.accepted,
-                    e.rejected,
-                    e.reasons_json,
-                    e.destination,
-                    now(),
-                    e.origin
-                ],
-            )
-            .map_err(q("insert rejected ledger entry"))?;
+            params![
+                e.sha256,
+                e.file_name,
+                e.status.as_str(),
+                e.encoding,
+                e.rows,
+                e.accepted,
+                e.rejected,
+                e.reasons_json,
+                e.destination,
+                now(),
+                e.origin,
+                e.register_generation,
+                e.holder
+            ],
+        )
+        .map_err(q("insert rejected ledger entry"))?;
+        tx.commit().map_err(q("commit rejected ledger entry"))?;
         Ok(())
     }
 
@@ -553,6 +581,18 @@ impl Store for SqliteStore {
         .map_err(q("insert ledger entry"))?;
         let intake_id = tx.last_insert_rowid();
         Ok(Box::new(SqliteIntake { tx, intake_id }))
+    }
+
+    fn fee_months(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT claim_month FROM fee_totals ORDER BY claim_month")
+            .map_err(q("prepare fee months"))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(q("read fee months"))?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(q("read fee months"))
     }
 
     fn dirty_months(&mut self) -> Result<Vec<String>> {
@@ -873,10 +913,13 @@ impl IntakeTx for SqliteIntake<'_> {
 
     fn commit(self: Box<Self>, e: &LedgerEntry, fees: &[FeeLine]) -> Result<()> {
         let SqliteIntake { tx, intake_id } = *self;
+        // The transaction holds the write lock since it began: the generation read here is
+        // the one the commit lands on.
+        crate::same_register(e, generation_in(&tx)?)?;
         tx.execute(
             "UPDATE intake_ledger SET status = ?2, encoding = ?3, rows = ?4, accepted = ?5, \
              rejected = ?6, reasons_json = ?7, disposition = ?8, finished_at = ?9, sha256 = ?10, \
-             origin = ?11 WHERE id = ?1",
+             origin = ?11, register_generation = ?12, holder = ?13 WHERE id = ?1",
             params![
                 intake_id,
                 e.status.as_str(),
@@ -888,7 +931,9 @@ impl IntakeTx for SqliteIntake<'_> {
                 e.destination,
                 now(),
                 e.sha256,
-                e.origin
+                e.origin,
+                e.register_generation,
+                e.holder
             ],
         )
         .map_err(q("complete ledger entry"))?;

@@ -93,6 +93,8 @@ fn entry(sha: &str, accepted: i64) -> LedgerEntry {
         destination: format!("processed/{sha}.csv"),
         moved: false,
         origin: None,
+        register_generation: None,
+        holder: None,
     }
 }
 
