@@ -227,12 +227,25 @@ impl SqliteStore {
                 .map_err(migrate)?;
         }
         if version < 4 {
-            conn.execute_batch(
-                "ALTER TABLE intake_ledger ADD COLUMN register_generation INTEGER; \
-                 ALTER TABLE intake_ledger ADD COLUMN holder TEXT; \
-                 UPDATE meta SET value = '4' WHERE key = 'schema_version';",
-            )
-            .map_err(migrate)?;
+            // SQLite has no ADD COLUMN IF NOT EXISTS: a column already there (a migration
+            // that ran before its version was recorded) is left as it is.
+            let has: Vec<String> = conn
+                .prepare("SELECT name FROM pragma_table_info('intake_ledger')")
+                .and_then(|mut st| {
+                    st.query_map([], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .map_err(migrate)?;
+            for (column, ty) in [("register_generation", "INTEGER"), ("holder", "TEXT")] {
+                if !has.iter().any(|c| c == column) {
+                    conn.execute_batch(&format!(
+                        "ALTER TABLE intake_ledger ADD COLUMN {column} {ty};"
+                    ))
+                    .map_err(migrate)?;
+                }
+            }
+            conn.execute_batch("UPDATE meta SET value = '4' WHERE key = 'schema_version';")
+                .map_err(migrate)?;
         }
         conn.execute_batch("COMMIT").map_err(migrate)?;
         Ok(SqliteStore { conn })

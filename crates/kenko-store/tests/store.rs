@@ -875,7 +875,7 @@ fn a_database_from_before_the_history_opens_and_gets_the_table() {
             let mut store = kenko_store::open(url).unwrap();
             assert_eq!(
                 store.meta("schema_version").unwrap().as_deref(),
-                Some("3"),
+                Some("4"),
                 "{url}"
             );
             assert_eq!(register(&mut *store).len(), 2, "{url}: the register kept");
@@ -923,5 +923,41 @@ fn history_counts_as_data_held_under_the_key() {
         assert!(store.holds_data().unwrap(), "{url}: the history is data");
         sql("DELETE FROM resident_history");
         assert!(!store.holds_data().unwrap(), "{url}");
+    }
+}
+
+#[test]
+fn a_commit_checked_against_an_older_register_is_refused_and_changes_nothing() {
+    let stores = Stores::new("register_changed");
+    for url in &stores.urls {
+        let mut store = kenko_store::open(url).unwrap();
+        store
+            .replace_residents(&mut (1..=2).map(|i| Ok(person(i, 1))))
+            .unwrap();
+        let checked = store.register_generation().unwrap();
+        store
+            .replace_residents(&mut (1..=3).map(|i| Ok(person(i, 1))))
+            .unwrap();
+        let now = store.register_generation().unwrap();
+        assert_ne!(checked, now);
+        let mut e = entry("dddd", 0);
+        e.register_generation = Some(checked);
+        let tx = store.begin_intake("d.csv").unwrap();
+        let err = tx.commit(&e, &[]).unwrap_err();
+        assert_eq!(err.reason(), "register_changed", "{url}");
+        e.status = LedgerStatus::Rejected;
+        let err = store.ledger_insert_rejected(&e).unwrap_err();
+        assert_eq!(err.reason(), "register_changed", "{url}");
+        assert!(store.ledger_get("dddd").unwrap().is_none(), "{url}");
+        // Against the register in force it commits, and the ledger keeps the generation and
+        // the holder.
+        e.status = LedgerStatus::Loaded;
+        e.register_generation = Some(now);
+        e.holder = Some("h1".into());
+        let tx = store.begin_intake("d.csv").unwrap();
+        tx.commit(&e, &[]).unwrap();
+        let got = store.ledger_get("dddd").unwrap().unwrap();
+        assert_eq!(got.register_generation, Some(now), "{url}");
+        assert_eq!(got.holder.as_deref(), Some("h1"), "{url}");
     }
 }
