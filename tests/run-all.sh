@@ -11,9 +11,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Debian packages the tests use (fonts for PDF certificates, pdftotext, Alertmanager, jq)"
+step "Debian packages the tests use (fonts for PDF certificates, pdftotext, Alertmanager, jq, XFS and Btrfs tools for the erasure tests)"
 need=()
-for pkg in fonts-ipafont-gothic poppler-utils prometheus-alertmanager jq; do
+for pkg in fonts-ipafont-gothic poppler-utils prometheus-alertmanager jq xfsprogs btrfs-progs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

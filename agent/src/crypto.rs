@@ -194,15 +194,40 @@ pub fn load_or_create_secret(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeyErro
             Ok(raw)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::os::unix::fs::OpenOptionsExt;
             let dir = path.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
             let mut raw = Zeroizing::new([0u8; 32]);
             getrandom::getrandom(&mut raw[..]).map_err(|e| io_err(path, e))?;
-            // Written under a temporary name and renamed, so a crash never leaves a short key
-            // file that a later start would reject (or worse, use).
-            crate::fsutil::atomic_write_with(path, 0o600, |w| w.write_all(&raw[..]))
-                .map_err(|e| io_err(path, e))?;
-            Ok(raw)
+            // Written whole under a name of its own, then linked into place: a crash never
+            // leaves a short key file, and of two processes creating the key at once (two
+            // jobs, two agents starting on a fresh data directory) exactly one key wins and
+            // the other process uses it, never a key of its own that is then overwritten.
+            let mut nonce = [0u8; 8];
+            getrandom::getrandom(&mut nonce).map_err(|e| io_err(path, e))?;
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let tmp = dir.join(format!(".{name}.{}.new", hex::encode(nonce)));
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| {
+                    f.write_all(&raw[..])?;
+                    f.sync_all()
+                });
+            let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {
+                    crate::fsutil::sync_dir(dir).map_err(|e| io_err(dir, e))?;
+                    Ok(raw)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_secret(path)
+                }
+                Err(e) => Err(io_err(path, e)),
+            }
         }
         Err(e) => Err(io_err(path, e)),
     }
@@ -231,6 +256,26 @@ impl Tokenizer for DataKey {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_creating_a_key_at_once_all_get_the_one_that_is_on_disk() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("keys/signing.key");
+            let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| *load_or_create_secret(&path).unwrap()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let on_disk = std::fs::read(&path).unwrap();
+            assert!(keys.iter().all(|k| k[..] == on_disk[..]));
+            assert_eq!(
+                std::fs::read_dir(dir.path().join("keys")).unwrap().count(),
+                1
+            );
+        }
+    }
 
     #[test]
     fn seal_and_open_round_trip_and_bind_the_resident() {

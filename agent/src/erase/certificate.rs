@@ -17,7 +17,9 @@ use kenko_cert::{
 };
 use sha2::{Digest, Sha256};
 
-use super::target::{apply_media, media_of, Progress, RecoveryPointDone, TargetState};
+use super::target::{
+    apply_media, media_of, NotOverwritten, Progress, RecoveryPointDone, TargetState,
+};
 use super::{
     hostname, io, now, sanitize, Checkpoint, EraseContext, EraseError, ErasureMethod, JobSpec,
     Pattern, VerifyMode,
@@ -245,6 +247,19 @@ fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
         _ => vec![],
     };
     blocked.extend(points.iter().filter_map(|rp| vault_lock(rp)));
+    // Files of the target an overwrite could not reach (a hard link, blocks shared with a
+    // copy): named by their place in the target, since names can be personal data.
+    blocked.extend(t.files.iter().enumerate().filter_map(|(i, f)| {
+        f.not_overwritten
+            .filter(|n| n.data_remains())
+            .map(|n| kenko_cert::Blocked {
+                item: format!("file #{} of {}", i + 1, t.spec),
+                reason: n.explain().to_string(),
+                until: None,
+            })
+    }));
+    // What was overwritten: not the entries only removed.
+    let overwritten = || t.files.iter().filter(|f| f.not_overwritten.is_none());
     let rp_erased: Vec<&&RecoveryPointDone> = points
         .iter()
         .filter(|rp| rp.blocked_until.is_none())
@@ -262,11 +277,14 @@ fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
         spec: t.spec.to_string(),
         location: spec.location.clone(),
         media: media_of(t, &spec.classification),
-        bytes_erased: t.files.iter().map(|f| f.size).sum::<u64>()
+        bytes_erased: overwritten().map(|f| f.size).sum::<u64>()
             + s3_bytes
             + rp_erased.iter().map(|rp| rp.bytes).sum::<u64>()
             + volume_bytes,
-        objects_erased: t.files.len() as u64 + s3_objects + cloud_object + rp_erased.len() as u64,
+        objects_erased: overwritten().count() as u64
+            + s3_objects
+            + cloud_object
+            + rp_erased.len() as u64,
         blocked,
         verification: verification_of(t, spec),
     }
@@ -420,13 +438,28 @@ fn verification_of(t: &TargetState, spec: &JobSpec) -> Verification {
             ),
         }
     }
-    Progress::Planned => Verification {
-            method: verified_by(spec.verify),
-            passed: t.files.iter().all(|f| f.verified),
-            bytes_checked: t.bytes_checked,
-            locations_checked: t.locations_checked,
-            details: String::new(),
-        },
+    Progress::Planned => {
+            let removed = |kind| {
+                t.files
+                    .iter()
+                    .filter(|f| f.not_overwritten == Some(kind))
+                    .count()
+            };
+            let (links, special) = (removed(NotOverwritten::Link), removed(NotOverwritten::Special));
+            Verification {
+                method: verified_by(spec.verify),
+                passed: t.files.iter().all(|f| f.verified),
+                bytes_checked: t.bytes_checked,
+                locations_checked: t.locations_checked,
+                details: if links + special > 0 {
+                    format!(
+                        "{links} symbolic link(s) and {special} FIFO, socket or device node(s) removed without being followed or opened (they hold no data of their own)"
+                    )
+                } else {
+                    String::new()
+                },
+            }
+        }
     Progress::DataKey(e) => {
             // After: every copy the agent holds is gone (the key file was cleared, verified
             // and unlinked), so none of the sampled ciphertexts can be decrypted any more, in

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::target::{
     KmsDone, Progress, RecoveryPointDone, S3Done, SnapDone, VaultDone, VolumeDone,
 };
-use super::{now, save, Checkpoint, EraseContext, EraseError, EraseTarget, JobSpec};
+use super::{now, save, Checkpoint, EraseContext, EraseError, EraseTarget, JobSpec, Seal};
 
 /// The cloud and key part of target `ti`, once: each kind's deletion and its check, saved in
 /// the checkpoint so a resumed job knows it was done. Media kinds have nothing here.
@@ -19,6 +19,7 @@ pub(super) fn cloud_step(
     spec: &JobSpec,
     ctx: &EraseContext,
     cp_path: &Path,
+    seal: &Seal,
 ) -> Result<(), EraseError> {
     let t = cp.targets[ti].clone();
     let shown = t.spec.to_string();
@@ -115,7 +116,7 @@ pub(super) fn cloud_step(
         | EraseTarget::Kms { .. }
         | EraseTarget::S3 { .. } => return Ok(()),
     }
-    save(cp_path, cp)
+    save(cp_path, cp, seal)
 }
 
 impl From<kenko_aws::backup::RecoveryPointErased> for RecoveryPointDone {

@@ -31,6 +31,7 @@ pub mod certificate;
 pub mod cli;
 #[cfg(feature = "cloud")]
 mod cloud;
+mod extents;
 mod overwrite;
 mod purge;
 mod target;
@@ -64,6 +65,14 @@ pub enum EraseError {
     DeviceInUse { path: PathBuf, problem: String },
     #[error("job {job}: the checkpoint belongs to a different job definition (targets, pattern or verification differ); use another job id")]
     CheckpointMismatch { job: String },
+    #[error("job {job}: the checkpoint is not the one this agent wrote (edited, or not sealed by its signing key); nothing was erased by this run and no certificate will be issued for the job: start a new job id, which plans what is on disk now")]
+    CheckpointTampered { job: String },
+    #[error("job {job}: the job was started but its checkpoint is gone; nothing was erased by this run and no certificate will be issued for the job: start a new job id, which plans what is on disk now")]
+    CheckpointMissing { job: String },
+    #[error("{target}: {what} since the job planned it; it was not erased by this run and no certificate is issued for the job: start a new job id to erase it as it is now")]
+    TargetChanged { target: String, what: &'static str },
+    #[error("target {target}: on {filesystem}, a copy-on-write file system, an overwrite writes new blocks and leaves the old ones with the data, so Clear cannot be done or claimed; nothing was touched. Use a cryptographic erase of the data's key, or purge or destroy the device")]
+    CopyOnWrite { target: String, filesystem: String },
     #[error(transparent)]
     Key(#[from] crate::crypto::KeyError),
     #[cfg(feature = "cloud")]
@@ -97,6 +106,10 @@ impl EraseError {
             EraseError::Io { .. } => "erase_io_failed",
             EraseError::VerificationFailed { .. } => "erase_verification_failed",
             EraseError::CheckpointMismatch { .. } => "erase_checkpoint_mismatch",
+            EraseError::CheckpointTampered { .. } => "erase_checkpoint_tampered",
+            EraseError::CheckpointMissing { .. } => "erase_checkpoint_missing",
+            EraseError::TargetChanged { .. } => "erase_target_changed",
+            EraseError::CopyOnWrite { .. } => "erase_copy_on_write",
             EraseError::DeviceInUse { .. } => "erase_device_in_use",
             EraseError::Key(k) => k.reason(),
             #[cfg(feature = "cloud")]
@@ -293,12 +306,17 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
     }
     let job_dir = ctx.jobs.join(&spec.job_id);
     let cp_path = job_dir.join("checkpoint.json");
+    // Checkpoints are signed with the agent's key: one edited to say a file was written or
+    // verified would otherwise end in a certificate for data never erased.
+    let seal = Seal(crate::certs::signing_key(&ctx.signing_key)?);
+    // Beside the job's folder, so a checkpoint deleted alone is noticed.
+    let started = ctx.jobs.join(format!("{}.started", spec.job_id));
     let mut cp = match std::fs::read(&cp_path) {
         Ok(bytes) => {
-            let mut cp: Checkpoint =
-                serde_json::from_slice(&bytes).map_err(|e| EraseError::Io {
-                    path: cp_path.clone(),
-                    message: format!("unreadable checkpoint: {e}"),
+            let mut cp = seal
+                .open(&bytes)
+                .ok_or_else(|| EraseError::CheckpointTampered {
+                    job: spec.job_id.clone(),
                 })?;
             if cp.definition != definition(spec) {
                 return Err(EraseError::CheckpointMismatch {
@@ -308,6 +326,11 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
             cp.resumptions += 1;
             tracing::info!(job = %spec.job_id, resumptions = cp.resumptions, "resuming an interrupted erasure");
             cp
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && started.exists() => {
+            return Err(EraseError::CheckpointMissing {
+                job: spec.job_id.clone(),
+            });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];
@@ -331,7 +354,10 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
         Err(e) => return Err(io(&cp_path)(e)),
     };
     std::fs::create_dir_all(&job_dir).map_err(io(&job_dir))?;
-    save(&cp_path, &cp)?;
+    save(&cp_path, &cp, &seal)?;
+    if !started.exists() {
+        fsutil::atomic_write(&started, b"").map_err(io(&started))?;
+    }
 
     let seed: [u8; 32] = hex::decode(&cp.seed)
         .ok()
@@ -343,17 +369,17 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
     let mut timings = Timings::default();
     for ti in 0..cp.targets.len() {
         if purging {
-            purge::run(&mut cp, ti, &seed, &cp_path, &job_dir)?;
+            purge::run(&mut cp, ti, &seed, &cp_path, &job_dir, &seal)?;
             continue;
         }
         for fi in 0..cp.targets[ti].files.len() {
-            overwrite::erase_file(&mut cp, ti, fi, &seed, spec, &cp_path, &mut timings)?;
+            overwrite::erase_file(&mut cp, ti, fi, &seed, spec, &cp_path, &seal, &mut timings)?;
         }
         for d in cp.targets[ti].dirs.clone() {
             overwrite::remove_dir_renamed(&d)?;
         }
         #[cfg(feature = "cloud")]
-        cloud::cloud_step(&mut cp, ti, spec, ctx, &cp_path)?;
+        cloud::cloud_step(&mut cp, ti, spec, ctx, &cp_path, &seal)?;
         crate::crashpoint::hit("erase-target-done");
     }
 
@@ -361,6 +387,7 @@ fn run_job(spec: &JobSpec, ctx: &EraseContext) -> Result<Outcome, EraseError> {
     let cert = certificate::for_job(spec, &cp, &seed);
     let (path, cert) = certificate::issue(ctx, cert)?;
     std::fs::remove_dir_all(&job_dir).map_err(io(&job_dir))?;
+    let _ = std::fs::remove_file(&started);
     Ok(Outcome {
         certificate_path: path,
         resumed: cert.resumptions,
@@ -448,9 +475,45 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-fn save(path: &Path, cp: &Checkpoint) -> Result<(), EraseError> {
-    let bytes = serde_json::to_vec(cp).expect("checkpoint serialises");
-    fsutil::atomic_write(path, &bytes).map_err(io(path))
+/// Signs and checks checkpoints with the agent's certificate key.
+struct Seal(ed25519_dalek::SigningKey);
+
+/// A checkpoint as written: its JSON and the signature over exactly those bytes.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    checkpoint: String,
+    signature: String,
+}
+
+impl Seal {
+    fn seal(&self, cp: &Checkpoint) -> Vec<u8> {
+        use ed25519_dalek::Signer;
+        let body = serde_json::to_string(cp).expect("checkpoint serialises");
+        let signature = hex::encode(self.0.sign(body.as_bytes()).to_bytes());
+        let sealed = Sealed {
+            checkpoint: body,
+            signature,
+        };
+        serde_json::to_vec(&sealed).expect("a sealed checkpoint serialises")
+    }
+
+    /// The checkpoint, when it is exactly what this key sealed.
+    fn open(&self, bytes: &[u8]) -> Option<Checkpoint> {
+        let sealed: Sealed = serde_json::from_slice(bytes).ok()?;
+        let signature: [u8; 64] = hex::decode(&sealed.signature).ok()?.try_into().ok()?;
+        self.0
+            .verifying_key()
+            .verify_strict(
+                sealed.checkpoint.as_bytes(),
+                &ed25519_dalek::Signature::from_bytes(&signature),
+            )
+            .ok()?;
+        serde_json::from_str(&sealed.checkpoint).ok()
+    }
+}
+
+fn save(path: &Path, cp: &Checkpoint, seal: &Seal) -> Result<(), EraseError> {
+    fsutil::atomic_write(path, &seal.seal(cp)).map_err(io(path))
 }
 
 impl EraseContext {

@@ -15,8 +15,9 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
+use super::target::FileState;
 use super::verify::verify_file;
-use super::{io, save, Checkpoint, EraseError, JobSpec, Pattern, Timings};
+use super::{io, save, Checkpoint, EraseError, JobSpec, Pattern, Seal, Timings};
 use crate::{crashpoint, fsutil};
 
 /// Block size for direct I/O alignment and sampling.
@@ -72,10 +73,12 @@ pub(super) fn open_direct(
     shown: &Path,
     write: bool,
 ) -> Result<(File, bool), EraseError> {
+    // O_NOFOLLOW: a file swapped for a link after planning is never followed out of the
+    // target (the identity check then refuses what was opened).
     let direct = OpenOptions::new()
         .read(true)
         .write(write)
-        .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+        .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits() | nix::libc::O_NOFOLLOW)
         .open(path);
     match direct {
         Ok(f) => Ok((f, true)),
@@ -83,10 +86,71 @@ pub(super) fn open_direct(
             let f = OpenOptions::new()
                 .read(true)
                 .write(write)
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(path)
-                .map_err(io(shown))?;
+                .map_err(opened(shown))?;
             Ok((f, false))
         }
+        Err(e) => Err(opened(shown)(e)),
+    }
+}
+
+/// An open that met a link where a file was planned is a changed target, not an I/O error.
+fn opened(shown: &Path) -> impl FnOnce(std::io::Error) -> EraseError + '_ {
+    move |e| {
+        if e.raw_os_error() == Some(nix::libc::ELOOP) {
+            EraseError::TargetChanged {
+                target: shown.display().to_string(),
+                what: "replaced by a symbolic link",
+            }
+        } else {
+            io(shown)(e)
+        }
+    }
+}
+
+/// Checks that what was opened is the file the job planned: the same inode, a regular file,
+/// the planned size. A file replaced, grown or cut since (by a writer while it was erased, or
+/// while the job was stopped) is refused: overwriting or certifying it would be about another
+/// file than the one planned.
+pub(super) fn check_same(f: &File, state: &FileState, shown: &Path) -> Result<(), EraseError> {
+    use std::os::unix::fs::MetadataExt;
+    if state.device {
+        return Ok(());
+    }
+    let meta = f.metadata().map_err(io(shown))?;
+    let changed = |what| EraseError::TargetChanged {
+        target: shown.display().to_string(),
+        what,
+    };
+    if !meta.is_file() {
+        return Err(changed("replaced by something that is not a regular file"));
+    }
+    if state
+        .identity
+        .is_some_and(|id| id != (meta.dev(), meta.ino()))
+    {
+        return Err(changed("replaced by another file"));
+    }
+    if meta.len() != state.size {
+        return Err(changed("changed in size"));
+    }
+    Ok(())
+}
+
+/// Checks that `path` still names the entry the job planned (for entries only removed).
+fn check_entry(state: &FileState, shown: &Path) -> Result<(), EraseError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(id) = state.identity else {
+        return Ok(());
+    };
+    match std::fs::symlink_metadata(&state.path) {
+        Ok(m) if (m.dev(), m.ino()) == id => Ok(()),
+        Ok(_) => Err(EraseError::TargetChanged {
+            target: shown.display().to_string(),
+            what: "replaced by another entry",
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(shown)(e)),
     }
 }
@@ -102,6 +166,10 @@ pub(super) fn drop_cache(f: &File) {
 
 /// Overwrites file `fi` of target `ti` from where the checkpoint says, verifies it from the
 /// media, then removes it under a random name.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the job's parts, each used here; a struct of them would only rename them"
+)]
 pub(super) fn erase_file(
     cp: &mut Checkpoint,
     ti: usize,
@@ -109,6 +177,7 @@ pub(super) fn erase_file(
     seed: &[u8; 32],
     spec: &JobSpec,
     cp_path: &Path,
+    seal: &Seal,
     timings: &mut Timings,
 ) -> Result<(), EraseError> {
     let state = cp.targets[ti].files[fi].clone();
@@ -120,10 +189,14 @@ pub(super) fn erase_file(
     // can be personal data too.
     let shown = PathBuf::from(format!("file #{} of {}", fi + 1, cp.targets[ti].spec));
     let size = state.size;
+    if state.not_overwritten.is_some() {
+        check_entry(&state, &shown)?;
+    }
     if !state.verified {
         // 1. Overwrite from where the checkpoint says.
         let t = std::time::Instant::now();
         let (mut f, direct) = open_direct(&path, &shown, true)?;
+        check_same(&f, &state, &shown)?;
         let aligned_end = size - size % BLOCK as u64;
         let mut offset = state.written - state.written % BLOCK as u64;
         let mut since_checkpoint = 0u64;
@@ -180,10 +253,11 @@ pub(super) fn erase_file(
                 {
                     f.sync_data().map_err(io(&shown))?;
                     cp.targets[ti].files[fi].written = offset;
-                    save(cp_path, cp)?;
+                    save(cp_path, cp, seal)?;
                     since_checkpoint = 0;
                     last_checkpoint = std::time::Instant::now();
                     crashpoint::hit("erase-checkpointed");
+                    crashpoint::pause("erase-checkpointed");
                 }
             }
             Ok(offset)
@@ -198,8 +272,10 @@ pub(super) fn erase_file(
             fill(spec.pattern, &mut rng, &mut bytes);
             let mut g = OpenOptions::new()
                 .write(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
                 .open(&path)
-                .map_err(io(&shown))?;
+                .map_err(opened(&shown))?;
+            check_same(&g, &state, &shown)?;
             g.seek(SeekFrom::Start(offset)).map_err(io(&shown))?;
             g.write_all(&bytes).map_err(io(&shown))?;
             g.sync_data().map_err(io(&shown))?;
@@ -210,22 +286,22 @@ pub(super) fn erase_file(
             drop_cache(&f);
         }
         cp.targets[ti].files[fi].written = size;
-        save(cp_path, cp)?;
+        save(cp_path, cp, seal)?;
         timings.overwrite += t.elapsed();
 
         // 2. Verify from the media.
         let t = std::time::Instant::now();
-        let (checked, locations) = verify_file(&path, &shown, size, seed, (ti, fi), spec)?;
+        let (checked, locations) = verify_file(&state, &shown, seed, (ti, fi), spec)?;
         timings.verify += t.elapsed();
         cp.targets[ti].bytes_checked += checked;
         cp.targets[ti].locations_checked += locations;
         cp.targets[ti].files[fi].verified = true;
-        save(cp_path, cp)?;
+        save(cp_path, cp, seal)?;
     }
     // 3. The name goes too: rename to random, sync the folder, unlink, sync again. (A device
     // stays: the device node is not the data.)
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    if !state.device && path.exists() {
+    if !state.device && std::fs::symlink_metadata(&path).is_ok() {
         let random = dir.join(format!("{:016x}", rand::thread_rng().gen::<u64>()));
         #[allow(
             clippy::disallowed_methods,
@@ -237,7 +313,7 @@ pub(super) fn erase_file(
         fsutil::sync_dir(&dir).map_err(io(&dir))?;
     }
     cp.targets[ti].files[fi].unlinked = true;
-    save(cp_path, cp)
+    save(cp_path, cp, seal)
 }
 
 /// Removes an emptied folder under a random name (its name may be personal data too).

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::overwrite::{drop_cache, open_direct, Aligned, BLOCK};
 use super::target::Progress;
 use super::verify::sample_ranges;
-use super::{io, save, Checkpoint, EraseError};
+use super::{io, save, Checkpoint, EraseError, Seal};
 
 /// What the purge of a device did (kept in the checkpoint).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -111,6 +111,7 @@ pub(super) fn run(
     seed: &[u8; 32],
     cp_path: &Path,
     job_dir: &Path,
+    seal: &Seal,
 ) -> Result<(), EraseError> {
     let dev = cp.targets[ti].files[0].clone();
     let shown = dev.path.clone();
@@ -125,7 +126,7 @@ pub(super) fn run(
             unchanged: None,
             zeros_after: 0,
         });
-        save(cp_path, cp)?;
+        save(cp_path, cp, seal)?;
     }
     let done = cp.targets[ti].purge().cloned().expect("set above");
     if !done.erased {
@@ -154,7 +155,7 @@ pub(super) fn run(
         let t = &mut cp.targets[ti];
         t.files[0].written = dev.size;
         t.purge_mut().expect("set above").erased = true;
-        save(cp_path, cp)?;
+        save(cp_path, cp, seal)?;
     }
     if cp.targets[ti]
         .purge()
@@ -173,7 +174,7 @@ pub(super) fn run(
         t.locations_checked = ranges.len() as u64;
         t.files[0].verified = left == 0;
         let target = t.spec.clone();
-        save(cp_path, cp)?;
+        save(cp_path, cp, seal)?;
         if left > 0 {
             return Err(EraseError::VerificationFailed {
                 target: target.to_string(),
@@ -185,7 +186,7 @@ pub(super) fn run(
         }
     }
     cp.targets[ti].files[0].unlinked = true;
-    save(cp_path, cp)
+    save(cp_path, cp, seal)
 }
 
 #[cfg(test)]

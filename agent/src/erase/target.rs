@@ -25,6 +25,56 @@ pub(super) struct FileState {
     pub written: u64,
     pub verified: bool,
     pub unlinked: bool,
+    /// The file's identity when planned (device, inode): whatever is opened, overwritten,
+    /// verified or unlinked later must still be this file, not one swapped in since.
+    #[serde(default)]
+    pub identity: Option<(u64, u64)>,
+    /// Why this entry is removed without being overwritten, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_overwritten: Option<NotOverwritten>,
+}
+
+/// An entry of a target that is not overwritten. The first two hold no data of their own and
+/// are only removed; the last two hold data an overwrite cannot reach without changing
+/// something outside the target, so the certificate lists them as blocked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum NotOverwritten {
+    /// A symbolic link: the link is removed; what it points to is never followed.
+    Link,
+    /// A FIFO, socket or device node: removed, never opened.
+    Special,
+    /// A file with another name (a hard link), maybe outside the target: overwriting it
+    /// would change that file too. Its name here is removed; its data remains.
+    HardLinked,
+    /// A file whose blocks are shared with another file or a snapshot (a reflinked copy):
+    /// an overwrite writes new blocks and leaves the shared ones. Its name here is removed;
+    /// its data remains in the blocks the copy shares.
+    SharedBlocks,
+}
+
+impl NotOverwritten {
+    /// Whether data remains after the entry is removed (the certificate's blocked items).
+    pub(super) fn data_remains(self) -> bool {
+        matches!(
+            self,
+            NotOverwritten::HardLinked | NotOverwritten::SharedBlocks
+        )
+    }
+
+    /// What the certificate says about it.
+    pub(super) fn explain(self) -> &'static str {
+        match self {
+            NotOverwritten::Link => "a symbolic link: removed; what it points to was not followed",
+            NotOverwritten::Special => "a FIFO, socket or device node: removed, never opened",
+            NotOverwritten::HardLinked => {
+                "a file with another name (a hard link): not overwritten, since that would change the file under its other name, which may be outside the target; its name here was removed and its data remains under the other name"
+            }
+            NotOverwritten::SharedBlocks => {
+                "a file whose blocks are shared with another file or a snapshot (a reflinked copy): an overwrite would write new blocks and leave the shared ones, so it was not overwritten; its name here was removed and its data remains in the blocks the copy holds"
+            }
+        }
+    }
 }
 
 impl FileState {
@@ -36,7 +86,30 @@ impl FileState {
             written: 0,
             verified: false,
             unlinked: false,
+            identity: None,
+            not_overwritten: None,
         }
+    }
+
+    /// A regular file as planned from its metadata: its identity, and whether an overwrite
+    /// can reach its data.
+    fn regular(path: PathBuf, meta: &std::fs::Metadata) -> Result<FileState, EraseError> {
+        use std::os::unix::fs::MetadataExt;
+        let shared = if meta.nlink() > 1 {
+            Some(NotOverwritten::HardLinked)
+        } else if super::extents::shares_blocks(&path)
+            .map_err(io(Path::new("a file of the target (names are not shown)")))?
+        {
+            Some(NotOverwritten::SharedBlocks)
+        } else {
+            None
+        };
+        Ok(FileState {
+            identity: Some((meta.dev(), meta.ino())),
+            verified: shared.is_some(),
+            not_overwritten: shared,
+            ..FileState::new(path, false, meta.len())
+        })
     }
 }
 
@@ -194,7 +267,8 @@ pub(super) fn plan(spec: &EraseTarget, ctx: &EraseContext) -> Result<TargetState
                     message: "not a regular file".into(),
                 });
             }
-            (vec![FileState::new(path, false, meta.len())], vec![])
+            super::extents::refuse_copy_on_write(&path, spec)?;
+            (vec![FileState::regular(path, &meta)?], vec![])
         }
         EraseTarget::Device { path } => {
             let (path, size) = block_device(Path::new(path))?;
@@ -203,6 +277,7 @@ pub(super) fn plan(spec: &EraseTarget, ctx: &EraseContext) -> Result<TargetState
         EraseTarget::Dir { path } => {
             let mut files = Vec::new();
             let mut dirs = Vec::new();
+            super::extents::refuse_copy_on_write(Path::new(path), spec)?;
             walk(Path::new(path), &mut files, &mut dirs)?;
             dirs.reverse();
             (files, dirs)
@@ -340,11 +415,20 @@ fn walk(dir: &Path, files: &mut Vec<FileState>, dirs: &mut Vec<PathBuf>) -> Resu
         if meta.is_dir() {
             walk(&p, files, dirs)?;
         } else if meta.is_file() {
-            files.push(FileState::new(p, false, meta.len()));
+            files.push(FileState::regular(p, &meta)?);
         } else {
-            // A symlink or special file holds no data of its own: removed, not overwritten.
+            use std::os::unix::fs::MetadataExt;
+            // A symlink or special file holds no data of its own: removed, not overwritten,
+            // never opened or followed.
+            let kind = if meta.file_type().is_symlink() {
+                NotOverwritten::Link
+            } else {
+                NotOverwritten::Special
+            };
             files.push(FileState {
                 verified: true,
+                identity: Some((meta.dev(), meta.ino())),
+                not_overwritten: Some(kind),
                 ..FileState::new(p, false, 0)
             });
         }

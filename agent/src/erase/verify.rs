@@ -2,7 +2,6 @@
 //! sample NIST SP 800-88 Rev.1 4.7.3 describes (`sample`). The expected bytes are regenerated
 //! from the job's seed (the keystream is addressable), never stored.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::mpsc;
@@ -10,24 +9,28 @@ use std::sync::mpsc;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::overwrite::{drop_cache, fill, open_direct, stream, Aligned, BLOCK, CHUNK};
+use super::overwrite::{check_same, drop_cache, fill, open_direct, stream, Aligned, BLOCK, CHUNK};
+use super::target::FileState;
 use super::{io, EraseError, JobSpec, VerifyMode};
 
 /// Reads back what was written. Full: every byte. Sample (NIST SP 800-88 Rev.1 4.7.3): the
 /// first and last block plus two random blocks-runs in each of at least 1,000 subsections,
 /// covering at least 10% of the media. Returns (bytes checked, locations checked).
 pub(super) fn verify_file(
-    path: &Path,
+    state: &FileState,
     shown: &Path,
-    size: u64,
     seed: &[u8; 32],
     index: (usize, usize),
     spec: &JobSpec,
 ) -> Result<(u64, u64), EraseError> {
+    let size = state.size;
+    let (mut f, direct) = open_direct(&state.path, shown, false)?;
+    // Still the planned file at the planned size: one grown or swapped while it was
+    // overwritten is refused, not verified.
+    check_same(&f, state, shown)?;
     if size == 0 {
         return Ok((0, 0));
     }
-    let (mut f, direct) = open_direct(path, shown, false)?;
     if !direct {
         drop_cache(&f);
     }
@@ -111,7 +114,15 @@ pub(super) fn verify_file(
                 f.read_exact(buf.slice(n)).map_err(io(shown))?;
             } else {
                 // The unaligned tail, read through a normal handle after dropping its cache.
-                let mut g = File::open(path).map_err(io(shown))?;
+                let mut g = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(nix::libc::O_NOFOLLOW)
+                        .open(&state.path)
+                        .map_err(io(shown))?
+                };
+                check_same(&g, state, shown)?;
                 drop_cache(&g);
                 g.seek(SeekFrom::Start(pos)).map_err(io(shown))?;
                 g.read_exact(buf.slice(n)).map_err(io(shown))?;
