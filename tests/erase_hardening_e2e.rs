@@ -446,3 +446,46 @@ fn a_reflinked_copy_is_blocked_and_a_copy_on_write_file_system_refused() {
     );
     assert!(std::fs::read(&f).unwrap().iter().all(|&b| b == 0x44));
 }
+
+#[test]
+fn a_sparse_file_is_erased_where_it_holds_data_and_its_holes_are_not_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A 64 MiB file system, and a file of 1 TiB apparent size holding 1 MiB and 8 KiB: writing
+    // its holes would need 16,000 times the disk.
+    let Some(ext4) = Mounted::make(dir.path(), "ext4", 64, &["mkfs.ext4", "-q"]) else {
+        skipped("no loop device, mkfs.ext4 or mount here; the sparse case was not exercised");
+        return;
+    };
+    let f = ext4.mnt.join("sparse.db");
+    {
+        use std::os::unix::fs::FileExt;
+        let h = std::fs::File::create(&f).unwrap();
+        h.set_len(1 << 40).unwrap();
+        h.write_all_at(&[0xABu8; 8192], 0).unwrap();
+        h.write_all_at(&vec![0xABu8; 1 << 20], 512 << 30).unwrap();
+        h.sync_all().unwrap();
+    }
+    let out = erase(
+        &data,
+        &[
+            "--verify",
+            "full",
+            "--target",
+            &format!("file:{}", f.display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = certificate(&data);
+    assert_eq!(c["targets"][0]["bytes_erased"], (1u64 << 20) + 8192);
+    assert_eq!(c["targets"][0]["verification"]["passed"], true);
+    assert!(!f.exists());
+    // On the medium: the old bytes are gone.
+    drop(ext4);
+    let image = std::fs::read(dir.path().join("ext4.img")).unwrap();
+    let left = image
+        .windows(64)
+        .filter(|w| w.iter().all(|&b| b == 0xAB))
+        .count();
+    assert_eq!(left, 0, "runs of the old bytes remain on the medium");
+}

@@ -277,7 +277,9 @@ fn certificate_target(t: &TargetState, spec: &JobSpec) -> Target {
         spec: t.spec.to_string(),
         location: spec.location.clone(),
         media: media_of(t, &spec.classification),
-        bytes_erased: overwritten().map(|f| f.size).sum::<u64>()
+        bytes_erased: overwritten()
+            .map(|f| f.overwritten.unwrap_or(f.size))
+            .sum::<u64>()
             + s3_bytes
             + rp_erased.iter().map(|rp| rp.bytes).sum::<u64>()
             + volume_bytes,

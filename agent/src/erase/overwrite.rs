@@ -138,6 +138,37 @@ pub(super) fn check_same(f: &File, state: &FileState, shown: &Path) -> Result<()
     Ok(())
 }
 
+/// The parts of `[from, size)` that hold data, block-aligned (the last may end at `size`):
+/// a sparse file's holes hold nothing, and writing them would allocate the whole apparent
+/// size (a 1 TiB sparse file on a small disk would end the erasure with ENOSPC). A file
+/// system that cannot tell holes says all of it is data.
+pub(super) fn data_ranges(f: &File, from: u64, size: u64) -> Result<Vec<(u64, u64)>, nix::Error> {
+    use nix::unistd::{lseek, Whence};
+    let fd = f.as_raw_fd();
+    let block = BLOCK as u64;
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut pos = from;
+    while pos < size {
+        let data = match lseek(fd, pos as i64, Whence::SeekData) {
+            Ok(d) => d as u64,
+            Err(nix::errno::Errno::ENXIO) => break,
+            Err(e) => return Err(e),
+        };
+        if data >= size {
+            break;
+        }
+        let hole = (lseek(fd, data as i64, Whence::SeekHole)? as u64).min(size);
+        let start = (data - data % block).max(from);
+        let end = hole.div_ceil(block).saturating_mul(block).min(size);
+        match out.last_mut() {
+            Some(last) if last.1 >= start => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+        pos = end.max(data + 1);
+    }
+    Ok(out)
+}
+
 /// Checks that `path` still names the entry the job planned (for entries only removed).
 fn check_entry(state: &FileState, shown: &Path) -> Result<(), EraseError> {
     use std::os::unix::fs::MetadataExt;
@@ -198,17 +229,38 @@ pub(super) fn erase_file(
         let (mut f, direct) = open_direct(&path, &shown, true)?;
         check_same(&f, &state, &shown)?;
         let aligned_end = size - size % BLOCK as u64;
-        let mut offset = state.written - state.written % BLOCK as u64;
+        let resume_at = state.written - state.written % BLOCK as u64;
+        // Only the parts that hold data, in pieces of at most a chunk.
+        // A device has no holes (and SEEK_DATA means nothing there).
+        let ranges = if state.device {
+            vec![(resume_at, size)]
+        } else {
+            data_ranges(&f, resume_at, size).map_err(|e| EraseError::Io {
+                path: shown.clone(),
+                message: e.desc().to_string(),
+            })?
+        };
+        let tail_from = ranges.last().filter(|r| r.1 == size).map(|_| aligned_end);
+        let mut pieces: Vec<(u64, usize)> = Vec::new();
+        for &(start, end) in &ranges {
+            let mut pos = start;
+            let end = end.min(aligned_end);
+            while pos < end {
+                let n = (end - pos).min(CHUNK as u64) as usize;
+                pieces.push((pos, n));
+                pos += n as u64;
+            }
+        }
+        let mut offset = resume_at;
         let mut since_checkpoint = 0u64;
-        f.seek(SeekFrom::Start(offset)).map_err(io(&shown))?;
         // The pattern is generated on another thread while this one waits on the disk, so
         // the overwrite runs at the speed of the slower of the two, not their sum.
         let pattern = spec.pattern;
+        let pieces = &pieces;
         let result: Result<u64, EraseError> = std::thread::scope(|s| {
-            // Two workers fill alternate chunks (the keystream is addressable), so pattern
-            // generation keeps ahead of a fast disk; the writer takes chunks in order.
+            // Two workers fill alternate pieces (the keystream is addressable), so pattern
+            // generation keeps ahead of a fast disk; the writer takes pieces in order.
             const WORKERS: usize = 2;
-            let start = offset;
             let mut full = Vec::new();
             let mut free = Vec::new();
             for w in 0..WORKERS {
@@ -220,30 +272,28 @@ pub(super) fn erase_file(
                 full.push(full_rx);
                 free.push(free_tx);
                 s.spawn(move || {
-                    let mut off = start + (w * CHUNK) as u64;
-                    while off < aligned_end {
-                        let n = (aligned_end - off).min(CHUNK as u64) as usize;
+                    for &(off, n) in pieces.iter().skip(w).step_by(WORKERS) {
                         let Ok(mut buf) = free_rx.recv() else { return };
                         let mut rng = stream(seed, (ti, fi), off);
                         fill(pattern, &mut rng, buf.slice(n));
                         if full_tx.send((buf, n)).is_err() {
                             return;
                         }
-                        off += (WORKERS * CHUNK) as u64;
                     }
                 });
             }
             let mut last_checkpoint = std::time::Instant::now();
             let mut w = 0;
-            while offset < aligned_end {
+            for &(at, _) in pieces {
                 let (mut buf, n) = full[w].recv().map_err(|_| EraseError::Io {
                     path: path.clone(),
                     message: "the pattern generator stopped".into(),
                 })?;
+                f.seek(SeekFrom::Start(at)).map_err(io(&shown))?;
                 f.write_all(buf.slice(n)).map_err(io(&shown))?;
                 let _ = free[w].send(buf);
                 w = (w + 1) % WORKERS;
-                offset += n as u64;
+                offset = at + n as u64;
                 since_checkpoint += n as u64;
                 // A checkpoint costs a few device flushes: taken once enough was written and
                 // enough time passed, which bounds both the flushes and the rework after a
@@ -262,9 +312,9 @@ pub(super) fn erase_file(
             }
             Ok(offset)
         });
-        offset = result?;
-        let mut rng = stream(seed, (ti, fi), offset);
-        if offset < size {
+        result?;
+        if let Some(offset) = tail_from.filter(|&t| t < size) {
+            let mut rng = stream(seed, (ti, fi), offset);
             // The tail shorter than a block: direct I/O cannot write it, so it goes through
             // the page cache and is synced.
             let tail = (size - offset) as usize;
@@ -286,6 +336,15 @@ pub(super) fn erase_file(
             drop_cache(&f);
         }
         cp.targets[ti].files[fi].written = size;
+        // What held data (all of it unless the file is sparse), for the certificate; on a
+        // resumed job, what was before the resume point counts as planned.
+        let before: u64 = if resume_at == 0 {
+            0
+        } else {
+            state.overwritten.unwrap_or(resume_at)
+        };
+        let now: u64 = ranges.iter().map(|(s, e)| e - s).sum();
+        cp.targets[ti].files[fi].overwritten = Some(before + now);
         save(cp_path, cp, seal)?;
         timings.overwrite += t.elapsed();
 

@@ -29,6 +29,10 @@ pub(super) struct FileState {
     /// verified or unlinked later must still be this file, not one swapped in since.
     #[serde(default)]
     pub identity: Option<(u64, u64)>,
+    /// Bytes that held data and were overwritten (less than `size` for a sparse file, whose
+    /// holes hold nothing and are not written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwritten: Option<u64>,
     /// Why this entry is removed without being overwritten, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_overwritten: Option<NotOverwritten>,
@@ -87,6 +91,7 @@ impl FileState {
             verified: false,
             unlinked: false,
             identity: None,
+            overwritten: None,
             not_overwritten: None,
         }
     }

@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::overwrite::{check_same, drop_cache, fill, open_direct, stream, Aligned, BLOCK, CHUNK};
+use super::overwrite::{
+    check_same, data_ranges, drop_cache, fill, open_direct, stream, Aligned, BLOCK, CHUNK,
+};
 use super::target::FileState;
 use super::{io, EraseError, JobSpec, VerifyMode};
 
@@ -34,9 +36,19 @@ pub(super) fn verify_file(
     if !direct {
         drop_cache(&f);
     }
+    // What held data was overwritten; a sparse file's holes read as zeros and hold nothing.
+    // A device has no holes.
+    let data = if state.device {
+        vec![(0, size)]
+    } else {
+        data_ranges(&f, 0, size).map_err(|e| EraseError::Io {
+            path: shown.to_path_buf(),
+            message: e.desc().to_string(),
+        })?
+    };
     let ranges = match spec.verify {
-        VerifyMode::Full => vec![(0, size)],
-        VerifyMode::Sample => sample_ranges(size, seed, index),
+        VerifyMode::Full => data.iter().map(|&(s, e)| (s, e - s)).collect(),
+        VerifyMode::Sample => intersect(&sample_ranges(size, seed, index), &data),
     };
 
     let aligned_end = size - size % BLOCK as u64;
@@ -139,6 +151,21 @@ pub(super) fn verify_file(
 }
 
 /// Sample locations per NIST SP 800-88 Rev.1 4.7.3, aligned to blocks.
+/// The parts of `ranges` (start, length) inside `data` (start, end).
+fn intersect(ranges: &[(u64, u64)], data: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for &(start, len) in ranges {
+        for &(ds, de) in data {
+            let s = start.max(ds);
+            let e = (start + len).min(de);
+            if s < e {
+                out.push((s, e - s));
+            }
+        }
+    }
+    out
+}
+
 pub(super) fn sample_ranges(size: u64, seed: &[u8; 32], index: (usize, usize)) -> Vec<(u64, u64)> {
     let blocks = size.div_ceil(BLOCK as u64);
     // Small media: a full read is cheaper than sampling and proves more.
