@@ -50,9 +50,18 @@ impl FileProblem {
 
 const RETURN_HEADER: &str = "行番号,宛名番号,項目,理由コード,内容";
 
+/// Writes one CSV cell. Institutions and the city open these files in Excel, which runs a
+/// cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return as a formula
+/// (`=cmd|' /C calc'!A0`, `+HYPERLINK(...)`): such a cell gets a leading `'` (the OWASP
+/// CSV-injection rule), so it shows as the text it is. Every cell of every CSV kenko writes
+/// goes through here.
 fn csv_field(out: &mut String, s: &str) {
-    if s.contains([',', '"', '\n', '\r']) {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s != "-";
+    if formula || s.contains([',', '"', '\n', '\r']) {
         out.push('"');
+        if formula {
+            out.push('\'');
+        }
         out.push_str(&s.replace('"', "\"\""));
         out.push('"');
     } else {
@@ -176,7 +185,7 @@ pub fn fee_report_bytes(lines: &[FeeLine]) -> Vec<u8> {
     let mut out = String::from("\u{FEFF}請求年月,接種場所,ワクチン,件数,委託料合計\r\n");
     let (mut n, mut total) = (0i64, 0i64);
     for l in lines {
-        out.push_str(&l.claim_month);
+        csv_field(&mut out, &l.claim_month);
         out.push(',');
         csv_field(&mut out, &l.institution);
         out.push(',');
@@ -228,6 +237,44 @@ mod tests {
             line.starts_with("7,100000123,氏名;委託料,name_mismatch;fee_mismatch,"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn cells_excel_would_run_as_formulas_are_neutralised_in_every_csv() {
+        let evil = [
+            "=cmd|' /C calc'!A0",
+            "@SUM(1+1)*cmd|' /C calc'!A0",
+            "+HYPERLINK(\"http://x\")",
+            "-2+3",
+            "\t=1",
+            "\r=1",
+        ];
+        for e in evil {
+            let lines = [FeeLine {
+                claim_month: "2024-10".into(),
+                institution: e.into(),
+                vaccine: e.into(),
+                count: 1,
+                total_fee: 4730,
+            }];
+            let text = String::from_utf8(fee_report_bytes(&lines)).unwrap();
+            let row = text.split("\r\n").nth(1).unwrap();
+            let quoted = format!("\"'{}\"", e.replace('"', "\"\""));
+            assert_eq!(row.matches(&quoted).count(), 2, "{e:?}: {row}");
+            let p = FileProblem {
+                column: Some(e.into()),
+                ..FileProblem::of(Reason::UnknownColumn)
+            };
+            let text = return_report_text(&[], &[p], false);
+            assert!(text.contains(&quoted), "{e:?}: {text}");
+        }
+        // Nothing else changes: the "-" of a row without a column, plain text and numbers.
+        let mut out = String::new();
+        for s in ["-", "氏名", "4730", "a-b"] {
+            out.clear();
+            csv_field(&mut out, s);
+            assert_eq!(out, s);
+        }
     }
 
     #[test]
