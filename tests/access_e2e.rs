@@ -1378,3 +1378,207 @@ fn the_kubernetes_audit_log_is_read_from_cloudwatch_logs_exactly_once() {
     let text = std::fs::read_to_string(ws.p("logs/audit.jsonl")).unwrap();
     assert!(!text.contains("healthz"), "only the audit streams");
 }
+
+/// The process's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    kb * 1024
+}
+
+/// A gzip file of a few megabytes that un-gzips to `gib` GiB of zeros: one member of 1 MiB,
+/// repeated (every member is read, as CloudTrail's files may have several).
+fn gzip_bomb(gib: usize) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+    let member = enc.finish().unwrap();
+    member.repeat(gib << 10)
+}
+
+/// A CloudTrail file that un-gzips to 4 GiB is refused with its reason, counted and logged,
+/// without the memory it would take; the other files are read, and `access check` does the
+/// same.
+#[test]
+fn a_gzip_bomb_among_the_cloudtrail_files_is_refused_and_the_others_are_read() {
+    let ws = Ws::new("");
+    let day = ws.p("cloudtrail/AWSLogs/111122223333/CloudTrail/ap-northeast-1/2026/11/02");
+    let bomb = gzip_bomb(4);
+    assert!(bomb.len() < 8 << 20, "a small file: {} bytes", bomb.len());
+    deliver(&day.join("a-bomb.json.gz"), &bomb);
+    let good = cloudtrail_gz(&[ct_record(
+        "2026-11-02T02:00:00Z",
+        &provider_role(),
+        "s3.amazonaws.com",
+        "GetObject",
+        "{\"bucketName\":\"kenko-records\",\"key\":\"x\"}",
+        "[]",
+    )]);
+    deliver(&day.join("b-good.json.gz"), &good);
+    let mut agent = ws.start();
+    wait_for(60, "the good file's alert and the bomb's refusal", || {
+        ws.alert_rules().contains("access.provider_data_read")
+            && ws.metric(
+                "kenko_access_parse_errors_total{reason=\"cloudtrail_file_too_large\",source=\"cloudtrail\"}",
+            ) == Some(1.0)
+    });
+    let peak = peak_rss(agent.id());
+    eprintln!("peak RSS of the agent: {} KiB", peak >> 10);
+    assert!(peak < 200 << 20, "peak RSS {peak} bytes for a 4 GiB bomb");
+    sigterm(&mut agent);
+    let done = ws.checkpoint().unwrap()["cloudtrail_done"].clone();
+    assert_eq!(done.as_array().unwrap().len(), 2, "both taken in: {done}");
+    let log = std::fs::read_to_string(ws.p("agent.log")).unwrap();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("cloudtrail_file_too_large"))
+        .unwrap_or_else(|| panic!("a warning: {log}"));
+    assert!(
+        warning.contains("a-bomb.json.gz") && warning.contains("limit"),
+        "{warning}"
+    );
+    // The chain covers the refused file too, and verifies.
+    let out = ws.run(&["audit-log", "verify", ws.state().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = ws.run(&[
+        "access",
+        "check",
+        day.join("a-bomb.json.gz").to_str().unwrap(),
+        day.join("b-good.json.gz").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the good file's critical alert: {stderr}"
+    );
+    assert!(
+        stderr.contains("a-bomb.json.gz: the un-gzipped JSON is past the limit of 67108864 bytes")
+            && stderr.contains("[reason: cloudtrail_file_too_large]")
+            && stderr.contains("1 unreadable"),
+        "{stderr}"
+    );
+}
+
+/// 100,000 levels of nesting on a line of each log: one unreadable line each, with a reason,
+/// no crash, and the lines after it are read (by `access check` and by the follower).
+#[test]
+fn a_deeply_nested_line_is_one_malformed_line_and_the_rest_is_read() {
+    let ws = Ws::new("");
+    let deep = "[".repeat(100_000);
+    let objects = format!("{}1{}\n", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+    let health_file = ws.p("h.jsonl");
+    std::fs::write(
+        &health_file,
+        normal_lines(3, 0) + &deep + "\n" + &objects + &normal_lines(3, 3),
+    )
+    .unwrap();
+    let audit = |t: &str| k8s(t, "OP1", "get", "pods", None, "", "kenko", "app-0");
+    let k8s_file = ws.p("k.jsonl");
+    std::fs::write(
+        &k8s_file,
+        audit("2026-11-02T01:00:00.000000Z")
+            + &audit("2026-11-02T01:00:01.000000Z").replacen(
+                "\"verb\":\"get\"",
+                &format!("\"verb\":{deep}"),
+                1,
+            )
+            + "\n"
+            + &audit("2026-11-02T01:00:02.000000Z"),
+    )
+    .unwrap();
+    for (file, events) in [
+        (&health_file, "6 events (health 6"),
+        (&k8s_file, "2 events (health 0, k8s_audit 2"),
+    ] {
+        let out = ws.run(&["access", "check", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code().is_some(), "no crash: {stderr}");
+        assert!(stderr.contains(events), "{stderr}");
+        assert!(stderr.contains("[reason: access_log_"), "{stderr}");
+        assert!(!stderr.contains("[[["), "no content quoted: {stderr}");
+    }
+    let mut agent = ws.start();
+    append(
+        &ws.health_log(),
+        &(normal_lines(2, 0) + &deep + "\n" + &normal_lines(2, 2)),
+    );
+    wait_for(30, "the lines around the nested one", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(4.0)
+            && ws.metric(
+                "kenko_access_parse_errors_total{reason=\"access_log_not_json\",source=\"health\"}",
+            ) == Some(1.0)
+    });
+    sigterm(&mut agent);
+}
+
+/// A 64 MiB line in the followed health log is read through in small pieces: the monitor's
+/// peak memory stays far below it, the line is counted once as too long, the lines around it
+/// are read, a restart neither repeats nor loses a line, and the chain covers the line.
+#[test]
+fn a_64_mib_line_in_a_followed_log_keeps_memory_bounded_and_loses_nothing() {
+    let ws = Ws::new("");
+    let log = ws.health_log();
+    let mut agent = ws.start();
+    append(&log, &normal_lines(10, 0));
+    wait_for(30, "the first lines", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(10.0)
+    });
+    // The binary's own pages count in VmHWM: what matters is the growth over the line.
+    let before = peak_rss(agent.id());
+    // Written in pieces, so the monitor may find it unfinished and go on later.
+    let piece = format!(
+        "{{\"time\":\"2026-11-02T09:00:00+09:00\",\"staff_id\":\"{}",
+        "N".repeat(16 << 20)
+    );
+    for _ in 0..4 {
+        append(&log, &piece);
+    }
+    append(&log, "\"}\n");
+    append(&log, &normal_lines(10, 10));
+    wait_for(60, "the lines after the long one", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(20.0)
+            && ws.metric(
+                "kenko_access_parse_errors_total{reason=\"access_log_line_too_long\",source=\"health\"}",
+            ) == Some(1.0)
+    });
+    let grown = peak_rss(agent.id()) - before;
+    eprintln!("peak RSS of the agent grew by {} KiB", grown >> 10);
+    assert!(
+        grown < 24 << 20,
+        "peak RSS grew by {grown} bytes for a 64 MiB line"
+    );
+    sigterm(&mut agent);
+    let size = std::fs::metadata(&log).unwrap().len();
+    let cp = ws.checkpoint().unwrap();
+    assert_eq!(cp["lines"]["health"]["offset"].as_u64(), Some(size), "{cp}");
+    assert_eq!(cp["lines"]["health"]["lines"].as_u64(), Some(21), "{cp}");
+    let text = std::fs::read_to_string(ws.p("agent.log")).unwrap();
+    assert!(
+        text.contains("line 11: longer than 4194304 bytes; skipped unread"),
+        "{text}"
+    );
+    assert!(!text.contains("NNNN"), "no content logged");
+    let mut agent = ws.start();
+    append(&log, &normal_lines(5, 20));
+    wait_for(30, "the lines after the restart", || {
+        ws.metric("kenko_access_events_total{source=\"health\"}") == Some(25.0)
+    });
+    sigterm(&mut agent);
+    assert_eq!(ws.checkpoint_events("health"), 25, "none twice, none lost");
+    let out = ws.run(&["audit-log", "verify", ws.state().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -161,6 +161,7 @@ pub const FAILURE_REASONS: &[&str] = &[
     "access_log_not_json",
     "access_log_invalid_field",
     "access_log_mynumber_in_subject",
+    "access_log_line_too_long",
     "chain_broken",
     "chain_day_removed",
     "chain_digest_altered",
@@ -174,5 +175,6 @@ pub const FAILURE_REASONS: &[&str] = &[
     "segment_reordered",
     "roster_invalid",
     "cloudtrail_file_unreadable",
+    "cloudtrail_file_too_large",
     "audit_log_tampered",
 ];

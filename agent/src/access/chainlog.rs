@@ -16,7 +16,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use kenko_access::calendar::jst_day;
-use kenko_access::chain::{self, digest_day, Chain, DailyDigest, Finding, SegmentRecord};
+use kenko_access::chain::{
+    self, digest_day, Chain, DailyDigest, Finding, SegmentDigest, SegmentRecord,
+};
 
 use super::input::{find_by_id, parse_chain_name};
 use super::AccessError;
@@ -147,6 +149,10 @@ impl ChainLog {
         now: i64,
     ) -> Result<(), AccessError> {
         let r = self.chain.append(name, start, bytes, now);
+        self.write_record(r)
+    }
+
+    fn write_record(&mut self, r: SegmentRecord) -> Result<(), AccessError> {
         let mut line = r.to_json_line();
         line.push('\n');
         self.seg
@@ -156,6 +162,18 @@ impl ChainLog {
         self.undigested.push(r);
         self.uncommitted += 1;
         Ok(())
+    }
+
+    /// Chains a segment hashed piece by piece (a line past the limit, read through).
+    pub fn append_hashed(
+        &mut self,
+        name: &str,
+        start: u64,
+        digest: SegmentDigest,
+        now: i64,
+    ) -> Result<(), AccessError> {
+        let r = self.chain.append_hashed(name, start, digest, now);
+        self.write_record(r)
     }
 
     /// Syncs the records; returns the length to store in the checkpoint. Digests the finished

@@ -130,30 +130,49 @@ fn check(
     let roster = load_roster(&roster_path)?;
     let mut det = Detector::new(s.detect.clone(), roster, s.calendar());
     let mut contents = Vec::new();
+    let mut unreadable = 0u64;
+    let limit = super::input::MAX_CLOUDTRAIL_JSON_BYTES;
     for f in files {
-        let bytes = std::fs::read(f).map_err(|e| AccessError::Input {
+        let gz = f.extension().is_some_and(|e| e == "gz");
+        let input_err = |message: String| AccessError::Input {
             path: f.display().to_string(),
-            message: e.to_string(),
-        })?;
-        let (source, whole) = kind_of(f, &bytes)?;
-        let bytes = if f.extension().is_some_and(|e| e == "gz") {
-            use std::io::Read;
-            let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&bytes[..])
-                .read_to_end(&mut out)
-                .map_err(|e| AccessError::Input {
-                    path: f.display().to_string(),
-                    message: format!("not a complete gzip file ({e})"),
-                })?;
-            out
+            message,
+        };
+        let size = std::fs::metadata(f)
+            .map_err(|e| input_err(e.to_string()))?
+            .len();
+        let bytes = if gz && size > limit {
+            Err(super::input::GunzipError::TooLarge {
+                what: "the gzip file is",
+                limit,
+            })
         } else {
-            bytes
+            let bytes = std::fs::read(f).map_err(|e| input_err(e.to_string()))?;
+            if gz {
+                super::input::gunzip_limited(&bytes, limit)
+            } else {
+                Ok(bytes)
+            }
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            // A bomb is refused and the other files are still read.
+            Err(e @ super::input::GunzipError::TooLarge { .. }) => {
+                unreadable += 1;
+                eprintln!("{}: {e} [reason: {}]", f.display(), e.reason());
+                continue;
+            }
+            Err(e) => return Err(input_err(e.to_string())),
+        };
+        let (source, whole) = if gz {
+            (Source::CloudTrail, true)
+        } else {
+            kind_of(f, &bytes)?
         };
         contents.push((f, source, whole, bytes));
     }
     let mut ct_events = Vec::new();
     let mut batches = Vec::new();
-    let mut unreadable = 0u64;
     for (f, source, whole, bytes) in &contents {
         if *whole {
             match parse_cloudtrail_file(bytes, &s.principals) {

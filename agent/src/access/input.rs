@@ -4,6 +4,11 @@
 //! complete lines are taken; each read is one *segment* (a byte range of one file) that the
 //! pipeline chains for tamper evidence before parsing it.
 //!
+//! Memory is bounded whatever the inputs hold: a line past [`MAX_LINE_BYTES`] is read through
+//! in small pieces, hashed for the chain without being held, and handed on as one line too
+//! long; a CloudTrail file is un-gzipped to at most [`MAX_CLOUDTRAIL_JSON_BYTES`] and refused
+//! beyond (a gzip bomb of a few kilobytes can expand to gigabytes).
+//!
 //! A file is known by its identity (device and inode), not its path, so a checkpoint names the
 //! exact file it stopped in: after a restart, a file rotated while the agent was down is found
 //! again by its identity next to the path and read to its end before the new file.
@@ -14,6 +19,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use kenko_access::chain::{SegmentDigest, SegmentHasher};
+pub use kenko_access::feed::MAX_LINE_BYTES;
 use kenko_access::Source;
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +92,25 @@ pub struct Segment {
     pub stack: Option<String>,
     /// The bytes are CRI log lines (a container log), to unwrap before parsing.
     pub cri: bool,
+    /// A line past [`MAX_LINE_BYTES`], read through: `bytes` is empty and the chain takes this
+    /// digest of the line's bytes instead.
+    pub too_long: Option<SegmentDigest>,
 }
+
+/// A line past [`MAX_LINE_BYTES`] being read through: hashed piece by piece, never held.
+#[derive(Debug, Default)]
+struct LongLine {
+    hasher: SegmentHasher,
+    /// Physical lines it covers so far (a CRI record's P parts).
+    lines: u64,
+    /// The first bytes of the physical line being read (enough for a CRI line's tag).
+    head: Vec<u8>,
+}
+
+/// How much of a physical line's start is kept to read its CRI tag.
+const CRI_HEAD: usize = 128;
+/// The piece a long line is read through in.
+const LONG_CHUNK: usize = 64 << 10;
 
 /// Where a line input stands (saved in the checkpoint).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +149,8 @@ pub struct LineInput {
     /// Whether the last read reached the end of the file.
     pub at_end: bool,
     pub size: u64,
+    /// A line past the limit being read through (from `pos.offset`).
+    long: Option<LongLine>,
 }
 
 impl LineInput {
@@ -138,6 +165,7 @@ impl LineInput {
             changes: Vec::new(),
             at_end: false,
             size: 0,
+            long: None,
         }
     }
 
@@ -174,6 +202,7 @@ impl LineInput {
                 self.changes.push(Change::Lost);
             }
             self.pos = LinePosition::default();
+            self.long = None;
         }
         match File::open(&self.path) {
             Ok(f) => {
@@ -206,6 +235,15 @@ impl LineInput {
             self.changes.push(Change::Truncated);
             self.pos.offset = 0;
             self.pos.lines = 0;
+            self.long = None;
+        }
+        if self
+            .long
+            .as_ref()
+            .is_some_and(|l| meta.len() < self.pos.offset + l.hasher.len())
+        {
+            // Cut inside the long line being read through: read it again from its start.
+            self.long = None;
         }
         self.size = meta.len();
         let seg = self.read_lines(&mut f, id, max, false)?;
@@ -224,7 +262,12 @@ impl LineInput {
             return Ok(None);
         }
         // The writer has switched files; whatever the old one holds now is final.
-        let last = self.read_lines(&mut f, id, usize::MAX, true)?;
+        let last = self.read_lines(&mut f, id, max, true)?;
+        if last.is_some() && !self.at_end {
+            // More of the old file is left than one read takes: the rest at the next poll.
+            self.file = Some((f, id));
+            return Ok(last);
+        }
         self.changes.push(Change::Rotated);
         self.pos = LinePosition::default();
         self.file = None;
@@ -244,6 +287,9 @@ impl LineInput {
     ) -> Result<Option<Segment>, AccessError> {
         let len = f.metadata().map_err(|e| self.io(e))?.len();
         self.size = len;
+        if self.long.is_some() {
+            return self.read_long(f, id, len, final_read);
+        }
         if len <= self.pos.offset {
             self.at_end = true;
             return Ok(None);
@@ -262,7 +308,8 @@ impl LineInput {
             }
         }
         buf.truncate(got);
-        let keep = if final_read {
+        let at_eof = self.pos.offset + got as u64 >= len;
+        let keep = if final_read && at_eof {
             buf.len()
         } else if self.cri {
             kenko_access::cri::complete_end(&buf)
@@ -273,9 +320,16 @@ impl LineInput {
             }
         };
         if keep == 0 {
-            // A line longer than `max`, or one still being written.
-            if !final_read && got == want && want == max {
-                return self.read_lines(f, id, max.saturating_mul(2), final_read);
+            if got > MAX_LINE_BYTES {
+                // Already past the limit without its end: read it through without holding it.
+                drop(buf);
+                self.long = Some(LongLine::default());
+                return self.read_long(f, id, len, final_read);
+            }
+            // A line longer than `max` (but within the limit), or one still being written.
+            if got == want && want == max {
+                let more = max.saturating_mul(2).min(MAX_LINE_BYTES + 1);
+                return self.read_lines(f, id, more, final_read);
             }
             self.at_end = true;
             return Ok(None);
@@ -291,9 +345,97 @@ impl LineInput {
             bytes: buf,
             stack: self.stack.clone(),
             cri: self.cri,
+            too_long: None,
         };
         self.pos.offset += keep as u64;
         self.pos.lines += lines;
+        self.at_end = self.pos.offset >= len;
+        Ok(Some(seg))
+    }
+}
+
+impl LineInput {
+    /// Reads on through the long line at `pos.offset` (from where an earlier call stopped) in
+    /// [`LONG_CHUNK`] pieces: None while its end is not written yet, else the whole line as one
+    /// segment without bytes ([`Segment::too_long`]). A CRI record ends at its first physical
+    /// line that is not a P part; a rotated file's unterminated end ends it too.
+    fn read_long(
+        &mut self,
+        f: &mut File,
+        id: FileId,
+        len: u64,
+        final_read: bool,
+    ) -> Result<Option<Segment>, AccessError> {
+        let mut long = self.long.take().unwrap_or_default();
+        let mut at = self.pos.offset + long.hasher.len();
+        let mut chunk = vec![0u8; LONG_CHUNK];
+        let mut ended = false;
+        while !ended && at < len {
+            let want = ((len - at) as usize).min(LONG_CHUNK);
+            f.seek(SeekFrom::Start(at)).map_err(|e| self.io(e))?;
+            let n = loop {
+                match f.read(&mut chunk[..want]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.long = Some(long);
+                        return Err(self.io(e));
+                    }
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            let mut taken = n;
+            let mut from = 0;
+            while let Some(i) = chunk[from..n].iter().position(|&b| b == b'\n') {
+                let nl = from + i;
+                let room = CRI_HEAD.saturating_sub(long.head.len());
+                long.head
+                    .extend_from_slice(&chunk[from..nl.min(from + room)]);
+                long.lines += 1;
+                from = nl + 1;
+                if !(self.cri && kenko_access::cri::is_part(&long.head)) {
+                    taken = from;
+                    ended = true;
+                    break;
+                }
+                long.head.clear();
+            }
+            if !ended {
+                let room = CRI_HEAD.saturating_sub(long.head.len());
+                long.head
+                    .extend_from_slice(&chunk[from..n.min(from + room)]);
+            }
+            long.hasher.update(&chunk[..taken]);
+            at += taken as u64;
+        }
+        if !ended && !final_read {
+            // Its end is not written yet: go on from here at the next poll.
+            self.long = Some(long);
+            self.at_end = true;
+            return Ok(None);
+        }
+        if !ended && long.hasher.is_empty() {
+            return Ok(None);
+        }
+        if !ended {
+            // A rotated file's unterminated end is its last line.
+            long.lines += 1;
+        }
+        let digest = long.hasher.finish();
+        let seg = Segment {
+            source: self.source,
+            name: chain_name(&self.path, id),
+            start: self.pos.offset,
+            first_line: self.pos.lines,
+            bytes: Vec::new(),
+            stack: self.stack.clone(),
+            cri: self.cri,
+            too_long: Some(digest),
+        };
+        self.pos.offset += digest.len;
+        self.pos.lines += long.lines;
         self.at_end = self.pos.offset >= len;
         Ok(Some(seg))
     }
@@ -359,6 +501,47 @@ fn memrchr_newline(b: &[u8]) -> Option<usize> {
     b.iter().rposition(|&c| c == b'\n')
 }
 
+/// The most JSON one CloudTrail log file may un-gzip to (64 MiB; AWS's files hold at most a
+/// few thousand records, a few megabytes), and the most compressed bytes one may have. A file
+/// past it is refused (`cloudtrail_file_too_large`) after reading at most this much; a step
+/// takes in files up to this much JSON in all.
+pub const MAX_CLOUDTRAIL_JSON_BYTES: u64 = 64 << 20;
+
+/// Why a CloudTrail file's JSON cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GunzipError {
+    #[error("not a complete gzip file ({0})")]
+    Incomplete(String),
+    #[error("{what} past the limit of {limit} bytes (a gzip bomb?); refused unread")]
+    TooLarge { what: &'static str, limit: u64 },
+}
+
+impl GunzipError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GunzipError::Incomplete(_) => "cloudtrail_file_unreadable",
+            GunzipError::TooLarge { .. } => "cloudtrail_file_too_large",
+        }
+    }
+}
+
+/// Un-gzips `gz` (every member) into at most `limit` bytes: more is [`GunzipError::TooLarge`]
+/// after reading `limit + 1`, so a bomb costs no more memory than a file at the limit.
+pub fn gunzip_limited(gz: &[u8], limit: u64) -> Result<Vec<u8>, GunzipError> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(gz)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| GunzipError::Incomplete(e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(GunzipError::TooLarge {
+            what: "the un-gzipped JSON is",
+            limit,
+        });
+    }
+    Ok(out)
+}
+
 /// One CloudTrail log file, read whole.
 #[derive(Debug)]
 pub struct CloudTrailFile {
@@ -366,10 +549,27 @@ pub struct CloudTrailFile {
     pub rel: String,
     /// The chain name.
     pub name: String,
-    /// The gzipped bytes as on disk (what the chain hashes).
+    /// The gzipped bytes as on disk (what the chain hashes); empty for a file past the limit,
+    /// which is hashed in pieces into `digest` instead.
     pub gz: Vec<u8>,
+    pub digest: Option<SegmentDigest>,
     /// The JSON after un-gzipping, or why it could not be read.
-    pub json: Result<Vec<u8>, String>,
+    pub json: Result<Vec<u8>, GunzipError>,
+}
+
+/// Hashes a file for the chain piece by piece, without holding it.
+fn hash_file(p: &Path) -> std::io::Result<SegmentDigest> {
+    let mut f = File::open(p)?;
+    let mut h = SegmentHasher::default();
+    let mut buf = vec![0u8; LONG_CHUNK];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok(h.finish()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A folder of CloudTrail log files (`*.json.gz`, in any sub-folder, as AWS delivers them:
@@ -442,19 +642,42 @@ impl CloudTrailDir {
         todo.sort();
         self.pending = todo.len();
         let mut out = Vec::new();
+        let mut taken = 0u64;
         for (rel, p) in todo.into_iter().take(max_files) {
+            if taken >= MAX_CLOUDTRAIL_JSON_BYTES {
+                // Enough for one step: the rest at the next.
+                break;
+            }
+            let meta = match std::fs::metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            };
+            if meta.len() > MAX_CLOUDTRAIL_JSON_BYTES {
+                let digest = match hash_file(&p) {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(e)),
+                };
+                out.push(CloudTrailFile {
+                    name: chain_name(&p, FileId::of(&meta)),
+                    rel,
+                    gz: Vec::new(),
+                    digest: Some(digest),
+                    json: Err(GunzipError::TooLarge {
+                        what: "the gzip file is",
+                        limit: MAX_CLOUDTRAIL_JSON_BYTES,
+                    }),
+                });
+                continue;
+            }
             let gz = match std::fs::read(&p) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io(e)),
             };
-            let meta = std::fs::metadata(&p).map_err(io)?;
-            let mut json = Vec::new();
-            let un = flate2::read::MultiGzDecoder::new(&gz[..])
-                .read_to_end(&mut json)
-                .map(|_| json)
-                .map_err(|e| format!("not a complete gzip file ({e})"));
-            if un.is_err() {
+            let un = gunzip_limited(&gz, MAX_CLOUDTRAIL_JSON_BYTES);
+            if matches!(un, Err(GunzipError::Incomplete(_))) {
                 let age = meta
                     .modified()
                     .ok()
@@ -465,10 +688,12 @@ impl CloudTrailDir {
                     continue;
                 }
             }
+            taken += un.as_ref().map_or(0, |j| j.len() as u64);
             out.push(CloudTrailFile {
                 name: chain_name(&p, FileId::of(&meta)),
                 rel,
                 gz,
+                digest: None,
                 json: un,
             });
         }

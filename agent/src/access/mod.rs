@@ -418,10 +418,16 @@ impl Monitor {
             return Ok(false);
         }
         for seg in &segs {
-            self.chain.append(&seg.name, seg.start, &seg.bytes, now)?;
+            match seg.too_long {
+                Some(d) => self.chain.append_hashed(&seg.name, seg.start, d, now)?,
+                None => self.chain.append(&seg.name, seg.start, &seg.bytes, now)?,
+            }
         }
         for f in &ct_files {
-            self.chain.append(&f.name, 0, &f.gz, now)?;
+            match f.digest {
+                Some(d) => self.chain.append_hashed(&f.name, 0, d, now)?,
+                None => self.chain.append(&f.name, 0, &f.gz, now)?,
+            }
         }
         // CloudTrail files: each parsed whole.
         let mut ct_events = Vec::new();
@@ -457,7 +463,7 @@ impl Monitor {
                     ct_errors += 1;
                     AccessEvent::CloudTrailSkipped {
                         file: &f.rel,
-                        reason: "cloudtrail_file_unreadable",
+                        reason: why.reason(),
                         error: why,
                         whole_file: true,
                     }
@@ -481,6 +487,27 @@ impl Monitor {
             })
             .collect();
         let mut logged = 0;
+        // Lines past the limit were read through, not held: counted here, as feed would.
+        let mut too_long = [0u64; 3];
+        for seg in segs.iter().filter(|s| s.too_long.is_some()) {
+            too_long[src_index(seg.source)] += 1;
+            let e = ParseError {
+                source: seg.source,
+                line: seg.first_line + 1,
+                record: None,
+                field: None,
+                problem: kenko_access::event::Problem::LineTooLong,
+            };
+            let log = logged < LOGGED_ERRORS;
+            logged += usize::from(log);
+            AccessEvent::LineSkipped {
+                source: source_label(e.source),
+                reason: e.reason(),
+                error: &e,
+                log,
+            }
+            .emit();
+        }
         let counts = feed(
             &mut self.det,
             &self.s.principals,
@@ -506,6 +533,9 @@ impl Monitor {
         }
         let mut counts = counts;
         counts.errors[2] += ct_errors;
+        for (i, n) in too_long.into_iter().enumerate() {
+            counts.errors[i] += n;
+        }
         for src in SOURCES {
             let i = src_index(src);
             let label = source_label(src);

@@ -131,6 +131,49 @@ fn fingerprint(bytes: &[u8]) -> [u8; 8] {
     d[..8].try_into().expect("a SHA-256 has 32 bytes")
 }
 
+/// A segment's SHA-256, fingerprint and length, computed piece by piece: a segment too long to
+/// hold (a log line past the line limit) is chained without being held.
+#[derive(Clone, Debug, Default)]
+pub struct SegmentHasher {
+    sha: Sha256,
+    head: Vec<u8>,
+    len: u64,
+}
+
+/// What [`SegmentHasher`] computed, for [`Chain::append_hashed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentDigest {
+    pub sha256: [u8; 32],
+    pub fingerprint: [u8; 8],
+    pub len: u64,
+}
+
+impl SegmentHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        let room = FINGERPRINT_BYTES.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        self.sha.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// Bytes taken so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn finish(self) -> SegmentDigest {
+        SegmentDigest {
+            sha256: self.sha.finalize().into(),
+            fingerprint: fingerprint(&self.head),
+            len: self.len,
+        }
+    }
+}
+
 /// Appends segments.
 #[derive(Clone, Debug)]
 pub struct Chain {
@@ -174,13 +217,30 @@ impl Chain {
         bytes: &[u8],
         ingested_at: i64,
     ) -> SegmentRecord {
+        let digest = SegmentDigest {
+            sha256: Sha256::digest(bytes).into(),
+            fingerprint: fingerprint(bytes),
+            len: bytes.len() as u64,
+        };
+        self.append_hashed(file, start, digest, ingested_at)
+    }
+
+    /// Takes in a segment hashed piece by piece ([`SegmentHasher`]): the same record
+    /// [`Chain::append`] makes of the same bytes.
+    pub fn append_hashed(
+        &mut self,
+        file: &str,
+        start: u64,
+        digest: SegmentDigest,
+        ingested_at: i64,
+    ) -> SegmentRecord {
         let mut r = SegmentRecord {
             seq: self.next_seq,
             file: file.to_string(),
             start,
-            end: start + bytes.len() as u64,
-            sha256: Sha256::digest(bytes).into(),
-            fingerprint: fingerprint(bytes),
+            end: start + digest.len,
+            sha256: digest.sha256,
+            fingerprint: digest.fingerprint,
             ingested_at,
             prev: self.head,
             link: [0; 32],

@@ -25,6 +25,14 @@ pub fn complete_end(buf: &[u8]) -> usize {
     end
 }
 
+/// Whether a CRI line whose first bytes are `head` (at least its timestamp, stream and tag) is
+/// a P part, i.e. its record goes on in the next line. Lets a reader that does not hold a long
+/// line find where its record ends.
+pub fn is_part(head: &[u8]) -> bool {
+    let head = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    matches!(split(head), Some((_, _, Tag::P)))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tag {
     P,

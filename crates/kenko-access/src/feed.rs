@@ -3,8 +3,15 @@
 //! each step's new lines through it, `access check` whole files, and the tests generated logs;
 //! a line that cannot be parsed is handed to the caller and skipped.
 
-use crate::event::{parse_cloudtrail_line, parse_health_line, parse_k8s_line};
+use crate::event::{parse_cloudtrail_line, parse_health_line, parse_k8s_line, Problem};
 use crate::{Detector, Event, ParseError, Principals, Source};
+
+/// The longest line (newline included) any input may have: 4 MiB, above the largest
+/// Kubernetes audit event (a request and response of etcd's 1.5 MiB object limit) and far above
+/// a health log line or a CloudTrail record. A longer line is refused unparsed
+/// ([`Problem::LineTooLong`]); the agent's follower reads such a line through in small pieces
+/// without holding it, so memory stays bounded whatever a log holds.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
 
 /// A line input of a step: its source, bytes and the line number before them.
 pub struct LineBatch<'a> {
@@ -63,6 +70,17 @@ pub fn feed<'a>(
             let (line, rest) = s.rest.split_at(end);
             s.rest = rest;
             s.line_no += 1;
+            if line.len() > MAX_LINE_BYTES {
+                counts.errors[src_index(s.source)] += 1;
+                on_error(&ParseError {
+                    source: s.source,
+                    line: s.line_no,
+                    record: None,
+                    field: None,
+                    problem: Problem::LineTooLong,
+                });
+                continue;
+            }
             let parsed = match s.source {
                 Source::Health => parse_health_line(line, s.line_no),
                 Source::K8sAudit => parse_k8s_line(line, s.line_no, p),

@@ -265,3 +265,21 @@ fn altered_records_and_digests() {
         assert!(!f.to_string().contains("S00"));
     }
 }
+
+#[test]
+fn a_segment_hashed_in_pieces_is_the_record_of_its_bytes() {
+    let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    for cut in [0, 1, 63, 64, 65, 9_999] {
+        let mut h = SegmentHasher::default();
+        h.update(&bytes[..cut]);
+        for piece in bytes[cut..].chunks(7) {
+            h.update(piece);
+        }
+        let mut a = Chain::new();
+        let mut b = Chain::new();
+        assert_eq!(
+            a.append("f", 5, &bytes, 9),
+            b.append_hashed("f", 5, h.finish(), 9)
+        );
+    }
+}

@@ -204,6 +204,9 @@ pub enum Problem {
     /// The subject looks like a My Number (12 digits): the health system must log the resident
     /// token instead.
     MyNumberInSubject,
+    /// The line is longer than [`crate::feed::MAX_LINE_BYTES`]: skipped without being parsed
+    /// (a follower reads it through without holding it).
+    LineTooLong,
 }
 
 /// A line (or CloudTrail record) that could not be read.
@@ -237,6 +240,11 @@ impl fmt::Display for ParseError {
                 f,
                 ": expected a resident token, found 12 digits (a My Number?); the value is not shown"
             ),
+            Problem::LineTooLong => write!(
+                f,
+                ": longer than {} bytes; skipped unread",
+                crate::feed::MAX_LINE_BYTES
+            ),
         }
     }
 }
@@ -249,6 +257,7 @@ impl ParseError {
         match self.problem {
             Problem::NotJson { .. } | Problem::NotAnObject => "access_log_not_json",
             Problem::MyNumberInSubject => "access_log_mynumber_in_subject",
+            Problem::LineTooLong => "access_log_line_too_long",
             _ => "access_log_invalid_field",
         }
     }

@@ -325,3 +325,111 @@ fn cloudtrail_events() {
     assert!(matches!(e.problem, Problem::NotJson { .. }));
     assert_eq!(e.line, 3);
 }
+
+/// 100,000 levels of `[` or `{"a":` where a line starts, in a known field, in an unknown field
+/// and inside a CloudTrail file's record: each is one malformed line (or file) with a reason,
+/// never a stack overflow. serde_json's recursion limit guards the typed levels, and every
+/// container kenko does not read is skipped by its iterative `IgnoredAny`.
+#[test]
+fn deeply_nested_json_is_malformed_and_never_overflows() {
+    const DEPTH: usize = 100_000;
+    let arrays = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    let objects = format!("{}1{}", "{\"a\":".repeat(DEPTH), "}".repeat(DEPTH));
+    let open = "[".repeat(DEPTH);
+    let p = Principals::default();
+    let mut lines: Vec<(Source, String, bool)> = Vec::new();
+    for deep in [&arrays, &objects, &open] {
+        let balanced = deep != &open;
+        for (source, base) in [
+            (Source::Health, LINE),
+            (Source::K8sAudit, K8S),
+            (Source::CloudTrail, CT),
+        ] {
+            lines.push((source, deep.clone(), false));
+            // In a field the parser reads, and in one it skips.
+            let field = match source {
+                Source::Health => "\"subject\":",
+                Source::K8sAudit => "\"verb\":",
+                Source::CloudTrail => "\"eventName\":",
+            };
+            let at = base.find(field).unwrap() + field.len();
+            let end = at + base[at..].find([',', '}']).unwrap();
+            lines.push((
+                source,
+                format!("{}{deep}{}", &base[..at], &base[end..]),
+                false,
+            ));
+            // A well-formed value in a field nobody reads changes nothing.
+            lines.push((
+                source,
+                base.replacen('{', &format!("{{\"x\":{deep},"), 1),
+                balanced,
+            ));
+        }
+    }
+    for (source, line, ok) in &lines {
+        let r = match source {
+            Source::Health => parse_health_line(line.as_bytes(), 3).map(|_| ()),
+            Source::K8sAudit => parse_k8s_line(line.as_bytes(), 3, &p).map(|_| ()),
+            Source::CloudTrail => parse_cloudtrail_line(line.as_bytes(), 3, &p).map(|_| ()),
+        };
+        if *ok {
+            assert!(r.is_ok(), "{source:?}: {r:?}");
+            continue;
+        }
+        let e = r.unwrap_err();
+        assert!(
+            ["access_log_not_json", "access_log_invalid_field"].contains(&e.reason()),
+            "{source:?}: {e}"
+        );
+        assert_eq!(e.line, 3);
+        assert!(e.to_string().len() < 200, "one short line: {e}");
+    }
+    // A CloudTrail file whose second record nests without end: the file is refused, whole.
+    let file = format!("{{\"Records\":[{CT},{{\"eventName\":{arrays}}},{CT}]}}");
+    let recs = parse_cloudtrail_file(file.as_bytes(), &p).unwrap();
+    assert_eq!((recs.events.len(), recs.errors.len()), (2, 1));
+    let file = format!("{{\"Records\":[{CT},{open}]}}");
+    assert_eq!(
+        parse_cloudtrail_file(file.as_bytes(), &p)
+            .unwrap_err()
+            .reason(),
+        "access_log_not_json"
+    );
+}
+
+/// A line past [`crate::feed::MAX_LINE_BYTES`] is refused unparsed with its own reason and the
+/// lines around it are read.
+#[test]
+fn a_line_past_the_limit_is_skipped_and_the_rest_is_read() {
+    let long = format!(
+        "{}\n",
+        LINE.replace("S0123", &"S".repeat(crate::feed::MAX_LINE_BYTES))
+    );
+    let text = format!("{LINE}\n{long}{LINE}\n");
+    let mut det = crate::Detector::new(
+        crate::Config::default(),
+        crate::Roster::parse("id,role,status,retired_on,scope,terminals\nS0123,public_health_nurse,active,,D07,T0456\n").unwrap(),
+        crate::Calendar::default(),
+    );
+    let mut errors = Vec::new();
+    let counts = crate::feed::feed(
+        &mut det,
+        &Principals::default(),
+        &[crate::feed::LineBatch {
+            source: Source::Health,
+            bytes: text.as_bytes(),
+            first_line: 10,
+            stack: None,
+        }],
+        Vec::new(),
+        |e| errors.push(e.clone()),
+    );
+    assert_eq!((counts.events[0], counts.errors[0]), (2, 1));
+    assert_eq!(errors[0].reason(), "access_log_line_too_long");
+    assert_eq!(errors[0].line, 12);
+    assert_eq!(
+        errors[0].to_string(),
+        "health access log line 12: longer than 4194304 bytes; skipped unread"
+    );
+}
