@@ -528,3 +528,112 @@ fn without_a_usable_font_the_pdf_is_refused_with_what_to_install() {
     assert!(err.contains("render_font_invalid"), "{err}");
     assert!(!dir.path().join("cert.pdf").exists());
 }
+
+/// `certificate verify` with the real binary on files that would read one way to a person and
+/// another to a lenient parser: each is refused with one line and its own reason, signed by
+/// the agent's own key or not, never shown as genuine; render refuses them too, and a
+/// validator's name with a right-to-left override is not countersigned.
+#[test]
+fn duplicate_keys_and_unicode_tricks_are_refused_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (key, _) = agent_key(&data);
+    let signed = |edit: &dyn Fn(&mut Certificate)| {
+        let mut c = certificate("job-u", 1, None);
+        edit(&mut c);
+        c.sign(&key, "2026-11-25T01:01:01Z");
+        c.to_file_bytes()
+    };
+    let good = signed(&|_| {});
+    let text = String::from_utf8(good.clone()).unwrap();
+    let overlong = {
+        let mut b = good.clone();
+        let at = text.find("file:/srv").unwrap() + 5;
+        b.splice(at..at + 1, [0xC0, 0xAF]);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a second result a lenient parser would keep",
+            text.replacen("\"passed\":true", "\"passed\":true,\"passed\":false", 1)
+                .into_bytes(),
+            "certificate_duplicate_key",
+        ),
+        (
+            "a byte order mark",
+            [b"\xEF\xBB\xBF".as_slice(), &good].concat(),
+            "certificate_byte_order_mark",
+        ),
+        ("an overlong /", overlong, "certificate_not_utf8"),
+        (
+            "an escaped letter",
+            text.replacen("\"reused\"", "\"\\u0072eused\"", 1)
+                .into_bytes(),
+            "certificate_escaped_character",
+        ),
+        (
+            "a NUL, signed",
+            signed(&|c| c.sanitization.notes = "passed\0 not really".into()),
+            "certificate_control_character",
+        ),
+        (
+            "a right-to-left override, signed",
+            signed(&|c| c.targets[0].spec = "file:/srv/old/\u{202E}bd.sdrocer".into()),
+            "certificate_bidi_control",
+        ),
+        (
+            "a decomposed accent, signed",
+            signed(&|c| c.sanitized_by.organization = "Cafe\u{301} municipal".into()),
+            "certificate_not_nfc",
+        ),
+        (
+            "a Cyrillic letter in a bucket, signed",
+            signed(&|c| c.targets[0].spec = "s3://kenko-r\u{435}cords/2026".into()),
+            "certificate_non_ascii_identifier",
+        ),
+    ];
+    let file = dir.path().join("cert.json");
+    for (what, bytes, reason) in cases {
+        std::fs::write(&file, &bytes).unwrap();
+        let out = agent(&data, &["certificate", "verify", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{what}: {stdout}");
+        assert!(!stdout.contains("genuine"), "{what}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: one line: {stderr}");
+        assert!(
+            stderr.starts_with("INVALID: ")
+                && stderr.trim_end().ends_with(&format!("[reason: {reason}]")),
+            "{what}: {stderr}"
+        );
+        for value in ["sdrocer", "Cafe", "cords", "not really"] {
+            assert!(
+                !stderr.contains(value),
+                "{what}: the value is not shown: {stderr}"
+            );
+        }
+        let out = agent(&data, &["certificate", "render", file.to_str().unwrap()]);
+        assert!(!out.status.success(), "{what}: not rendered");
+        assert!(!dir.path().join("cert.html").exists(), "{what}");
+    }
+    // A validator whose name carries an override is refused before anything is signed.
+    std::fs::write(&file, &good).unwrap();
+    let out = agent(
+        &data,
+        &[
+            "certificate",
+            "countersign",
+            file.to_str().unwrap(),
+            "--key",
+            dir.path().join("validator.key").to_str().unwrap(),
+            "--name",
+            "\u{202E}ihsoroaT",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("[reason: certificate_bidi_control]"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), good, "the file is unchanged");
+}

@@ -128,6 +128,11 @@ pub fn countersign_file(
     key: &SigningKey,
 ) -> Result<kenko_cert::Verified, CertCommandError> {
     let verified = verify_file(path, None)?;
+    // Details the verification would refuse are refused before anything is signed.
+    kenko_cert::check_person(&person).map_err(|source| CertCommandError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut cert: Certificate = verified.certificate;
     let now = kenko_intake::clock::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     cert.countersign(person, key, &now)

@@ -276,6 +276,26 @@ pub enum CertError {
     FailedVerification(String),
     #[error("chain of {signer}: {problem}")]
     Chain { signer: String, problem: String },
+    #[error("the file starts with a byte order mark (U+FEFF); a certificate is UTF-8 without one")]
+    ByteOrderMark,
+    #[error("not UTF-8 at byte {offset} (an invalid or overlong sequence)")]
+    NotUtf8 { offset: usize },
+    #[error("an escaped character at byte {offset}; the canonical form writes every character as itself")]
+    EscapedCharacter { offset: usize },
+    #[error("the key `{field}` appears twice in its object; which one was signed cannot be told")]
+    DuplicateKey { field: String },
+    #[error("{field} holds a control character ({code_point})")]
+    ControlCharacter { field: String, code_point: String },
+    #[error("{field} holds a bidirectional control character ({code_point}) that reorders what a reader sees")]
+    BidiControl { field: String, code_point: String },
+    #[error("{field} holds an invisible character ({code_point})")]
+    InvisibleCharacter { field: String, code_point: String },
+    #[error(
+        "{field} is not in Unicode Normalization Form C (the same text can be written another way)"
+    )]
+    NotNfc { field: String },
+    #[error("`{field}` holds a character outside printable ASCII (a look-alike letter?); this field is compared by machines")]
+    NonAsciiIdentifier { field: String },
 }
 
 impl CertError {
@@ -290,6 +310,15 @@ impl CertError {
             CertError::BadValidation => "certificate_bad_validation",
             CertError::FailedVerification(_) => "certificate_failed_verification",
             CertError::Chain { .. } => "certificate_chain_broken",
+            CertError::ByteOrderMark => "certificate_byte_order_mark",
+            CertError::NotUtf8 { .. } => "certificate_not_utf8",
+            CertError::EscapedCharacter { .. } => "certificate_escaped_character",
+            CertError::DuplicateKey { .. } => "certificate_duplicate_key",
+            CertError::ControlCharacter { .. } => "certificate_control_character",
+            CertError::BidiControl { .. } => "certificate_bidi_control",
+            CertError::InvisibleCharacter { .. } => "certificate_invisible_character",
+            CertError::NotNfc { .. } => "certificate_not_nfc",
+            CertError::NonAsciiIdentifier { .. } => "certificate_non_ascii_identifier",
         }
     }
 }
@@ -407,14 +436,18 @@ pub struct Verified {
     pub validated_by: Option<String>,
 }
 
-/// Verifies a certificate file's bytes: canonical form, format, signature (by `expected_signer`
-/// when given), validation if present, and that every target's verification passed.
+/// Verifies a certificate file's bytes: text a reader sees as the verifier does (no
+/// byte order mark, UTF-8, no escapes, no key twice, no control, bidi or invisible character,
+/// NFC, ASCII identifiers), canonical form, format, signature (by `expected_signer` when given),
+/// validation if present, and that every target's verification passed.
 pub fn verify(bytes: &[u8], expected_signer: Option<&str>) -> Result<Verified, CertError> {
+    text::check_file(bytes)?;
     let cert: Certificate =
         serde_json::from_slice(bytes).map_err(|e| CertError::Malformed(e.to_string()))?;
     if cert.to_file_bytes() != bytes {
         return Err(CertError::NotCanonical);
     }
+    text::check_identifiers(&cert)?;
     let v1 = cert.format == FORMAT_V1;
     if cert.format != FORMAT && !v1 {
         return Err(CertError::Format(cert.format.clone()));
@@ -518,8 +551,15 @@ pub fn verify_chain(
     Ok(out)
 }
 
+/// Checks what a person adds to a certificate (a validator's details) as [`verify`] will:
+/// no control, bidi or invisible character, NFC.
+pub fn check_person(p: &Person) -> Result<(), CertError> {
+    text::check_person(p)
+}
+
 pub mod pdf;
 pub mod render;
+mod text;
 
 #[cfg(test)]
 #[allow(

@@ -190,12 +190,21 @@ impl<'a> Face<'a> {
     }
 }
 
-/// Tabs and other control characters become spaces; line breaks stay.
+/// Tabs and other control characters become spaces; line breaks stay; bidirectional controls
+/// and invisible characters are shown as `[U+XXXX]` (a verified certificate holds none, and the
+/// PDF never lets one act).
 fn clean(text: &str) -> String {
-    text.replace("\r\n", "\n")
-        .chars()
-        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.replace("\r\n", "\n").chars() {
+        if c.is_control() && c != '\n' {
+            out.push(' ');
+        } else if let Some(shown) = crate::text::visible(c).filter(|_| !c.is_control()) {
+            out.push_str(&shown);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn is_wide(c: char) -> bool {

@@ -14,7 +14,11 @@ fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+            // A verified certificate holds none; shown, never obeyed, should one get here.
+            c => match crate::text::visible(c) {
+                Some(shown) => out.push_str(&shown),
+                None => out.push(c),
+            },
         }
     }
     out

@@ -363,3 +363,132 @@ fn typed_methods_serialise_to_the_strings_certificates_always_carried() {
     // A value no certificate carries is refused, not read as something else.
     assert!(serde_json::from_str::<VerificationMethod>("\"sampled\"").is_err());
 }
+
+/// Text that would read one way to a person and another to the verifier is refused with its
+/// own reason, naming the field and the code point, never the value; signed or not.
+#[test]
+fn text_a_reader_could_misread_is_refused_with_its_own_reason() {
+    let k = key(1);
+    let signed_with = |edit: &dyn Fn(&mut Certificate)| {
+        let mut c = sample("job-t", 1, None);
+        edit(&mut c);
+        c.sign(&k, "2026-11-25T01:06:00Z");
+        c.to_file_bytes()
+    };
+    let good = signed_with(&|_| {});
+    verify(&good, None).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            [b"\xEF\xBB\xBF".as_slice(), &good].concat(),
+            "certificate_byte_order_mark",
+        ),
+        (
+            text.replacen(
+                "\"media_destination\":\"reused\"",
+                "\"media_destination\":\"reused\",\"media_destination\":\"destroyed\"",
+                1,
+            )
+            .into_bytes(),
+            "certificate_duplicate_key",
+        ),
+        (
+            text.replacen("\"passed\":true", "\"passed\":true,\"passed\":false", 1)
+                .into_bytes(),
+            "certificate_duplicate_key",
+        ),
+        (
+            text.replacen("file:/var", "file:\\/var", 1).into_bytes(),
+            "certificate_escaped_character",
+        ),
+        (
+            text.replacen("\"reused\"", "\"\\u0072eused\"", 1)
+                .into_bytes(),
+            "certificate_escaped_character",
+        ),
+        (
+            {
+                let mut b = good.clone();
+                let at = text.find("file:/var").unwrap() + 5;
+                b.splice(at..at + 1, [0xC0, 0xAF]);
+                b
+            },
+            "certificate_not_utf8",
+        ),
+        (
+            signed_with(&|c| c.sanitization.notes = "a\0b".into()),
+            "certificate_control_character",
+        ),
+        (
+            signed_with(&|c| c.targets[0].spec = "file:/srv/\u{202E}gpj.exe".into()),
+            "certificate_bidi_control",
+        ),
+        (
+            signed_with(&|c| c.sanitized_by.name = "越谷\u{200B}花子".into()),
+            "certificate_invisible_character",
+        ),
+        (
+            signed_with(&|c| c.sanitized_by.organization = "Cafe\u{301}".into()),
+            "certificate_not_nfc",
+        ),
+        (
+            signed_with(&|c| c.targets[0].spec = "s3://kenko-r\u{435}cords/x".into()),
+            "certificate_non_ascii_identifier",
+        ),
+    ];
+    for (bytes, reason) in cases {
+        let e = verify(&bytes, None).unwrap_err();
+        assert_eq!(e.reason(), reason, "{e}");
+        let m = e.to_string();
+        assert!(!m.contains('\n') && m.len() < 200, "one short line: {m}");
+        for value in ["gpj", "花子", "Cafe", "cords", "destroyed"] {
+            assert!(!m.contains(value), "the value is not shown: {m}");
+        }
+    }
+    // Where it is: the field and the code point.
+    let e = verify(
+        &signed_with(&|c| c.targets[0].spec = "file:/srv/\u{202E}gpj.exe".into()),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`targets[0].spec` holds a bidirectional control character (U+202E) that reorders what a reader sees"
+    );
+    // Japanese text in NFC, full-width letters and a Japanese file name are all fine.
+    verify(
+        &signed_with(&|c| {
+            c.sanitized_by.organization = "ＫＥＮＫＯ 越谷市 情報政策課".into();
+            c.targets[0].spec = "file:/srv/旧記録/records.db".into();
+        }),
+        None,
+    )
+    .unwrap();
+    // A validator's details are checked before they are signed.
+    let p = Person {
+        name: "\u{202E}eno rehtona".into(),
+        ..Person::default()
+    };
+    assert_eq!(
+        check_person(&p).unwrap_err().reason(),
+        "certificate_bidi_control"
+    );
+}
+
+#[test]
+fn the_renderings_show_bidi_and_invisible_characters_never_obey_them() {
+    let mut c = sample("job-r", 1, None);
+    c.sanitized_by.name = "越谷\u{202E}花子\u{200B}".into();
+    let v = Verified {
+        certificate: c,
+        sha256: "00".repeat(32),
+        signer: "11".repeat(32),
+        validated_by: None,
+    };
+    let page = render::html(&v);
+    assert!(!page.contains('\u{202E}') && !page.contains('\u{200B}'));
+    assert!(
+        page.contains("越谷[U+202E]花子[U+200B]"),
+        "shown as code points"
+    );
+}
