@@ -489,3 +489,35 @@ fn a_sparse_file_is_erased_where_it_holds_data_and_its_holes_are_not_filled() {
         .count();
     assert_eq!(left, 0, "runs of the old bytes remain on the medium");
 }
+
+#[test]
+fn text_a_reader_could_misread_is_made_visible_before_signing_and_the_certificate_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let f = dir.path().join("a.bin");
+    std::fs::write(&f, vec![1u8; 10_000]).unwrap();
+    let out = agent(&data)
+        .args([
+            "erase",
+            "--name",
+            "越谷\u{202E}花子",
+            "--organization",
+            "越谷市\n\u{1b}[2J",
+            "--target",
+        ])
+        .arg(format!("file:{}", f.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cert = certificates(&data).pop().unwrap();
+    let text = std::fs::read_to_string(&cert).unwrap();
+    assert!(text.contains("越谷[U+202E]花子"), "{text}");
+    assert!(text.contains("越谷市[U+000A][U+001B][2J"), "{text}");
+    assert!(!text.contains('\u{202E}') && !text.contains('\u{1b}'));
+    let out = agent(&data)
+        .args(["certificate", "verify"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

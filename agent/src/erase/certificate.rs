@@ -77,10 +77,33 @@ pub fn issue(
     let (sequence, previous) = chain_tail(dir)?;
     cert.sequence = sequence;
     cert.previous_sha256 = previous;
+    let mut cert = presentable(cert);
     cert.sign(&key, &now());
     let path = dir.join(format!("{sequence:06}-{}.json", sanitize(&cert.job_id)));
-    fsutil::atomic_write(&path, &cert.to_file_bytes()).map_err(io(&path))?;
+    let bytes = cert.to_file_bytes();
+    // Never a certificate that would not verify: it would hold up a decommission with a
+    // file nobody can trust.
+    kenko_cert::verify(&bytes, None).map_err(|source| EraseError::Certificate {
+        path: path.clone(),
+        source,
+    })?;
+    fsutil::atomic_write(&path, &bytes).map_err(io(&path))?;
     Ok((path, cert))
+}
+
+/// Every string of the certificate as [`kenko_cert::presentable`] writes it.
+fn presentable(cert: Certificate) -> Certificate {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = kenko_cert::presentable(s),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(o) => o.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(&cert).expect("a certificate serialises");
+    walk(&mut v);
+    serde_json::from_value(v).unwrap_or(cert)
 }
 
 /// The next sequence number and the previous certificate's SHA-256 in the chain folder.

@@ -560,6 +560,7 @@ pub fn check_person(p: &Person) -> Result<(), CertError> {
 pub mod pdf;
 pub mod render;
 mod text;
+pub use text::presentable;
 
 #[cfg(test)]
 #[allow(

@@ -54,6 +54,22 @@ pub(crate) fn visible(c: char) -> Option<String> {
         .then(|| format!("[U+{:04X}]", u32::from(c)))
 }
 
+/// `s` as a certificate may hold it: in NFC, with every control, bidi and invisible character
+/// written as `[U+XXXX]` (a line break in an AWS error, a U+202E in a name given on the command
+/// line). The issuer passes every string through this before signing, so what it signs is
+/// what [`check_file`] accepts.
+pub fn presentable(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let mut out = String::with_capacity(s.len());
+    for c in s.nfc() {
+        match visible(c) {
+            Some(v) => out.push_str(&v),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 /// The checks on the raw bytes and every key and string, before the typed parse.
 pub(crate) fn check_file(bytes: &[u8]) -> Result<(), CertError> {
     if bytes.starts_with(b"\xEF\xBB\xBF") {
