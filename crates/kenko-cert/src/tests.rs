@@ -492,3 +492,17 @@ fn the_renderings_show_bidi_and_invisible_characters_never_obey_them() {
         "shown as code points"
     );
 }
+
+#[test]
+fn names_of_files_folders_and_objects_may_be_in_any_script() {
+    for spec in [
+        "s3://kenko-records/health/processed/2024-10_越谷クリニック.csv",
+        "dir:/srv/旧システム/記録",
+        "device:/dev/disk/by-id/ata-メーカー",
+    ] {
+        let mut c = sample("job-s", 1, None);
+        c.targets[0].spec = spec.into();
+        c.sign(&key(1), "2026-11-25T01:06:00Z");
+        verify(&c.to_file_bytes(), None).unwrap_or_else(|e| panic!("{spec}: {e}"));
+    }
+}

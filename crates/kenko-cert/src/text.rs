@@ -265,6 +265,23 @@ impl<'de> Visitor<'de> for Walk {
     }
 }
 
+/// The part of a target a machine compares with a name of its own: none of a local path (a
+/// folder or file name may be in any script), the bucket of an `s3://` location (its keys are
+/// the institutions' file names, often Japanese), the whole of any other (IDs, ARNs, a PVC's
+/// name).
+fn compared_part(spec: &str) -> &str {
+    if ["file:", "dir:", "device:"]
+        .iter()
+        .any(|k| spec.starts_with(k))
+    {
+        return "";
+    }
+    match spec.strip_prefix("s3://") {
+        Some(rest) => rest.split('/').next().unwrap_or(rest),
+        None => spec,
+    }
+}
+
 /// The fields a machine compares are printable ASCII: hashes, keys, times, the request and the
 /// stack, and every target but a `file:` path.
 pub(crate) fn check_identifiers(c: &Certificate) -> Result<(), CertError> {
@@ -298,11 +315,9 @@ pub(crate) fn check_identifiers(c: &Certificate) -> Result<(), CertError> {
         }
     }
     for (i, t) in c.targets.iter().enumerate() {
-        if !t.spec.starts_with("file:") {
-            fields.push((format!("targets[{i}].spec"), &t.spec));
-        }
-        if let Some(l) = t.location.as_deref().filter(|l| !l.starts_with("file:")) {
-            fields.push((format!("targets[{i}].location"), l));
+        fields.push((format!("targets[{i}].spec"), compared_part(&t.spec)));
+        if let Some(l) = t.location.as_deref() {
+            fields.push((format!("targets[{i}].location"), compared_part(l)));
         }
         for (j, b) in t.blocked.iter().enumerate() {
             if let Some(u) = &b.until {
