@@ -83,6 +83,14 @@ fn pause_at(ws: &Workspace, point: &str) -> Paused {
 }
 
 impl Paused {
+    /// Lets the agent go on; its output and its whole log.
+    fn finish(mut self) -> (std::process::Output, String) {
+        self.child.stdin.take().unwrap().write_all(b"\n").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let log = self.stderr_rest.join().unwrap();
+        (out, log)
+    }
+
     /// Lets the agent go on; its summary and its log.
     fn go(mut self) -> (serde_json::Value, String) {
         self.child.stdin.take().unwrap().write_all(b"\n").unwrap();
@@ -572,6 +580,76 @@ fn a_nul_byte_is_a_malformed_field_on_postgresql_and_a_store_failure_stops_no_ot
     assert!(ws.inbox().join("2026-11_b.csv").exists());
 }
 
+/// The summaries and return reports anyone would pick up (not the hidden pending ones).
+fn visible_reports(ws: &Workspace) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["reports/intake", "reports/returns"] {
+        let Ok(rd) = std::fs::read_dir(ws.data.join(sub)) else {
+            continue;
+        };
+        for e in rd {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                out.push(format!("{sub}/{name}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_second_process_on_the_inbox_that_finds_a_file_taken_reports_no_failure() {
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(300, 5);
+    let g = generate(&residents, 100, SampleEncoding::Utf8, 0.0, 1);
+    ws.deliver("2026-11_a.csv", &g.bytes);
+    // The first has committed and not yet moved the file; the second finishes the move.
+    let first = pause_at(&ws, "after-commit");
+    let second = ws.run_once_json();
+    assert_eq!(second["failed"], 0, "{second:#}");
+    assert_eq!(second["recovered"], 1, "{second:#}");
+    // The first finds the file gone: taken, not a failure.
+    let (out, log) = first.finish();
+    assert!(out.status.success(), "{log}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["failed"], 0, "{json:#}");
+    assert!(!log.contains("io_failed"), "{log}");
+    assert_eq!(record_count(&ws), 100);
+    assert!(ws.data.join("processed/2026-11_a.csv").exists());
+}
+
+#[test]
+fn the_log_level_is_kenko_log_else_rust_log() {
+    let ws = Workspace::sqlite();
+    ws.import_residents(50, 5);
+    let info_lines = |kenko: Option<&str>, rust: Option<&str>| {
+        let mut c = ws.cmd();
+        c.env_remove("KENKO_LOG");
+        if let Some(v) = kenko {
+            c.env("KENKO_LOG", v);
+        }
+        if let Some(v) = rust {
+            c.env("RUST_LOG", v);
+        }
+        let out = c.args(["intake", "run-once"]).output().unwrap();
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains(" INFO "))
+            .count()
+    };
+    assert!(info_lines(None, None) > 0, "info by default");
+    assert_eq!(info_lines(None, Some("warn")), 0, "RUST_LOG is read");
+    assert!(
+        info_lines(Some("info"), Some("warn")) > 0,
+        "KENKO_LOG first"
+    );
+    assert_eq!(
+        info_lines(Some("error"), Some("info")),
+        0,
+        "KENKO_LOG first"
+    );
+}
+
 /// A register extract of `residents`, as text lines (header first).
 fn register_lines(residents: &[kenko_sample::SampleResident]) -> Vec<String> {
     let mut bytes = Vec::new();
@@ -670,6 +748,12 @@ fn an_import_during_an_intake_fails_its_commit_and_the_file_is_checked_again() {
         assert_eq!(record_count(&ws), 0);
         assert!(ledger_rows(&ws).is_empty());
         assert!(path.exists());
+        // No report claims an outcome that did not commit.
+        assert!(
+            visible_reports(&ws).is_empty(),
+            "{:?}",
+            visible_reports(&ws)
+        );
         // Checked again, against the register now in force.
         let json = ws.run_once_json();
         assert_eq!(json["accepted"], 0, "{json:#}");

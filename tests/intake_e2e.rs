@@ -868,8 +868,13 @@ fn a_failing_file_is_counted_once_and_backs_off_while_the_next_file_is_taken() {
     let next = generate(&residents, 50, SampleEncoding::Utf8, 0.0, 22);
     ws.deliver("next.csv", &next.bytes);
     let processed = ws.data.join("processed");
+    // The metric moves after the file does: wait for both, or a slow machine reads the
+    // metrics in between.
     wait_for("the next file", Duration::from_secs(25), || {
         processed.join("next.csv").exists()
+            && http_get(port, "/metrics").is_some_and(|m| {
+                m.contains("kenko_intake_files_total{outcome=\"loaded\"} 1\n")
+            })
     });
     let metrics = http_get(port, "/metrics").unwrap();
     let _ = child.kill();

@@ -3,8 +3,10 @@
 //! the input out of the inbox, rebuild the touched months' fee summaries.
 //!
 //! Crash safety comes from the order of steps, each of which is idempotent:
-//! 1. reports are written (atomically, deterministic content) before the commit, so a crash
-//!    before the commit just reruns the file and rewrites identical reports;
+//! 1. reports are written (atomically, deterministic content) before the commit under hidden
+//!    pending names, so a crash before the commit just reruns the file and rewrites identical
+//!    reports, and they are put in place after the commit (by the recovery too), so none
+//!    claims an outcome that did not commit;
 //! 2. the ledger row commits with the records; a file whose SHA-256 is in the ledger is never
 //!    loaded again;
 //! 3. the input moves after the commit; a ledger row not yet marked `moved` means "finish the
@@ -702,7 +704,10 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         } else {
             report::return_report_bytes(&rejections, &[], encoding, crlf)
         };
-        fsutil::atomic_write(p, &bytes).map_err(at(p))?;
+        // Under a hidden name until the commit: a report never claims an outcome that did
+        // not commit (a full disk, a register changed meanwhile).
+        let pending = pending_path(p);
+        fsutil::atomic_write(&pending, &bytes).map_err(at(&pending))?;
         if let Some(out) = env.publish {
             out.pending(&env.dirs.relative(p), &bytes)?;
         }
@@ -730,7 +735,8 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         .join("intake")
         .join(format!("{stem}.{short}.json"));
     let json = serde_json::to_vec_pretty(&summary).expect("summary serialises");
-    fsutil::atomic_write(&summary_path, &json).map_err(at(&summary_path))?;
+    let pending = pending_path(&summary_path);
+    fsutil::atomic_write(&pending, &json).map_err(at(&pending))?;
     if let Some(out) = env.publish {
         out.pending(&env.dirs.relative(&summary_path), &json)?;
     }
@@ -763,6 +769,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         tx.commit(&entry, &fees.lines())?;
     }
     crashpoint::hit("after-commit");
+    publish_reports(env, &name, short)?;
 
     // 3. The move.
     crashpoint::pause("after-commit");
@@ -974,6 +981,40 @@ fn move_input(
     Ok(())
 }
 
+/// Where a report waits for its file's commit: `.NAME.pending` beside it (hidden, so no one
+/// picks it up as final).
+fn pending_path(report: &Path) -> PathBuf {
+    let name = report.file_name().unwrap_or_default().to_string_lossy();
+    report.with_file_name(format!(".{name}.pending"))
+}
+
+/// Puts the committed file's pending reports (its summary, its return report) in place.
+fn publish_reports(env: &Env<'_>, file_name: &str, short: &str) -> Result<(), IntakeError> {
+    let stem = Path::new(file_name)
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    for report in [
+        env.dirs
+            .reports
+            .join("returns")
+            .join(format!("{stem}.{short}.return.csv")),
+        env.dirs
+            .reports
+            .join("intake")
+            .join(format!("{stem}.{short}.json")),
+    ] {
+        let pending = pending_path(&report);
+        match fsutil::move_file(&pending, &report) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(at(&pending)(e).into()),
+        }
+    }
+    Ok(())
+}
+
 /// A free name in the inbox for a file going back: its own name, else `STEM.again-N.EXT`.
 fn free_inbox_name(env: &Env<'_>, path: &Path) -> PathBuf {
     let name = file_name(path);
@@ -1097,6 +1138,8 @@ fn finish_known(
     };
     let (disposition, dest) = if (!entry.moved && entry.file_name == name && ours) || same_delivery
     {
+        // A crash after the commit may have left its reports pending.
+        publish_reports(env, &entry.file_name, short)?;
         let dest = env.dirs.root.join(&entry.destination);
         move_input(env, path, opened, &entry.sha256, &dest)?;
         env.store.ledger_mark_moved(&entry.sha256)?;
