@@ -872,9 +872,8 @@ fn a_failing_file_is_counted_once_and_backs_off_while_the_next_file_is_taken() {
     // metrics in between.
     wait_for("the next file", Duration::from_secs(25), || {
         processed.join("next.csv").exists()
-            && http_get(port, "/metrics").is_some_and(|m| {
-                m.contains("kenko_intake_files_total{outcome=\"loaded\"} 1\n")
-            })
+            && http_get(port, "/metrics")
+                .is_some_and(|m| m.contains("kenko_intake_files_total{outcome=\"loaded\"} 1\n"))
     });
     let metrics = http_get(port, "/metrics").unwrap();
     let _ = child.kill();
