@@ -812,3 +812,227 @@ fn on_one_database_an_agent_recovers_only_the_files_it_holds() {
         .collect();
     assert_eq!(fees.len(), 1, "A has no fee summary");
 }
+
+#[test]
+fn a_spreadsheet_export_names_empty_header_cells_by_position_and_skips_empty_rows() {
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(200, 5);
+    let g = generate(&residents, 30, SampleEncoding::Utf8, 0.0, 1);
+    let text = String::from_utf8(g.bytes.clone()).unwrap();
+    let width = text.lines().next().unwrap().split(',').count();
+    // Rows of only commas below the data, after a blank line (which the CSV reader skips: it
+    // is no record at all).
+    let mut padded = text.clone();
+    padded.push('\n');
+    for _ in 0..5 {
+        padded.push_str(&",".repeat(width - 1));
+        padded.push('\n');
+    }
+    ws.deliver("2026-11_a.csv", padded.as_bytes());
+    let json = ws.run_once_json();
+    let s = &json["file_summaries"][0];
+    assert_eq!(s["disposition"], "loaded", "{s:#}");
+    assert_eq!(s["rows"], 30);
+    assert_eq!(s["empty_rows"], 5);
+    // Two empty cells after the header's last column, as a spreadsheet writes them.
+    let with_tail: String = text.lines().map(|l| format!("{l},,\n")).collect();
+    ws.deliver("2026-11_b.csv", with_tail.as_bytes());
+    let json = ws.run_once_json();
+    let s = &json["file_summaries"][0];
+    assert_eq!(
+        s["reasons"],
+        serde_json::json!({"unknown_column": 2}),
+        "{s:#}"
+    );
+    let columns: Vec<&str> = s["file_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            format!("column {} (empty)", width + 1),
+            format!("column {} (empty)", width + 2)
+        ]
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Polls for an observable outcome of the running agent, with a deadline.
+fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The failures counted so far for a reason.
+fn failures(metrics: &str, reason: &str) -> u64 {
+    let key = format!("kenko_intake_failures_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn a_file_that_keeps_failing_backs_off_on_its_own_and_makes_the_agent_not_ready() {
+    use sha2::Digest;
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(300, 5);
+    let stuck = generate(&residents, 50, SampleEncoding::Utf8, 0.0, 1);
+    let sha = hex::encode(sha2::Sha256::digest(&stuck.bytes));
+    // The summary's place is taken by a non-empty folder: a real I/O failure of this file only.
+    let blocker = ws
+        .data
+        .join("reports/intake")
+        .join(format!("stuck.{}.json", &sha[..12]));
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+    ws.deliver("stuck.csv", &stuck.bytes);
+    let port = free_port();
+    let mut child = ws
+        .cmd()
+        .env("KENKO_SETTLE_SECS", "0")
+        .env("KENKO_RETRY_SECS", "1")
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = |code: &str| http_get(port, "/readyz").is_some_and(|r| r.contains(code));
+    // Three failures in a row (at 0, 1 and 3 seconds): not ready, and said why.
+    wait_for(
+        "readiness to fail",
+        std::time::Duration::from_secs(30),
+        || ready(" 503 "),
+    );
+    let body = http_get(port, "/readyz").unwrap();
+    assert!(body.contains("inbox stuck: 1 file(s)"), "{body}");
+    let m = http_get(port, "/metrics").unwrap();
+    // Not a spin: the agent's own reads of the file do not end its back-off.
+    let n = failures(&m, "io_failed");
+    assert!((3..=4).contains(&n), "{n} failures:\n{m}");
+    assert!(m.contains("kenko_intake_files_backing_off 1\n"), "{m}");
+    // The next file is taken meanwhile.
+    let next = generate(&residents, 30, SampleEncoding::Utf8, 0.0, 2);
+    ws.deliver("next.csv", &next.bytes);
+    wait_for("the next file", std::time::Duration::from_secs(20), || {
+        ws.data.join("processed/next.csv").exists()
+    });
+    // The cause fixed, the file is taken at its next try, and the agent is ready again.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    wait_for("the stuck file", std::time::Duration::from_secs(40), || {
+        ws.data.join("processed/stuck.csv").exists()
+    });
+    wait_for("readiness back", std::time::Duration::from_secs(20), || {
+        ready(" 200 ")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The data directory bind-mounted read-only onto itself; writable again when dropped.
+struct ReadOnly(std::path::PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &std::path::Path) -> Option<ReadOnly> {
+        let run = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let d = dir.to_str().unwrap();
+        if !run(&["--bind", d, d]) {
+            return None;
+        }
+        let ro = ReadOnly(dir.to_path_buf());
+        run(&["-o", "remount,bind,ro", d]).then_some(ro)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_data_directory_is_named_the_ledger_still_reads_and_the_agent_is_not_ready() {
+    let ws = Workspace::sqlite();
+    let residents = ws.import_residents(200, 5);
+    let g = generate(&residents, 30, SampleEncoding::Utf8, 0.0, 1);
+    ws.deliver("2026-11_a.csv", &g.bytes);
+    ws.run_once_json();
+    let g2 = generate(&residents, 20, SampleEncoding::Utf8, 0.0, 2);
+    ws.deliver("2026-11_b.csv", &g2.bytes);
+    let Some(ro) = ReadOnly::mount(&ws.data) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true promises mounts, but a read-only bind mount failed"
+        );
+        println!("SKIPPED: no bind mounts here; the read-only data directory was not exercised");
+        return;
+    };
+    // The ledger only reads.
+    let out = ws.run(&["intake", "ledger", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2026-11_a.csv"));
+    // An intake fails, naming where it could not write.
+    let out = ws.run(&["intake", "run-once", "--json"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(ws.data.to_str().unwrap()) && err.contains("Read-only file system"),
+        "{err}"
+    );
+    // The running agent says it is not ready, and why.
+    let port = free_port();
+    let mut child = ws
+        .cmd()
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "readiness to fail",
+        std::time::Duration::from_secs(30),
+        || http_get(port, "/readyz").is_some_and(|r| r.contains(" 503 ")),
+    );
+    let body = http_get(port, "/readyz").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(ro);
+    assert!(
+        body.contains("data directory not writable") && body.contains(ws.data.to_str().unwrap()),
+        "{body}"
+    );
+    assert!(ws.inbox().join("2026-11_b.csv").exists());
+}

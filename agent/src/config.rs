@@ -32,6 +32,10 @@ pub struct GlobalFlags {
     /// [default: 10]
     #[arg(long, global = true, env = "KENKO_SETTLE_SECS")]
     pub settle_secs: Option<u64>,
+    /// Seconds a failed inbox file waits before it is tried again, doubling to 15 minutes
+    /// [default: 30]
+    #[arg(long, global = true, env = "KENKO_RETRY_SECS")]
+    pub retry_secs: Option<u64>,
     /// Vaccine master TOML replacing the built-in one.
     #[arg(long, global = true, env = "KENKO_VACCINE_MASTER")]
     pub vaccine_master: Option<PathBuf>,
@@ -82,6 +86,8 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct IntakeSection {
     settle_secs: Option<u64>,
+    /// Seconds a failed file waits before its first retry (doubling to 15 minutes).
+    retry_secs: Option<u64>,
     /// `s3://BUCKET/PREFIX/`; absent: the folder DATA_DIR/inbox.
     inbox: Option<String>,
     poll_secs: Option<u64>,
@@ -140,6 +146,8 @@ pub struct Config {
     pub database_url: String,
     pub metrics_addr: SocketAddr,
     pub settle: Duration,
+    /// The first back-off of a failed inbox file (`[intake] retry_secs`).
+    pub retry_first: Duration,
     pub vaccine_master: Option<PathBuf>,
     pub data_key_file: PathBuf,
     /// The stack's KMS key wrapping the data key, instead of `data_key_file`.
@@ -407,6 +415,13 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
             settle: Duration::from_secs(
                 flags.settle_secs.or(file.intake.settle_secs).unwrap_or(10),
+            ),
+            retry_first: Duration::from_secs(
+                flags
+                    .retry_secs
+                    .or(file.intake.retry_secs)
+                    .unwrap_or(crate::intake::watch::FIRST_BACKOFF.as_secs())
+                    .max(1),
             ),
             vaccine_master: flags.vaccine_master.clone().or(file.intake.vaccine_master),
             data_key_file: flags

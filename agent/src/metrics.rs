@@ -23,6 +23,8 @@ pub struct Metrics {
     pub inbox_files: IntGauge,
     /// Inbox entries that are no delivery at the last scan, by reason.
     pub inbox_ignored: prometheus::IntGaugeVec,
+    /// Inbox files backing off after a failure at the last round.
+    pub files_backing_off: IntGauge,
     /// Files changed after their check and put back into the inbox, by how.
     pub changed_after_check: IntCounterVec,
     pub register_residents: IntGauge,
@@ -95,6 +97,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"],
     )
     .expect("metric");
+    let files_backing_off = IntGauge::new(
+        "kenko_intake_files_backing_off",
+        "Inbox files waiting to be tried again after a failure, at the last round.",
+    )
+    .expect("metric");
     let changed_after_check = IntCounterVec::new(
         Opts::new(
             "kenko_intake_changed_after_check_total",
@@ -150,6 +157,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     registry
         .register(Box::new(inbox_ignored.clone()))
         .expect("register");
+    registry
+        .register(Box::new(files_backing_off.clone()))
+        .expect("register");
     Metrics {
         registry,
         files,
@@ -160,6 +170,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         last_success,
         inbox_files,
         inbox_ignored,
+        files_backing_off,
         changed_after_check,
         register_residents,
         erase_certificates,
@@ -186,7 +197,15 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/metrics", get(|| async { render() }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|| async {
+                match crate::intake::status::not_ready() {
+                    None => (axum::http::StatusCode::OK, "ok".to_string()),
+                    Some(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
+                }
+            }),
+        )
         .route(
             kenko_api::intake::STATUS_PATH,
             get(|| async {

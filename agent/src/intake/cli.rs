@@ -219,7 +219,8 @@ fn check(config: &Config, file: PathBuf, json: bool) -> anyhow::Result<ExitCode>
 }
 
 fn ledger(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let mut store = kenko_store::open(&config.database_url)?;
+    // Reading only: works on a read-only data directory (an auditor's copy, a full disk).
+    let mut store = kenko_store::open_read_only(&config.database_url)?;
     let entries = store.ledger_all()?;
     let mut out = std::io::stdout().lock();
     for e in entries {

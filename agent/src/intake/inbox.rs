@@ -29,9 +29,10 @@ impl Dirs {
     /// Creates the layout. Everything kenko keeps (the originals, the reports, the keys) is
     /// the agent's alone: 0700 folders, also when an earlier version made them 0755. The inbox
     /// is left as the operator made it (an uploader of another user writes into it).
-    pub fn create_all(&self) -> std::io::Result<()> {
+    pub fn create_all(&self) -> Result<(), crate::fsutil::PathError> {
+        use crate::fsutil::at;
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::create_dir_all(&self.inbox)?;
+        std::fs::create_dir_all(&self.inbox).map_err(at(&self.inbox))?;
         for d in [
             &self.processed,
             &self.returned,
@@ -44,10 +45,27 @@ impl Dirs {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(d)?;
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+                .create(d)
+                .map_err(at(d))?;
+            // Only when it is not so already: a read-only data directory is then refused by
+            // the first write, naming it, not here.
+            let mode = std::fs::metadata(d).map_err(at(d))?.permissions().mode() & 0o777;
+            if mode != 0o700 {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                    .map_err(at(d))?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether the agent can write here now: a hidden file created and removed in the data
+    /// directory (a volume remounted read-only, a full disk). The error names the directory.
+    pub fn probe_writable(&self) -> Result<(), crate::fsutil::PathError> {
+        let probe = self.root.join(".kenko-write-probe");
+        // An empty file that is removed at once: nothing to tear.
+        std::fs::File::create(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(crate::fsutil::at(&self.root))
     }
 
     /// This data directory's holder id: which agent's local inbox a ledger entry's file is

@@ -479,6 +479,9 @@ fn destination(dir: &Path, name: &str, short: &str) -> PathBuf {
 /// What the checking thread hands back at the end.
 struct Checked {
     rows: u64,
+    /// Rows with no value in any field (blank lines, a spreadsheet's rows of commas):
+    /// skipped, not rows.
+    empty_rows: u64,
     rejections: Vec<Rejection>,
     problems: Vec<FileProblem>,
 }
@@ -562,6 +565,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
     let mut tx = env.store.begin_intake(&name)?;
     let mut checked = Checked {
         rows: 0,
+        empty_rows: 0,
         rejections: Vec::new(),
         problems,
     };
@@ -726,6 +730,7 @@ pub fn process_file(env: &mut Env<'_>, path: &Path) -> Result<FileSummary, Intak
         accepted,
         rejected,
         reasons,
+        empty_rows: checked.empty_rows,
         file_errors: checked.problems,
         return_report: return_report.as_ref().map(|p| env.dirs.relative(p)),
     };
@@ -796,6 +801,9 @@ pub struct CheckSummary {
     pub passing: u64,
     pub rejected: u64,
     pub reasons: BTreeMap<String, u64>,
+    /// Rows with no value in any field, skipped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub empty_rows: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_errors: Vec<FileProblem>,
 }
@@ -817,6 +825,7 @@ pub fn check_file(
     let (header, mut problems) = read_header(&mut reader, path)?;
     let mut checked = Checked {
         rows: 0,
+        empty_rows: 0,
         rejections: Vec::new(),
         problems: Vec::new(),
     };
@@ -860,6 +869,7 @@ pub fn check_file(
         passing,
         rejected: checked.rejections.len() as u64,
         reasons,
+        empty_rows: checked.empty_rows,
         file_errors: problems,
     })
 }
@@ -1164,6 +1174,7 @@ fn finish_known(
         accepted: entry.accepted as u64,
         rejected: entry.rejected as u64,
         reasons,
+        empty_rows: 0,
         file_errors: Vec::new(),
         return_report: None,
     })
@@ -1180,6 +1191,7 @@ fn check_rows<R: Read>(
 ) -> Result<Checked, IntakeError> {
     let mut out = Checked {
         rows: 0,
+        empty_rows: 0,
         rejections: Vec::new(),
         problems: Vec::new(),
     };
@@ -1218,8 +1230,10 @@ fn check_rows<R: Read>(
         let row = reader.row();
         let mut slots = [""; 32];
         let fields = reader.fields_into(&mut slots);
-        // A blank line (one empty field) is not a row.
-        if fields.len() == 1 && fields[0].trim().is_empty() {
+        // A blank line, or a row of only separators (what a spreadsheet exports below the
+        // data), is not a row: skipped and counted.
+        if fields.iter().all(|f| f.trim().is_empty()) {
+            out.empty_rows += 1;
             continue;
         }
         out.rows += 1;

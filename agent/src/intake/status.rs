@@ -4,7 +4,45 @@
 //! into the HealthStack's status. Reason codes and counts only: never a file's content or any
 //! personal value.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
+
+/// Files failing [`super::watch::STUCK_AFTER`] times in a row or more at the last round.
+static STUCK: AtomicUsize = AtomicUsize::new(0);
+
+/// Records how many inbox files are stuck (the watcher, after each round).
+pub fn set_stuck(n: usize) {
+    STUCK.store(n, Ordering::Relaxed);
+}
+
+/// Why the data directory cannot be written, when it cannot (one line, naming it).
+static UNWRITABLE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Records whether the data directory can be written (the watcher, before each round).
+pub fn set_unwritable(why: Option<String>) {
+    *UNWRITABLE.lock().unwrap_or_else(|e| e.into_inner()) = why;
+}
+
+/// What `/readyz` answers: `None` when ready, else why not (one line).
+pub fn not_ready() -> Option<String> {
+    if let Some(why) = UNWRITABLE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+    {
+        return Some(format!(
+            "data directory not writable: {} (runbooks/intake-failed.md, io_failed)",
+            crate::logfmt::escape_controls(why)
+        ));
+    }
+    match STUCK.load(Ordering::Relaxed) {
+        0 => None,
+        n => Some(format!(
+            "inbox stuck: {n} file(s) failed {} times in a row (kenko_intake_failures_total says why; runbooks/intake-stalled.md)",
+            super::watch::STUCK_AFTER
+        )),
+    }
+}
 
 use kenko_api::intake::IntakeReport;
 use kenko_api::reasons::reason;

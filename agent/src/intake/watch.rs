@@ -25,6 +25,22 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// How long the loop waits after a round that could not run (store down).
 pub const ROUND_RETRY: Duration = Duration::from_secs(5);
+/// Failures in a row after which a file makes the inbox "stuck": `/readyz` answers 503 and
+/// `kenko_intake_files_stuck` counts it, until it is taken or leaves the inbox.
+pub const STUCK_AFTER: u32 = 3;
+
+/// Whether an inbox event can make a file ready. The agent's own reads (open, read, close
+/// without writing) are events too: waking on them made a failing file's round wake the
+/// next one at once.
+pub fn wakes(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(notify::event::ModifyKind::Metadata(_)) => false,
+        _ => true,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -82,18 +98,43 @@ pub enum Round {
 }
 
 /// Per-file back-off: a failed file is left alone until its time comes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Backoff {
-    files: HashMap<String, (Instant, Duration)>,
+    /// Per file: when it is due, the wait before that, failures in a row.
+    files: HashMap<String, (Instant, Duration, u32)>,
+    first: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new(FIRST_BACKOFF)
+    }
 }
 
 impl Backoff {
+    /// A back-off whose first wait is `first` (`[intake] retry_secs`), doubling to
+    /// [`MAX_BACKOFF`].
+    pub fn new(first: Duration) -> Backoff {
+        Backoff {
+            files: HashMap::new(),
+            first: first.min(MAX_BACKOFF),
+        }
+    }
+
+    /// Files that failed [`STUCK_AFTER`] times in a row or more.
+    pub fn stuck(&self) -> usize {
+        self.files
+            .values()
+            .filter(|(_, _, n)| *n >= STUCK_AFTER)
+            .count()
+    }
+
     /// The soonest a backing-off file is due, from now.
     pub fn next_due(&self) -> Option<Duration> {
         let now = Instant::now();
         self.files
             .values()
-            .map(|(due, _)| due.saturating_duration_since(now))
+            .map(|(due, _, _)| due.saturating_duration_since(now))
             .min()
     }
 
@@ -120,16 +161,16 @@ impl Gate for Backoff {
     fn take(&mut self, file: &str) -> bool {
         self.files
             .get(file)
-            .is_none_or(|(due, _)| Instant::now() >= *due)
+            .is_none_or(|(due, _, _)| Instant::now() >= *due)
     }
 
     fn failed(&mut self, file: &str) -> Option<Duration> {
-        let wait = match self.files.get(file) {
-            Some((_, last)) => (*last * 2).min(MAX_BACKOFF),
-            None => FIRST_BACKOFF,
+        let (wait, n) = match self.files.get(file) {
+            Some((_, last, n)) => ((*last * 2).min(MAX_BACKOFF), n + 1),
+            None => (self.first, 1),
         };
         self.files
-            .insert(file.to_string(), (Instant::now() + wait, wait));
+            .insert(file.to_string(), (Instant::now() + wait, wait, n));
         Some(wait)
     }
 
@@ -162,7 +203,9 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
         message: e.to_string(),
     };
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        let _ = tx.send(ev.is_ok());
+        if ev.as_ref().is_ok_and(|e| wakes(&e.kind)) {
+            let _ = tx.send(true);
+        }
     })
     .map_err(watch_error)?;
     watcher
@@ -171,7 +214,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
     tracing::info!(inbox = %dirs.inbox.display(), "watching the inbox");
 
     let mut session: Option<Session> = None;
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(config.retry_first);
     // The folder inbox wakes the loop by its events; an S3 inbox is listed on a schedule.
     let idle_wait = || match (&config.s3_inbox, &config.inbox_schedule) {
         (Some(_), Some(schedule)) => schedule.wait_from(kenko_intake::clock::now()),
@@ -179,6 +222,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
         (None, _) => Duration::from_secs(60),
     };
     while !stop.load(Ordering::SeqCst) {
+        // After a round that could not run, its wait is kept: an inbox event does not end it.
+        let mut patient = false;
         let wait = match round(config, &mut session, &mut backoff) {
             Ok(Round::Done { settling: true }) => config.settle.max(Duration::from_millis(200)),
             Ok(Round::Done { settling: false }) => idle_wait(),
@@ -195,9 +240,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
             }
             Ok(Round::StoreLost) => {
                 session = None;
+                patient = true;
                 ROUND_RETRY.max(config.settle)
             }
             Err(e) => {
+                patient = true;
                 super::status::after_failure(e.reason());
                 Event::RoundFailed {
                     reason: e.reason(),
@@ -220,6 +267,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<(), WatchError> {
                 break;
             }
             match rx.recv_timeout(left.min(Duration::from_secs(1))) {
+                Ok(_) if patient => continue,
                 Ok(_) => {
                     // Let a burst of events (create, write, close, rename) arrive first.
                     while rx.recv_timeout(Duration::from_millis(50)).is_ok() {}
@@ -240,6 +288,13 @@ pub fn round(
     session: &mut Option<Session>,
     backoff: &mut Backoff,
 ) -> Result<Round, RoundError> {
+    // A data directory that cannot be written makes the agent not ready, naming it.
+    let dirs = config.dirs();
+    if let Err(e) = dirs.probe_writable() {
+        super::status::set_unwritable(Some(e.to_string()));
+        return Err(RoundError::Intake(e.into()));
+    }
+    super::status::set_unwritable(None);
     let s = match session {
         Some(s) => {
             s.refresh_register()?;
@@ -272,6 +327,10 @@ pub fn round(
     let scan = super::inbox::scan(&s.dirs.inbox, config.settle)
         .map_err(|e| IntakeError::from(crate::fsutil::at(&s.dirs.inbox)(e)))?;
     backoff.forget_gone(&scan.ready);
+    crate::metrics::METRICS
+        .files_backing_off
+        .set(backoff.len() as i64);
+    super::status::set_stuck(backoff.stuck());
     let settling = !scan.settling.is_empty();
     Ok(if backoff.is_empty() {
         Round::Done { settling }
@@ -281,4 +340,44 @@ pub fn round(
             next_retry: backoff.next_due(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, MetadataKind, ModifyKind};
+
+    #[test]
+    fn the_agents_own_reads_do_not_wake_the_loop() {
+        for k in [
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+        ] {
+            assert!(!wakes(&k), "{k:?}");
+        }
+        for k in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To)),
+            EventKind::Modify(ModifyKind::Any),
+        ] {
+            assert!(wakes(&k), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_stuck_after_three_failures_in_a_row_and_not_after_it_is_taken() {
+        let mut b = Backoff::new(Duration::from_secs(1));
+        assert_eq!(b.failed("a"), Some(Duration::from_secs(1)));
+        assert_eq!(b.failed("a"), Some(Duration::from_secs(2)));
+        assert_eq!(b.stuck(), 0);
+        assert_eq!(b.failed("a"), Some(Duration::from_secs(4)));
+        b.failed("b");
+        assert_eq!(b.stuck(), 1);
+        b.taken("a");
+        assert_eq!(b.stuck(), 0);
+        assert_eq!(b.len(), 1);
+    }
 }

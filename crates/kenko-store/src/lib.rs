@@ -549,6 +549,36 @@ pub fn open(url: &str) -> Result<Box<dyn Store>> {
     }
 }
 
+/// Opens the store for reading only, as [`open`] does but creating, changing and migrating
+/// nothing: a command that only reads (the ledger) works on a read-only data directory or
+/// with a read-only database role.
+pub fn open_read_only(url: &str) -> Result<Box<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Box::new(SqliteStore::open_read_only(
+            std::path::Path::new(path),
+        )?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(PostgresStore::connect_read_only(url)?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// A read-only opening needs the schema this build reads: an older one must be migrated by a
+/// writing start first.
+pub(crate) fn require_current(stored: &str, target: &str) -> Result<()> {
+    let v = check_schema_version(stored)?;
+    if v < SCHEMA_VERSION {
+        return Err(StoreError::Open {
+            target: target.to_string(),
+            message: format!(
+                "the database has schema version {v}, older than this agent's {SCHEMA_VERSION}; start the agent once with write access to upgrade it"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A URL without its password, for errors and logs.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

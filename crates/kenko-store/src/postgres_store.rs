@@ -153,6 +153,24 @@ fn ledger_from_row(row: &postgres::Row) -> Result<LedgerEntry> {
 }
 
 impl PostgresStore {
+    /// Connects for reading only: every transaction of the session is read only, and the
+    /// schema is not created or migrated.
+    pub fn connect_read_only(url: &str) -> Result<PostgresStore> {
+        let mut client = crate::tls::connect(url)?;
+        client
+            .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            .map_err(q("set read only"))?;
+        let version: String = client
+            .query_one(
+                "SELECT value FROM kenko_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .map_err(q("read schema version"))?
+            .get(0);
+        crate::require_current(&version, &crate::redact_url(url))?;
+        Ok(PostgresStore { client })
+    }
+
     /// Connects and creates or upgrades the schema.
     pub fn connect(url: &str) -> Result<PostgresStore> {
         let mut client = crate::tls::connect(url)?;

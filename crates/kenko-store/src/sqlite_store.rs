@@ -157,6 +157,31 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) the database file and its schema.
+    /// Opens an existing database for reading only (`intake ledger` on a read-only data
+    /// directory): nothing is created, tightened or migrated.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            target: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(open_err)?;
+        let version: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(open_err)?;
+        crate::require_current(&version, &path.display().to_string())?;
+        Ok(SqliteStore { conn })
+    }
+
     pub fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
