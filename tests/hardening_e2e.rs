@@ -1036,3 +1036,46 @@ fn a_read_only_data_directory_is_named_the_ledger_still_reads_and_the_agent_is_n
     );
     assert!(ws.inbox().join("2026-11_b.csv").exists());
 }
+
+#[test]
+fn birth_dates_are_tokens_in_the_store_and_an_earlier_versions_clear_dates_are_rewritten() {
+    let ws = Workspace::postgres();
+    let residents = ws.import_residents(200, 5);
+    let mut pg = postgres::Client::connect(&ws.database_url, postgres::NoTls).unwrap();
+    let births = |pg: &mut postgres::Client| -> Vec<String> {
+        pg.query("SELECT birth FROM residents", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let clear: Vec<String> = residents
+        .iter()
+        .map(|r| r.birth.format("%Y-%m-%d").to_string())
+        .collect();
+    let stored = births(&mut pg);
+    assert_eq!(stored.len(), 200);
+    assert!(stored.iter().all(|b| b.starts_with("t:")), "{stored:?}");
+    // The database as an earlier version left it: dates in clear.
+    for (r, iso) in residents.iter().zip(&clear) {
+        pg.execute(
+            "UPDATE residents SET birth = $1 WHERE resident_no = $2",
+            &[iso, &(r.resident_no as i64)],
+        )
+        .unwrap();
+    }
+    pg.execute("DELETE FROM kenko_meta WHERE key = 'births_tokenized'", &[])
+        .unwrap();
+    // The next intake rewrites them, and checks against the tokens.
+    let g = generate(&residents, 50, SampleEncoding::Utf8, 0.0, 1);
+    ws.deliver(
+        "2026-11_a.csv",
+        &edit_one_row(&g.bytes, "生年月日", "19010203"),
+    );
+    let json = ws.run_once_json();
+    assert_eq!(json["accepted"], 49, "{json:#}");
+    assert_eq!(json["reasons"]["birth_date_mismatch"], 1, "{json:#}");
+    let stored = births(&mut pg);
+    assert!(stored.iter().all(|b| b.starts_with("t:")), "{stored:?}");
+    assert!(!stored.iter().any(|b| clear.contains(b)));
+}

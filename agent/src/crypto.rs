@@ -240,6 +240,7 @@ impl Tokenizer for DataKey {
             Domain::MyNumber => 1u8,
             Domain::Name => 2,
             Domain::Address => 3,
+            Domain::BirthDate => 4,
         }]);
         m.update(normalized);
         let full = m.finalize().into_bytes();

@@ -101,7 +101,7 @@ pub fn run(config: &Config, size: DemoSize, out: &mut dyn Write) -> anyhow::Resu
     write_atomically(&broken, |w| w.write_all(text.as_bytes()))?;
 
     // 3. The intake, as `intake run-once` does it.
-    let index = RegisterIndex::load(store.as_mut())?;
+    let index = RegisterIndex::load(store.as_mut(), &key)?;
     let mut env = Env {
         store: store.as_mut(),
         register: &index,

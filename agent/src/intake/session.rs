@@ -112,7 +112,7 @@ impl Session {
             inbox.sync_register(store.as_mut(), &key, &dirs, shrink)?;
         }
         let register = match register {
-            Register::Load => load_register(store.as_mut())?,
+            Register::Load => load_register(store.as_mut(), &key)?,
             Register::Skip => RegisterIndex::default(),
         };
         Ok(Session {
@@ -135,7 +135,7 @@ impl Session {
         }
         let generation = self.store.register_generation()?;
         if self.register.generation() != generation {
-            self.register = load_register(self.store.as_mut())?;
+            self.register = load_register(self.store.as_mut(), &self.key)?;
         }
         Ok(())
     }
@@ -174,8 +174,15 @@ impl Session {
     }
 }
 
-fn load_register(store: &mut dyn Store) -> Result<RegisterIndex, RegisterError> {
-    let idx = RegisterIndex::load(store)?;
+fn load_register(store: &mut dyn Store, key: &DataKey) -> Result<RegisterIndex, RegisterError> {
+    let rewritten = crate::register::tokenize_stored_births(store, key)?;
+    if rewritten > 0 {
+        tracing::info!(
+            residents = rewritten,
+            "birth dates an earlier version stored in clear are now tokens"
+        );
+    }
+    let idx = RegisterIndex::load(store, key)?;
     Event::RegisterLoaded {
         residents: idx.len(),
     }

@@ -277,7 +277,7 @@ fn tokenise(key: &DataKey, d: &DeltaRow<'_>, row: u64) -> Change {
         }),
         name: d.name.map(|n| compact(Domain::Name, n)),
         sex: d.sex.map(|s| i16::from(s.code())),
-        birth: d.birth.map(|b| b.format("%Y-%m-%d").to_string()),
+        birth: d.birth.map(|b| super::stored_birth(key, b)),
         address: d.address.map(|a| compact(Domain::Address, a)),
     }
 }

@@ -341,11 +341,44 @@ fn parse_row(key: &DataKey, f: &[&str], _row: u64) -> Result<StoredResident, Fie
         mynumber_ct,
         name_token,
         sex: i16::from(r.sex.code()),
-        birth: r.birth.format("%Y-%m-%d").to_string(),
+        birth: stored_birth(key, r.birth),
         address_token,
         loss_kind,
         loss_on,
     })
+}
+
+/// How the store keeps a birth date: `t:` and its token in hex, never the date.
+pub fn stored_birth(key: &dyn Tokenizer, day: chrono::NaiveDate) -> String {
+    format!("t:{}", hex::encode(kenko_intake::birth_token(key, day)))
+}
+
+/// A stored birth date's token: the stored token, or for a date an earlier version kept in
+/// clear, its token made now (until [`tokenize_stored_births`] rewrote it).
+fn birth_of(key: &dyn Tokenizer, stored: &str) -> Option<kenko_intake::Token> {
+    match stored.strip_prefix("t:") {
+        Some(h) => hex::decode(h).ok()?.try_into().ok(),
+        None => kenko_store::parse_iso_date(stored).map(|d| kenko_intake::birth_token(key, d)),
+    }
+}
+
+/// Rewrites birth dates an earlier version stored in clear as tokens, once (the store then
+/// records `births_tokenized`). Returns how many were rewritten.
+pub fn tokenize_stored_births(
+    store: &mut dyn Store,
+    key: &dyn Tokenizer,
+) -> Result<usize, RegisterError> {
+    if store.meta("births_tokenized")?.is_some() {
+        return Ok(0);
+    }
+    let n = store.rewrite_births(&mut |stored: &str| {
+        if stored.starts_with("t:") {
+            return None;
+        }
+        kenko_store::parse_iso_date(stored).map(|d| stored_birth(key, d))
+    })?;
+    store.meta_insert("births_tokenized", "1")?;
+    Ok(n)
 }
 
 /// The register in memory: tokens only, about 90 bytes a resident (and 56 bytes for each
@@ -361,7 +394,10 @@ pub struct RegisterIndex {
 impl RegisterIndex {
     /// Loads the stored register. Fails when it is empty: checking a month's records against
     /// an empty register would return every row, which is an operator error, not data.
-    pub fn load(store: &mut dyn Store) -> Result<RegisterIndex, RegisterError> {
+    pub fn load(
+        store: &mut dyn Store,
+        key: &dyn Tokenizer,
+    ) -> Result<RegisterIndex, RegisterError> {
         let generation = store.register_generation()?;
         let mut entries = FxHashMap::default();
         let mut bad = 0usize;
@@ -385,10 +421,8 @@ impl RegisterIndex {
             });
         })?;
         store.for_each_resident(&mut |r| {
-            let (Some(birth), Ok(no)) = (
-                kenko_store::parse_iso_date(r.birth),
-                u64::try_from(r.resident_no),
-            ) else {
+            let (Some(birth), Ok(no)) = (birth_of(key, r.birth), u64::try_from(r.resident_no))
+            else {
                 bad += 1;
                 return;
             };

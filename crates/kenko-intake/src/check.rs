@@ -27,6 +27,16 @@ pub enum Domain {
     MyNumber,
     Name,
     Address,
+    BirthDate,
+}
+
+/// The token of a birth date (of its `YYYY-MM-DD` form): the register keeps no birth date in
+/// clear, like the other three facts.
+pub fn birth_token(tokenizer: &dyn Tokenizer, day: NaiveDate) -> Token {
+    use std::fmt::Write;
+    let mut iso = String::with_capacity(10);
+    let _ = write!(iso, "{}", day.format("%Y-%m-%d"));
+    tokenizer.token(Domain::BirthDate, iso.as_bytes())
 }
 
 /// Turns normalised values into tokens. Implemented by the agent with its data key.
@@ -77,7 +87,8 @@ pub struct RegisterEntry {
     pub mynumber: Option<Token>,
     pub name: Token,
     pub sex: Sex,
-    pub birth: NaiveDate,
+    /// The birth date's token ([`birth_token`]), never the date.
+    pub birth: Token,
     pub address: Token,
     pub loss: Option<Loss>,
     /// The earlier versions of the facts that change (異動: a move, a name change, a new My
@@ -483,7 +494,7 @@ impl<'a> Checker<'a> {
                     if sex.is_some_and(|s| s != entry.sex) {
                         is.push(Issue::at(Reason::SexMismatch, C::Sex));
                     }
-                    if birth.is_some_and(|b| b != entry.birth) {
+                    if birth.is_some_and(|b| birth_token(self.tokenizer, b) != entry.birth) {
                         is.push(Issue::at(Reason::BirthDateMismatch, C::BirthDate));
                     }
                     if has_address

@@ -18,8 +18,8 @@ pub mod register_delta;
 pub mod register_extract;
 
 pub use check::{
-    Checker, Domain, ExamCategory, Facts, Issue, Loss, LossKind, PastFacts, Payment, Record,
-    Register, RegisterEntry, RowErrors, Sex, Token, Tokenizer,
+    birth_token, Checker, Domain, ExamCategory, Facts, Issue, Loss, LossKind, PastFacts, Payment,
+    Record, Register, RegisterEntry, RowErrors, Sex, Token, Tokenizer,
 };
 pub use columns::{Column, Header, HeaderProblem};
 pub use date::{DateError, YearMonth};

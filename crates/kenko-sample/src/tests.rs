@@ -764,7 +764,7 @@ fn the_checker_accepts_valid_rows_and_rejects_injected_ones_for_their_reason() {
                         .map(|n| tokenizer.token(Domain::MyNumber, n.as_bytes())),
                     name: compact_token(Domain::Name, &r.name),
                     sex: r.sex,
-                    birth: r.birth,
+                    birth: kenko_intake::birth_token(&tokenizer, r.birth),
                     address: compact_token(Domain::Address, &r.address),
                     loss: r.loss,
                     history: Box::new([]),

@@ -458,6 +458,11 @@ pub trait Store: Send {
     /// totals, updated in each intake's transaction).
     fn fee_summary(&mut self, month: &str) -> Result<Vec<FeeLine>>;
 
+    /// Rewrites each resident's stored birth date for which `f` returns a new form, in one
+    /// transaction; returns how many changed (the agent turns dates an earlier version kept
+    /// in clear into tokens).
+    fn rewrite_births(&mut self, f: &mut dyn FnMut(&str) -> Option<String>) -> Result<usize>;
+
     /// Every claim month with fee totals, sorted (to rebuild a data directory's missing fee
     /// summaries when several agents share the database).
     fn fee_months(&mut self) -> Result<Vec<String>>;

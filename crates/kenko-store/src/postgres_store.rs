@@ -584,6 +584,33 @@ impl Store for PostgresStore {
         }))
     }
 
+    fn rewrite_births(&mut self, f: &mut dyn FnMut(&str) -> Option<String>) -> Result<usize> {
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(q("begin birth rewrite"))?;
+        let rows = tx
+            .query(
+                "SELECT resident_no, birth FROM residents WHERE birth NOT LIKE 't:%' FOR UPDATE",
+                &[],
+            )
+            .map_err(q("read births"))?;
+        let mut n = 0;
+        for r in rows {
+            let (no, birth): (i64, String) = (r.get(0), r.get(1));
+            if let Some(new) = f(&birth) {
+                tx.execute(
+                    "UPDATE residents SET birth = $2 WHERE resident_no = $1",
+                    &[&no, &new],
+                )
+                .map_err(q("rewrite birth"))?;
+                n += 1;
+            }
+        }
+        tx.commit().map_err(q("commit birth rewrite"))?;
+        Ok(n)
+    }
+
     fn fee_months(&mut self) -> Result<Vec<String>> {
         let rows = self
             .client

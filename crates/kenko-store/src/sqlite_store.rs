@@ -621,6 +621,36 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteIntake { tx, intake_id }))
     }
 
+    fn rewrite_births(&mut self, f: &mut dyn FnMut(&str) -> Option<String>) -> Result<usize> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q("begin birth rewrite"))?;
+        let rows: Vec<(i64, String)> = {
+            let mut st = tx
+                .prepare("SELECT resident_no, birth FROM residents WHERE birth NOT LIKE 't:%'")
+                .map_err(q("read births"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(q("read births"))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(q("read births"))?
+        };
+        let mut n = 0;
+        for (no, birth) in rows {
+            if let Some(new) = f(&birth) {
+                tx.execute(
+                    "UPDATE residents SET birth = ?2 WHERE resident_no = ?1",
+                    params![no, new],
+                )
+                .map_err(q("rewrite birth"))?;
+                n += 1;
+            }
+        }
+        tx.commit().map_err(q("commit birth rewrite"))?;
+        Ok(n)
+    }
+
     fn fee_months(&mut self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn

@@ -50,7 +50,7 @@ fn entry(birth: NaiveDate, sex: Sex, loss: Option<Loss>) -> RegisterEntry {
         mynumber: None,
         name: tok(Domain::Name, NAME),
         sex,
-        birth,
+        birth: birth_token(&TestTokenizer, birth),
         address: tok(Domain::Address, ADDRESS),
         loss,
         history: Box::new([]),
