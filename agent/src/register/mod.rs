@@ -206,13 +206,18 @@ pub fn import(
     // The register as it is, by fingerprint: what the extract adds, removes and changes.
     let mut previous: FxHashMap<i64, u64> = FxHashMap::default();
     store.for_each_resident(&mut |r| {
+        // The birth date's token, whichever form it was stored in (an earlier version kept
+        // it in clear), so the form alone never counts as a change.
+        let birth = birth_of(key, r.birth)
+            .map(|t| format!("t:{}", hex::encode(t)))
+            .unwrap_or_else(|| r.birth.to_string());
         previous.insert(
             r.resident_no,
             facts_fingerprint(
                 r.mynumber_token,
                 r.name_token,
                 r.sex,
-                r.birth,
+                &birth,
                 r.address_token,
                 r.loss_kind,
                 r.loss_on,
