@@ -92,10 +92,8 @@ impl Paused {
     }
 
     /// Lets the agent go on; its summary and its log.
-    fn go(mut self) -> (serde_json::Value, String) {
-        self.child.stdin.take().unwrap().write_all(b"\n").unwrap();
-        let out = self.child.wait_with_output().unwrap();
-        let log = self.stderr_rest.join().unwrap();
+    fn go(self) -> (serde_json::Value, String) {
+        let (out, log) = self.finish();
         let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "no JSON ({e}): {}\n{log}",
@@ -857,35 +855,6 @@ fn a_spreadsheet_export_names_empty_header_cells_by_position_and_skips_empty_row
             format!("column {} (empty)", width + 2)
         ]
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
-/// Polls for an observable outcome of the running agent, with a deadline.
-fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !f() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }
 
 /// The failures counted so far for a reason.

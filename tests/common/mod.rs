@@ -298,3 +298,47 @@ impl Drop for PgDatabase {
         }
     }
 }
+
+/// A free TCP port on loopback for an agent's metrics server.
+#[allow(
+    dead_code,
+    reason = "only the test binaries that run `kenko-agent run` use it"
+)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.0 GET on loopback: the whole response, status line first.
+#[allow(
+    dead_code,
+    reason = "only the test binaries that run `kenko-agent run` use it"
+)]
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Waits for a condition with a deadline (the agent works asynchronously; this is not a sleep
+/// standing in for synchronisation, it polls for the observable outcome).
+#[allow(
+    dead_code,
+    reason = "only the test binaries that run `kenko-agent run` use it"
+)]
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -12,6 +12,8 @@ pub struct Dirs {
     pub returned: PathBuf,
     pub reports: PathBuf,
     pub keys: PathBuf,
+    /// The holder id once read ([`Dirs::holder`]): asked for every file and every recovery.
+    holder: std::sync::OnceLock<String>,
 }
 
 impl Dirs {
@@ -23,6 +25,7 @@ impl Dirs {
             returned: root.join("returned"),
             reports: root.join("reports"),
             keys: root.join("keys"),
+            holder: std::sync::OnceLock::new(),
         }
     }
 
@@ -72,6 +75,14 @@ impl Dirs {
     /// in, so that with one database under several agents only the holder finishes or
     /// recovers a move. Random, made once (`keys/holder-id`), kept with the directory.
     pub fn holder(&self) -> std::io::Result<String> {
+        if let Some(h) = self.holder.get() {
+            return Ok(h.clone());
+        }
+        let id = self.read_or_make_holder()?;
+        Ok(self.holder.get_or_init(|| id).clone())
+    }
+
+    fn read_or_make_holder(&self) -> std::io::Result<String> {
         let path = self.keys.join("holder-id");
         match std::fs::read_to_string(&path) {
             Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),

@@ -229,6 +229,7 @@ pub fn run_round(
     let mut summary = RunSummary::default();
     recover(env)?;
     summary.fee_reports.extend(rebuild_fee_reports(env)?);
+    summary.fee_reports.extend(write_missing_fee_reports(env)?);
     let scan = inbox::scan(&env.dirs.inbox, settle).map_err(at(&env.dirs.inbox))?;
     Event::InboxScanned {
         waiting: scan.ready.len() + scan.settling.len(),
@@ -310,42 +311,39 @@ pub fn recover(env: &mut Env<'_>) -> Result<(), IntakeError> {
     Ok(())
 }
 
-/// Rewrites the fee summary of every month marked dirty, and writes any month's this data
-/// directory lacks (another agent on the same database may have rebuilt and cleared it);
-/// returns the paths written.
+/// Rewrites the fee summary of every month marked dirty; returns the paths written.
 pub fn rebuild_fee_reports(env: &mut Env<'_>) -> Result<Vec<String>, IntakeError> {
     let mut written = Vec::new();
-    let mut months = env.store.dirty_months()?;
-    let dirty = months.len();
-    for m in env.store.fee_months()? {
-        if !months.contains(&m) && !report::fee_report_path(&env.dirs.reports, &m).exists() {
-            months.push(m);
-        }
-    }
-    for (i, month) in months.into_iter().enumerate() {
-        if i >= dirty {
-            let lines = env.store.fee_summary(&month)?;
-            let path = report::fee_report_path(&env.dirs.reports, &month);
-            let bytes = report::fee_report_bytes(&lines);
-            fsutil::atomic_write(&path, &bytes).map_err(at(&path))?;
-            if let Some(out) = env.publish {
-                out.fee_report(&env.dirs.relative(&path), &bytes)?;
-            }
-            written.push(env.dirs.relative(&path));
-            continue;
-        }
-        let lines = env.store.fee_summary(&month)?;
-        let path = report::fee_report_path(&env.dirs.reports, &month);
+    for month in env.store.dirty_months()? {
         crashpoint::hit("before-fee-report");
-        let bytes = report::fee_report_bytes(&lines);
-        fsutil::atomic_write(&path, &bytes).map_err(at(&path))?;
-        if let Some(out) = env.publish {
-            out.fee_report(&env.dirs.relative(&path), &bytes)?;
-        }
+        written.push(write_fee_report(env, &month)?);
         env.store.clear_dirty_month(&month)?;
-        written.push(env.dirs.relative(&path));
     }
     Ok(written)
+}
+
+/// Writes the fee summary of every month this data directory lacks: another agent on the
+/// same database may have rebuilt and cleared it. Once per round.
+fn write_missing_fee_reports(env: &mut Env<'_>) -> Result<Vec<String>, IntakeError> {
+    let mut written = Vec::new();
+    for month in env.store.fee_months()? {
+        if !report::fee_report_path(&env.dirs.reports, &month).exists() {
+            written.push(write_fee_report(env, &month)?);
+        }
+    }
+    Ok(written)
+}
+
+/// Writes (and publishes) one month's fee summary from the store; its relative path.
+fn write_fee_report(env: &mut Env<'_>, month: &str) -> Result<String, IntakeError> {
+    let lines = env.store.fee_summary(month)?;
+    let path = report::fee_report_path(&env.dirs.reports, month);
+    let bytes = report::fee_report_bytes(&lines);
+    fsutil::atomic_write(&path, &bytes).map_err(at(&path))?;
+    if let Some(out) = env.publish {
+        out.fee_report(&env.dirs.relative(&path), &bytes)?;
+    }
+    Ok(env.dirs.relative(&path))
 }
 
 /// Why `intake retry` refused.

@@ -175,16 +175,12 @@ pub struct FileSummary {
     pub reasons: BTreeMap<String, u64>,
     /// Rows with no value in any field (blank lines, rows of only commas), skipped: not
     /// counted in `rows`.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "super::is_zero")]
     pub empty_rows: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_errors: Vec<FileProblem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub return_report: Option<String>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// The fee summary file for a month: UTF-8 with a BOM so spreadsheet software opens it
