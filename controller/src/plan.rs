@@ -806,10 +806,13 @@ pub fn children(stack: &HealthStack, residency: &Residency, agent_image: &str) -
         status: None,
     }));
     out.push(Child::Deployment(intake_deployment(stack, agent_image)));
-    // Where the controller reads the intake's status and Prometheus its metrics.
+    // Where the controller reads the intake's status and Prometheus its metrics. A stuck or
+    // read-only intake answers /readyz with 503, and that is when its status matters most:
+    // the Service keeps not-ready pods, so the controller and Prometheus still reach them.
     out.push(Child::Service(Service {
         metadata: meta(stack, &n.intake, "intake"),
         spec: Some(ServiceSpec {
+            publish_not_ready_addresses: Some(true),
             selector: Some(selector(stack, "intake")),
             ports: Some(vec![ServicePort {
                 name: Some("metrics".into()),

@@ -615,6 +615,33 @@ fn intake_of(kids: &[Child]) -> (Deployment, NetworkPolicy) {
     (d, n)
 }
 
+#[test]
+fn the_controller_reaches_an_intake_that_is_not_ready() {
+    // A stuck or read-only intake answers /readyz with 503; its Service still routes to it, so
+    // the controller reads why (IntakeHealthy) and Prometheus keeps scraping it.
+    let kids = children(&stack(), &Residency::Compliant, AGENT_IMAGE);
+    let svc = kids
+        .iter()
+        .find_map(|c| match c {
+            Child::Service(s) if s.metadata.name.as_deref() == Some("hachioji-intake") => {
+                Some(s.clone())
+            }
+            _ => None,
+        })
+        .expect("the intake Service");
+    let spec = svc.spec.unwrap();
+    assert_eq!(spec.publish_not_ready_addresses, Some(true));
+    let (d, _) = intake_of(&kids);
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let probe = pod.containers[0].readiness_probe.clone().unwrap();
+    assert_eq!(
+        probe.http_get.unwrap().path.as_deref(),
+        Some("/readyz"),
+        "the readiness the Service ignores is /readyz"
+    );
+    assert!(intake_authority(&stack()).starts_with("hachioji-intake."));
+}
+
 fn secret_ref(c: &Container, env: &str) -> (String, String) {
     let r = c
         .env
